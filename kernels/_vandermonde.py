@@ -1,0 +1,72 @@
+"""The Vandermonde product `Re Σ_n v_n exp(x_n l)`: the hot loop of diagonal SSMs."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Inexact
+
+from ._util import real_dtype, split_complex
+
+
+def _block_size(L: int) -> int:
+    # A power of two near sqrt(L): both factors then hold O(n sqrt(L)) numbers.
+    return max(1, 1 << math.ceil(math.log2(max(1.0, math.sqrt(L)))))
+
+
+@functools.partial(jax.jit, static_argnames=("L", "block_size"))
+def vandermonde(
+    v: Inexact[Array, "*batch n"],
+    x: Inexact[Array, "*batch n"],
+    L: int,
+    *,
+    block_size: int | None = None,
+) -> Float[Array, "*batch L"]:
+    """Vandermonde product `out[..., l] = Re Σ_n v_n exp(x_n l)` for `l < L`.
+
+    `exp(x l)` is the `l`-th power of `exp(x)`, the structure of every diagonal
+    SSM kernel (`K_l = 2 Re Σ C_n B̄_n Ā_n^l` with `x = log Ā`). Writing
+    `l = mB + j` splits `exp(x l) = exp(x mB) · exp(x j)`, so the product is a
+    batched matrix product of an `(L/B, n)` and an `(n, B)` factor: `O(n L)`
+    multiply-adds on matrix units, `O(n (L/B + B))` exponentials, and never the
+    `(n, L)` tensor, forward or backward. Meant for decaying or oscillating
+    modes (`Re x ≤ 0`); growing modes are exact too until `exp(Re(x) L)`
+    overflows.
+
+    **Arguments:**
+
+    - `v`: `(*batch, n)` weights, real or complex.
+    - `x`: `(*batch, n)` exponents (`log` of the poles), real or complex.
+    - `L`: output length (static).
+    - `block_size`: `B` (static); defaults to a power of two near `sqrt(L)`.
+
+    **Returns:** `(*batch, L)` real.
+    """
+    dtype = real_dtype(v, x)
+    if v.shape != x.shape:
+        raise ValueError(f"expected v and x of the same shape (*batch, n), got {v.shape} and {x.shape}")
+    if not isinstance(L, int) or L < 1:
+        raise ValueError(f"expected a positive integer length L, got {L!r}")
+    B = block_size or _block_size(L)
+    nb = -(-L // B)
+    j = jnp.arange(B, dtype=dtype)
+    m = jnp.arange(nb, dtype=dtype) * B
+    x_re, x_im = split_complex(x)
+    v_re, v_im = split_complex(v)
+    # E[n, j] = exp(x_n j),  S[m, n] = v_n exp(x_n m B)
+    e_mag = jnp.exp(x_re[..., None] * j)  # (..., n, B)
+    s_mag = jnp.exp(x_re[..., None, :] * m[:, None])  # (..., nb, n)
+    if jnp.iscomplexobj(v) or jnp.iscomplexobj(x):
+        e_ph = x_im[..., None] * j
+        s_ph = x_im[..., None, :] * m[:, None]
+        c, s = jnp.cos(s_ph), jnp.sin(s_ph)
+        vr, vi = v_re[..., None, :], v_im[..., None, :]
+        # Re(S E) = S_re E_re − S_im E_im: one real product with inner size 2n.
+        S = jnp.concatenate([s_mag * (vr * c - vi * s), -s_mag * (vr * s + vi * c)], axis=-1)
+        E = jnp.concatenate([e_mag * jnp.cos(e_ph), e_mag * jnp.sin(e_ph)], axis=-2)
+    else:
+        S = s_mag * v_re[..., None, :]
+        E = e_mag
+    out = jnp.matmul(S, E)  # (..., nb, B)
+    return out.reshape(*out.shape[:-2], nb * B)[..., :L]

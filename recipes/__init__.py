@@ -1,0 +1,1 @@
+"""seqkit.recipes: one small Python file per training recipe."""

@@ -1,0 +1,202 @@
+"""What every SSM core shares: the discrete system, the recurrent state, and the
+conv/step machinery around an abstract `kernel`."""
+
+import abc
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jax import lax
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
+
+from ._conv import fft_conv
+
+# Guards on the learned parameters: Δ stays in [DT_CLAMP] and Re(λ) at or below
+# −RE_LAMBDA_FLOOR, so the kernels never see log(0), Δ = inf or Re(λ) = 0.
+DT_CLAMP = (1e-6, 10.0)
+RE_LAMBDA_FLOOR = 1e-4
+
+
+class DiscreteSystem(NamedTuple):
+    """A discrete linear system `x_k = A_bar x_{k−1} + B_bar u_k`,
+    `y_k = Re(C x_k) + D u_k`, one per channel.
+
+    **Fields:**
+
+    - `A_bar`: `(H, n, n)` complex (or `(H, n)` for a diagonal system, inside
+      recurrent states).
+    - `B_bar`: `(H, n)` complex.
+    - `C`: `(H, n)` complex.
+    - `D`: `(H,)` real.
+    """
+
+    A_bar: Array
+    B_bar: Array
+    C: Array
+    D: Array
+
+    def dense(self) -> "DiscreteSystem":
+        """The same system with a dense `(H, n, n)` state matrix."""
+        if self.A_bar.ndim == self.B_bar.ndim:
+            A = jax.vmap(jnp.diag)(self.A_bar)
+            return self._replace(A_bar=A)
+        return self
+
+
+class SSMState(NamedTuple):
+    """State of an SSM core in recurrent mode.
+
+    `x` is the hidden state; `system` is the discrete system the core was
+    discretized to when the state was made (computed once by `init_state`, so
+    each `step` costs `O(H n)` for diagonal and `O(H n²)` for DPLR cores). Make a
+    new state after the parameters change.
+    """
+
+    x: Complex[Array, "H n"]
+    system: DiscreteSystem
+
+
+def complex_dtype(dtype) -> jnp.dtype:
+    return jnp.dtype(jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64)
+
+
+def to_complex(x: Array) -> Array:
+    """A real array as complex of the matching precision (explicit under strict promotion)."""
+    if jnp.iscomplexobj(x):
+        return x
+    return lax.complex(x, jnp.zeros_like(x))
+
+
+def clamp_dt(log_dt: Array) -> Array:
+    """Δ = exp(log Δ), clamped to `DT_CLAMP` (a guard against NaNs, SPEC §6)."""
+    lo, hi = DT_CLAMP
+    return jnp.exp(jnp.clip(log_dt, math.log(lo), math.log(hi)))
+
+
+def negative_real(log_neg_re: Array) -> Array:
+    """Re(λ) = −exp(log(−Re λ)), kept at or below −RE_LAMBDA_FLOOR."""
+    return -jnp.maximum(jnp.exp(log_neg_re), RE_LAMBDA_FLOOR)
+
+
+def init_log_dt(key: PRNGKeyArray, H: int, dt_min: float, dt_max: float) -> Float[Array, " H"]:
+    """log Δ uniform in `[log dt_min, log dt_max]`."""
+    if not 0 < dt_min <= dt_max:
+        raise ValueError(f"expected 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+    return jr.uniform(key, (H,), minval=math.log(dt_min), maxval=math.log(dt_max))
+
+
+def ssm_step(
+    system: DiscreteSystem, x: Complex[Array, "H n"], u: Float[Array, " H"]
+) -> tuple[Float[Array, " H"], Complex[Array, "H n"]]:
+    """One step of `x ← A_bar x + B_bar u`, `y = Re(C x) + D u`."""
+    uc = to_complex(u.astype(system.D.dtype))[:, None]
+    if system.A_bar.ndim == x.ndim:
+        x = system.A_bar * x + system.B_bar * uc
+    else:
+        x = jnp.einsum("hij,hj->hi", system.A_bar, x) + system.B_bar * uc
+    y = jnp.real(jnp.sum(system.C * x, axis=-1)) + system.D * u.astype(system.D.dtype)
+    return y, x
+
+
+class AbstractSSMCore(eqx.Module):
+    """An SSM core: the convolution `y = K ∗ u + D u` per channel, nothing else.
+
+    Subclasses provide the kernel and the discrete system from their own
+    parameters; this class provides convolution mode, recurrent mode and input
+    checks. One example at a time: inputs are `(L, d_model)`, batch with
+    `jax.vmap`.
+    """
+
+    d_model: eqx.AbstractVar[int]
+    bidirectional: eqx.AbstractVar[bool]
+
+    @abc.abstractmethod
+    def kernel(self, L: int) -> Array:
+        """The convolution kernel: `(d_model, L)`, or `(2, d_model, L)` when
+        bidirectional (forward, then backward)."""
+
+    @abc.abstractmethod
+    def skip(self) -> Float[Array, " d_model"]:
+        """The skip weights `D`."""
+
+    @abc.abstractmethod
+    def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
+        """One discrete system per direction (diagonal ones may keep `A_bar`
+        diagonal); `D` sits in the first, the backward one has `D = 0`."""
+
+    def _check_input(self, u: Array) -> Array:
+        if not isinstance(u, jax.Array | jnp.ndarray):
+            u = jnp.asarray(u)
+        if u.ndim != 2 or u.shape[1] != self.d_model:
+            raise ValueError(
+                f"expected input of shape (L, {self.d_model}) for one example (use jax.vmap "
+                f"for a batch), got {u.shape}"
+            )
+        if not jnp.issubdtype(u.dtype, jnp.floating):
+            raise ValueError(f"expected a real floating input, got dtype {u.dtype}")
+        if u.shape[0] < 1:
+            raise ValueError("expected a sequence of length >= 1, got length 0")
+        return u.astype(self.skip().dtype)
+
+    def __call__(
+        self, u: Array, *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """`y = K ∗ u + D u` by FFT convolution.
+
+        **Arguments:**
+
+        - `u`: `(L, d_model)` real input (one example).
+        - `key`: unused (cores have no dropout); accepted for the mixer interface.
+
+        **Returns:** `(L, d_model)`.
+        """
+        del key
+        u = self._check_input(u)
+        return fft_conv(u, self.kernel(u.shape[0]), self.skip())
+
+    def discrete_system(
+        self, L: int | None = None
+    ) -> DiscreteSystem | tuple[DiscreteSystem, DiscreteSystem]:
+        """The equivalent discrete system(s), built from the parameters.
+
+        `x_k = A_bar x_{k−1} + B_bar u_k`, `y_k = Re(C x_k) + D u_k` reproduces
+        `__call__` for inputs of length `L` (needed only where the system
+        depends on it, e.g. DSS-softmax). Bidirectional cores return
+        `(forward, backward)`: `__call__(u)` equals the forward recurrence on `u`
+        plus the backward recurrence on `u[::-1]`, reversed back.
+
+        **Returns:** a [`seqkit.ssm.DiscreteSystem`][] with dense `A_bar`
+        `(d_model, n, n)`, or a pair of them.
+        """
+        systems = tuple(s.dense() for s in self._systems(L))
+        return systems if self.bidirectional else systems[0]
+
+    def init_state(self, L: int | None = None) -> SSMState:
+        """A zero state for recurrent mode (causal cores only).
+
+        **Arguments:** `L`, the sequence length, where the system depends on it.
+        """
+        if self.bidirectional:
+            raise ValueError("recurrent mode needs a causal core; this core is bidirectional")
+        (system,) = self._systems(L)
+        return SSMState(x=jnp.zeros(system.B_bar.shape, system.B_bar.dtype), system=system)
+
+    def step(
+        self, u_t: Array, state: SSMState
+    ) -> tuple[Float[Array, " d_model"], SSMState]:
+        """One step of recurrent mode.
+
+        **Arguments:** `u_t`, the `(d_model,)` input at one position; `state`.
+
+        **Returns:** `(y_t, state)`.
+        """
+        if self.bidirectional:
+            raise ValueError("recurrent mode needs a causal core; this core is bidirectional")
+        u_t = jnp.asarray(u_t)
+        if u_t.shape != (self.d_model,):
+            raise ValueError(f"expected a step input of shape ({self.d_model},), got {u_t.shape}")
+        y, x = ssm_step(state.system, state.x, u_t)
+        return y, state._replace(x=x)

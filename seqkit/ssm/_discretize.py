@@ -1,0 +1,71 @@
+"""Bilinear and zero-order-hold discretization (SPEC §1)."""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Inexact
+
+
+def _layout(A: Array, B: Array) -> bool:
+    """True for a diagonal `A` (same shape as `B`), False for dense `A`."""
+    if A.shape == B.shape:
+        return True
+    if A.ndim == B.ndim + 1 and A.shape[:-1] == B.shape and A.shape[-1] == B.shape[-1]:
+        return False
+    raise ValueError(
+        "expected a diagonal A of the same shape as B (..., n), or a dense A of shape "
+        f"(..., n, n) with B of shape (..., n); got A {A.shape} and B {B.shape}"
+    )
+
+
+def _eye_like(A: Array) -> Array:
+    return jnp.broadcast_to(jnp.eye(A.shape[-1], dtype=A.dtype), A.shape)
+
+
+def discretize_bilinear(
+    A: Inexact[Array, "..."], B: Inexact[Array, "... n"], dt: Inexact[Array, "..."]
+) -> tuple[Array, Array]:
+    """Bilinear (Tustin) discretization.
+
+    `Ā = (I − Δ/2·A)⁻¹ (I + Δ/2·A)`, `B̄ = (I − Δ/2·A)⁻¹ Δ B`.
+
+    **Arguments:**
+
+    - `A`: diagonal `(..., n)` (same shape as `B`) or dense `(..., n, n)`.
+    - `B`: `(..., n)`.
+    - `dt`: step sizes broadcastable against the batch dimensions `...`.
+
+    **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
+    """
+    diagonal = _layout(A, B)
+    dt = jnp.asarray(dt).astype(B.dtype)[..., None]
+    if diagonal:
+        den = 1.0 - dt / 2 * A
+        return (1.0 + dt / 2 * A) / den, dt * B / den
+    eye = _eye_like(A)
+    lhs = eye - dt[..., None] / 2 * A
+    A_bar = jnp.linalg.solve(lhs, eye + dt[..., None] / 2 * A)
+    B_bar = jnp.linalg.solve(lhs, (dt * B)[..., None])[..., 0]
+    return A_bar, B_bar
+
+
+def discretize_zoh(
+    A: Inexact[Array, "..."], B: Inexact[Array, "... n"], dt: Inexact[Array, "..."]
+) -> tuple[Array, Array]:
+    """Zero-order-hold discretization.
+
+    `Ā = exp(ΔA)`, `B̄ = A⁻¹ (exp(ΔA) − I) B` (for diagonal `A`:
+    `(exp(Δλ) − 1)/λ · B`).
+
+    **Arguments:** as [`seqkit.ssm.discretize_bilinear`][].
+
+    **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
+    """
+    diagonal = _layout(A, B)
+    dt = jnp.asarray(dt).astype(B.dtype)[..., None]
+    if diagonal:
+        dA = dt * A
+        return jnp.exp(dA), jnp.expm1(dA) / A * B
+    expm = jnp.vectorize(jax.scipy.linalg.expm, signature="(n,n)->(n,n)")
+    A_bar = expm(dt[..., None] * A)
+    B_bar = jnp.linalg.solve(A, ((A_bar - _eye_like(A)) @ B[..., None]))[..., 0]
+    return A_bar, B_bar

@@ -1,0 +1,181 @@
+"""DSS: diagonal state spaces with the exp or softmax kernel."""
+
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
+
+from seqkit.kernels import vandermonde
+
+from ._base import (
+    AbstractSSMCore,
+    DiscreteSystem,
+    clamp_dt,
+    init_log_dt,
+    negative_real,
+    to_complex,
+)
+from ._hippo import legs
+
+
+def _expm1c(z: Array) -> Array:
+    """exp(z) − 1 for complex z, accurate for small |z|."""
+    a, b = jnp.real(z), jnp.imag(z)
+    s = jnp.sin(b / 2)
+    return lax.complex(jnp.expm1(a) * jnp.cos(b) - 2.0 * s * s, jnp.exp(a) * jnp.sin(b))
+
+
+def _geometric_sum(x: Array, L: int) -> Array:
+    """Σ_{l<L} exp(x l) for Re x ≤ 0, computed as expm1(xL)/expm1(x)."""
+    tiny = jnp.abs(x) < 1e-30
+    safe = jnp.where(tiny, jnp.ones_like(x), x)
+    return jnp.where(tiny, jnp.full_like(x, L), _expm1c(safe * L) / _expm1c(safe))
+
+
+def dss_kernel(
+    Lambda: Complex[Array, "H n"],
+    W: Complex[Array, "*dirs H n"],
+    dt: Float[Array, " H"],
+    L: int,
+    variant: Literal["exp", "softmax"] = "exp",
+) -> Float[Array, "*dirs H L"]:
+    """DSS kernel (SPEC §1.3), with `P_{n,l} = λ_n Δ l`:
+
+    - `"exp"`: `K_l = Re Σ_n w_n (exp(λ_n Δ) − 1)/λ_n · exp(P_{n,l})` (needs `Re λ < 0`);
+    - `"softmax"`: `K = Re(w · Λ⁻¹ · row_softmax(P))`, the softmax over `l < L` of a
+      complex row, `exp(P_{n,l}) / Σ_{l'} exp(P_{n,l'})`. Any sign of `Re λ` is
+      allowed: a growing mode is evaluated reflected, `exp(−λΔ(L−1−l))` over
+      its own sum, which is the same softmax without overflow.
+
+    **Arguments:**
+
+    - `Lambda`: `(H, n)` poles.
+    - `W`: `(H, n)` or `(dirs, H, n)` weights `w = C ⊙ B`.
+    - `dt`: `(H,)` step sizes.
+    - `L`: kernel length.
+    - `variant`: `"exp"` or `"softmax"`.
+
+    **Returns:** `(*dirs, H, L)`.
+    """
+    x = Lambda * to_complex(dt)[:, None]  # λΔ
+    if variant == "exp":
+        v = W * (_expm1c(x) / Lambda)
+        return vandermonde(v, jnp.broadcast_to(x, v.shape), L)
+    if variant != "softmax":
+        raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
+    grows = jnp.real(x) > 0
+    xs = jnp.where(grows, -x, x)  # Re(xs) ≤ 0
+    v = W / Lambda / _geometric_sum(xs, L)
+    zero = jnp.zeros_like(v)
+    xb = jnp.broadcast_to(xs, v.shape)
+    decaying = vandermonde(jnp.where(grows, zero, v), xb, L)
+    growing = vandermonde(jnp.where(grows, v, zero), xb, L)
+    return decaying + growing[..., ::-1]
+
+
+class DSS(AbstractSSMCore):
+    """DSS core: diagonal state space with `w = C ⊙ B` learned directly.
+
+    Per channel, `N/2` complex modes `λ_n` (initialised from the diagonal of
+    HiPPO-LegS's normal part), a step `Δ`, and weights `w`; the kernel is
+    `dss_kernel(Λ, w, Δ, L, variant)`. For `"exp"`, `Re λ = −exp(θ)`; for
+    `"softmax"`, `Re λ = θ` is unconstrained (the softmax normalises growth).
+
+    ```python
+    core = seqkit.ssm.DSS(64, variant="exp", key=jax.random.key(0))
+    y = core(u)  # u: (L, 64)
+    ```
+
+    Gupta, Gu and Berant, "Diagonal State Spaces are as Effective as
+    Structured State Spaces", NeurIPS 2022.
+    """
+
+    lambda_re: Float[Array, "H n"]
+    lambda_im: Float[Array, "H n"]
+    w_re: Float[Array, "*dirs H n"]
+    w_im: Float[Array, "*dirs H n"]
+    D: Float[Array, " H"]
+    log_dt: Float[Array, " H"]
+    d_model: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    variant: str = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        d_model: int,
+        state_size: int = 64,
+        *,
+        variant: Literal["exp", "softmax"] = "exp",
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `d_model`: channels `H`.
+        - `state_size`: `N`, the (even) real state size; `N/2` complex modes.
+        - `variant`: `"exp"` or `"softmax"`.
+        - `bidirectional`: add a second kernel run over the reversed sequence.
+        - `dt_min`, `dt_max`: range of the initial step sizes (log-uniform).
+        - `key`: PRNG key.
+        """
+        if variant not in ("exp", "softmax"):
+            raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
+        if d_model < 1:
+            raise ValueError(f"d_model must be >= 1, got {d_model}")
+        lam, _ = legs(state_size)
+        H, n = d_model, state_size // 2
+        wkey, dkey, tkey = jr.split(key, 3)
+        dirs = (2,) if bidirectional else ()
+
+        def tile(a):
+            return jnp.asarray(np.broadcast_to(a, (H, n)).copy(), jnp.float32)
+
+        self.lambda_re = tile(np.log(-lam.real) if variant == "exp" else lam.real)
+        self.lambda_im = tile(lam.imag)
+        w = jr.normal(wkey, (2, *dirs, H, n)) * math.sqrt(0.5)
+        self.w_re, self.w_im = w[0], w[1]
+        self.D = jr.normal(dkey, (H,))
+        self.log_dt = init_log_dt(tkey, H, dt_min, dt_max)
+        self.d_model = d_model
+        self.state_size = state_size
+        self.variant = variant
+        self.bidirectional = bidirectional
+
+    def _params(self):
+        re = negative_real(self.lambda_re) if self.variant == "exp" else self.lambda_re
+        Lambda = lax.complex(re, self.lambda_im)
+        W = lax.complex(self.w_re, self.w_im)
+        return Lambda, W, clamp_dt(self.log_dt)
+
+    def skip(self) -> Float[Array, " d_model"]:
+        return self.D
+
+    def kernel(self, L: int) -> Float[Array, "*dirs d_model L"]:
+        """The kernel, `(d_model, L)` or `(2, d_model, L)`."""
+        return dss_kernel(*self._params(), L, self.variant)
+
+    def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
+        Lambda, W, dt = self._params()
+        x = Lambda * to_complex(dt)[:, None]
+        A_bar = jnp.exp(x)
+        if self.variant == "exp":
+            B_bar, C = _expm1c(x) / Lambda, W
+        else:
+            if L is None:
+                raise ValueError("the DSS-softmax system depends on the sequence length: pass L")
+            # Σ_{l<L} exp(x l), computed directly (float64 references use short L).
+            B_bar = 1.0 / (_expm1c(x * L) / _expm1c(x))
+            C = W / Lambda
+        Cs = C if self.bidirectional else C[None]
+        return tuple(
+            DiscreteSystem(A_bar, B_bar, Cs[i], self.D if i == 0 else jnp.zeros_like(self.D))
+            for i in range(Cs.shape[0])
+        )

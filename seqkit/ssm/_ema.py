@@ -1,0 +1,105 @@
+"""Mega's multi-dimensional damped exponential moving average (EMA) core."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from seqkit.kernels import vandermonde
+
+from ._base import AbstractSSMCore, DiscreteSystem, to_complex
+
+
+def ema_kernel(
+    alpha: Float[Array, "*dirs H h"],
+    delta: Float[Array, "*dirs H h"],
+    beta: Float[Array, "*dirs H h"],
+    eta: Float[Array, "*dirs H h"],
+    L: int,
+) -> Float[Array, "*dirs H L"]:
+    """Damped EMA kernel `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l` (SPEC §1.5).
+
+    **Arguments:**
+
+    - `alpha`, `delta`: `(H, h)` (optionally `(dirs, H, h)`) in `(0, 1)`.
+    - `beta`, `eta`: expansion and projection weights of the same shape.
+    - `L`: kernel length.
+
+    **Returns:** `(*dirs, H, L)`.
+    """
+    x = jnp.log1p(-alpha * delta)  # log(1 − αδ) < 0
+    return vandermonde(eta * beta * alpha, x, L)
+
+
+class EMA(AbstractSSMCore):
+    """Mega's multi-dimensional damped EMA as an SSM core.
+
+    Per channel and expansion dimension `j`: `u_t = β_j x_t`,
+    `z_t = α_j u_t + (1 − α_j δ_j) z_{t−1}`, `y_t = Σ_j η_j z_t + ω x_t`, with
+    `α = sigmoid(·)`, `δ = sigmoid(·)`. As a convolution the kernel is a real
+    Vandermonde product. Bidirectional EMAs learn a separate set of
+    `α, δ, β, η` for the backward direction.
+
+    ```python
+    core = seqkit.ssm.EMA(64, ndim=16, key=jax.random.key(0))
+    y = core(x)  # x: (L, 64)
+    ```
+
+    Ma et al., "Mega: Moving Average Equipped Gated Attention", ICLR 2023.
+    """
+
+    alpha_logit: Float[Array, "*dirs H h"]
+    delta_logit: Float[Array, "*dirs H h"]
+    beta: Float[Array, "*dirs H h"]
+    eta: Float[Array, "*dirs H h"]
+    omega: Float[Array, " H"]
+    d_model: int = eqx.field(static=True)
+    ndim: int = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+
+    def __init__(self, d_model: int, ndim: int = 16, *, bidirectional: bool = False, key: PRNGKeyArray):
+        """**Arguments:**
+
+        - `d_model`: channels `H`.
+        - `ndim`: expansion dimensions `h` per channel.
+        - `bidirectional`: add a second EMA run over the reversed sequence.
+        - `key`: PRNG key.
+        """
+        if d_model < 1 or ndim < 1:
+            raise ValueError(f"d_model and ndim must be >= 1, got {d_model} and {ndim}")
+        shape = ((2,) if bidirectional else ()) + (d_model, ndim)
+        akey, dkey, bkey, ekey, okey = jr.split(key, 5)
+        self.alpha_logit = 0.2 * jr.normal(akey, shape)
+        self.delta_logit = 0.2 * jr.normal(dkey, shape)
+        # β near alternating ±1, so the expansion dims start out distinct.
+        signs = jnp.where(jnp.arange(ndim) % 2 == 0, 1.0, -1.0)
+        self.beta = signs + 0.02 * jr.normal(bkey, shape)
+        self.eta = jr.normal(ekey, shape) * math.sqrt(1.0 / ndim)
+        self.omega = jr.normal(okey, (d_model,))
+        self.d_model = d_model
+        self.ndim = ndim
+        self.bidirectional = bidirectional
+
+    def _params(self):
+        return jax.nn.sigmoid(self.alpha_logit), jax.nn.sigmoid(self.delta_logit), self.beta, self.eta
+
+    def skip(self) -> Float[Array, " d_model"]:
+        return self.omega
+
+    def kernel(self, L: int) -> Float[Array, "*dirs d_model L"]:
+        """The kernel, `(d_model, L)` or `(2, d_model, L)`."""
+        return ema_kernel(*self._params(), L)
+
+    def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
+        del L
+        alpha, delta, beta, eta = self._params()
+        A, Bb, C = (to_complex(a) for a in (1.0 - alpha * delta, alpha * beta, eta))
+        if not self.bidirectional:
+            A, Bb, C = A[None], Bb[None], C[None]
+        return tuple(
+            DiscreteSystem(A[i], Bb[i], C[i], self.omega if i == 0 else jnp.zeros_like(self.omega))
+            for i in range(A.shape[0])
+        )

@@ -1,0 +1,170 @@
+"""S4D: diagonal state-space core with a Vandermonde kernel."""
+
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
+
+from seqkit.kernels import vandermonde
+
+from ._base import (
+    AbstractSSMCore,
+    DiscreteSystem,
+    clamp_dt,
+    init_log_dt,
+    negative_real,
+    to_complex,
+)
+from ._discretize import discretize_bilinear, discretize_zoh
+from ._hippo import inv, legs, lin
+
+_INITS = {"legs": legs, "lin": lin, "inv": inv}
+
+
+def _diag_discretize(Lambda, B, dt, discretization):
+    """`(A_bar, B_bar, log A_bar)` for a diagonal system."""
+    dtc = to_complex(dt)[..., None]
+    if discretization == "zoh":
+        A_bar, B_bar = discretize_zoh(Lambda, B, dt)
+        return A_bar, B_bar, Lambda * dtc
+    if discretization == "bilinear":
+        A_bar, B_bar = discretize_bilinear(Lambda, B, dt)
+        return A_bar, B_bar, jnp.log(A_bar)
+    raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
+
+
+def s4d_kernel(
+    Lambda: Complex[Array, "H n"],
+    B: Complex[Array, "H n"],
+    C: Complex[Array, "*dirs H n"],
+    dt: Float[Array, " H"],
+    L: int,
+    discretization: Literal["zoh", "bilinear"] = "zoh",
+) -> Float[Array, "*dirs H L"]:
+    """S4D kernel `K_l = 2 Re Σ_n C_n B̄_n Ā_n^l` (SPEC §1.3).
+
+    Each stored mode stands for a conjugate pair, hence the `2 Re`.
+
+    **Arguments:**
+
+    - `Lambda`: `(H, n)` poles (`Re λ < 0`).
+    - `B`, `C`: `(H, n)` input and output vectors; `C` may carry leading
+      directions `(dirs, H, n)`.
+    - `dt`: `(H,)` step sizes.
+    - `L`: kernel length.
+    - `discretization`: `"zoh"` or `"bilinear"`.
+
+    **Returns:** `(*dirs, H, L)`.
+    """
+    _, B_bar, x = _diag_discretize(Lambda, B, dt, discretization)
+    v = 2.0 * C * B_bar
+    return vandermonde(v, jnp.broadcast_to(x, v.shape), L)
+
+
+class S4D(AbstractSSMCore):
+    """S4D core: a diagonal complex state-space model per channel.
+
+    `A = diag(Λ)` with `N/2` stored modes (each a conjugate pair), discretized
+    by zero-order hold or bilinear transform; the kernel
+    `K_l = 2 Re Σ C_n B̄_n Ā_n^l` is a Vandermonde product computed without
+    the `(H, N/2, L)` tensor.
+
+    ```python
+    core = seqkit.ssm.S4D(64, init="lin", key=jax.random.key(0))
+    y = core(u)  # u: (L, 64), any L
+    ```
+
+    Gu, Gupta, Goel and Ré, "On the Parameterization and Initialization of
+    Diagonal State Space Models", NeurIPS 2022.
+    """
+
+    log_neg_re: Float[Array, "H n"]
+    lambda_im: Float[Array, "H n"]
+    b_re: Float[Array, "H n"]
+    b_im: Float[Array, "H n"]
+    c_re: Float[Array, "*dirs H n"]
+    c_im: Float[Array, "*dirs H n"]
+    D: Float[Array, " H"]
+    log_dt: Float[Array, " H"]
+    d_model: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    init: str = eqx.field(static=True)
+    discretization: str = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        d_model: int,
+        state_size: int = 64,
+        *,
+        init: Literal["legs", "lin", "inv"] = "legs",
+        discretization: Literal["zoh", "bilinear"] = "zoh",
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `d_model`: channels `H`.
+        - `state_size`: `N`, the (even) real state size; `N/2` complex modes.
+        - `init`: `"legs"` (diagonal of HiPPO-LegS's normal part), `"lin"` or `"inv"`.
+        - `discretization`: `"zoh"` or `"bilinear"`.
+        - `bidirectional`: add a second kernel run over the reversed sequence.
+        - `dt_min`, `dt_max`: range of the initial step sizes (log-uniform).
+        - `key`: PRNG key.
+        """
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
+        if discretization not in ("zoh", "bilinear"):
+            raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
+        if d_model < 1:
+            raise ValueError(f"d_model must be >= 1, got {d_model}")
+        lam, b = _INITS[init](state_size)
+        H, n = d_model, state_size // 2
+        ckey, dkey, tkey = jr.split(key, 3)
+        dirs = (2,) if bidirectional else ()
+
+        def tile(a):
+            return jnp.asarray(np.broadcast_to(a, (H, n)).copy(), jnp.float32)
+
+        self.log_neg_re = tile(np.log(-lam.real))
+        self.lambda_im = tile(lam.imag)
+        self.b_re, self.b_im = tile(b.real), tile(b.imag)
+        c = jr.normal(ckey, (2, *dirs, H, n)) * math.sqrt(0.5)
+        self.c_re, self.c_im = c[0], c[1]
+        self.D = jr.normal(dkey, (H,))
+        self.log_dt = init_log_dt(tkey, H, dt_min, dt_max)
+        self.d_model = d_model
+        self.state_size = state_size
+        self.init = init
+        self.discretization = discretization
+        self.bidirectional = bidirectional
+
+    def _params(self):
+        Lambda = lax.complex(negative_real(self.log_neg_re), self.lambda_im)
+        B = lax.complex(self.b_re, self.b_im)
+        C = lax.complex(self.c_re, self.c_im)
+        return Lambda, B, C, clamp_dt(self.log_dt)
+
+    def skip(self) -> Float[Array, " d_model"]:
+        return self.D
+
+    def kernel(self, L: int) -> Float[Array, "*dirs d_model L"]:
+        """The kernel, `(d_model, L)` or `(2, d_model, L)`."""
+        return s4d_kernel(*self._params(), L, self.discretization)
+
+    def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
+        del L
+        Lambda, B, C, dt = self._params()
+        A_bar, B_bar, _ = _diag_discretize(Lambda, B, dt, self.discretization)
+        Cs = C if self.bidirectional else C[None]
+        return tuple(
+            DiscreteSystem(A_bar, B_bar, 2.0 * Cs[i], self.D if i == 0 else jnp.zeros_like(self.D))
+            for i in range(Cs.shape[0])
+        )

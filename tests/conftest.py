@@ -1,0 +1,31 @@
+"""Test configuration shared by every test in seqkit.
+
+Tests run on the CPU, with strict dtype promotion, and (through pytest's
+`--jaxtyping-packages=seqkit,beartype.beartype`, set in pyproject.toml) with
+every annotated function in `seqkit` checked by jaxtyping + beartype.
+
+`tests/` deliberately has no `__init__.py`: pytest then puts only `tests/` on
+`sys.path` (not the repository root), so the *installed* `seqkit` is imported,
+exactly as users get it. Test file names must therefore be unique.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.random as jr  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture
+def getkey():
+    """Returns a function that hands out a fresh PRNG key on every call."""
+    counter = iter(range(10**6))
+
+    def _getkey():
+        return jr.key(next(counter))
+
+    return _getkey
