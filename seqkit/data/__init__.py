@@ -1,0 +1,1 @@
+"""Data: grain pipelines, generated LRA tasks (Pathfinder/Path-X) and readers for standard corpus files."""

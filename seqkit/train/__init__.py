@@ -1,0 +1,1 @@
+"""Training: the trainer, optimizers with parameter groups, checkpoints, metrics."""
