@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Complex, Inexact
 
 from ._util import make_complex, real_dtype, split_complex
@@ -38,13 +39,13 @@ def _cauchy_chunk(v_re, v_im, lam_re, lam_im, z_re, z_im, conj_pairs: bool):
 
 @functools.partial(jax.jit, static_argnames=("conj_pairs", "chunk_size"))
 def cauchy(
-    v: Inexact[Array, "*batch M n"],
-    z: Inexact[Array, " K"],
-    lam: Inexact[Array, "*batch n"],
+    v: Inexact[ArrayLike, "*batch M n"],
+    z: Inexact[ArrayLike, " K"],
+    lam: Inexact[ArrayLike, "*batch n"],
     *,
     conj_pairs: bool = True,
     chunk_size: int | None = None,
-) -> Complex[Array, "*batch M K"]:
+) -> Complex[ArrayLike, "*batch M K"]:
     """Cauchy kernel `out[..., m, k] = Σ_n v[..., m, n] / (z[k] − lam[..., n])`.
 
     With `conj_pairs=True` (the default) each stored mode stands for a conjugate

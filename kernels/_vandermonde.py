@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Float, Inexact
 
 from ._util import real_dtype, split_complex
@@ -17,12 +18,12 @@ def _block_size(L: int) -> int:
 
 @functools.partial(jax.jit, static_argnames=("L", "block_size"))
 def vandermonde(
-    v: Inexact[Array, "*batch n"],
-    x: Inexact[Array, "*batch n"],
+    v: Inexact[ArrayLike, "*batch n"],
+    x: Inexact[ArrayLike, "*batch n"],
     L: int,
     *,
     block_size: int | None = None,
-) -> Float[Array, "*batch L"]:
+) -> Float[ArrayLike, "*batch L"]:
     """Vandermonde product `out[..., l] = Re Σ_n v_n exp(x_n l)` for `l < L`.
 
     `exp(x l)` is the `l`-th power of `exp(x)`, the structure of every diagonal

@@ -9,3 +9,9 @@
 - `M`: number of vectors evaluated together
 - `h`: attention heads
 """
+
+import jax
+import numpy as np
+
+#: What the public pure functions accept: JAX arrays and NumPy arrays alike.
+ArrayLike = jax.Array | np.ndarray

@@ -29,3 +29,10 @@ def getkey():
         return jr.key(next(counter))
 
     return _getkey
+
+
+@pytest.fixture
+def x64():
+    """Runs the test with 64-bit types enabled (float64 references, check_grads)."""
+    with jax.enable_x64(True):
+        yield

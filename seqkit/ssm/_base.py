@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
@@ -57,6 +58,16 @@ class SSMState(NamedTuple):
 
     x: Complex[Array, "H n"]
     system: DiscreteSystem
+
+
+def default_float() -> jnp.dtype:
+    """float32, or float64 when 64-bit types are enabled (as `jax.random.normal`)."""
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def tile_param(a, shape: tuple[int, ...]) -> Array:
+    """A float64 NumPy init value broadcast to `shape`, in the default float dtype."""
+    return jnp.asarray(np.broadcast_to(a, shape).copy(), default_float())
 
 
 def complex_dtype(dtype) -> jnp.dtype:

@@ -1,14 +1,15 @@
 """Convolution with an SSM kernel by real FFTs padded to 2L."""
 
 import jax.numpy as jnp
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Float
 
 
 def fft_conv(
-    u: Float[Array, "L H"],
-    k: Float[Array, "*dirs H Lk"],
-    D: Float[Array, " H"] | None = None,
-) -> Float[Array, "L H"]:
+    u: Float[ArrayLike, "L H"],
+    k: Float[ArrayLike, "*dirs H Lk"],
+    D: Float[ArrayLike, " H"] | None = None,
+) -> Float[ArrayLike, "L H"]:
     """`y = K ∗ u + D u` per channel, by real FFTs of length `2L` (no wrap-around).
 
     A kernel of shape `(H, L)` is causal: `y_t = Σ_{s≤t} K[t−s] u_s`. A kernel of
@@ -26,6 +27,7 @@ def fft_conv(
 
     **Returns:** `(L, H)`.
     """
+    u, k = jnp.asarray(u), jnp.asarray(k)
     L, H = u.shape
     if k.ndim not in (2, 3) or k.shape[-2] != H or (k.ndim == 3 and k.shape[0] != 2):
         raise ValueError(f"expected a kernel of shape ({H}, L) or (2, {H}, L), got {k.shape}")

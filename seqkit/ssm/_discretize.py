@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Inexact
 
 
@@ -22,8 +23,8 @@ def _eye_like(A: Array) -> Array:
 
 
 def discretize_bilinear(
-    A: Inexact[Array, "..."], B: Inexact[Array, "... n"], dt: Inexact[Array, "..."]
-) -> tuple[Array, Array]:
+    A: Inexact[ArrayLike, "..."], B: Inexact[ArrayLike, "... n"], dt: Inexact[ArrayLike, "..."]
+) -> tuple[ArrayLike, Array]:
     """Bilinear (Tustin) discretization.
 
     `Ā = (I − Δ/2·A)⁻¹ (I + Δ/2·A)`, `B̄ = (I − Δ/2·A)⁻¹ Δ B`.
@@ -36,6 +37,7 @@ def discretize_bilinear(
 
     **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
     """
+    A, B = jnp.asarray(A), jnp.asarray(B)
     diagonal = _layout(A, B)
     dt = jnp.asarray(dt).astype(B.dtype)[..., None]
     if diagonal:
@@ -49,8 +51,8 @@ def discretize_bilinear(
 
 
 def discretize_zoh(
-    A: Inexact[Array, "..."], B: Inexact[Array, "... n"], dt: Inexact[Array, "..."]
-) -> tuple[Array, Array]:
+    A: Inexact[ArrayLike, "..."], B: Inexact[ArrayLike, "... n"], dt: Inexact[ArrayLike, "..."]
+) -> tuple[ArrayLike, Array]:
     """Zero-order-hold discretization.
 
     `Ā = exp(ΔA)`, `B̄ = A⁻¹ (exp(ΔA) − I) B` (for diagonal `A`:
@@ -60,6 +62,7 @@ def discretize_zoh(
 
     **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
     """
+    A, B = jnp.asarray(A), jnp.asarray(B)
     diagonal = _layout(A, B)
     dt = jnp.asarray(dt).astype(B.dtype)[..., None]
     if diagonal:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax import lax
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from seqkit.kernels import vandermonde
@@ -18,6 +19,7 @@ from ._base import (
     clamp_dt,
     init_log_dt,
     negative_real,
+    tile_param,
     to_complex,
 )
 from ._hippo import legs
@@ -38,12 +40,12 @@ def _geometric_sum(x: Array, L: int) -> Array:
 
 
 def dss_kernel(
-    Lambda: Complex[Array, "H n"],
-    W: Complex[Array, "*dirs H n"],
-    dt: Float[Array, " H"],
+    Lambda: Complex[ArrayLike, "H n"],
+    W: Complex[ArrayLike, "*dirs H n"],
+    dt: Float[ArrayLike, " H"],
     L: int,
     variant: Literal["exp", "softmax"] = "exp",
-) -> Float[Array, "*dirs H L"]:
+) -> Float[ArrayLike, "*dirs H L"]:
     """DSS kernel (SPEC §1.3), with `P_{n,l} = λ_n Δ l`:
 
     - `"exp"`: `K_l = Re Σ_n w_n (exp(λ_n Δ) − 1)/λ_n · exp(P_{n,l})` (needs `Re λ < 0`);
@@ -62,6 +64,7 @@ def dss_kernel(
 
     **Returns:** `(*dirs, H, L)`.
     """
+    Lambda, W, dt = map(jnp.asarray, (Lambda, W, dt))
     x = Lambda * to_complex(dt)[:, None]  # λΔ
     if variant == "exp":
         v = W * (_expm1c(x) / Lambda)
@@ -136,7 +139,7 @@ class DSS(AbstractSSMCore):
         dirs = (2,) if bidirectional else ()
 
         def tile(a):
-            return jnp.asarray(np.broadcast_to(a, (H, n)).copy(), jnp.float32)
+            return tile_param(a, (H, n))
 
         self.lambda_re = tile(np.log(-lam.real) if variant == "exp" else lam.real)
         self.lambda_im = tile(lam.imag)

@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from seqkit.kernels import vandermonde
@@ -14,12 +15,12 @@ from ._base import AbstractSSMCore, DiscreteSystem, to_complex
 
 
 def ema_kernel(
-    alpha: Float[Array, "*dirs H h"],
-    delta: Float[Array, "*dirs H h"],
-    beta: Float[Array, "*dirs H h"],
-    eta: Float[Array, "*dirs H h"],
+    alpha: Float[ArrayLike, "*dirs H h"],
+    delta: Float[ArrayLike, "*dirs H h"],
+    beta: Float[ArrayLike, "*dirs H h"],
+    eta: Float[ArrayLike, "*dirs H h"],
     L: int,
-) -> Float[Array, "*dirs H L"]:
+) -> Float[ArrayLike, "*dirs H L"]:
     """Damped EMA kernel `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l` (SPEC §1.5).
 
     **Arguments:**
@@ -30,6 +31,7 @@ def ema_kernel(
 
     **Returns:** `(*dirs, H, L)`.
     """
+    alpha, delta, beta, eta = map(jnp.asarray, (alpha, delta, beta, eta))
     x = jnp.log1p(-alpha * delta)  # log(1 − αδ) < 0
     return vandermonde(eta * beta * alpha, x, L)
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax import lax
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Complex, Float, Inexact, PRNGKeyArray
 
 from seqkit.kernels import cauchy
@@ -19,6 +20,7 @@ from ._base import (
     complex_dtype,
     init_log_dt,
     negative_real,
+    tile_param,
     to_complex,
 )
 from ._discretize import discretize_bilinear
@@ -26,13 +28,13 @@ from ._hippo import hippo_legs
 
 
 def s4_kernel(
-    Lambda: Complex[Array, "H n"],
-    P: Complex[Array, "H n"],
-    B: Complex[Array, "H n"],
-    C: Complex[Array, "*dirs H n"],
-    dt: Float[Array, " H"],
+    Lambda: Complex[ArrayLike, "H n"],
+    P: Complex[ArrayLike, "H n"],
+    B: Complex[ArrayLike, "H n"],
+    C: Complex[ArrayLike, "*dirs H n"],
+    dt: Float[ArrayLike, " H"],
     L: int,
-) -> Float[Array, "*dirs H L"]:
+) -> Float[ArrayLike, "*dirs H L"]:
     """The S4 convolution kernel of a bilinear-discretized DPLR system (SPEC §1.2).
 
     The continuous system per channel is `A = Λ − p p*` (stored as one member
@@ -60,6 +62,7 @@ def s4_kernel(
 
     **Returns:** `(H, L)` or `(dirs, H, L)` real kernel.
     """
+    Lambda, P, B, C, dt = map(jnp.asarray, (Lambda, P, B, C, dt))
     H, n = Lambda.shape
     rdt = jnp.real(Lambda).dtype
     cdt = complex_dtype(rdt)
@@ -169,7 +172,7 @@ class S4(AbstractSSMCore):
         dirs = (2,) if bidirectional else ()
 
         def tile(a):
-            return jnp.asarray(np.broadcast_to(a, (H, n)).copy(), jnp.float32)
+            return tile_param(a, (H, n))
 
         lam = h.Lambda[:n]
         self.log_neg_re = tile(np.log(-lam.real))

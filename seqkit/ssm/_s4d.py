@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax import lax
+from seqkit._typing import ArrayLike
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from seqkit.kernels import vandermonde
@@ -18,6 +19,7 @@ from ._base import (
     clamp_dt,
     init_log_dt,
     negative_real,
+    tile_param,
     to_complex,
 )
 from ._discretize import discretize_bilinear, discretize_zoh
@@ -39,13 +41,13 @@ def _diag_discretize(Lambda, B, dt, discretization):
 
 
 def s4d_kernel(
-    Lambda: Complex[Array, "H n"],
-    B: Complex[Array, "H n"],
-    C: Complex[Array, "*dirs H n"],
-    dt: Float[Array, " H"],
+    Lambda: Complex[ArrayLike, "H n"],
+    B: Complex[ArrayLike, "H n"],
+    C: Complex[ArrayLike, "*dirs H n"],
+    dt: Float[ArrayLike, " H"],
     L: int,
     discretization: Literal["zoh", "bilinear"] = "zoh",
-) -> Float[Array, "*dirs H L"]:
+) -> Float[ArrayLike, "*dirs H L"]:
     """S4D kernel `K_l = 2 Re Σ_n C_n B̄_n Ā_n^l` (SPEC §1.3).
 
     Each stored mode stands for a conjugate pair, hence the `2 Re`.
@@ -61,6 +63,7 @@ def s4d_kernel(
 
     **Returns:** `(*dirs, H, L)`.
     """
+    Lambda, B, C, dt = map(jnp.asarray, (Lambda, B, C, dt))
     _, B_bar, x = _diag_discretize(Lambda, B, dt, discretization)
     v = 2.0 * C * B_bar
     return vandermonde(v, jnp.broadcast_to(x, v.shape), L)
@@ -131,7 +134,7 @@ class S4D(AbstractSSMCore):
         dirs = (2,) if bidirectional else ()
 
         def tile(a):
-            return jnp.asarray(np.broadcast_to(a, (H, n)).copy(), jnp.float32)
+            return tile_param(a, (H, n))
 
         self.log_neg_re = tile(np.log(-lam.real))
         self.lambda_im = tile(lam.imag)

@@ -1,0 +1,235 @@
+"""Every SSM core against independent float64 references built from its
+discrete system (explicit matrix powers, explicit recurrences) and, for S4, the
+dense HiPPO-LegS system it represents."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from jaxtyping import TypeCheckError
+
+from helpers import assert_close
+from seqkit.ssm import DSS, EMA, S4, S4D, DiscreteSystem, hippo_legs
+
+H, N = 3, 8
+L_MAX = 100
+
+CORES = {
+    "s4": lambda b, key: S4(H, N, l_max=L_MAX, bidirectional=b, key=key),
+    "s4d-legs-zoh": lambda b, key: S4D(H, N, init="legs", bidirectional=b, key=key),
+    "s4d-lin-bilinear": lambda b, key: S4D(H, N, init="lin", discretization="bilinear", bidirectional=b, key=key),
+    "s4d-inv-zoh": lambda b, key: S4D(H, N, init="inv", bidirectional=b, key=key),
+    "dss-exp": lambda b, key: DSS(H, N, variant="exp", bidirectional=b, key=key),
+    "dss-softmax": lambda b, key: DSS(H, N, variant="softmax", bidirectional=b, key=key),
+    "ema": lambda b, key: EMA(H, 4, bidirectional=b, key=key),
+}
+
+
+def _perturbed(name, bidirectional, seed=0):
+    """A core whose parameters are moved away from their structured init, so the
+    tests exercise general values (any p, B, C; some growing DSS-softmax modes)."""
+    key = jr.key(seed)
+    core = CORES[name](bidirectional, key)
+    leaves, treedef = jax.tree.flatten(eqx.filter(core, eqx.is_array))
+    keys = jr.split(jr.key(seed + 1), len(leaves))
+    leaves = [x + 0.1 * jr.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    params = jax.tree.unflatten(treedef, leaves)
+    core = eqx.combine(params, core)
+    if name == "dss-softmax":  # make two modes grow: Re λ > 0 is allowed here
+        core = eqx.tree_at(lambda c: c.lambda_re, core, core.lambda_re.at[0, :2].set(0.3))
+    return core
+
+
+def _np_system(s: DiscreteSystem):
+    return tuple(np.asarray(a).astype(np.complex128) for a in s[:3]) + (np.asarray(s.D, np.float64),)
+
+
+def _kernel_by_powers(system, L):
+    A, B, C, _ = _np_system(system)
+    K = np.zeros((A.shape[0], L))
+    for h in range(A.shape[0]):
+        P = np.eye(A.shape[-1], dtype=complex)
+        for l in range(L):
+            K[h, l] = np.real(C[h] @ P @ B[h])
+            P = A[h] @ P
+    return K
+
+
+def _recurrence(system, u):
+    A, B, C, D = _np_system(system)
+    x = np.zeros(B.shape, complex)
+    y = np.zeros(u.shape)
+    for t in range(u.shape[0]):
+        x = np.einsum("hij,hj->hi", A, x) + B * u[t][:, None]
+        y[t] = np.real(np.sum(C * x, -1)) + D * u[t]
+    return y
+
+
+def _tol(dtype):
+    return 1e-9 if dtype == jnp.float64 else 2e-3
+
+
+@pytest.fixture(params=["float32", "float64"])
+def precision(request):
+    if request.param == "float64":
+        with jax.enable_x64(True):
+            yield jnp.float64
+    else:
+        yield jnp.float32
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_kernel_equals_matrix_powers_of_discrete_system(name, bidirectional, precision):
+    core = _perturbed(name, bidirectional)
+    for L in (1, 37, 64, L_MAX):
+        systems = core.discrete_system(L)
+        systems = systems if bidirectional else (systems,)
+        for s in systems:
+            assert s.A_bar.shape == (H, s.B_bar.shape[1], s.B_bar.shape[1])
+        K = core.kernel(L)
+        assert K.dtype == precision
+        expected = np.stack([_kernel_by_powers(s, L) for s in systems])
+        assert_close(K, expected if bidirectional else expected[0], rtol=_tol(precision))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_call_equals_float64_recurrence(name, bidirectional, precision):
+    core = _perturbed(name, bidirectional, seed=3)
+    L = 45
+    u = np.random.default_rng(0).normal(size=(L, H))
+    y = core(jnp.asarray(u, precision))
+    assert y.shape == (L, H) and y.dtype == precision
+    systems = core.discrete_system(L)
+    if bidirectional:
+        fwd, bwd = systems
+        assert np.all(np.asarray(bwd.D) == 0)
+        expected = _recurrence(fwd, u) + _recurrence(bwd, u[::-1])[::-1]
+    else:
+        expected = _recurrence(systems, u)
+    assert_close(y, expected, rtol=_tol(precision))
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_step_mode_equals_conv_mode(name):
+    core = _perturbed(name, False, seed=5)
+    L = 60
+    u = jr.normal(jr.key(1), (L, H))
+
+    def body(state, u_t):
+        y_t, state = core.step(u_t, state)
+        return state, y_t
+
+    _, ys = jax.lax.scan(body, core.init_state(L), u)
+    assert_close(ys, core(u), rtol=2e-3)
+
+
+@pytest.mark.parametrize("L", [L_MAX, 64, 63])
+def test_s4_equals_dense_hippo_bilinear_system(L, x64):
+    """The DPLR/Cauchy kernel equals C Ā^l B̄ of the dense bilinear HiPPO-LegS
+    system, with C chosen in the original basis and mapped to C̃."""
+    core = S4(2, N, l_max=L, dt_min=1e-2, dt_max=1e-1, key=jr.key(0))
+    h = hippo_legs(N)
+    rng = np.random.default_rng(0)
+    C_orig = rng.normal(size=(2, N))
+    dt = np.exp(np.asarray(core.log_dt))
+    c_tilde = np.zeros((2, N // 2), complex)
+    expected = np.zeros((2, L))
+    I = np.eye(N)
+    for ch in range(2):
+        inv = np.linalg.inv(I - dt[ch] / 2 * h.A)
+        A_bar, B_bar = inv @ (I + dt[ch] / 2 * h.A), inv @ (dt[ch] * h.B)
+        Ak = np.eye(N)
+        for l in range(L):
+            expected[ch, l] = C_orig[ch] @ Ak @ B_bar
+            Ak = A_bar @ Ak
+        # In the eigenbasis: C_eig = C V and C̃ = C_eig (I − Ā_eig^L).
+        A_eig = h.V.conj().T @ A_bar @ h.V
+        C_eig = C_orig[ch] @ h.V
+        c_tilde[ch] = (C_eig @ (I - np.linalg.matrix_power(A_eig, L)))[: N // 2]
+    core = eqx.tree_at(lambda c: (c.c_re, c.c_im), core, (jnp.asarray(c_tilde.real), jnp.asarray(c_tilde.imag)))
+    assert_close(core.kernel(L), expected, rtol=1e-9)
+
+
+def test_s4_shorter_inputs_use_first_taps_and_longer_is_an_error():
+    core = S4(H, N, l_max=64, key=jr.key(0))
+    full = core.kernel(64)
+    assert_close(core.kernel(20), full[:, :20], rtol=1e-6)
+    u = jr.normal(jr.key(1), (20, H))
+    # Conv mode on a short input equals the recurrence of the l_max system.
+    assert_close(core(u), _recurrence(core.discrete_system(), np.asarray(u, np.float64)), rtol=2e-3)
+    with pytest.raises(ValueError, match="l_max=64"):
+        core(jnp.zeros((65, H)))
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_jit_and_vmap(name):
+    core = _perturbed(name, True)
+    u = jr.normal(jr.key(2), (4, 32, H))
+    y = jax.jit(jax.vmap(core))(u)
+    assert y.shape == (4, 32, H)
+    assert_close(y[2], core(u[2]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_bad_inputs_raise_clear_errors(name):
+    core = CORES[name](False, jr.key(0))
+    with pytest.raises(ValueError, match=rf"expected input of shape \(L, {H}\).*got \(10, {H + 1}\)"):
+        core(jnp.zeros((10, H + 1)))
+    with pytest.raises(ValueError, match=rf"got \(2, 10, {H}\)"):
+        core(jnp.zeros((2, 10, H)))
+    with pytest.raises(ValueError, match="real floating input, got dtype int32"):
+        core(jnp.zeros((10, H), jnp.int32))
+    with pytest.raises(ValueError, match=rf"step input of shape \({H},\)"):
+        core.step(jnp.zeros((2, H)), core.init_state(10))
+    bi = CORES[name](True, jr.key(0))
+    with pytest.raises(ValueError, match="bidirectional"):
+        bi.init_state(10)
+
+
+def test_dss_softmax_system_needs_length():
+    with pytest.raises(ValueError, match="pass L"):
+        DSS(H, N, variant="softmax", key=jr.key(0)).discrete_system()
+
+
+def test_invalid_options():
+    # Literal-typed options: the jaxtyping hook of the test suite rejects them
+    # first; without it the constructor's own ValueError does.
+    with pytest.raises((ValueError, TypeCheckError)):
+        S4D(H, N, init="foo", key=jr.key(0))
+    with pytest.raises((ValueError, TypeCheckError)):
+        DSS(H, N, variant="foo", key=jr.key(0))
+    with pytest.raises(ValueError, match="even integer"):
+        S4(H, 7, key=jr.key(0))
+    with pytest.raises(ValueError, match="dt_min <= dt_max"):
+        S4D(H, N, dt_min=0.1, dt_max=0.01, key=jr.key(0))
+
+
+def _long_cores(dt, n):
+    kw = dict(dt_min=dt, dt_max=dt, key=jr.key(0))
+    return {
+        "s4": S4(2, n, l_max=16384, bidirectional=True, **kw),
+        "s4d": S4D(2, n, bidirectional=True, **kw),
+        "s4d-bilinear": S4D(2, n, discretization="bilinear", **kw),
+        "dss-exp": DSS(2, n, **kw),
+        "dss-softmax": DSS(2, n, variant="softmax", **kw),
+        "ema": EMA(2, n // 4, bidirectional=True, key=jr.key(0)),
+    }
+
+
+@pytest.mark.parametrize("n", [64, 256])
+@pytest.mark.parametrize("dt", [1e-4, 1e-1])
+def test_kernels_and_grads_finite_at_long_lengths(dt, n):
+    L = 16384
+    for name, core in _long_cores(dt, n).items():
+        params, static = eqx.partition(core, eqx.is_array)
+
+        def loss(p):
+            return jnp.mean(eqx.combine(p, static).kernel(L) ** 2)
+
+        value, grads = jax.value_and_grad(loss)(params)
+        assert np.isfinite(float(value)), name
+        assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads)), name

@@ -1,0 +1,55 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from jax.test_util import check_grads
+
+from seqkit.ssm import discretize_bilinear, discretize_zoh
+
+
+def _system(rng, H=3, n=4):
+    A = rng.normal(size=(H, n, n)) + 1j * rng.normal(size=(H, n, n)) - 2 * np.eye(n)
+    lam = -rng.uniform(0.1, 1, (H, n)) + 1j * rng.normal(size=(H, n))
+    B = rng.normal(size=(H, n)) + 1j * rng.normal(size=(H, n))
+    dt = rng.uniform(1e-3, 0.5, H)
+    return A, lam, B, dt
+
+
+def test_bilinear_dense_and_diagonal(x64):
+    A, lam, B, dt = _system(np.random.default_rng(0))
+    A_bar, B_bar = discretize_bilinear(jnp.asarray(A), jnp.asarray(B), jnp.asarray(dt))
+    dA_bar, dB_bar = discretize_bilinear(jnp.asarray(lam), jnp.asarray(B), jnp.asarray(dt))
+    for h in range(A.shape[0]):
+        I = np.eye(A.shape[-1])
+        inv = np.linalg.inv(I - dt[h] / 2 * A[h])
+        np.testing.assert_allclose(A_bar[h], inv @ (I + dt[h] / 2 * A[h]), rtol=1e-10)
+        np.testing.assert_allclose(B_bar[h], inv @ (dt[h] * B[h]), rtol=1e-10)
+        inv = np.linalg.inv(I - dt[h] / 2 * np.diag(lam[h]))
+        np.testing.assert_allclose(dA_bar[h], np.diag(inv @ (I + dt[h] / 2 * np.diag(lam[h]))), rtol=1e-10)
+        np.testing.assert_allclose(dB_bar[h], inv @ (dt[h] * B[h]), rtol=1e-10)
+
+
+def test_zoh_dense_and_diagonal_against_matrix_exponential(x64):
+    A, lam, B, dt = _system(np.random.default_rng(1))
+    A_bar, B_bar = discretize_zoh(jnp.asarray(A), jnp.asarray(B), jnp.asarray(dt))
+    dA_bar, dB_bar = discretize_zoh(jnp.asarray(lam), jnp.asarray(B), jnp.asarray(dt))
+    for h in range(A.shape[0]):
+        n = A.shape[-1]
+        # Van Loan: expm([[A, B], [0, 0]] Δ) holds exp(AΔ) and ∫ exp(As) ds B.
+        for Ah, got_A, got_B in [(A[h], A_bar[h], B_bar[h]), (np.diag(lam[h]), np.diag(dA_bar[h]), dB_bar[h])]:
+            M = np.zeros((n + 1, n + 1), complex)
+            M[:n, :n], M[:n, n] = Ah, B[h]
+            E = scipy.linalg.expm(M * dt[h])
+            np.testing.assert_allclose(got_A, E[:n, :n], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(got_B, E[:n, n], rtol=1e-9, atol=1e-12)
+
+
+def test_discretize_grads(x64):
+    _, lam, B, dt = _system(np.random.default_rng(2), H=2, n=3)
+    for f in (discretize_zoh, discretize_bilinear):
+        check_grads(lambda l, b, d: f(l, b, d), (jnp.asarray(lam), jnp.asarray(B), jnp.asarray(dt)), order=1, modes=["rev"])
+
+
+def test_discretize_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="diagonal A"):
+        discretize_bilinear(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3)), jnp.ones(2))

@@ -1,0 +1,40 @@
+"""seqkit installs one import name only; kernels/ and recipes/ live inside it."""
+
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import seqkit
+import seqkit.kernels
+import seqkit.recipes
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_namespaces_map_into_seqkit(tmp_path):
+    assert pathlib.Path(seqkit.kernels.__file__).parent.name == "kernels"
+    assert pathlib.Path(seqkit.recipes.__file__).parent.name == "recipes"
+    # In a clean interpreter (outside the repository and tests/), only seqkit exists.
+    code = (
+        "import importlib.util as u, seqkit.kernels, seqkit.recipes; "
+        "print(u.find_spec('kernels'), u.find_spec('recipes'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "None"], out.stdout
+
+
+@pytest.mark.slow
+def test_wheel_holds_only_the_seqkit_namespace(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("seqkit-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"seqkit"}, tops
+    assert "seqkit/kernels/_cauchy.py" in names
+    assert "seqkit/recipes/__init__.py" in names
