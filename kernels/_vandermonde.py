@@ -5,8 +5,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Float, Inexact
+
 from seqkit._typing import ArrayLike
-from jaxtyping import Array, Float, Inexact
 
 from ._util import real_dtype, split_complex
 

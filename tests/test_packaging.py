@@ -22,7 +22,9 @@ def test_namespaces_map_into_seqkit(tmp_path):
         "import importlib.util as u, seqkit.kernels, seqkit.recipes; "
         "print(u.find_spec('kernels'), u.find_spec('recipes'))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["None", "None"], out.stdout
 
 

@@ -152,9 +152,7 @@ class AbstractSSMCore(eqx.Module):
             raise ValueError("expected a sequence of length >= 1, got length 0")
         return u.astype(self.skip().dtype)
 
-    def __call__(
-        self, u: Array, *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "L d_model"]:
+    def __call__(self, u: Array, *, key: PRNGKeyArray | None = None) -> Float[Array, "L d_model"]:
         """`y = K ∗ u + D u` by FFT convolution.
 
         **Arguments:**
@@ -168,9 +166,7 @@ class AbstractSSMCore(eqx.Module):
         u = self._check_input(u)
         return fft_conv(u, self.kernel(u.shape[0]), self.skip())
 
-    def discrete_system(
-        self, L: int | None = None
-    ) -> DiscreteSystem | tuple[DiscreteSystem, DiscreteSystem]:
+    def discrete_system(self, L: int | None = None) -> DiscreteSystem | tuple[DiscreteSystem, DiscreteSystem]:
         """The equivalent discrete system(s), built from the parameters.
 
         `x_k = A_bar x_{k−1} + B_bar u_k`, `y_k = Re(C x_k) + D u_k` reproduces
@@ -195,9 +191,7 @@ class AbstractSSMCore(eqx.Module):
         (system,) = self._systems(L)
         return SSMState(x=jnp.zeros(system.B_bar.shape, system.B_bar.dtype), system=system)
 
-    def step(
-        self, u_t: Array, state: SSMState
-    ) -> tuple[Float[Array, " d_model"], SSMState]:
+    def step(self, u_t: Array, state: SSMState) -> tuple[Float[Array, " d_model"], SSMState]:
         """One step of recurrent mode.
 
         **Arguments:** `u_t`, the `(d_model,)` input at one position; `state`.

@@ -1,8 +1,9 @@
 """Convolution with an SSM kernel by real FFTs padded to 2L."""
 
 import jax.numpy as jnp
+from jaxtyping import Float
+
 from seqkit._typing import ArrayLike
-from jaxtyping import Array, Float
 
 
 def fft_conv(

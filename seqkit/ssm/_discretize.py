@@ -2,8 +2,9 @@
 
 import jax
 import jax.numpy as jnp
-from seqkit._typing import ArrayLike
 from jaxtyping import Array, Inexact
+
+from seqkit._typing import ArrayLike
 
 
 def _layout(A: Array, B: Array) -> bool:

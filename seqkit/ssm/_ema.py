@@ -6,9 +6,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from seqkit._typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from seqkit._typing import ArrayLike
 from seqkit.kernels import vandermonde
 
 from ._base import AbstractSSMCore, DiscreteSystem, to_complex

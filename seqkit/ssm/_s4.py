@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax import lax
-from seqkit._typing import ArrayLike
-from jaxtyping import Array, Complex, Float, Inexact, PRNGKeyArray
+from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from seqkit._typing import ArrayLike
 from seqkit.kernels import cauchy
 
 from ._base import (

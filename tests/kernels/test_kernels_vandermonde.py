@@ -38,7 +38,9 @@ def test_vandermonde_grads_float64(x64):
     rng = np.random.default_rng(2)
     v = jnp.asarray(rng.normal(size=(2, 3)) + 1j * rng.normal(size=(2, 3)))
     x = jnp.asarray(-rng.uniform(0.01, 0.1, (2, 3)) + 1j * rng.normal(size=(2, 3)))
-    check_grads(lambda v, x: vandermonde(v, x, 19), (v, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6, eps=1e-6)
+    check_grads(
+        lambda v, x: vandermonde(v, x, 19), (v, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6, eps=1e-6
+    )
 
 
 def test_vandermonde_memory_is_sublinear_in_nL():

@@ -19,7 +19,9 @@ L_MAX = 100
 CORES = {
     "s4": lambda b, key: S4(H, N, l_max=L_MAX, bidirectional=b, key=key),
     "s4d-legs-zoh": lambda b, key: S4D(H, N, init="legs", bidirectional=b, key=key),
-    "s4d-lin-bilinear": lambda b, key: S4D(H, N, init="lin", discretization="bilinear", bidirectional=b, key=key),
+    "s4d-lin-bilinear": lambda b, key: S4D(
+        H, N, init="lin", discretization="bilinear", bidirectional=b, key=key
+    ),
     "s4d-inv-zoh": lambda b, key: S4D(H, N, init="inv", bidirectional=b, key=key),
     "dss-exp": lambda b, key: DSS(H, N, variant="exp", bidirectional=b, key=key),
     "dss-softmax": lambda b, key: DSS(H, N, variant="softmax", bidirectional=b, key=key),
@@ -34,7 +36,7 @@ def _perturbed(name, bidirectional, seed=0):
     core = CORES[name](bidirectional, key)
     leaves, treedef = jax.tree.flatten(eqx.filter(core, eqx.is_array))
     keys = jr.split(jr.key(seed + 1), len(leaves))
-    leaves = [x + 0.1 * jr.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    leaves = [x + 0.1 * jr.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)]
     params = jax.tree.unflatten(treedef, leaves)
     core = eqx.combine(params, core)
     if name == "dss-softmax":  # make two modes grow: Re λ > 0 is allowed here
@@ -150,7 +152,9 @@ def test_s4_equals_dense_hippo_bilinear_system(L, x64):
         A_eig = h.V.conj().T @ A_bar @ h.V
         C_eig = C_orig[ch] @ h.V
         c_tilde[ch] = (C_eig @ (I - np.linalg.matrix_power(A_eig, L)))[: N // 2]
-    core = eqx.tree_at(lambda c: (c.c_re, c.c_im), core, (jnp.asarray(c_tilde.real), jnp.asarray(c_tilde.imag)))
+    core = eqx.tree_at(
+        lambda c: (c.c_re, c.c_im), core, (jnp.asarray(c_tilde.real), jnp.asarray(c_tilde.imag))
+    )
     assert_close(core.kernel(L), expected, rtol=1e-9)
 
 
@@ -227,7 +231,7 @@ def test_kernels_and_grads_finite_at_long_lengths(dt, n):
     for name, core in _long_cores(dt, n).items():
         params, static = eqx.partition(core, eqx.is_array)
 
-        def loss(p):
+        def loss(p, static=static):
             return jnp.mean(eqx.combine(p, static).kernel(L) ** 2)
 
         value, grads = jax.value_and_grad(loss)(params)

@@ -36,7 +36,10 @@ def test_zoh_dense_and_diagonal_against_matrix_exponential(x64):
     for h in range(A.shape[0]):
         n = A.shape[-1]
         # Van Loan: expm([[A, B], [0, 0]] Δ) holds exp(AΔ) and ∫ exp(As) ds B.
-        for Ah, got_A, got_B in [(A[h], A_bar[h], B_bar[h]), (np.diag(lam[h]), np.diag(dA_bar[h]), dB_bar[h])]:
+        for Ah, got_A, got_B in [
+            (A[h], A_bar[h], B_bar[h]),
+            (np.diag(lam[h]), np.diag(dA_bar[h]), dB_bar[h]),
+        ]:
             M = np.zeros((n + 1, n + 1), complex)
             M[:n, :n], M[:n, n] = Ah, B[h]
             E = scipy.linalg.expm(M * dt[h])
@@ -47,7 +50,12 @@ def test_zoh_dense_and_diagonal_against_matrix_exponential(x64):
 def test_discretize_grads(x64):
     _, lam, B, dt = _system(np.random.default_rng(2), H=2, n=3)
     for f in (discretize_zoh, discretize_bilinear):
-        check_grads(lambda l, b, d: f(l, b, d), (jnp.asarray(lam), jnp.asarray(B), jnp.asarray(dt)), order=1, modes=["rev"])
+        check_grads(
+            f,
+            (jnp.asarray(lam), jnp.asarray(B), jnp.asarray(dt)),
+            order=1,
+            modes=["rev"],
+        )
 
 
 def test_discretize_rejects_mismatched_shapes():
