@@ -40,3 +40,27 @@ def test_wheel_holds_only_the_seqkit_namespace(tmp_path):
     assert tops == {"seqkit"}, tops
     assert "seqkit/kernels/_cauchy.py" in names
     assert "seqkit/recipes/__init__.py" in names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("editable", [True, False])
+def test_fresh_install_maps_kernels_and_recipes(tmp_path, editable):
+    """An editable and a regular install, each in a fresh venv (no dependencies
+    needed to locate the modules), find seqkit.kernels in kernels/ and nothing
+    under generic top-level names."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    target = ["-e", str(ROOT)] if editable else [str(ROOT)]
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", *target], check=True)
+    code = (
+        "import importlib.util as u; "
+        "print(u.find_spec('seqkit.kernels').origin, u.find_spec('seqkit.recipes').origin, "
+        "u.find_spec('kernels'), u.find_spec('recipes'))"
+    )
+    out = subprocess.run([py, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    kernels, recipes, top_k, top_r = out.stdout.split()
+    assert kernels.endswith("kernels/__init__.py") and recipes.endswith("recipes/__init__.py")
+    assert (top_k, top_r) == ("None", "None")
+    inside_repo = kernels.startswith(str(ROOT))
+    assert inside_repo == editable, kernels
