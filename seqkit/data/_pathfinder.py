@@ -264,7 +264,9 @@ class _Canvas:
             turns = (np.arange(K) + rng.uniform()) * (np.pi / K) - np.pi / 2
             angles = theta + turns
             weights = np.exp(2.0 * cfg.continuity * (np.cos(turns) - 1.0))
-        d = np.stack([np.sin(angles), np.cos(angles)], axis=-1) * cfg.paddle_length  # (K, 2)
+        d = np.empty((K, 2))  # (K, 2) candidate displacements, (row, col)
+        d[:, 0] = np.sin(angles) * cfg.paddle_length
+        d[:, 1] = np.cos(angles) * cfg.paddle_length
         h = self.h_paddle
         n = 2 * h + 1
         r0, c0 = self._window(p, h)
@@ -274,12 +276,13 @@ class _Canvas:
         free = self._free(near, r0, c0, sid, k - 3)
         if not np.any(free):
             raise _Stuck
-        w = weights * free
-        j = rng.choice(K, p=w / w.sum())
+        # Sample a free orientation with probability proportional to its weight.
+        cum = np.cumsum(weights * free)
+        j = min(int(np.searchsorted(cum, rng.uniform() * cum[-1], side="right")), K - 1)
         ys, xs = self._subpixels(r0, c0, n)
         inside = _segment_dist2(ys, xs, p, d[j : j + 1])[0] <= self.radius * self.radius
         s = self.scale
-        cover = inside.astype(np.float32).reshape(n, s, n, s).mean(axis=(1, 3))
+        cover = inside.reshape(n, s, n, s).sum(axis=(1, 3), dtype=np.float32) / np.float32(s * s)
         self._draw(cover, r0, c0, cfg.contrast, sid, k)
         return p + d[j], angles[j]
 
@@ -290,10 +293,14 @@ def _segment_dist2(rows, cols, p, d):
     dx = d[:, 1, None, None]
     ry = (rows - p[0])[None, :, None]
     rx = (cols - p[1])[None, None, :]
-    t = np.clip((ry * dy + rx * dx) / (dy * dy + dx * dx), 0.0, 1.0)
+    t = ry * (dy / (dy * dy + dx * dx)) + rx * (dx / (dy * dy + dx * dx))
+    np.clip(t, 0.0, 1.0, out=t)
     ey = ry - t * dy
     ex = rx - t * dx
-    return ey * ey + ex * ex
+    ey *= ey
+    ex *= ex
+    ey += ex
+    return ey
 
 
 def _snake(canvas, rng, start, sid, length, *, first_index=0):
