@@ -89,9 +89,7 @@ def _unpickle(f, name: str) -> tuple[np.ndarray, np.ndarray]:
     except (KeyError, TypeError) as e:
         raise ValueError(f"{name} is not a CIFAR-10 python batch (expected b'data' and b'labels')") from e
     if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise ValueError(
-            f"{name}: expected data (n, 3072) and n labels, got {data.shape} and {labels.shape}"
-        )
+        raise ValueError(f"{name}: expected data (n, 3072) and n labels, got {data.shape} and {labels.shape}")
     return data, labels
 
 
@@ -114,8 +112,7 @@ def load_cifar10(data_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                     f = None
                 if f is None:
                     raise DataNotFoundError(
-                        f"{where} has no member {name}: expected the CIFAR-10 python archive "
-                        f"({ARCHIVE_URL})"
+                        f"{where} has no member {name}: expected the CIFAR-10 python archive ({ARCHIVE_URL})"
                     )
                 with f:
                     parts[b] = _unpickle(f, f"{where}:{name}")

@@ -45,8 +45,7 @@ def data_command(args: argparse.Namespace) -> int:
         return 2
     if os.path.exists(os.path.join(args.out, METADATA)) and not args.overwrite:
         print(
-            f"seqkit data: error: {args.out} already holds a cache; "
-            "pass --overwrite or choose another --out",
+            f"seqkit data: error: {args.out} already holds a cache; pass --overwrite or choose another --out",
             file=sys.stderr,
         )
         return 2
@@ -72,9 +71,7 @@ def data_command(args: argparse.Namespace) -> int:
 
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `data` subcommand on an argparse subparsers object."""
-    data = subparsers.add_parser(
-        "data", help="write dataset caches (Pathfinder/Path-X) or list the datasets"
-    )
+    data = subparsers.add_parser("data", help="write dataset caches (Pathfinder/Path-X) or list the datasets")
     sub = data.add_subparsers(dest="data_command", required=True)
     sub.add_parser("list", help="list the datasets with one-line descriptions")
     pf = sub.add_parser(
@@ -85,7 +82,10 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     pf.add_argument("--size", type=int, required=True, help="total number of images")
     pf.add_argument("--out", required=True, help="output directory")
     pf.add_argument(
-        "--contour-length", type=int, choices=CONTOUR_LENGTHS, default=14,
+        "--contour-length",
+        type=int,
+        choices=CONTOUR_LENGTHS,
+        default=14,
         help="paddles per target snake (difficulty; LRA uses 14)",
     )
     pf.add_argument("--workers", type=int, default=1, help="generator processes")

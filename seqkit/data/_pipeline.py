@@ -105,8 +105,6 @@ def batches(
     if worker_count > 0:
         _mark_flags_parsed()
         it = it.mp_prefetch(
-            grain.MultiprocessingOptions(
-                num_workers=worker_count, per_worker_buffer_size=worker_buffer_size
-            )
+            grain.MultiprocessingOptions(num_workers=worker_count, per_worker_buffer_size=worker_buffer_size)
         )
     return iter(it)

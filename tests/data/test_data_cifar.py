@@ -6,8 +6,8 @@ import tarfile
 
 import numpy as np
 import pytest
-from helpers import assert_close
 
+from helpers import assert_close
 from seqkit.data import CifarSource, DataNotFoundError, make_source
 
 N_BATCH, N_TEST = 10, 8  # images per synthetic training batch / in the test batch
@@ -57,8 +57,12 @@ def test_data_cifar_rgb_values_and_splits(cifar):
     all_y = sum((labels[f"data_batch_{i}"] for i in range(1, 6)), [])
     mean = [0.4914, 0.4822, 0.4465]
     std = [0.2470, 0.2435, 0.2616]
-    cases = [(train, 0, all_x[0], all_y[0]), (train, 44, all_x[44], all_y[44]),
-             (val, 2, all_x[47], all_y[47]), (test, 7, data["test_batch"][7], labels["test_batch"][7])]
+    cases = [
+        (train, 0, all_x[0], all_y[0]),
+        (train, 44, all_x[44], all_y[44]),
+        (val, 2, all_x[47], all_y[47]),
+        (test, 7, data["test_batch"][7], labels["test_batch"][7]),
+    ]
     for src, i, row, y in cases:
         item = src[i]
         assert item["inputs"].shape == (1024, 3) and item["inputs"].dtype == np.float32

@@ -9,8 +9,19 @@ from seqkit.data import DATASETS, add_data_parser, cli_data, make_source
 
 def test_data_cli_pathfinder_writes_cache(tmp_path, capsys):
     out = tmp_path / "pf"
-    argv = ["pathfinder", "--preset", "pathfinder32", "--size", "20", "--out", str(out),
-            "--contour-length", "6", "--seed", "3"]
+    argv = [
+        "pathfinder",
+        "--preset",
+        "pathfinder32",
+        "--size",
+        "20",
+        "--out",
+        str(out),
+        "--contour-length",
+        "6",
+        "--seed",
+        "3",
+    ]
     assert cli_data(argv) == 0
     captured = capsys.readouterr()
     assert "20/20 images" in captured.err and "images/s" in captured.err

@@ -150,7 +150,12 @@ def test_data_pathfinder_source_items():
 def test_data_pathfinder_cache_roundtrip(tmp_path):
     seen = []
     meta = write_pathfinder(
-        tmp_path, "pathfinder32", 30, seed=5, contour_length=6, chunk=7,
+        tmp_path,
+        "pathfinder32",
+        30,
+        seed=5,
+        contour_length=6,
+        chunk=7,
         progress=lambda done, total: seen.append((done, total)),
     )
     assert meta["splits"] == {"train": 24, "val": 3, "test": 3}

@@ -46,7 +46,7 @@ def test_data_batches_resume_exact():
     for k in (1, 2, 5, 9):
         resumed = _take(batches(src, batch_size=4, seed=7, start_step=k), 12 - k)
         assert len(resumed) == 12 - k
-        for a, b in zip(full[k:], resumed):
+        for a, b in zip(full[k:], resumed, strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -55,8 +55,8 @@ def test_data_batches_seeds_and_options():
     a = _take(batches(src, batch_size=4, seed=3), 6)
     b = _take(batches(src, batch_size=4, seed=3), 6)
     c = _take(batches(src, batch_size=4, seed=4), 6)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
     plain = _take(batches(src, batch_size=5, seed=0, shuffle=False, drop_remainder=False, num_epochs=2), 100)
     assert [len(x) for x in plain] == [5, 5, 2, 5, 5, 2]
     np.testing.assert_array_equal(np.concatenate(plain), np.tile(np.arange(12), 2))
@@ -72,6 +72,6 @@ def test_data_batches_worker_processes_match_threads():
     threads = list(itertools.islice(batches(src, batch_size=4, seed=2, start_step=3), 5))
     procs = list(itertools.islice(batches(src, batch_size=4, seed=2, start_step=3, worker_count=2), 5))
     assert len(procs) == 5
-    for a, b in zip(threads, procs):
+    for a, b in zip(threads, procs, strict=True):
         np.testing.assert_array_equal(a["label"], b["label"])
         np.testing.assert_array_equal(a["inputs"], b["inputs"])
