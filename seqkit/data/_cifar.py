@@ -23,6 +23,8 @@ import threading
 
 import numpy as np
 
+from ._index import check_index
+
 ARCHIVE = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -186,9 +188,7 @@ class CifarSource:
         return self._stop - self._start
 
     def __getitem__(self, i):
-        i = int(i)
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {i} out of range for a source of {len(self)} examples")
+        i = check_index(i, len(self))
         x, y = _cached(self.data_dir)[self._part]
         planes = x[self._start + i].reshape(3, 1024).T  # (1024, 3) uint8, raster order
         label = np.int32(y[self._start + i])

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._index import check_index
+
 # Bumped whenever the pixels produced for a given (preset, seed, split, index) change.
 GENERATOR_VERSION = 1
 
@@ -98,51 +100,18 @@ class PathfinderConfig:
         return self.size * self.size
 
 
+# SPEC §5.1, one row per preset, in the field order of PathfinderConfig.
+# fmt: off
+_PRESET_TABLE = {
+    #               size  seed_dist  marker_r  paddle_len  thickness  continuity  margin  distract  contrast
+    "pathfinder32":  (32,   7.0,       1.5,      2.0,        0.5,       1.0,        1,      5,         0.75),
+    "pathfinder64":  (64,   12.0,      2.5,      5.0,        1.0,       1.8,        1,      5,         0.8),
+    "pathx":         (128,  20.0,      3.0,      5.0,        1.5,       1.8,        2,      8,         0.9),
+    "pathfinder256": (256,  27.0,      5.0,      5.0,        2.0,       1.8,        3,      7,         1.0),
+}
+# fmt: on
 PATHFINDER_PRESETS: dict[str, PathfinderConfig] = {
-    "pathfinder32": PathfinderConfig(
-        size=32,
-        seed_distance=7.0,
-        marker_radius=1.5,
-        paddle_length=2.0,
-        paddle_thickness=0.5,
-        continuity=1.0,
-        margin=1,
-        num_distractors=5,
-        contrast=0.75,
-    ),
-    "pathfinder64": PathfinderConfig(
-        size=64,
-        seed_distance=12.0,
-        marker_radius=2.5,
-        paddle_length=5.0,
-        paddle_thickness=1.0,
-        continuity=1.8,
-        margin=1,
-        num_distractors=5,
-        contrast=0.8,
-    ),
-    "pathx": PathfinderConfig(
-        size=128,
-        seed_distance=20.0,
-        marker_radius=3.0,
-        paddle_length=5.0,
-        paddle_thickness=1.5,
-        continuity=1.8,
-        margin=2,
-        num_distractors=8,
-        contrast=0.9,
-    ),
-    "pathfinder256": PathfinderConfig(
-        size=256,
-        seed_distance=27.0,
-        marker_radius=5.0,
-        paddle_length=5.0,
-        paddle_thickness=2.0,
-        continuity=1.8,
-        margin=3,
-        num_distractors=7,
-        contrast=1.0,
-    ),
+    name: PathfinderConfig(*row) for name, row in _PRESET_TABLE.items()
 }
 
 CONTOUR_LENGTHS = (6, 9, 14)
@@ -466,9 +435,7 @@ class PathfinderSource:
         return self.size
 
     def __getitem__(self, i):
-        i = int(i)
-        if not 0 <= i < self.size:
-            raise IndexError(f"index {i} out of range for a source of {self.size} examples")
+        i = check_index(i, self.size)
         ex = generate_pathfinder(self.cfg, self.seed, self.split, i)
         return {"inputs": _to_inputs(ex.image, self.as_tokens), "label": np.int32(ex.label)}
 
@@ -654,9 +621,7 @@ class PathfinderCacheSource:
         return self.size
 
     def __getitem__(self, i):
-        i = int(i)
-        if not 0 <= i < self.size:
-            raise IndexError(f"index {i} out of range for a source of {self.size} examples")
+        i = check_index(i, self.size)
         if self._images is None:
             self._open()
         image = np.asarray(self._images[i])
