@@ -3,8 +3,13 @@
 Each image holds two *target* snakes and a few *distractor* snakes. A snake is a
 chain of straight paddles (short thick segments) whose orientations follow a
 cosine-weighted preference for small turns. Two circular markers sit on snake end
-points: both on the same target snake (label 1) or one on each target snake
-(label 0). The task asks whether the markers are connected.
+points: both ends of target snake A (label 1), or A's start and the start of target
+snake B (label 0). The task asks whether the markers are connected.
+
+B starts as far from A's start as A's end is (at least `seed_distance`), in a
+random direction, in both classes; the images of the two classes differ only in
+where the second marker goes, and the distance between the markers has the same
+distribution in both (a distance-only classifier is at chance).
 
 Every example is a pure function of `(seed, split, index)` (and the preset): its
 random stream is `numpy.random.SeedSequence([seed, split_id, index])`, so any
@@ -51,7 +56,8 @@ class PathfinderConfig:
     **Arguments:**
 
     - `size`: image side (the sequence length is `size**2`).
-    - `seed_distance`: distance between the start points of the two target snakes.
+    - `seed_distance`: least distance between the two markers (and between the
+      start points of the two target snakes).
     - `marker_radius`: radius of the two circular markers.
     - `paddle_length`, `paddle_thickness`: one paddle's length and width.
     - `continuity`: sharpness of the preference for small turns; a turn by `Δθ`
@@ -311,6 +317,14 @@ def _snake(canvas, rng, start, sid, length, *, first_index=0):
     return p
 
 
+def _place_markers(canvas, pair, length):
+    """Draw markers at the two `(snake id, point)` of `pair`; raises `_Stuck` if one does not fit."""
+    for sid, point in pair:
+        canvas.begin_snake(sid)
+        canvas.marker(point, sid, length)
+    return np.stack([pair[0][1], pair[1][1]])
+
+
 def _label(seed: int, split: int, index: int) -> int:
     # Labels are balanced exactly over every aligned pair (2j, 2j+1), without a
     # parity pattern: a random bit per pair decides which of the two is positive.
@@ -342,31 +356,29 @@ def generate_pathfinder(cfg: PathfinderConfig, seed: int, split: str | int, inde
     for _ in range(200):
         canvas = _Canvas(cfg)
         try:
-            # Target snake A (id 0) with a marker at its start.
             a0 = rng.uniform(border, size - border, size=2)
-            canvas.begin_snake(0)
-            canvas.marker(a0, 0, 0)
-            a1 = _snake(canvas, rng, a0, 0, L)
-            if label == 1:
-                canvas.begin_snake(0)
-                canvas.marker(a1, 0, L)
-            # Target snake B (id 1) starts `seed_distance` away from A's start.
+            a1 = _snake(canvas, rng, a0, 0, L)  # target snake A (id 0)
+            reach = np.linalg.norm(a1 - a0)
+            if reach < cfg.seed_distance:
+                raise _Stuck
+            # Target snake B (id 1) starts as far from A's start as A's end is, so the
+            # two marker pairs (A start, A end) and (A start, B start) are equally far
+            # apart: marker distance says nothing about the label.
             snap = canvas.snapshot()
             for _ in range(20):
                 phi = rng.uniform(0, 2 * np.pi)
-                b0 = a0 + cfg.seed_distance * np.array([np.sin(phi), np.cos(phi)])
+                b0 = a0 + reach * np.array([np.sin(phi), np.cos(phi)])
                 if not np.all((b0 >= border) & (b0 <= size - border)):
                     continue
                 try:
-                    b1 = _snake(canvas, rng, b0, 1, L)
-                    if label == 0:
-                        canvas.begin_snake(1)
-                        canvas.marker(b1, 1, L)
+                    _snake(canvas, rng, b0, 1, L)
                     break
                 except _Stuck:
                     canvas.restore(snap)
             else:
                 raise _Stuck
+            pair = ((0, a0), (0, a1)) if label == 1 else ((0, a0), (1, b0))
+            markers = _place_markers(canvas, pair, L)
         except _Stuck:
             continue
         break
@@ -390,7 +402,6 @@ def generate_pathfinder(cfg: PathfinderConfig, seed: int, split: str | int, inde
     pad = canvas.pad
     pixels = canvas.image[pad:-pad, pad:-pad]
     image = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
-    markers = np.stack([a0, a1 if label == 1 else b1])
     return PathfinderExample(image=image, label=label, markers=markers)
 
 

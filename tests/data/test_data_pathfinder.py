@@ -206,3 +206,15 @@ def test_data_pathfinder_cache_errors(tmp_path):
         make_source("pathfinder32", "val", data_dir=tmp_path, contour_length=6, size=5)
     with pytest.raises(ValueError, match="accepted: contour_length, as_tokens"):
         make_source("pathfinder32", "train", colour=True)
+
+
+def test_data_pathfinder_marker_distance_is_no_cue():
+    from scipy.stats import ks_2samp
+
+    cfg = pathfinder_config("pathfinder32", 6)
+    dist = {0: [], 1: []}
+    for i in range(300):
+        ex = generate_pathfinder(cfg, 0, "val", i)
+        dist[ex.label].append(float(np.hypot(*(ex.markers[0] - ex.markers[1]))))
+    assert min(min(dist[0]), min(dist[1])) >= cfg.seed_distance
+    assert ks_2samp(dist[0], dist[1]).pvalue > 0.05
