@@ -78,8 +78,10 @@ def batches(
     - `batch_size`, `seed` (`0 <= seed < 2**32`), `shuffle`, `drop_remainder`.
     - `start_step`: global index of the first batch to yield.
     - `num_epochs`: `None` repeats forever.
-    - `worker_count`: grain worker processes (0: threads in this process). The
-      source is pickled to each worker.
+    - `worker_count`: grain worker processes (0: two reader threads in this
+      process). The source is pickled to each worker. Sources that generate in
+      Python (Pathfinder on the fly) hold the GIL, so threads barely overlap with
+      the training step: use `worker_count >= 1` or a cache for them.
     - `worker_buffer_size`: batches each worker prepares ahead.
 
     **Returns:**
