@@ -61,5 +61,8 @@ class SequenceNorm(eqx.Module):
         """**Returns:** `(y, state)`, `y` of the shape of `x`."""
         if self.kind == "layer":
             return jax.vmap(self.norm)(x), state
-        y, state = self.norm(x.T, state)
+        # eqx.nn.BatchNorm's inference path mixes a Python float with its int32 step
+        # counter (`momentum ** counter`), which strict dtype promotion rejects.
+        with jax.numpy_dtype_promotion("standard"):
+            y, state = self.norm(x.T, state)
         return y.T, state
