@@ -98,21 +98,21 @@ class PathfinderConfig:
         return self.size * self.size
 
 
-PRESETS: dict[str, PathfinderConfig] = {
+PATHFINDER_PRESETS: dict[str, PathfinderConfig] = {
     "pathfinder32": PathfinderConfig(
-        size=32, seed_distance=7, marker_radius=1.5, paddle_length=2, paddle_thickness=0.5,
+        size=32, seed_distance=7.0, marker_radius=1.5, paddle_length=2.0, paddle_thickness=0.5,
         continuity=1.0, margin=1, num_distractors=5, contrast=0.75,
     ),
     "pathfinder64": PathfinderConfig(
-        size=64, seed_distance=12, marker_radius=2.5, paddle_length=5, paddle_thickness=1.0,
+        size=64, seed_distance=12.0, marker_radius=2.5, paddle_length=5.0, paddle_thickness=1.0,
         continuity=1.8, margin=1, num_distractors=5, contrast=0.8,
     ),
     "pathx": PathfinderConfig(
-        size=128, seed_distance=20, marker_radius=3, paddle_length=5, paddle_thickness=1.5,
+        size=128, seed_distance=20.0, marker_radius=3.0, paddle_length=5.0, paddle_thickness=1.5,
         continuity=1.8, margin=2, num_distractors=8, contrast=0.9,
     ),
     "pathfinder256": PathfinderConfig(
-        size=256, seed_distance=27, marker_radius=5, paddle_length=5, paddle_thickness=2.0,
+        size=256, seed_distance=27.0, marker_radius=5.0, paddle_length=5.0, paddle_thickness=2.0,
         continuity=1.8, margin=3, num_distractors=7, contrast=1.0,
     ),
 }
@@ -123,11 +123,11 @@ CONTOUR_LENGTHS = (6, 9, 14)
 def pathfinder_config(preset: str, contour_length: int = 14) -> PathfinderConfig:
     """The configuration of a preset (`pathfinder32`, `pathfinder64`, `pathx`,
     `pathfinder256`) at a difficulty level (`contour_length` 6, 9 or 14)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown Pathfinder preset {preset!r}; expected one of {sorted(PRESETS)}")
+    if preset not in PATHFINDER_PRESETS:
+        raise ValueError(f"unknown Pathfinder preset {preset!r}; expected one of {sorted(PATHFINDER_PRESETS)}")
     if contour_length not in CONTOUR_LENGTHS:
         raise ValueError(f"expected contour_length in {CONTOUR_LENGTHS}, got {contour_length}")
-    return dataclasses.replace(PRESETS[preset], contour_length=contour_length)
+    return dataclasses.replace(PATHFINDER_PRESETS[preset], contour_length=contour_length)
 
 
 def split_id(split: str | int) -> int:
