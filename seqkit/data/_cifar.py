@@ -1,0 +1,208 @@
+"""Sequential CIFAR-10 read from the standard CIFAR-10 python archive (no downloads).
+
+The files are looked up in a directory given explicitly or by the environment
+variable `SEQKIT_DATA`, in this order:
+
+1. `DIR/cifar-10-batches-py/{data_batch_1..5, test_batch}` (the extracted archive),
+2. `DIR/{data_batch_1..5, test_batch}` (DIR is the extracted folder itself),
+3. `DIR/cifar-10-python.tar.gz` (read in place, without extracting).
+
+Each batch is a pickled dict with `b"data"` (`(n, 3072)` uint8: the red, green and
+blue 32x32 planes, row-major) and `b"labels"` (n ints in 0..9).
+
+Splits: `train` is the first 90% of the 50k training images (45k), `val` the last
+10% (5k), `test` the 10k test images.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tarfile
+import threading
+
+import numpy as np
+
+ARCHIVE = "cifar-10-python.tar.gz"
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ENV_VAR = "SEQKIT_DATA"
+VAL_FRACTION = 0.1
+
+# Standard CIFAR-10 per-channel statistics (R, G, B) of pixels scaled to [0, 1].
+CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
+CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
+# Grayscale statistics (0..255 scale) used for the LRA Image task's scalar inputs.
+GRAY_MEAN = np.float32(122.6)
+GRAY_STD = np.float32(61.0)
+# ITU-R 601 luma weights, the usual RGB -> grayscale conversion.
+LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are missing; the message says which file to put where."""
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
+    """`data_dir`, else `$SEQKIT_DATA`; DataNotFoundError when neither is given."""
+    if data_dir is None:
+        data_dir = os.environ.get(ENV_VAR)
+    if not data_dir:
+        raise DataNotFoundError(
+            f"no data directory given: pass --data-dir DIR (data_dir=...) or set {ENV_VAR}=DIR, "
+            f"and put {ARCHIVE} ({ARCHIVE_URL}) in DIR"
+        )
+    return os.fspath(data_dir)
+
+
+def _locate(data_dir: str) -> tuple[str, str]:
+    """Return ("dir", folder) or ("tar", archive path); DataNotFoundError otherwise."""
+    folder = os.path.join(data_dir, FOLDER)
+    for candidate in (folder, data_dir):
+        present = [b for b in BATCHES if os.path.isfile(os.path.join(candidate, b))]
+        if len(present) == len(BATCHES):
+            return "dir", candidate
+        if present:
+            missing = [os.path.join(candidate, b) for b in BATCHES if b not in present]
+            raise DataNotFoundError(
+                f"incomplete CIFAR-10 batches in {candidate}: missing {', '.join(missing)}; "
+                f"extract {ARCHIVE} ({ARCHIVE_URL}) into {data_dir} again"
+            )
+    archive = os.path.join(data_dir, ARCHIVE)
+    if os.path.isfile(archive):
+        return "tar", archive
+    raise DataNotFoundError(
+        f"CIFAR-10 not found in {data_dir}: put {ARCHIVE} ({ARCHIVE_URL}) at {archive}, "
+        f"or extract it so that {os.path.join(folder, 'data_batch_1')} ... "
+        f"{os.path.join(folder, TEST_BATCH)} exist"
+    )
+
+
+def _unpickle(f, name: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = pickle.load(f, encoding="bytes")
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int32)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{name} is not a CIFAR-10 python batch (expected b'data' and b'labels')") from e
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
+        raise ValueError(
+            f"{name}: expected data (n, 3072) and n labels, got {data.shape} and {labels.shape}"
+        )
+    return data, labels
+
+
+def load_cifar10(data_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read every batch: `{"train": (x (50000, 3072) uint8, y), "test": (x, y)}`."""
+    kind, where = _locate(data_dir)
+    parts = {}
+    if kind == "dir":
+        for b in BATCHES:
+            path = os.path.join(where, b)
+            with open(path, "rb") as f:
+                parts[b] = _unpickle(f, path)
+    else:
+        with tarfile.open(where, "r:gz") as tar:
+            for b in BATCHES:
+                name = f"{FOLDER}/{b}"
+                try:
+                    f = tar.extractfile(name)
+                except KeyError:
+                    f = None
+                if f is None:
+                    raise DataNotFoundError(
+                        f"{where} has no member {name}: expected the CIFAR-10 python archive "
+                        f"({ARCHIVE_URL})"
+                    )
+                with f:
+                    parts[b] = _unpickle(f, f"{where}:{name}")
+    train_x = np.concatenate([parts[b][0] for b in TRAIN_BATCHES])
+    train_y = np.concatenate([parts[b][1] for b in TRAIN_BATCHES])
+    return {"train": (train_x, train_y), "test": parts[TEST_BATCH]}
+
+
+# One copy of the arrays per process, shared by the train/val/test sources.
+_CACHE: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+_LOCK = threading.Lock()
+
+
+def _cached(data_dir: str):
+    key = os.path.abspath(data_dir)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_cifar10(data_dir)
+        return _CACHE[key]
+
+
+def _split_range(n_train: int, n_test: int, split: str) -> tuple[str, int, int]:
+    n_val = round(n_train * VAL_FRACTION)
+    if split == "train":
+        return "train", 0, n_train - n_val
+    if split == "val":
+        return "train", n_train - n_val, n_train
+    if split == "test":
+        return "test", 0, n_test
+    raise ValueError(f"expected split in ('train', 'val', 'test'), got {split!r}")
+
+
+class CifarSource:
+    """Random-access source of sequential CIFAR-10 (1024 steps, raster order).
+
+    - `grayscale=False` (sCIFAR): inputs float32 `(1024, 3)`, each channel
+      normalized with the standard CIFAR-10 mean and std.
+    - `grayscale=True` (LRA Image): luma rounded to 0..255; inputs int32 `(1024,)`
+      tokens with `as_tokens=True`, else float32 `(1024, 1)` as
+      `(gray - 122.6) / 61`.
+
+    `label` is int32 in 0..9. The arrays load on first access (once per process)
+    and are not pickled, so the source pickles small.
+    """
+
+    def __init__(
+        self,
+        split: str,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        grayscale: bool = False,
+        as_tokens: bool = False,
+        size: int | None = None,
+    ):
+        if as_tokens and not grayscale:
+            raise ValueError("as_tokens=True needs grayscale=True (tokens are gray levels 0..255)")
+        self.data_dir = resolve_data_dir(data_dir)
+        _locate(self.data_dir)  # fail now, with the message saying what to put where
+        self.split = split
+        self.grayscale = bool(grayscale)
+        self.as_tokens = bool(as_tokens)
+        arrays = _cached(self.data_dir)
+        part, start, stop = _split_range(len(arrays["train"][1]), len(arrays["test"][1]), split)
+        if size is not None:
+            if not 0 <= size <= stop - start:
+                raise ValueError(f"expected size <= {stop - start} (the {split} split), got {size}")
+            stop = start + int(size)
+        self._part, self._start, self._stop = part, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def __getitem__(self, i):
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for a source of {len(self)} examples")
+        x, y = _cached(self.data_dir)[self._part]
+        planes = x[self._start + i].reshape(3, 1024).T  # (1024, 3) uint8, raster order
+        label = np.int32(y[self._start + i])
+        if not self.grayscale:
+            rgb = planes.astype(np.float32) / np.float32(255.0)
+            return {"inputs": (rgb - CIFAR_MEAN) / CIFAR_STD, "label": label}
+        gray = np.round(planes.astype(np.float32) @ LUMA)
+        if self.as_tokens:
+            return {"inputs": np.clip(gray, 0, 255).astype(np.int32), "label": label}
+        return {"inputs": ((gray - GRAY_MEAN) / GRAY_STD)[:, None], "label": label}
+
+    def __repr__(self):
+        kind = "gray" if self.grayscale else "rgb"
+        return f"CifarSource({self.data_dir!r}, split={self.split!r}, {kind}, n={len(self)})"

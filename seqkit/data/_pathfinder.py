@@ -1,0 +1,633 @@
+"""Pathfinder / Path-X: a seeded, vectorized "snakes" generator (SPEC §5.1).
+
+Each image holds two *target* snakes and a few *distractor* snakes. A snake is a
+chain of straight paddles (short thick segments) whose orientations follow a
+cosine-weighted preference for small turns. Two circular markers sit on snake end
+points: both on the same target snake (label 1) or one on each target snake
+(label 0). The task asks whether the markers are connected.
+
+Every example is a pure function of `(seed, split, index)` (and the preset): its
+random stream is `numpy.random.SeedSequence([seed, split_id, index])`, so any
+example regenerates alone and a split can be written by parallel workers.
+
+Drawing guarantees the label. Paddles are drawn end to end, supersampled
+`antialias_scale`x with a thickness that keeps every pixel the centre line passes
+through lit, so one snake's lit pixels are 8-connected. Every paddle and marker is
+checked, before it is drawn, against an occupancy map of the other snakes dilated
+by `margin` pixels (Chebyshev), so different snakes never touch, not even
+diagonally. Hence the pixels `> 0` connect the two markers exactly when the label
+is 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+# Bumped whenever the pixels produced for a given (preset, seed, split, index) change.
+GENERATOR_VERSION = 1
+
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+
+# Release sizes (SPEC §5.1): 200k images per level, split 80/10/10.
+RELEASE_SIZE = 200_000
+RELEASE_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+_FOREIGN = np.int16(-2)  # owner id of the border ring around the canvas
+_EMPTY = np.int16(-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PathfinderConfig:
+    """Geometry of one Pathfinder level; lengths in output pixels.
+
+    **Arguments:**
+
+    - `size`: image side (the sequence length is `size**2`).
+    - `seed_distance`: distance between the start points of the two target snakes.
+    - `marker_radius`: radius of the two circular markers.
+    - `paddle_length`, `paddle_thickness`: one paddle's length and width.
+    - `continuity`: sharpness of the preference for small turns; a turn by `Δθ`
+      has weight `exp(2 continuity (cos Δθ - 1))`.
+    - `margin`: empty pixels (Chebyshev) kept between different snakes.
+    - `num_distractors`: number of distractor snakes.
+    - `contrast`: paddle intensity in `(0, 1]` (markers are drawn at 1).
+    - `contour_length`: paddles per target snake (6, 9 or 14; LRA uses 14).
+    - `antialias_scale`: supersampling factor.
+    - `num_orientations`: candidate orientations tried per paddle.
+    """
+
+    size: int
+    seed_distance: float
+    marker_radius: float
+    paddle_length: float
+    paddle_thickness: float
+    continuity: float
+    margin: int
+    num_distractors: int
+    contrast: float
+    contour_length: int = 14
+    antialias_scale: int = 4
+    num_orientations: int = 16
+
+    def __post_init__(self):
+        if self.contour_length < 1:
+            raise ValueError(f"expected contour_length >= 1, got {self.contour_length}")
+        if self.margin < 1:
+            raise ValueError(f"expected margin >= 1, got {self.margin}")
+        # Every subpixel the centre line crosses must be lit (connectivity of a snake):
+        # half the thickness must reach a subpixel's half diagonal.
+        if self.paddle_thickness / 2 < math.sqrt(0.5) / self.antialias_scale:
+            raise ValueError(
+                f"paddle_thickness {self.paddle_thickness} is too thin for antialias_scale "
+                f"{self.antialias_scale}: expected >= {math.sqrt(2) / self.antialias_scale:.3f}"
+            )
+
+    @property
+    def distractor_length(self) -> int:
+        """Paddles per distractor snake: `contour_length // 3` (SPEC §5.1)."""
+        return max(1, self.contour_length // 3)
+
+    @property
+    def seq_len(self) -> int:
+        return self.size * self.size
+
+
+PATHFINDER_PRESETS: dict[str, PathfinderConfig] = {
+    "pathfinder32": PathfinderConfig(
+        size=32, seed_distance=7.0, marker_radius=1.5, paddle_length=2.0, paddle_thickness=0.5,
+        continuity=1.0, margin=1, num_distractors=5, contrast=0.75,
+    ),
+    "pathfinder64": PathfinderConfig(
+        size=64, seed_distance=12.0, marker_radius=2.5, paddle_length=5.0, paddle_thickness=1.0,
+        continuity=1.8, margin=1, num_distractors=5, contrast=0.8,
+    ),
+    "pathx": PathfinderConfig(
+        size=128, seed_distance=20.0, marker_radius=3.0, paddle_length=5.0, paddle_thickness=1.5,
+        continuity=1.8, margin=2, num_distractors=8, contrast=0.9,
+    ),
+    "pathfinder256": PathfinderConfig(
+        size=256, seed_distance=27.0, marker_radius=5.0, paddle_length=5.0, paddle_thickness=2.0,
+        continuity=1.8, margin=3, num_distractors=7, contrast=1.0,
+    ),
+}
+
+CONTOUR_LENGTHS = (6, 9, 14)
+
+
+def pathfinder_config(preset: str, contour_length: int = 14) -> PathfinderConfig:
+    """The configuration of a preset (`pathfinder32`, `pathfinder64`, `pathx`,
+    `pathfinder256`) at a difficulty level (`contour_length` 6, 9 or 14)."""
+    if preset not in PATHFINDER_PRESETS:
+        raise ValueError(f"unknown Pathfinder preset {preset!r}; expected one of {sorted(PATHFINDER_PRESETS)}")
+    if contour_length not in CONTOUR_LENGTHS:
+        raise ValueError(f"expected contour_length in {CONTOUR_LENGTHS}, got {contour_length}")
+    return dataclasses.replace(PATHFINDER_PRESETS[preset], contour_length=contour_length)
+
+
+def split_id(split: str | int) -> int:
+    if isinstance(split, str):
+        if split not in SPLIT_IDS:
+            raise ValueError(f"expected split in {tuple(SPLIT_IDS)}, got {split!r}")
+        return SPLIT_IDS[split]
+    if split not in SPLIT_IDS.values():
+        raise ValueError(f"expected split id in (0, 1, 2), got {split}")
+    return int(split)
+
+
+class _Stuck(Exception):
+    """A snake could not be continued; the caller retries."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PathfinderExample:
+    """One generated example: the image, its label and the marker centres."""
+
+    image: np.ndarray  # (size, size) uint8
+    label: int
+    markers: np.ndarray  # (2, 2) float64, (row, col) of the two marker centres
+
+
+class _Canvas:
+    """Padded drawing state: intensities, snake owner ids and paddle indices."""
+
+    def __init__(self, cfg: PathfinderConfig):
+        self.cfg = cfg
+        self.scale = cfg.antialias_scale
+        self.radius = cfg.paddle_thickness / 2
+        # Pixels whose centre lies within `radius + sqrt(1/2)` of a segment contain
+        # every pixel that segment lights: a conservative footprint for checks.
+        self.reach = self.radius + math.sqrt(0.5)
+        reach_marker = cfg.marker_radius + math.sqrt(0.5)
+        self.h_paddle = math.ceil(cfg.paddle_length + self.reach) + 1
+        self.h_marker = math.ceil(reach_marker) + 1
+        self.pad = max(self.h_paddle, self.h_marker) + cfg.margin + 2
+        n = cfg.size + 2 * self.pad
+        self.image = np.zeros((n, n), np.float32)
+        self.owner = np.full((n, n), _FOREIGN, np.int16)
+        p = self.pad
+        self.owner[p:-p, p:-p] = _EMPTY
+        self.index = np.zeros((n, n), np.int16)
+        self.blocked = None  # other snakes dilated by margin, for the snake being drawn
+
+    def snapshot(self):
+        return self.image.copy(), self.owner.copy(), self.index.copy()
+
+    def restore(self, snap):
+        self.image, self.owner, self.index = (a.copy() for a in snap)
+
+    def begin_snake(self, sid: int):
+        """Precompute the cells a new piece of snake `sid` may not light."""
+        other = (self.owner != _EMPTY) & (self.owner != sid)
+        m = self.cfg.margin
+        # Separable Chebyshev dilation by `m` pixels.
+        d = other.copy()
+        for s in range(1, m + 1):
+            d[s:] |= other[:-s]
+            d[:-s] |= other[s:]
+        e = d.copy()
+        for s in range(1, m + 1):
+            e[:, s:] |= d[:, :-s]
+            e[:, :-s] |= d[:, s:]
+        self.blocked = e
+
+    # -- geometry -------------------------------------------------------------
+    def _window(self, center, h):
+        """Top-left corner (padded coordinates) of the (2h+1)^2 window around `center`."""
+        r0 = math.floor(center[0]) + self.pad - h
+        c0 = math.floor(center[1]) + self.pad - h
+        return r0, c0
+
+    def _free(self, footprint, r0, c0, sid, max_own_index):
+        """Which candidate footprints (K, n, n) avoid other snakes and old own paddles."""
+        n = footprint.shape[-1]
+        blocked = self.blocked[r0 : r0 + n, c0 : c0 + n]
+        own_old = (self.owner[r0 : r0 + n, c0 : c0 + n] == sid) & (
+            self.index[r0 : r0 + n, c0 : c0 + n] <= max_own_index
+        )
+        bad = blocked | own_old
+        return ~np.any(footprint & bad, axis=(-2, -1))
+
+    def _draw(self, cover, r0, c0, intensity, sid, paddle_index):
+        n = cover.shape[-1]
+        sl = (slice(r0, r0 + n), slice(c0, c0 + n))
+        np.maximum(self.image[sl], intensity * cover, out=self.image[sl])
+        lit = cover > 0
+        owner = self.owner[sl]
+        new = lit & (owner == _EMPTY)
+        assert not np.any(lit & (owner != _EMPTY) & (owner != sid)), "snakes touch"
+        owner[new] = sid
+        self.index[sl][new] = paddle_index
+
+    def _subpixels(self, r0, c0, n):
+        s = self.scale
+        off = (np.arange(n * s) + 0.5) / s - self.pad
+        return r0 + off, c0 + off
+
+    def marker(self, center, sid, paddle_index, check=True):
+        """Draw a disk marker at `center`; raise `_Stuck` if it would touch another snake."""
+        h = self.h_marker
+        r0, c0 = self._window(center, h)
+        n = 2 * h + 1
+        if check:
+            rows = r0 - self.pad + 0.5 + np.arange(n)
+            cols = c0 - self.pad + 0.5 + np.arange(n)
+            d2 = (rows[:, None] - center[0]) ** 2 + (cols[None, :] - center[1]) ** 2
+            reach = self.cfg.marker_radius + math.sqrt(0.5)
+            if not self._free((d2 <= reach * reach)[None], r0, c0, sid, -1)[0]:
+                raise _Stuck
+        ys, xs = self._subpixels(r0, c0, n)
+        d2 = (ys[:, None] - center[0]) ** 2 + (xs[None, :] - center[1]) ** 2
+        inside = (d2 <= self.cfg.marker_radius**2).astype(np.float32)
+        s = self.scale
+        cover = inside.reshape(n, s, n, s).mean(axis=(1, 3))
+        self._draw(cover, r0, c0, 1.0, sid, paddle_index)
+
+    def paddle(self, rng, p, theta, sid, k):
+        """Add paddle `k` of snake `sid` starting at `p`; returns its end point and heading.
+
+        `theta` is the previous heading (None for a snake's first paddle: any
+        orientation). Raises `_Stuck` when no candidate orientation is free.
+        """
+        cfg = self.cfg
+        K = cfg.num_orientations
+        if theta is None:
+            angles = rng.uniform(0, 2 * np.pi) + np.arange(K) * (2 * np.pi / K)
+            weights = np.ones(K)
+        else:
+            # Turns in (-pi/2, pi/2), jittered so orientations are continuous.
+            turns = (np.arange(K) + rng.uniform()) * (np.pi / K) - np.pi / 2
+            angles = theta + turns
+            weights = np.exp(2.0 * cfg.continuity * (np.cos(turns) - 1.0))
+        d = np.stack([np.sin(angles), np.cos(angles)], axis=-1) * cfg.paddle_length  # (K, 2)
+        h = self.h_paddle
+        n = 2 * h + 1
+        r0, c0 = self._window(p, h)
+        rows = r0 - self.pad + 0.5 + np.arange(n)
+        cols = c0 - self.pad + 0.5 + np.arange(n)
+        near = _segment_dist2(rows, cols, p, d) <= self.reach * self.reach  # (K, n, n)
+        free = self._free(near, r0, c0, sid, k - 3)
+        if not np.any(free):
+            raise _Stuck
+        w = weights * free
+        j = rng.choice(K, p=w / w.sum())
+        ys, xs = self._subpixels(r0, c0, n)
+        inside = _segment_dist2(ys, xs, p, d[j : j + 1])[0] <= self.radius * self.radius
+        s = self.scale
+        cover = inside.astype(np.float32).reshape(n, s, n, s).mean(axis=(1, 3))
+        self._draw(cover, r0, c0, cfg.contrast, sid, k)
+        return p + d[j], angles[j]
+
+
+def _segment_dist2(rows, cols, p, d):
+    """Squared distance from grid points (rows x cols) to segments p -> p + d[k]: (K, n, m)."""
+    dy = d[:, 0, None, None]
+    dx = d[:, 1, None, None]
+    ry = (rows - p[0])[None, :, None]
+    rx = (cols - p[1])[None, None, :]
+    t = np.clip((ry * dy + rx * dx) / (dy * dy + dx * dx), 0.0, 1.0)
+    ey = ry - t * dy
+    ex = rx - t * dx
+    return ey * ey + ex * ex
+
+
+def _snake(canvas, rng, start, sid, length, *, first_index=0):
+    """Grow `length` paddles from `start`; returns the end point. Raises `_Stuck`."""
+    canvas.begin_snake(sid)
+    p, theta = np.asarray(start, np.float64), None
+    for k in range(length):
+        p, theta = canvas.paddle(rng, p, theta, sid, first_index + k)
+    return p
+
+
+def _label(seed: int, split: int, index: int) -> int:
+    # Labels are balanced exactly over every aligned pair (2j, 2j+1), without a
+    # parity pattern: a random bit per pair decides which of the two is positive.
+    bit = np.random.default_rng(np.random.SeedSequence([seed, split, index // 2, 1])).integers(2)
+    return int(bit) ^ (index & 1)
+
+
+def generate_pathfinder(
+    cfg: PathfinderConfig, seed: int, split: str | int, index: int
+) -> PathfinderExample:
+    """Generate example `index` of `split` for seed `seed`: a pure function of its arguments.
+
+    **Arguments:**
+
+    - `cfg`: the level (see `pathfinder_config`).
+    - `seed`, `split` (`"train"`, `"val"`, `"test"` or 0, 1, 2), `index`: the example.
+
+    **Returns:**
+
+    A `PathfinderExample` with `image` (`(size, size)` uint8), `label` (1 when the
+    two markers lie on the same snake) and `markers` (their `(row, col)` centres).
+    """
+    sid = split_id(split)
+    index = int(index)
+    if index < 0:
+        raise ValueError(f"expected index >= 0, got {index}")
+    label = _label(int(seed), sid, index)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), sid, index]))
+    size, L = cfg.size, cfg.contour_length
+    border = cfg.marker_radius + cfg.margin + 1
+    for _ in range(200):
+        canvas = _Canvas(cfg)
+        try:
+            # Target snake A (id 0) with a marker at its start.
+            a0 = rng.uniform(border, size - border, size=2)
+            canvas.begin_snake(0)
+            canvas.marker(a0, 0, 0)
+            a1 = _snake(canvas, rng, a0, 0, L)
+            if label == 1:
+                canvas.begin_snake(0)
+                canvas.marker(a1, 0, L)
+            # Target snake B (id 1) starts `seed_distance` away from A's start.
+            snap = canvas.snapshot()
+            for _ in range(20):
+                phi = rng.uniform(0, 2 * np.pi)
+                b0 = a0 + cfg.seed_distance * np.array([np.sin(phi), np.cos(phi)])
+                if not np.all((b0 >= border) & (b0 <= size - border)):
+                    continue
+                try:
+                    b1 = _snake(canvas, rng, b0, 1, L)
+                    if label == 0:
+                        canvas.begin_snake(1)
+                        canvas.marker(b1, 1, L)
+                    break
+                except _Stuck:
+                    canvas.restore(snap)
+            else:
+                raise _Stuck
+        except _Stuck:
+            continue
+        break
+    else:  # pragma: no cover - the geometry of every preset leaves plenty of room
+        raise RuntimeError(f"could not place the target snakes for example {(seed, split, index)}")
+    # Distractors: shorter snakes anywhere free; a stuck one keeps what it has.
+    for j in range(cfg.num_distractors):
+        sid_d = 2 + j
+        for _ in range(10):
+            start = rng.uniform(border, size - border, size=2)
+            canvas.begin_snake(sid_d)
+            p, theta, drawn = start, None, 0
+            try:
+                for k in range(cfg.distractor_length):
+                    p, theta = canvas.paddle(rng, p, theta, sid_d, k)
+                    drawn += 1
+            except _Stuck:
+                pass
+            if drawn:
+                break
+    pad = canvas.pad
+    pixels = canvas.image[pad:-pad, pad:-pad]
+    image = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    markers = np.stack([a0, a1 if label == 1 else b1])
+    return PathfinderExample(image=image, label=label, markers=markers)
+
+
+def _to_inputs(image: np.ndarray, as_tokens: bool) -> np.ndarray:
+    flat = image.reshape(-1)
+    if as_tokens:
+        return flat.astype(np.int32)
+    return (flat.astype(np.float32) / np.float32(255.0))[:, None]
+
+
+def default_split_size(split: str) -> int:
+    return round(RELEASE_SIZE * RELEASE_FRACTIONS[split])
+
+
+class PathfinderSource:
+    """Random-access source generating Pathfinder examples on the fly.
+
+    `source[i]` is `dict(inputs, label)`: `inputs` float32 `(size**2, 1)` pixels in
+    `[0, 1]`, or int32 `(size**2,)` tokens `0..255` with `as_tokens=True`; `label`
+    int32. Example `i` is `generate_pathfinder(cfg, seed, split, i)`.
+    """
+
+    def __init__(
+        self,
+        cfg: PathfinderConfig,
+        split: str,
+        *,
+        seed: int = 0,
+        size: int | None = None,
+        as_tokens: bool = False,
+    ):
+        split_id(split)
+        self.cfg = cfg
+        self.split = split
+        self.seed = int(seed)
+        self.size = default_split_size(split) if size is None else int(size)
+        if self.size < 0:
+            raise ValueError(f"expected size >= 0, got {size}")
+        self.as_tokens = bool(as_tokens)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i):
+        i = int(i)
+        if not 0 <= i < self.size:
+            raise IndexError(f"index {i} out of range for a source of {self.size} examples")
+        ex = generate_pathfinder(self.cfg, self.seed, self.split, i)
+        return {"inputs": _to_inputs(ex.image, self.as_tokens), "label": np.int32(ex.label)}
+
+    def __repr__(self):
+        return (
+            f"PathfinderSource(size={self.cfg.size}, contour_length={self.cfg.contour_length}, "
+            f"split={self.split!r}, seed={self.seed}, n={self.size})"
+        )
+
+
+# -- memory-mapped cache --------------------------------------------------------------
+
+METADATA = "metadata.json"
+
+
+def _split_sizes(size: int, splits: Sequence[float]) -> dict[str, int]:
+    if len(splits) != 3 or any(f < 0 for f in splits) or not math.isclose(sum(splits), 1.0):
+        raise ValueError(f"expected three non-negative split fractions summing to 1, got {splits}")
+    val = round(size * splits[1])
+    test = round(size * splits[2])
+    return {"train": size - val - test, "val": val, "test": test}
+
+
+def _cache_paths(out_dir: str, split: str) -> tuple[str, str]:
+    return (
+        os.path.join(out_dir, f"{split}_images.npy"),
+        os.path.join(out_dir, f"{split}_labels.npy"),
+    )
+
+
+def _write_chunk(job):
+    out_dir, cfg, seed, split, start, stop = job
+    img_path, lab_path = _cache_paths(out_dir, split)
+    images = np.load(img_path, mmap_mode="r+")
+    labels = np.load(lab_path, mmap_mode="r+")
+    for i in range(start, stop):
+        ex = generate_pathfinder(cfg, seed, split, i)
+        images[i] = ex.image
+        labels[i] = ex.label
+    images.flush()
+    labels.flush()
+    del images, labels
+    return stop - start
+
+
+def write_pathfinder(
+    out_dir: str | os.PathLike,
+    preset: str,
+    size: int,
+    *,
+    seed: int = 0,
+    contour_length: int = 14,
+    splits: Sequence[float] = (0.8, 0.1, 0.1),
+    workers: int = 1,
+    chunk: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Write a memory-mapped Pathfinder cache of `size` images split train/val/test.
+
+    Writes, per split, `{split}_images.npy` (`(N, H, W)` uint8) and
+    `{split}_labels.npy` (`(N,)` uint8), then `metadata.json` (written last, so a
+    cache with metadata is complete). Example `i` of a split equals
+    `generate_pathfinder(cfg, seed, split, i)`, i.e. the on-the-fly source with the
+    same seed: the cache only saves the generation time.
+
+    **Arguments:**
+
+    - `out_dir`: target directory (created if needed).
+    - `preset`, `contour_length`: the level; `seed`: the data seed.
+    - `size`: total number of images; `splits`: train/val/test fractions.
+    - `workers`: processes generating chunks of `chunk` images in parallel.
+    - `progress`: called as `progress(done, total)` after every chunk.
+
+    **Returns:**
+
+    The metadata dictionary that was written.
+    """
+    cfg = pathfinder_config(preset, contour_length)
+    if size < 1:
+        raise ValueError(f"expected size >= 1, got {size}")
+    if workers < 1:
+        raise ValueError(f"expected workers >= 1, got {workers}")
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    meta_path = os.path.join(out_dir, METADATA)
+    if os.path.exists(meta_path):
+        os.remove(meta_path)  # the cache is incomplete until it is written again
+    counts = _split_sizes(int(size), splits)
+    jobs = []
+    for split, n in counts.items():
+        img_path, lab_path = _cache_paths(out_dir, split)
+        np.lib.format.open_memmap(img_path, mode="w+", dtype=np.uint8, shape=(n, cfg.size, cfg.size))
+        np.lib.format.open_memmap(lab_path, mode="w+", dtype=np.uint8, shape=(n,))
+        for start in range(0, n, chunk):
+            jobs.append((out_dir, cfg, int(seed), split, start, min(n, start + chunk)))
+    total, done = int(size), 0
+    if workers == 1:
+        results = map(_write_chunk, jobs)
+        for r in results:
+            done += r
+            if progress is not None:
+                progress(done, total)
+    else:
+        import multiprocessing
+
+        # spawn: the caller may hold JAX or grain threads, which fork does not survive.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for r in pool.imap_unordered(_write_chunk, jobs):
+                done += r
+                if progress is not None:
+                    progress(done, total)
+    meta = {
+        "kind": "pathfinder",
+        "preset": preset,
+        "contour_length": cfg.contour_length,
+        "seed": int(seed),
+        "image_size": cfg.size,
+        "splits": counts,
+        "generator_version": GENERATOR_VERSION,
+        "config": dataclasses.asdict(cfg),
+    }
+    tmp = meta_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(tmp, meta_path)
+    return meta
+
+
+def read_pathfinder_metadata(directory: str | os.PathLike) -> dict:
+    """The metadata of a cache written by `write_pathfinder`; FileNotFoundError if absent."""
+    path = os.path.join(os.fspath(directory), METADATA)
+    if not os.path.exists(path):
+        raise PathfinderCacheNotFoundError(
+            f"no Pathfinder cache in {os.fspath(directory)} ({path} is missing); write one with "
+            f"`seqkit data pathfinder --preset PRESET --size N --out {os.fspath(directory)}`"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+class PathfinderCacheNotFoundError(FileNotFoundError):
+    """A Pathfinder cache directory lacks its files; the message says how to write it."""
+
+
+class PathfinderCacheSource:
+    """Random-access source over a cache written by `write_pathfinder`.
+
+    Holds only paths: the memory maps open lazily on first access, so the source
+    pickles small (for grain worker processes).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        split: str,
+        *,
+        size: int | None = None,
+        as_tokens: bool = False,
+    ):
+        split_id(split)
+        self.directory = os.fspath(directory)
+        self.split = split
+        self.metadata = read_pathfinder_metadata(self.directory)
+        available = int(self.metadata["splits"][split])
+        if size is not None and not 0 <= size <= available:
+            raise ValueError(
+                f"expected size <= {available} (the cached {split} split), got {size}"
+            )
+        self.size = available if size is None else int(size)
+        self.as_tokens = bool(as_tokens)
+        self._images = None
+        self._labels = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_images"] = state["_labels"] = None
+        return state
+
+    def _open(self):
+        img_path, lab_path = _cache_paths(self.directory, self.split)
+        self._images = np.load(img_path, mmap_mode="r")
+        self._labels = np.load(lab_path, mmap_mode="r")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i):
+        i = int(i)
+        if not 0 <= i < self.size:
+            raise IndexError(f"index {i} out of range for a source of {self.size} examples")
+        if self._images is None:
+            self._open()
+        image = np.asarray(self._images[i])
+        return {"inputs": _to_inputs(image, self.as_tokens), "label": np.int32(self._labels[i])}
+
+    def __repr__(self):
+        return f"PathfinderCacheSource({self.directory!r}, split={self.split!r}, n={self.size})"

@@ -1,0 +1,104 @@
+"""`make_source`: every dataset by name, one random-access source per split."""
+
+from __future__ import annotations
+
+import os
+
+from ._cifar import CifarSource
+from ._pathfinder import (
+    METADATA,
+    PATHFINDER_PRESETS,
+    PathfinderCacheNotFoundError,
+    PathfinderCacheSource,
+    PathfinderSource,
+    pathfinder_config,
+)
+
+DATASETS: dict[str, str] = {
+    "pathfinder32": "Pathfinder 32x32 (L=1024), generated on the fly or read from a cache; 2 classes",
+    "pathfinder64": "Pathfinder 64x64 (L=4096), generated on the fly or read from a cache; 2 classes",
+    "pathx": "Path-X 128x128 (L=16384), generated on the fly or read from a cache; 2 classes",
+    "pathfinder256": "Pathfinder 256x256 (L=65536), generated on the fly or read from a cache; 2 classes",
+    "scifar": "sequential CIFAR-10, RGB (L=1024, 3 channels, normalized); needs the CIFAR-10 archive",
+    "cifar_gray": "LRA Image: grayscale CIFAR-10 (L=1024, tokens 0..255 or a scalar); needs the archive",
+}
+
+_OPTIONS = {
+    **{name: ("contour_length", "as_tokens") for name in PATHFINDER_PRESETS},
+    "scifar": (),
+    "cifar_gray": ("as_tokens",),
+}
+
+
+def _pathfinder_cache_dir(data_dir: str, name: str) -> str:
+    for candidate in (data_dir, os.path.join(data_dir, name)):
+        if os.path.isfile(os.path.join(candidate, METADATA)):
+            return candidate
+    raise PathfinderCacheNotFoundError(
+        f"no {name} cache in {data_dir} (no {os.path.join(data_dir, METADATA)} or "
+        f"{os.path.join(data_dir, name, METADATA)}); write one with "
+        f"`seqkit data pathfinder --preset {name} --size N --out {os.path.join(data_dir, name)}`, "
+        f"or give no data directory to generate examples on the fly"
+    )
+
+
+def make_source(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    **options,
+):
+    """A random-access source (`len`, `source[i] -> dict(inputs, label)`) for one split.
+
+    **Arguments:**
+
+    - `name`: one of `DATASETS` (`pathfinder32`, `pathfinder64`, `pathx`,
+      `pathfinder256`, `scifar`, `cifar_gray`).
+    - `split`: `"train"`, `"val"` or `"test"`.
+    - `data_dir`: Pathfinder: a cache written by `write_pathfinder` (the directory
+      itself or `data_dir/name`); without it examples are generated on the fly.
+      CIFAR: the directory holding the CIFAR-10 archive (default `$SEQKIT_DATA`).
+    - `seed`: the data seed of sets generated on the fly (the example stream, not the
+      shuffle); a cache keeps the seed it was written with (in its metadata).
+    - `size`: number of examples of the split (default: all; for generated sets
+      the published 160k/20k/20k).
+    - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14) and
+      `as_tokens`; `cifar_gray`: `as_tokens`.
+
+    **Returns:**
+
+    A source whose items have `inputs` float32 `(L, C)` (real-valued) or int32
+    `(L,)` (tokens) and `label` int32.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"expected split in ('train', 'val', 'test'), got {split!r}")
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        accepted = ", ".join(_OPTIONS[name]) or "none"
+        raise ValueError(f"unknown option(s) {unknown} for {name!r}; accepted: {accepted}")
+    if size is not None and size < 0:
+        raise ValueError(f"expected size >= 0, got {size}")
+    as_tokens = bool(options.get("as_tokens", False))
+    if name in PATHFINDER_PRESETS:
+        contour_length = int(options.get("contour_length", 14))
+        cfg = pathfinder_config(name, contour_length)
+        if data_dir is None:
+            return PathfinderSource(cfg, split, seed=seed, size=size, as_tokens=as_tokens)
+        directory = _pathfinder_cache_dir(os.fspath(data_dir), name)
+        source = PathfinderCacheSource(directory, split, size=size, as_tokens=as_tokens)
+        meta = source.metadata
+        found = (meta.get("preset"), meta.get("contour_length"))
+        if found != (name, contour_length):
+            raise ValueError(
+                f"the cache in {directory} holds preset {found[0]!r} at contour length "
+                f"{found[1]}, not {name!r} at {contour_length}"
+            )
+        return source
+    return CifarSource(
+        split, data_dir=data_dir, grayscale=name == "cifar_gray", as_tokens=as_tokens, size=size
+    )
