@@ -56,6 +56,7 @@ class DataConfig:
     n_classes: int = 2
     vocab_size: int = 256
     worker_count: int = 0
+    memory_cache: bool = False
 
 
 @dataclasses.dataclass
@@ -91,6 +92,27 @@ class TrainerConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     seed: int = 0
+
+
+class MemoryCache:
+    """A source that keeps every example it has produced (generated sets are then
+    generated once, not once per epoch). For splits that fit in memory."""
+
+    def __init__(self, source: Any):
+        self.source = source
+        self.cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> Any:
+        i = int(i)
+        if i not in self.cache:
+            self.cache[i] = self.source[i]
+        return self.cache[i]
+
+    def __getstate__(self):  # workers get the source, not the cache
+        return {"source": self.source, "cache": {}}
 
 
 class Built(NamedTuple):
@@ -132,10 +154,13 @@ class Recipe:
         d = self.data
         options = {} if d.contour_length is None else {"contour_length": d.contour_length}
         sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
-        return {
+        sources = {
             split: make_source(d.name, split, data_dir=d.data_dir, seed=d.seed, size=size, **options)
             for split, size in sizes.items()
         }
+        if d.memory_cache:
+            sources = {k: MemoryCache(v) for k, v in sources.items()}
+        return sources
 
     def build_model(
         self, example_inputs: np.ndarray, *, key: PRNGKeyArray

@@ -1,0 +1,59 @@
+"""`s4-pathfinder`: S4 on LRA Pathfinder (32 × 32, L = 1024, contour length 14), SPEC §6.
+
+Published: 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈ [1e-3, 1e-1], AdamW
+lr 0.004 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 64, 200 epochs, warmup
+50k of 500k steps. Data are generated on the fly (160k/20k/20k, SPEC §5.1).
+
+Preset `cpu` is the README's main job: an easy level (contour length 6) with a small
+model that learns well above chance in minutes on two CPU cores.
+"""
+
+import dataclasses
+
+from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
+
+NAME = "s4-pathfinder"
+DESCRIPTION = "S4 on Pathfinder-32 (L=1024, generated), published setting; preset cpu is the quick CPU job"
+
+
+def recipe() -> Recipe:
+    return Recipe(
+        name=NAME,
+        description=DESCRIPTION,
+        model=ModelConfig(
+            mixer="s4", d_model=256, n_layers=6, state_size=64, dt_min=1e-3, dt_max=1e-1,
+            bidirectional=True, norm="batch", prenorm=True, dropout=0.0, pool="mean",
+        ),
+        data=DataConfig(name="pathfinder32", contour_length=14, n_classes=2),
+        optimizer=OptimizerConfig(lr=0.004, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
+        schedule=ScheduleConfig(warmup_steps=50_000, total_steps=500_000),
+        trainer=TrainerConfig(batch_size=64, eval_every=2500, checkpoint_every=1000, log_every=50),
+    )
+
+
+def smoke(r: Recipe) -> Recipe:
+    """A few minutes on a CPU: a small model, 30 steps on 512 generated images."""
+    return dataclasses.replace(
+        r,
+        model=dataclasses.replace(r.model, d_model=32, n_layers=2),
+        data=dataclasses.replace(r.data, train_size=512, val_size=100, test_size=100),
+        schedule=ScheduleConfig(warmup_steps=5, total_steps=30),
+        trainer=dataclasses.replace(r.trainer, batch_size=16, eval_every=15, checkpoint_every=15, log_every=5),
+    )
+
+
+def cpu(r: Recipe) -> Recipe:
+    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps."""
+    return dataclasses.replace(
+        r,
+        model=dataclasses.replace(r.model, d_model=32, n_layers=3),
+        data=dataclasses.replace(
+            r.data, contour_length=6, train_size=8000, val_size=512, test_size=512, memory_cache=True
+        ),
+        optimizer=dataclasses.replace(r.optimizer, lr=0.01),
+        schedule=ScheduleConfig(warmup_steps=40, total_steps=400),
+        trainer=dataclasses.replace(r.trainer, batch_size=32, eval_every=100, checkpoint_every=50, log_every=10),
+    )
+
+
+PRESETS = {"smoke": smoke, "cpu": cpu}
