@@ -38,14 +38,15 @@ class SequenceNorm(eqx.Module):
         kind: Literal["layer", "batch"] = "layer",
         *,
         axis_name: Hashable = "batch",
-        momentum: float = 0.99,
+        momentum: float = 0.9,
     ):
         """**Arguments:**
 
         - `d`: channels.
         - `kind`: `"layer"` or `"batch"`.
         - `axis_name`: the vmapped batch axis BatchNorm reduces over.
-        - `momentum`: BatchNorm's running-statistics momentum.
+        - `momentum`: BatchNorm's running-statistics momentum (`r ← m·r + (1−m)·batch`;
+          0.9 is PyTorch's default 0.1 in its convention, as in the published S4 runs).
         """
         if kind == "layer":
             self.norm = eqx.nn.LayerNorm(d)
