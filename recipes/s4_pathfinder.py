@@ -12,6 +12,8 @@ import dataclasses
 
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
+from ._presets import shrink, smoke
+
 NAME = "s4-pathfinder"
 DESCRIPTION = "S4 on Pathfinder-32 (L=1024, generated), published setting; preset cpu is the quick CPU job"
 
@@ -31,29 +33,14 @@ def recipe() -> Recipe:
     )
 
 
-def smoke(r: Recipe) -> Recipe:
-    """A few minutes on a CPU: a small model, 30 steps on 512 generated images."""
-    return dataclasses.replace(
-        r,
-        model=dataclasses.replace(r.model, d_model=32, n_layers=2),
-        data=dataclasses.replace(r.data, train_size=512, val_size=100, test_size=100),
-        schedule=ScheduleConfig(warmup_steps=5, total_steps=30),
-        trainer=dataclasses.replace(r.trainer, batch_size=16, eval_every=15, checkpoint_every=15, log_every=5),
-    )
-
-
 def cpu(r: Recipe) -> Recipe:
-    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps."""
-    return dataclasses.replace(
-        r,
-        model=dataclasses.replace(r.model, d_model=32, n_layers=3),
-        data=dataclasses.replace(
-            r.data, contour_length=6, train_size=8000, val_size=512, test_size=512, memory_cache=True
-        ),
-        optimizer=dataclasses.replace(r.optimizer, lr=0.01),
-        schedule=ScheduleConfig(warmup_steps=40, total_steps=400),
-        trainer=dataclasses.replace(r.trainer, batch_size=32, eval_every=100, checkpoint_every=50, log_every=10),
+    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps of 32."""
+    r = shrink(
+        r, d_model=32, n_layers=3, sizes=(8000, 512, 512), batch_size=32, warmup_steps=40,
+        total_steps=400, eval_every=100, checkpoint_every=50, log_every=10,
+        contour_length=6, memory_cache=True,
     )
+    return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=0.01))
 
 
 PRESETS = {"smoke": smoke, "cpu": cpu}

@@ -6,9 +6,9 @@ lr 0.001 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 16, 50 epochs, warmup
 `seqkit data pathfinder --preset pathx` (`--set data.data_dir=DIR`).
 """
 
-import dataclasses
-
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
+
+from ._presets import shrink
 
 NAME = "s4-pathx"
 DESCRIPTION = "S4 on Path-X (128x128, L=16384, generated), published setting"
@@ -30,13 +30,10 @@ def recipe() -> Recipe:
 
 
 def smoke(r: Recipe) -> Recipe:
-    """A few minutes on a CPU: a small model, 10 steps of 4 images at L = 16384."""
-    return dataclasses.replace(
-        r,
-        model=dataclasses.replace(r.model, d_model=16, n_layers=2),
-        data=dataclasses.replace(r.data, train_size=64, val_size=16, test_size=16),
-        schedule=ScheduleConfig(warmup_steps=2, total_steps=10),
-        trainer=dataclasses.replace(r.trainer, batch_size=4, eval_every=10, checkpoint_every=5, log_every=2),
+    """A few minutes on a CPU: a 16-wide 2-layer model, 10 steps of 4 images at L = 16384."""
+    return shrink(
+        r, d_model=16, n_layers=2, sizes=(64, 16, 16), batch_size=4, warmup_steps=2,
+        total_steps=10, eval_every=10, checkpoint_every=5, log_every=2,
     )
 
 

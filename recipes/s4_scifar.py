@@ -10,6 +10,8 @@ import dataclasses
 
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
+from ._presets import smoke
+
 NAME = "s4-scifar"
 DESCRIPTION = "S4 on sequential CIFAR-10 (RGB, L=1024), published setting; needs the CIFAR-10 archive"
 
@@ -26,17 +28,6 @@ def recipe() -> Recipe:
         optimizer=OptimizerConfig(lr=0.01, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
         schedule=ScheduleConfig(warmup_steps=900, total_steps=180_000),
         trainer=TrainerConfig(batch_size=50, eval_every=900, checkpoint_every=900, log_every=50),
-    )
-
-
-def smoke(r: Recipe) -> Recipe:
-    """A few minutes on a CPU: a small model on 512 training images, 30 steps."""
-    return dataclasses.replace(
-        r,
-        model=dataclasses.replace(r.model, d_model=32, n_layers=2),
-        data=dataclasses.replace(r.data, train_size=512, val_size=100, test_size=100),
-        schedule=ScheduleConfig(warmup_steps=5, total_steps=30),
-        trainer=dataclasses.replace(r.trainer, batch_size=16, eval_every=15, checkpoint_every=15, log_every=5),
     )
 
 
