@@ -35,8 +35,10 @@ def crashing_batches(after):
     return make
 
 
-def test_train_learns_and_writes_run_dir(tmp_path):
-    res = st.train(tiny_recipe(), tmp_path, sources=sources(), batches=batches, progress=False)
+def test_train_learns_and_writes_run_dir(tmp_path, capsys):
+    res = st.train(tiny_recipe(), tmp_path, sources=sources(), batches=batches, progress=True)
+    err = capsys.readouterr().err
+    assert "step 40/40" in err and "ex/s" in err and "ETA" in err and "acc" in err
     assert res["steps"] == 40 and res["skipped_updates"] == 0
     assert res["val_accuracy"] > 0.8 and res["test_accuracy"] > 0.8  # chance is 0.5
     assert json.loads((tmp_path / "results.json").read_text()) == res
@@ -98,6 +100,7 @@ def test_nonfinite_updates_are_skipped_and_counted(tmp_path):
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
 
 
+@pytest.mark.slow
 def test_token_inputs_and_progress_lines(tmp_path, capsys):
     recipe = tiny_recipe(steps=10, eval_every=100, log_every=5)
     res = st.train(recipe, tmp_path, sources=sources(tokens=True), batches=batches, progress=True)
