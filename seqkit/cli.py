@@ -1,8 +1,19 @@
-"""The `seqkit` command."""
+"""The `seqkit` command: train, eval, recipes, data, demo."""
 
 import argparse
+import json
+import os
 import sys
 import time
+
+
+class _Usage(Exception):
+    """A one-line user error: printed without a traceback, exit code 2."""
+
+
+def _fail(message: str) -> int:
+    print(f"seqkit: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -49,16 +60,122 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(results: dict, run_dir: str) -> str:
+    from seqkit.train._logging import format_duration
+
+    return (
+        f"{results['recipe']} ({results['preset']}): val accuracy {100 * results['val_accuracy']:.2f}%, "
+        f"test accuracy {100 * results['test_accuracy']:.2f}% after {results['steps']} steps "
+        f"in {format_duration(results['wall_time_s'])} ({results['train_examples_per_s']:.1f} ex/s); "
+        f"run directory {run_dir}"
+    )
+
+
+def _setup_errors():
+    from seqkit.train import RecipeError
+
+    # What a user can get wrong before training starts: names, keys, values, files.
+    return (RecipeError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seqkit import recipes
+    from seqkit.train import RecipeError, override, train
+
+    out = args.out or os.path.join("runs", f"{args.recipe}-{args.preset}")
+    try:
+        recipe = override(recipes.get(args.recipe, args.preset), args.sets)
+        if recipe.steps < 1:
+            raise RecipeError(f"the run needs at least one step, got {recipe.steps}")
+        sources = recipe.make_sources()
+        for split, src in sources.items():
+            if len(src) < (recipe.trainer.batch_size if split == "train" else 1):
+                raise RecipeError(f"the {split} split has {len(src)} examples; too few for this run")
+    except _setup_errors() as e:
+        raise _Usage(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    try:
+        results = train(recipe, out, resume=args.resume, progress=not args.no_progress, sources=sources)
+    except RecipeError as e:
+        raise _Usage(str(e)) from None
+    print(_summary(results, out))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from seqkit.train import evaluate, load_run
+    from seqkit.train._loop import _default_batches
+
+    try:
+        recipe, model, state, sources, meta = load_run(args.run_dir)
+    except _setup_errors() as e:
+        raise _Usage(str(e).splitlines()[0]) from None
+    bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
+    batches = _default_batches()
+    t0 = time.perf_counter()
+    res = {split: evaluate(model, state, sources[split], batch_size=bs, batches=batches) for split in ("val", "test")}
+    out = {
+        "recipe": recipe.name, "preset": recipe.preset, "step": meta["step"],
+        "val_accuracy": res["val"]["accuracy"], "val_loss": res["val"]["loss"],
+        "test_accuracy": res["test"]["accuracy"], "test_loss": res["test"]["loss"],
+        "eval_time_s": time.perf_counter() - t0,
+    }
+    with open(os.path.join(args.run_dir, "eval.json"), "w") as f:
+        json.dump(out, f, indent=2)
+    print(
+        f"{recipe.name} ({recipe.preset}) at step {meta['step']}: val accuracy "
+        f"{100 * out['val_accuracy']:.2f}%, test accuracy {100 * out['test_accuracy']:.2f}%"
+    )
+    return 0
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from seqkit import recipes
+
+    rows = recipes.describe()
+    width = max(len(n) for n, _, _ in rows)
+    for name, desc, presets in rows:
+        print(f"{name:<{width}}  {desc} [presets: {', '.join(presets)}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seqkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train a recipe; writes a run directory ending with results.json")
+    tr.add_argument("recipe", help="recipe name (see `seqkit recipes`)")
+    tr.add_argument("--preset", default="default", help="recipe preset (e.g. smoke, cpu)")
+    tr.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="edit the recipe, e.g. --set model.n_layers=4 (repeatable)")
+    tr.add_argument("--out", help="run directory (default runs/RECIPE-PRESET)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    tr.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run directory's checkpoint on val and test")
+    ev.add_argument("run_dir")
+    ev.set_defaults(func=_eval)
+
+    rc = sub.add_parser("recipes", help="list the recipes with one-line descriptions")
+    rc.set_defaults(func=_recipes)
+
+    try:
+        from seqkit.data import add_data_parser
+    except ImportError:
+        pass
+    else:
+        add_data_parser(sub)
+
     demo = sub.add_parser("demo", help="run every SSM core in conv and step mode on a generated signal")
     demo.add_argument("--length", type=int, default=1024)
     demo.add_argument("--width", type=int, default=32)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _Usage as e:
+        return _fail(str(e))
 
 
 if __name__ == "__main__":

@@ -1,1 +1,32 @@
-"""Training: the trainer, optimizers with parameter groups, checkpoints, metrics."""
+"""Training: recipes, the trainer, optimizers with parameter groups, checkpoints, metrics."""
+
+from ._checkpoint import load_checkpoint as load_checkpoint, save_checkpoint as save_checkpoint
+from ._logging import MetricsLog as MetricsLog, Progress as Progress
+from ._loop import (
+    evaluate as evaluate,
+    load_run as load_run,
+    make_train_step as make_train_step,
+    train as train,
+)
+from ._optim import (
+    SSM_PARAM_NAMES as SSM_PARAM_NAMES,
+    adamw_cosine as adamw_cosine,
+    cosine_warmup as cosine_warmup,
+    make_optimizer as make_optimizer,
+    param_labels as param_labels,
+)
+from ._recipe import (
+    Built as Built,
+    DataConfig as DataConfig,
+    ModelConfig as ModelConfig,
+    OptimizerConfig as OptimizerConfig,
+    Recipe as Recipe,
+    RecipeError as RecipeError,
+    ScheduleConfig as ScheduleConfig,
+    TrainerConfig as TrainerConfig,
+    init_key as init_key,
+    override as override,
+    recipe_from_dict as recipe_from_dict,
+    recipe_to_dict as recipe_to_dict,
+    step_key as step_key,
+)

@@ -1,0 +1,42 @@
+"""What the CPU presets of every recipe share: a smaller model, fewer examples, fewer steps."""
+
+import dataclasses
+
+from seqkit.train import Recipe, ScheduleConfig
+
+
+def shrink(
+    r: Recipe,
+    *,
+    d_model: int,
+    n_layers: int,
+    sizes: tuple[int, int, int],
+    batch_size: int,
+    warmup_steps: int,
+    total_steps: int,
+    eval_every: int,
+    checkpoint_every: int,
+    log_every: int,
+    **data,
+) -> Recipe:
+    """`r` scaled down: model width/depth, split sizes (train, val, test), schedule and
+    trainer cadence; `data` sets further `DataConfig` fields."""
+    train, val, test = sizes
+    return dataclasses.replace(
+        r,
+        model=dataclasses.replace(r.model, d_model=d_model, n_layers=n_layers),
+        data=dataclasses.replace(r.data, train_size=train, val_size=val, test_size=test, **data),
+        schedule=ScheduleConfig(warmup_steps=warmup_steps, total_steps=total_steps),
+        trainer=dataclasses.replace(
+            r.trainer, batch_size=batch_size, eval_every=eval_every,
+            checkpoint_every=checkpoint_every, log_every=log_every,
+        ),
+    )
+
+
+def smoke(r: Recipe) -> Recipe:
+    """A few minutes on a CPU: a 32-wide 2-layer model, 30 steps of 16 on 512 examples."""
+    return shrink(
+        r, d_model=32, n_layers=2, sizes=(512, 100, 100), batch_size=16, warmup_steps=5,
+        total_steps=30, eval_every=15, checkpoint_every=15, log_every=5,
+    )

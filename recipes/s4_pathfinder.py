@@ -1,0 +1,46 @@
+"""`s4-pathfinder`: S4 on LRA Pathfinder (32 × 32, L = 1024, contour length 14), SPEC §6.
+
+Published: 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈ [1e-3, 1e-1], AdamW
+lr 0.004 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 64, 200 epochs, warmup
+50k of 500k steps. Data are generated on the fly (160k/20k/20k, SPEC §5.1).
+
+Preset `cpu` is the README's main job: an easy level (contour length 6) with a small
+model that learns well above chance in minutes on two CPU cores.
+"""
+
+import dataclasses
+
+from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
+
+from ._presets import shrink, smoke
+
+NAME = "s4-pathfinder"
+DESCRIPTION = "S4 on Pathfinder-32 (L=1024, generated), published setting; preset cpu is the quick CPU job"
+
+
+def recipe() -> Recipe:
+    return Recipe(
+        name=NAME,
+        description=DESCRIPTION,
+        model=ModelConfig(
+            mixer="s4", d_model=256, n_layers=6, state_size=64, dt_min=1e-3, dt_max=1e-1,
+            bidirectional=True, norm="batch", prenorm=True, dropout=0.0, pool="mean",
+        ),
+        data=DataConfig(name="pathfinder32", contour_length=14, n_classes=2),
+        optimizer=OptimizerConfig(lr=0.004, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
+        schedule=ScheduleConfig(warmup_steps=50_000, total_steps=500_000),
+        trainer=TrainerConfig(batch_size=64, eval_every=2500, checkpoint_every=1000, log_every=50),
+    )
+
+
+def cpu(r: Recipe) -> Recipe:
+    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps of 32."""
+    r = shrink(
+        r, d_model=32, n_layers=3, sizes=(8000, 512, 512), batch_size=32, warmup_steps=40,
+        total_steps=400, eval_every=100, checkpoint_every=50, log_every=10,
+        contour_length=6, memory_cache=True,
+    )
+    return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=0.01))
+
+
+PRESETS = {"smoke": smoke, "cpu": cpu}

@@ -1,0 +1,44 @@
+"""`s4-scifar`: S4 on sequential CIFAR-10 (RGB, L = 1024, 3 channels), SPEC §6.
+
+Published: 512 × 6, LayerNorm, post-norm, dropout 0.1, Δ ∈ [1e-3, 1e-1], AdamW
+lr 0.01 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 50, 200 epochs,
+warmup 900 of 180k steps (45k train images / 50 × 200). Needs the CIFAR-10 python
+archive in `--set data.data_dir=DIR` or `$SEQKIT_DATA`.
+"""
+
+import dataclasses
+
+from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
+
+from ._presets import smoke
+
+NAME = "s4-scifar"
+DESCRIPTION = "S4 on sequential CIFAR-10 (RGB, L=1024), published setting; needs the CIFAR-10 archive"
+
+
+def recipe() -> Recipe:
+    return Recipe(
+        name=NAME,
+        description=DESCRIPTION,
+        model=ModelConfig(
+            mixer="s4", d_model=512, n_layers=6, state_size=64, dt_min=1e-3, dt_max=1e-1,
+            bidirectional=True, norm="layer", prenorm=False, dropout=0.1, pool="mean",
+        ),
+        data=DataConfig(name="scifar", n_classes=10),
+        optimizer=OptimizerConfig(lr=0.01, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
+        schedule=ScheduleConfig(warmup_steps=900, total_steps=180_000),
+        trainer=TrainerConfig(batch_size=50, eval_every=900, checkpoint_every=900, log_every=50),
+    )
+
+
+def gray(r: Recipe) -> Recipe:
+    """LRA Image: grayscale CIFAR-10, BatchNorm, warmup 18k of 180k steps (SPEC §6)."""
+    return dataclasses.replace(
+        r,
+        model=dataclasses.replace(r.model, norm="batch"),
+        data=dataclasses.replace(r.data, name="cifar_gray"),
+        schedule=ScheduleConfig(warmup_steps=18_000, total_steps=180_000),
+    )
+
+
+PRESETS = {"smoke": smoke, "gray": gray}

@@ -1,0 +1,179 @@
+"""SequenceModel: encoder → residual blocks with any mixer per layer → pooling → head."""
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._blocks import ResidualBlock
+from ._norm import SequenceNorm
+from ._pool import pool
+
+
+class SequenceModel(eqx.Module):
+    """A sequence classifier built around any mixers.
+
+    `x → encoder → [ResidualBlock(mixer_i)]_{i<n_layers} → (final norm if pre-norm)
+    → pool → Linear → logits`. The encoder is a `Linear(d_in → d_model)` for real
+    inputs `(L, d_in)` or an `Embedding(vocab_size, d_model)` for integer tokens `(L,)`.
+
+    `mixer` is either a list of mixers (one per layer) or a factory
+    `mixer(i, key) -> mixer`, so mixing layer kinds is one argument. A mixer is any
+    callable `(L, d_model) -> (L, d_model)` taking `key=` for dropout, e.g.
+    `SSMLayer(S4(...))`. Bidirectional cores give a bidirectional model; causal
+    cores with `pool="last"` give a causal one.
+
+    Models carry state (BatchNorm running statistics), so build them with
+    `eqx.nn.make_with_state` and call them as `model(x, state, key=key) ->
+    (logits, state)`; batch with `jax.vmap(..., axis_name="batch")`:
+
+    ```python
+    def mixer(i, key):
+        k1, k2 = jax.random.split(key)
+        return SSMLayer(S4(64, l_max=1024, bidirectional=True, key=k1), key=k2)
+
+    model, state = eqx.nn.make_with_state(SequenceModel)(
+        d_in=1, d_model=64, n_classes=2, n_layers=4, mixer=mixer, norm="batch", key=key)
+    batched = jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+    logits, state = batched(x, state)                    # x: (B, L, 1)
+    logits, _ = jax.vmap(eqx.nn.inference_mode(model), axis_name="batch",
+                         in_axes=(0, None), out_axes=(0, None))(x, state)
+    ```
+
+    The layout follows Gu, Goel and Ré, "Efficiently Modeling Long Sequences with
+    Structured State Spaces", ICLR 2022.
+    """
+
+    encoder: eqx.nn.Linear | eqx.nn.Embedding
+    cls_token: Float[Array, " d_model"] | None
+    blocks: tuple[ResidualBlock, ...]
+    final_norm: SequenceNorm | None
+    head: eqx.nn.Linear
+    d_model: int = eqx.field(static=True)
+    n_classes: int = eqx.field(static=True)
+    pooling: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        n_classes: int,
+        mixer: Sequence[Callable] | Callable[[int, PRNGKeyArray], Callable],
+        n_layers: int | None = None,
+        d_in: int | None = None,
+        vocab_size: int | None = None,
+        norm: Literal["layer", "batch"] = "layer",
+        prenorm: bool = True,
+        dropout: float = 0.0,
+        ffn_mult: int = 0,
+        pool: Literal["mean", "last", "cls"] = "mean",
+        axis_name: Hashable = "batch",
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `d_model`: width of the residual stream.
+        - `n_classes`: number of output logits.
+        - `mixer`: a list of `n_layers` mixers, or a factory `mixer(i, key)`.
+        - `n_layers`: number of blocks (defaults to the length of a mixer list).
+        - `d_in`: channels of real-valued inputs (Linear encoder), or
+        - `vocab_size`: vocabulary of integer-token inputs (Embedding encoder).
+        - `norm`: `"layer"` or `"batch"`.
+        - `prenorm`: pre-norm (True) or post-norm (False) blocks.
+        - `dropout`: residual dropout rate in every block.
+        - `ffn_mult`: FFN width multiple in every block; 0 means no FFN.
+        - `pool`: `"mean"`, `"last"` or `"cls"` (a learned token prepended at position 0).
+        - `axis_name`: the vmapped batch axis BatchNorm reduces over.
+        - `key`: PRNG key.
+        """
+        if (d_in is None) == (vocab_size is None):
+            raise ValueError("give exactly one of d_in (real inputs) or vocab_size (tokens)")
+        if pool not in ("mean", "last", "cls"):
+            raise ValueError(f"pool must be 'mean', 'last' or 'cls', got {pool!r}")
+        if isinstance(mixer, eqx.Module):
+            raise ValueError(
+                "mixer must be a list of mixers (one per layer) or a factory mixer(i, key); "
+                "got a single module, which would share its weights across layers"
+            )
+        if isinstance(mixer, Sequence):
+            mixers = list(mixer)
+            if n_layers is None:
+                n_layers = len(mixers)
+            if len(mixers) != n_layers:
+                raise ValueError(f"expected {n_layers} mixers, got {len(mixers)}")
+        if n_layers is None or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive integer, got {n_layers}")
+        ekey, ckey, hkey, mkey, bkey = jr.split(key, 5)
+        if not isinstance(mixer, Sequence):
+            mixers = [mixer(i, k) for i, k in enumerate(jr.split(mkey, n_layers))]
+        if d_in is not None:
+            self.encoder = eqx.nn.Linear(d_in, d_model, key=ekey)
+        else:
+            self.encoder = eqx.nn.Embedding(vocab_size, d_model, key=ekey)
+        self.cls_token = 0.02 * jr.normal(ckey, (d_model,)) if pool == "cls" else None
+        self.blocks = tuple(
+            ResidualBlock(
+                m, d_model, norm=norm, prenorm=prenorm, dropout=dropout, ffn_mult=ffn_mult,
+                axis_name=axis_name, key=k,
+            )
+            for m, k in zip(mixers, jr.split(bkey, n_layers))
+        )
+        self.final_norm = SequenceNorm(d_model, norm, axis_name=axis_name) if prenorm else None
+        self.head = eqx.nn.Linear(d_model, n_classes, key=hkey)
+        self.d_model = d_model
+        self.n_classes = n_classes
+        self.pooling = pool
+
+    def _encode(self, x: Array) -> Float[Array, "L d_model"]:
+        if isinstance(self.encoder, eqx.nn.Embedding):
+            if x.ndim != 1 or not jnp.issubdtype(x.dtype, jnp.integer):
+                raise ValueError(
+                    f"expected integer tokens of shape (L,) for one example (use jax.vmap "
+                    f"for a batch), got {x.dtype} {x.shape}"
+                )
+            return jax.vmap(self.encoder)(x)
+        d_in = self.encoder.in_features
+        if x.ndim != 2 or x.shape[1] != d_in or not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(
+                f"expected real input of shape (L, {d_in}) for one example (use jax.vmap for "
+                f"a batch), got {x.dtype} {x.shape}"
+            )
+        return jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
+
+    def __call__(
+        self,
+        x: Array,
+        state: eqx.nn.State,
+        *,
+        mask: Array | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, " n_classes"], eqx.nn.State]:
+        """**Arguments:**
+
+        - `x`: one example, `(L, d_in)` real or `(L,)` integer tokens.
+        - `state`: the model state (`eqx.nn.State`; BatchNorm statistics).
+        - `mask`: optional `(L,)` bool, True at real positions; pooling ignores the rest.
+        - `key`: PRNG key for dropout (unused in inference mode).
+
+        **Returns:** `(logits, state)`, logits of shape `(n_classes,)`.
+        """
+        h = self._encode(x)
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            if mask.shape != (h.shape[0],) or mask.dtype != jnp.bool_:
+                raise ValueError(f"expected a bool mask of shape ({h.shape[0]},), got {mask.dtype} {mask.shape}")
+            h = jnp.where(mask[:, None], h, jnp.zeros_like(h))
+        if self.cls_token is not None:
+            h = jnp.concatenate([self.cls_token[None].astype(h.dtype), h], axis=0)
+            if mask is not None:
+                mask = jnp.concatenate([jnp.ones((1,), bool), mask])
+        keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
+        for block, k in zip(self.blocks, keys):
+            h, state = block(h, state, key=k)
+        if self.final_norm is not None:
+            h, state = self.final_norm(h, state)
+        return self.head(pool(h, self.pooling, mask)), state

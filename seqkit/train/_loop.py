@@ -1,0 +1,300 @@
+"""The training loop: a jit-compiled pure step, evaluation, checkpoints, metrics."""
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._checkpoint import load_checkpoint, save_checkpoint
+from ._logging import MetricsLog, Progress
+from ._recipe import Recipe, RecipeError, init_key, recipe_to_dict, step_key
+
+CHECKPOINT = "checkpoint.eqx"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+
+
+def _batched(model):
+    # BatchNorm reduces over the named vmapped axis (Equinox's convention).
+    return jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+
+
+def _forward(model, state, batch: Mapping[str, Array], key: PRNGKeyArray | None):
+    inputs = batch["inputs"]
+    B = inputs.shape[0]
+    mask = batch.get("mask")
+
+    def one(x, state, m, k):
+        return model(x, state, mask=m, key=k)
+
+    keys = None if key is None else jax.random.split(key, B)
+    f = jax.vmap(
+        one,
+        axis_name="batch",
+        in_axes=(0, None, None if mask is None else 0, None if keys is None else 0),
+        out_axes=(0, None),
+    )
+    return f(inputs, state, mask, keys)
+
+
+def _loss_and_correct(logits, labels):
+    labels = labels.astype(jnp.int32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return loss, correct
+
+
+def make_train_step(optimizer: optax.GradientTransformation) -> Callable:
+    """The jit-compiled pure training step for `optimizer`.
+
+    `step(model, state, opt_state, batch, key) -> (model, state, opt_state, metrics)`:
+    vmaps the model over the batch (`axis_name="batch"`), takes the mean
+    cross-entropy, its gradient, and one optimizer update. `batch` holds `inputs`
+    `(B, L, C)` or `(B, L)`, `label` `(B,)` and optionally `mask` `(B, L)`.
+    `metrics` holds `loss`, `accuracy` and `grad_norm` as device scalars. Nothing
+    in it depends on Python-side state, so it can be vmapped over stacked models.
+    """
+
+    @eqx.filter_jit
+    def step(model, state, opt_state, batch, key):
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+
+        def loss_fn(params, state):
+            m = eqx.combine(params, static)
+            logits, state = _forward(m, state, batch, key)
+            loss, correct = _loss_and_correct(logits, batch["label"])
+            return jnp.mean(loss), (state, jnp.mean(correct))
+
+        (loss, (new_state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = eqx.apply_updates(params, updates)
+        grad_norm = optax.tree.norm(grads)
+        # A step the optimizer skips (non-finite gradient) leaves BatchNorm statistics alone too.
+        finite = jnp.isfinite(grad_norm) & jnp.isfinite(loss)
+        state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new_state, state)
+        metrics = {"loss": loss, "accuracy": acc, "grad_norm": grad_norm}
+        return eqx.combine(params, static), state, opt_state, metrics
+
+    return step
+
+
+@eqx.filter_jit
+def _eval_batch(model, state, batch, weight: Float[Array, " B"]):
+    logits, _ = _forward(model, state, batch, None)
+    loss, correct = _loss_and_correct(logits, batch["label"])
+    return jnp.sum(loss * weight), jnp.sum(correct * weight)
+
+
+def _pad(batch: Mapping[str, np.ndarray], size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    n = len(batch["label"])
+    weight = np.zeros((size,), np.float32)
+    weight[:n] = 1.0
+    if n == size:
+        return dict(batch), weight
+    padded = {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in batch.items()}
+    return padded, weight
+
+
+def evaluate(
+    model: eqx.Module,
+    state: eqx.nn.State,
+    source: Any,
+    *,
+    batch_size: int,
+    batches: Callable[..., Iterator[Mapping[str, np.ndarray]]],
+) -> dict[str, float]:
+    """Mean loss and accuracy of `model` (in inference mode) over all of `source`.
+
+    The last partial batch is padded to `batch_size` with zero weight, so one
+    compiled shape serves the whole pass.
+
+    **Returns:** `{"loss", "accuracy", "examples"}`.
+    """
+    model = eqx.nn.inference_mode(model)
+    total_loss, total_correct, n = 0.0, 0.0, 0
+    it = batches(source, batch_size=batch_size, seed=0, shuffle=False, drop_remainder=False, num_epochs=1)
+    for batch in it:
+        k = len(batch["label"])
+        padded, weight = _pad(batch, batch_size)
+        loss, correct = _eval_batch(model, state, padded, jnp.asarray(weight))
+        total_loss += float(loss)
+        total_correct += float(correct)
+        n += k
+    if n == 0:
+        return {"loss": float("nan"), "accuracy": float("nan"), "examples": 0}
+    return {"loss": total_loss / n, "accuracy": total_correct / n, "examples": n}
+
+
+def _default_batches():
+    try:
+        from seqkit.data import batches
+    except ImportError as e:
+        raise RecipeError(f"seqkit.data.batches is not available: {e}") from None
+    return batches
+
+
+def _n_params(model) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))))
+
+
+def train(
+    recipe: Recipe,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    sources: Mapping[str, Any] | None = None,
+    batches: Callable[..., Iterator[Mapping[str, np.ndarray]]] | None = None,
+) -> dict[str, Any]:
+    """Train `recipe`, writing everything to `run_dir`; return the final results.
+
+    `run_dir` receives `config.json` (the resolved recipe), `metrics.jsonl` (train
+    and eval records), `checkpoint.eqx` (model, BatchNorm state, optimizer state,
+    step, data position and seed; written atomically every
+    `trainer.checkpoint_every` steps and at the end) and finally `results.json`
+    (`val_accuracy`, `test_accuracy`, `steps`, `wall_time_s`, ...).
+
+    Every random choice is a pure function of the seed and the step: the model
+    init key, the per-step dropout key (`fold_in(key, step)`), and the data order
+    (batches resume at the global step). So a run killed at any point and resumed
+    (`resume=True`) ends with the same results as an uninterrupted one.
+
+    **Arguments:**
+
+    - `recipe`: the `Recipe`.
+    - `run_dir`: output directory (created).
+    - `resume`: continue from `run_dir`'s checkpoint (start fresh if there is none).
+    - `progress`: print a progress line to stderr.
+    - `sources`: `{"train", "val", "test"}` sources to use instead of the recipe's.
+    - `batches`: batching function with the signature of `seqkit.data.batches`.
+
+    **Returns:** the results dict (also written to `results.json`).
+    """
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    config_path = os.path.join(run_dir, CONFIG)
+    config = recipe_to_dict(recipe)
+    if os.path.exists(ckpt_path) and not resume:
+        raise RecipeError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and os.path.exists(config_path):
+        with open(config_path) as f:
+            saved = json.load(f)
+        if saved != config:
+            raise RecipeError(f"{run_dir} holds a run of a different configuration; resume it with the same recipe, preset and --set")
+    batches = batches if batches is not None else _default_batches()
+    tc = recipe.trainer
+    total = recipe.steps
+    eval_bs = tc.eval_batch_size or tc.batch_size
+
+    model, state, optimizer, srcs = recipe.build(sources=sources)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    step, elapsed = 0, 0.0
+    log = MetricsLog(os.path.join(run_dir, METRICS))
+    bar = Progress(total, enabled=progress)
+    if resume and os.path.exists(ckpt_path):
+        (model, state, opt_state), meta = load_checkpoint(ckpt_path, (model, state, opt_state))
+        step, elapsed = meta["step"], meta["elapsed_s"]
+        if meta["seed"] != tc.seed:
+            raise RecipeError(f"checkpoint seed {meta['seed']} differs from trainer.seed {tc.seed}")
+        bar.message(f"resuming {run_dir} at step {step}/{total}")
+        log.truncate(step)
+    else:
+        log.truncate(-1)
+        with open(config_path + ".tmp", "w") as f:
+            json.dump(config, f, indent=2)
+        os.replace(config_path + ".tmp", config_path)
+
+    def checkpoint():
+        meta = {"step": step, "data_position": step, "seed": tc.seed, "elapsed_s": elapsed, "recipe": recipe.name}
+        save_checkpoint(ckpt_path, (model, state, opt_state), meta)
+
+    train_step = make_train_step(optimizer)
+    it = batches(srcs["train"], batch_size=tc.batch_size, seed=tc.seed, shuffle=True, drop_remainder=True, start_step=step, worker_count=recipe.data.worker_count)
+    window: list[dict[str, Array]] = []
+    t_window = time.perf_counter()
+    t_segment = time.perf_counter()
+    elapsed_at_segment = elapsed
+    while step < total:
+        batch = next(it)
+        model, state, opt_state, metrics = train_step(model, state, opt_state, batch, step_key(tc.seed, step))
+        step += 1
+        window.append(metrics)
+        elapsed = elapsed_at_segment + time.perf_counter() - t_segment
+        if step % tc.log_every == 0 or step == total:
+            means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+            now = time.perf_counter()
+            eps = len(window) * tc.batch_size / max(now - t_window, 1e-9)
+            skipped = int(opt_state.total_notfinite)
+            log.write({"step": step, "split": "train", **means, "examples_per_s": eps, "skipped_updates": skipped, "elapsed_s": elapsed})
+            bar.update(step, loss=means["loss"], accuracy=means["accuracy"], examples_per_s=eps)
+            window, t_window = [], time.perf_counter()
+        if step % tc.eval_every == 0 and step < total:
+            res = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches)
+            log.write({"step": step, "split": "val", **res})
+            bar.message(f"step {step}: val accuracy {100 * res['accuracy']:.2f}% (loss {res['loss']:.4f})")
+            t_window = time.perf_counter()
+        if step % tc.checkpoint_every == 0 or step == total:
+            checkpoint()
+    bar.close()
+    return finish(recipe, run_dir, model, state, opt_state, srcs, batches, step, elapsed)
+
+
+def finish(recipe, run_dir, model, state, opt_state, srcs, batches, step, elapsed) -> dict[str, Any]:
+    """Evaluate on val and test, write `results.json`, return the results."""
+    eval_bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
+    val = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches)
+    test = evaluate(model, state, srcs["test"], batch_size=eval_bs, batches=batches)
+    log = MetricsLog(os.path.join(run_dir, METRICS))
+    log.write({"step": step, "split": "val", **val})
+    log.write({"step": step, "split": "test", **test})
+    results = {
+        "recipe": recipe.name,
+        "preset": recipe.preset,
+        "val_accuracy": val["accuracy"],
+        "val_loss": val["loss"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_examples": val["examples"],
+        "test_examples": test["examples"],
+        "steps": step,
+        "skipped_updates": int(opt_state.total_notfinite),
+        "n_params": _n_params(model),
+        "wall_time_s": elapsed,
+        "train_examples_per_s": step * recipe.trainer.batch_size / max(elapsed, 1e-9),
+    }
+    tmp = os.path.join(run_dir, RESULTS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, os.path.join(run_dir, RESULTS))
+    return results
+
+
+def load_run(run_dir: str | os.PathLike, *, sources=None) -> tuple[Recipe, eqx.Module, eqx.nn.State, dict, dict]:
+    """The recipe, model and state of a run directory's checkpoint.
+
+    **Returns:** `(recipe, model, state, sources, meta)`.
+    """
+    from ._recipe import recipe_from_dict
+
+    run_dir = os.fspath(run_dir)
+    config_path = os.path.join(run_dir, CONFIG)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    for p in (config_path, ckpt_path):
+        if not os.path.exists(p):
+            raise RecipeError(f"{run_dir} is not a run directory: {os.path.basename(p)} is missing")
+    with open(config_path) as f:
+        recipe = recipe_from_dict(json.load(f))
+    model, state, optimizer, srcs = recipe.build(sources=sources)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    (model, state, _), meta = load_checkpoint(ckpt_path, (model, state, opt_state))
+    return recipe, model, state, srcs, meta

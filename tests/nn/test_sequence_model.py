@@ -1,0 +1,175 @@
+"""SequenceModel, ResidualBlock, SequenceNorm and pool against float64 NumPy references."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from helpers import assert_close
+
+import seqkit.nn as snn
+from seqkit.ssm import S4, S4D
+
+
+class TimeMix(eqx.Module):
+    """A mixer with a simple closed form: y_t = tanh(x_t W + x_{t-1} V) (x_{-1} = 0)."""
+
+    W: jax.Array
+    V: jax.Array
+
+    def __init__(self, d, *, key):
+        k1, k2 = jr.split(key)
+        self.W = jr.normal(k1, (d, d)) / np.sqrt(d)
+        self.V = jr.normal(k2, (d, d)) / np.sqrt(d)
+
+    def __call__(self, x, *, key=None):
+        prev = jnp.concatenate([jnp.zeros_like(x[:1]), x[:-1]], axis=0)
+        return jnp.tanh(x @ self.W + prev @ self.V)
+
+
+def np_timemix(m, x):
+    W, V = np.asarray(m.W, np.float64), np.asarray(m.V, np.float64)
+    prev = np.concatenate([np.zeros_like(x[:1]), x[:-1]], axis=0)
+    return np.tanh(x @ W + prev @ V)
+
+
+def np_layernorm(x, ln):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + ln.eps) * np.asarray(ln.weight) + np.asarray(ln.bias)
+
+
+def np_batchnorm(xs, bn):
+    # xs: (B, L, d); statistics per channel over batch and length.
+    mu = xs.mean(axis=(0, 1))
+    var = ((xs - mu) ** 2).mean(axis=(0, 1))
+    return (xs - mu) / np.sqrt(var + bn.eps) * np.asarray(bn.weight) + np.asarray(bn.bias)
+
+
+def np_linear(lin, x):
+    return x @ np.asarray(lin.weight, np.float64).T + np.asarray(lin.bias, np.float64)
+
+
+def np_model(model, xs, norm):
+    """The whole forward pass, batch at once, in float64 NumPy (dropout 0, no FFN)."""
+    h = np_linear(model.encoder, xs.astype(np.float64))
+
+    def nrm(n, h):
+        if norm == "layer":
+            return np.stack([np_layernorm(e, n.norm) for e in h])
+        return np_batchnorm(h, n.norm)
+
+    for blk in model.blocks:
+        mix = lambda h: np.stack([np_timemix(blk.mixer, e) for e in h])  # noqa: E731
+        if blk.prenorm:
+            h = h + mix(nrm(blk.norm, h))
+        else:
+            h = nrm(blk.norm, h + mix(h))
+    if model.final_norm is not None:
+        h = nrm(model.final_norm, h)
+    return np_linear(model.head, h.mean(axis=1))
+
+
+def batched(model):
+    return jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_forward_matches_reference(getkey, norm, prenorm):
+    d, L, B = 8, 12, 3
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        d_in=2, d_model=d, n_classes=3, n_layers=2, mixer=lambda i, k: TimeMix(d, key=k),
+        norm=norm, prenorm=prenorm, key=getkey(),
+    )
+    x = jr.normal(getkey(), (B, L, 2))
+    logits, state = batched(model)(x, state)
+    assert logits.shape == (B, 3)
+    assert_close(logits, np_model(model, np.asarray(x, np.float64), norm), rtol=1e-4)
+
+
+def test_batchnorm_running_statistics(getkey):
+    d, L, B = 4, 10, 5
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        d_in=d, d_model=d, n_classes=2, n_layers=1, mixer=lambda i, k: TimeMix(d, key=k),
+        norm="batch", prenorm=True, key=getkey(),
+    )
+    x = 3.0 + 2.0 * jr.normal(getkey(), (B, L, d))
+    _, new_state = batched(model)(x, state)
+    # The first block's norm sees the encoder output: its running mean moved toward
+    # the batch mean by (1 - momentum) = 0.1.
+    bn = model.blocks[0].norm.norm
+    h = np_linear(model.encoder, np.asarray(x, np.float64))
+    mean, var = new_state.get(bn.batch_state_index)
+    assert_close(mean, 0.1 * h.mean(axis=(0, 1)), rtol=1e-4)
+    assert_close(var, 0.9 + 0.1 * h.var(axis=(0, 1)), rtol=1e-4)
+    # Inference uses the stored statistics: the output no longer depends on the batch.
+    inf = eqx.nn.inference_mode(model)
+    one, _ = batched(inf)(x[:1], new_state)
+    all_, _ = batched(inf)(x, new_state)
+    assert_close(one[0], all_[0], rtol=1e-5)
+
+
+def test_token_inputs_ffn_cls_and_mixer_list(getkey):
+    d, L = 16, 20
+    k1, k2 = jr.split(getkey())
+    # "S4 at layer 0, another mixer elsewhere" as one argument.
+    mixers = [snn.SSMLayer(S4(d, l_max=L + 1, bidirectional=True, key=k1), key=k2),
+              TimeMix(d, key=getkey())]
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        vocab_size=11, d_model=d, n_classes=4, mixer=mixers, ffn_mult=2, pool="cls",
+        dropout=0.1, key=getkey(),
+    )
+    assert len(model.blocks) == 2 and isinstance(model.blocks[0].mixer.core, S4)
+    toks = jr.randint(getkey(), (L,), 0, 11)
+    y1, _ = model(toks, state, key=getkey())
+    y2, _ = model(toks, state, key=getkey())
+    assert y1.shape == (4,) and not np.allclose(y1, y2)  # dropout is active in training
+    inf = eqx.nn.inference_mode(model)
+    assert_close(inf(toks, state)[0], inf(toks, state, key=getkey())[0], rtol=0)
+
+
+def test_causal_last_pooling_ignores_padding(getkey):
+    d, L, pad = 8, 16, 5
+    def mixer(i, key):
+        k1, k2 = jr.split(key)
+        return snn.SSMLayer(S4D(d, key=k1), key=k2)
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        d_in=1, d_model=d, n_classes=2, n_layers=2, mixer=mixer, pool="last", key=getkey(),
+    )
+    x = jr.normal(getkey(), (L, 1))
+    padded = jnp.concatenate([x, 100.0 * jr.normal(getkey(), (pad, 1))])
+    mask = jnp.arange(L + pad) < L
+    ref, _ = model(x, state)
+    got, _ = model(padded, state, mask=mask)
+    assert_close(got, ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["mean", "last", "cls"])
+def test_pool_reference(getkey, kind):
+    x = jr.normal(getkey(), (7, 3))
+    mask = jnp.array([1, 1, 0, 1, 1, 0, 0], bool)
+    xn, mn = np.asarray(x, np.float64), np.asarray(mask)
+    expected = {"mean": xn[mn].mean(0), "last": xn[4], "cls": xn[0]}[kind]
+    assert_close(snn.pool(x, kind, mask), expected, rtol=1e-6)
+    expected = {"mean": xn.mean(0), "last": xn[-1], "cls": xn[0]}[kind]
+    assert_close(snn.pool(x, kind), expected, rtol=1e-6)
+
+
+def test_errors(getkey):
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        d_in=2, d_model=4, n_classes=2, n_layers=1, mixer=lambda i, k: TimeMix(4, key=k),
+        key=getkey(),
+    )
+    with pytest.raises(ValueError, match=r"expected real input of shape \(L, 2\)"):
+        model(jnp.zeros((5, 3)), state)
+    with pytest.raises(ValueError, match="factory"):
+        snn.SequenceModel(d_in=2, d_model=4, n_classes=2, n_layers=2,
+                          mixer=TimeMix(4, key=getkey()), key=getkey())
+    with pytest.raises(ValueError, match="exactly one of"):
+        snn.SequenceModel(d_model=4, n_classes=2, n_layers=1,
+                          mixer=lambda i, k: TimeMix(4, key=k), key=getkey())
+    with pytest.raises(ValueError, match="expected 3 mixers"):
+        snn.SequenceModel(d_in=1, d_model=4, n_classes=2, n_layers=3,
+                          mixer=[TimeMix(4, key=getkey())], key=getkey())

@@ -1,0 +1,69 @@
+"""The `seqkit` command: listing, one-line errors with exit code 2, and a tiny train/eval run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqkit import cli
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "seqkit.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_recipes_lists_every_recipe(capsys):
+    assert cli.main(["recipes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["s4-pathfinder", "s4-pathx", "s4-scifar"]
+    assert all("smoke" in line for line in out)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "nope"], "unknown recipe 'nope'; available: s4-pathfinder, s4-pathx, s4-scifar"),
+        (["train", "s4-pathx", "--preset", "huge"], "unknown preset 'huge' for s4-pathx"),
+        (["train", "s4-pathx", "--set", "model.depth=3"], "unknown key 'model.depth'; accepted under 'model':"),
+        (["train", "s4-pathx", "--set", "trainer.batch_size=big"], "trainer.batch_size: expected an int"),
+        (["train", "s4-scifar", "--preset", "smoke", "--set", "data.data_dir=/nonexistent/dir"],
+         "/nonexistent/dir/cifar-10-python.tar.gz"),
+        (["eval", "/nonexistent/run"], "is not a run directory"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(capsys, args, message):
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqkit: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_train_then_eval_smoke(tmp_path, capsys):
+    out = tmp_path / "run"
+    sets = ["model.d_model=8", "model.n_layers=1", "model.state_size=8", "data.train_size=32",
+            "data.val_size=8", "data.test_size=8", "trainer.batch_size=8", "schedule.total_steps=3",
+            "trainer.log_every=1", "model.mixer=s4d"]
+    args = ["train", "s4-pathfinder", "--preset", "smoke", "--out", str(out), "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    assert cli.main(args) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("s4-pathfinder (smoke): val accuracy") and "after 3 steps" in line
+    res = json.loads((out / "results.json").read_text())
+    assert res["steps"] == 3 and 0 <= res["test_accuracy"] <= 1 and res["wall_time_s"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["d_model"] == 8 and config["preset"] == "smoke"
+    assert (out / "metrics.jsonl").exists() and (out / "checkpoint.eqx").exists()
+    assert cli.main(args) == 2  # the run exists: resume it or choose another --out
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli.main(["eval", str(out)]) == 0
+    assert "at step 3: val accuracy" in capsys.readouterr().out
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["test_accuracy"] == res["test_accuracy"] and ev["val_accuracy"] == res["val_accuracy"]
+
+
+def test_module_entry_point_and_data_subcommand():
+    proc = run("data", "list")
+    assert proc.returncode == 0 and "pathfinder32" in proc.stdout

@@ -1,0 +1,110 @@
+"""The trainer end to end on a tiny in-memory task: it learns, logs, checkpoints, and a
+run interrupted after a checkpoint resumes to exactly the results of an uninterrupted run."""
+
+import json
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from train_fixtures import batches, sources, tiny_recipe
+
+import seqkit.train as st
+
+
+class Crash(Exception):
+    pass
+
+
+def crashing_batches(after):
+    def make(source, **kw):
+        it = batches(source, **kw)
+        if not kw.get("shuffle", True):
+            return it  # evaluation passes are not counted
+
+        def gen():
+            for i, b in enumerate(it):
+                if i == after:
+                    raise Crash
+                yield b
+
+        return gen()
+
+    return make
+
+
+def test_train_learns_and_writes_run_dir(tmp_path, capsys):
+    res = st.train(tiny_recipe(), tmp_path, sources=sources(), batches=batches, progress=True)
+    err = capsys.readouterr().err
+    assert "step 40/40" in err and "ex/s" in err and "ETA" in err and "acc" in err
+    assert res["steps"] == 40 and res["skipped_updates"] == 0
+    assert res["val_accuracy"] > 0.8 and res["test_accuracy"] > 0.8  # chance is 0.5
+    assert json.loads((tmp_path / "results.json").read_text()) == res
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"]["d_model"] == 8 and st.recipe_from_dict(config) == tiny_recipe()
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if r["split"] == "train"] == list(range(5, 41, 5))
+    assert {r["split"] for r in recs} == {"train", "val", "test"}
+    with pytest.raises(st.RecipeError, match="already holds a run"):
+        st.train(tiny_recipe(), tmp_path, sources=sources(), batches=batches, progress=False)
+    # The checkpoint reloads to a model with the same test accuracy.
+    recipe, model, state, srcs, meta = st.load_run(tmp_path, sources=sources())
+    assert meta["step"] == 40 and meta["seed"] == 3
+    ev = st.evaluate(model, state, srcs["test"], batch_size=16, batches=batches)
+    assert ev["accuracy"] == res["test_accuracy"]
+
+
+def test_resume_after_crash_matches_uninterrupted(tmp_path):
+    full = st.train(tiny_recipe(), tmp_path / "full", sources=sources(), batches=batches, progress=False)
+    run = tmp_path / "crashed"
+    # Dies while fetching batch 13: the last checkpoint is step 10, steps 11-13 are lost.
+    with pytest.raises(Crash):
+        st.train(tiny_recipe(), run, sources=sources(), batches=crashing_batches(13), progress=False)
+    assert not (run / "results.json").exists()
+    resumed = st.train(tiny_recipe(), run, resume=True, sources=sources(), batches=batches, progress=False)
+    for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps", "skipped_updates"):
+        assert resumed[k] == full[k], k
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # the lost steps were logged once, after the resume
+    with pytest.raises(st.RecipeError, match="different configuration"):
+        st.train(tiny_recipe(seed=4), run, resume=True, sources=sources(), batches=batches, progress=False)
+
+
+def test_nonfinite_updates_are_skipped_and_counted(tmp_path):
+    class Poisoned:
+        def __init__(self, src):
+            self.src = src
+
+        def __len__(self):
+            return len(self.src)
+
+        def __getitem__(self, i):
+            ex = dict(self.src[i])
+            if i == 0:
+                ex["inputs"] = np.full_like(ex["inputs"], np.nan)
+            return ex
+
+    srcs = sources()
+    srcs["train"] = Poisoned(srcs["train"])
+    res = st.train(tiny_recipe(eval_every=100), tmp_path, sources=srcs, batches=batches, progress=False)
+    # Steps that saw example 0 (40 steps of 16 over 256 examples, reshuffled per epoch).
+    order = [np.random.default_rng([3, e]).permutation(256) for e in range(3)]
+    visited = [order[0], order[1], order[2][: (40 - 32) * 16]]
+    seen = sum(int(0 in v) for v in visited)
+    assert res["skipped_updates"] == seen >= 2
+    assert np.isfinite(res["val_loss"]) and res["val_accuracy"] > 0.8
+    _, model, state, _, _ = st.load_run(tmp_path, sources=sources())
+    leaves = jax.tree.leaves(eqx.filter((model, state), eqx.is_inexact_array))
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+
+
+@pytest.mark.slow
+def test_token_inputs_and_progress_lines(tmp_path, capsys):
+    recipe = tiny_recipe(steps=10, eval_every=100, log_every=5)
+    res = st.train(recipe, tmp_path, sources=sources(tokens=True), batches=batches, progress=True)
+    assert res["steps"] == 10
+    err = capsys.readouterr().err
+    assert "step 10/10" in err and "ex/s" in err and "ETA" in err and "acc" in err
+    assert os.path.exists(tmp_path / "checkpoint.eqx")
