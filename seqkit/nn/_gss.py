@@ -1,7 +1,5 @@
 """GSS: the Gated State Space layer."""
 
-from typing import Literal
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -60,7 +58,7 @@ class GSS(eqx.Module):
         ssm_dim: int,
         expansion: int,
         state_size: int = 512,
-        variant: Literal["exp", "softmax"] = "exp",
+        variant: str = "exp",
         causal: bool = True,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
@@ -85,6 +83,8 @@ class GSS(eqx.Module):
         for name, value in (("d_model", d_model), ("ssm_dim", ssm_dim), ("expansion", expansion)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if variant not in ("exp", "softmax"):
+            raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
         if state_size < 2 or state_size % 2:
             raise ValueError(f"state_size must be even and >= 2, got {state_size}")
         F = expansion * d_model

@@ -1,8 +1,6 @@
 """Mega: moving-average equipped gated attention, and its chunked (linear) form."""
 
 import math
-from typing import Literal
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -72,7 +70,7 @@ def mega_attention(
     bias: Float[Array, "c c"],
     mask: Bool[Array, " L"] | None = None,
     *,
-    attention: Literal["softmax", "laplace", "relu2"] = "softmax",
+    attention: str = "softmax",
     causal: bool = False,
 ) -> Float[Array, "L v"]:
     """Single-head attention within chunks of `c = bias.shape[0]` positions.
@@ -192,8 +190,8 @@ class Mega(eqx.Module):
         v_dim: int,
         ema_ndim: int = 16,
         chunk_size: int | None = None,
-        attention: Literal["softmax", "laplace", "relu2"] = "softmax",
-        relative_position: Literal["simple", "rotary"] = "simple",
+        attention: str = "softmax",
+        relative_position: str = "simple",
         max_length: int | None = None,
         causal: bool = False,
         prenorm: bool = True,

@@ -88,12 +88,13 @@ def test_gss_step_matches_parallel(getkey):
 def test_gss_softmax_variant_step_matches_parallel(getkey):
     layer = GSS(4, ssm_dim=2, expansion=2, state_size=8, variant="softmax", key=getkey())
     x = jr.normal(getkey(), (9, 4))
-    state = layer.init_state(9)
-    ys = []
-    for x_t in x:
+
+    def body(state, x_t):
         y_t, state = layer.step(x_t, state)
-        ys.append(y_t)
-    assert_close(jnp.stack(ys), layer(x), rtol=1e-5)
+        return state, y_t
+
+    _, ys = jax.lax.scan(body, layer.init_state(9), x)
+    assert_close(ys, layer(x), rtol=1e-5)
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -113,7 +114,7 @@ def test_gss_causal_no_leak(getkey):
     layer = GSS(4, ssm_dim=2, expansion=2, state_size=16, key=getkey())
     L = 10
     x = jr.normal(getkey(), (L, 4))
-    J = np.abs(np.asarray(jax.jacfwd(layer)(x))).max(axis=(1, 3))  # J[t, s]
+    J = np.abs(np.asarray(jax.jit(jax.jacfwd(layer))(x))).max(axis=(1, 3))  # J[t, s]
     future = np.triu(np.ones((L, L), bool), 1)
     # The only path from the future is the FFT convolution, whose zero-padded
     # taps are zero up to float32 round-off; every other path is per-position.
@@ -148,6 +149,8 @@ def test_gss_errors(getkey):
         bidir.init_state()
     with pytest.raises(ValueError, match="expansion"):
         GSS(6, ssm_dim=3, expansion=0, key=getkey())
+    with pytest.raises(ValueError, match="variant must be"):
+        GSS(6, ssm_dim=3, expansion=2, state_size=8, variant="lin", key=getkey())
     with pytest.raises(ValueError, match="state_size"):
         GSS(6, ssm_dim=3, expansion=2, state_size=7, key=getkey())
 
