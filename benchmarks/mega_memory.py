@@ -58,11 +58,13 @@ def main():
     parser.add_argument("--v-dim", type=int, default=256)
     args = parser.parse_args()
 
-    kw = dict(z_dim=args.z_dim, v_dim=args.v_dim, relative_position="rotary", key=jr.key(0))
+    kw = {"z_dim": args.z_dim, "v_dim": args.v_dim, "relative_position": "rotary", "key": jr.key(0)}
     full = Mega(args.d_model, **kw)
     chunked = Mega(args.d_model, chunk_size=args.chunk, **kw)
-    print(f"backend: {jax.default_backend()}; d_model={args.d_model}, z={args.z_dim}, "
-          f"v={args.v_dim}, chunk={args.chunk}; compiled peak memory in MiB")
+    print(
+        f"backend: {jax.default_backend()}; d_model={args.d_model}, z={args.z_dim}, "
+        f"v={args.v_dim}, chunk={args.chunk}; compiled peak memory in MiB"
+    )
     header = f"{'L':>6} | {'chunk fwd':>10} {'full fwd':>10} {'ratio':>6} | {'chunk f+b':>10} {'full f+b':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))

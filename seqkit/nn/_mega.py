@@ -1,6 +1,7 @@
 """Mega: moving-average equipped gated attention, and its chunked (linear) form."""
 
 import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -219,13 +220,20 @@ class Mega(eqx.Module):
         - `dropout`: dropout rate on `Ĥ` and inside the feed-forward block.
         - `key`: PRNG key.
         """
-        for name, value in (("d_model", d_model), ("z_dim", z_dim), ("v_dim", v_dim), ("ema_ndim", ema_ndim)):
+        for name, value in (
+            ("d_model", d_model),
+            ("z_dim", z_dim),
+            ("v_dim", v_dim),
+            ("ema_ndim", ema_ndim),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if attention not in _ATTENTIONS:
             raise ValueError(f"attention must be one of {_ATTENTIONS}, got {attention!r}")
         if relative_position not in _POSITIONS:
-            raise ValueError(f"relative_position must be one of {_POSITIONS}, got {relative_position!r}")
+            raise ValueError(
+                f"relative_position must be one of {_POSITIONS}, got {relative_position!r}"
+            )
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
         if max_length is None and chunk_size is not None:

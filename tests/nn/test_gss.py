@@ -9,24 +9,14 @@ import jax.random as jr
 import numpy as np
 import pytest
 from helpers import assert_close, to_np
-from recall_task import fit_recall
+from mixer_testing import fit_recall, future_dependence, np_layernorm, np_linear
 
 from seqkit.nn import GSS
-
-
-def np_layernorm(x, ln):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + ln.eps) * to_np(ln.weight) + to_np(ln.bias)
 
 
 def np_gelu(x):
     # jax.nn.gelu's default: the tanh approximation.
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-
-
-def np_linear(x, lin):
-    return x @ to_np(lin.weight).T + to_np(lin.bias)
 
 
 def np_dss_exp(u, core):
@@ -114,8 +104,7 @@ def test_gss_causal_no_leak(getkey):
     layer = GSS(4, ssm_dim=2, expansion=2, state_size=16, key=getkey())
     L = 10
     x = jr.normal(getkey(), (L, 4))
-    J = np.abs(np.asarray(jax.jit(jax.jacfwd(layer))(x))).max(axis=(1, 3))  # J[t, s]
-    future = np.triu(np.ones((L, L), bool), 1)
+    J, future = future_dependence(layer, x)
     # The only path from the future is the FFT convolution, whose zero-padded
     # taps are zero up to float32 round-off; every other path is per-position.
     assert J[future].max() <= 1e-6 * J.max()
@@ -160,7 +149,17 @@ def test_gss_trains_on_recall(getkey):
     # last position, which is the only one read out: the DSS must carry it.
     layer = GSS(16, ssm_dim=8, expansion=2, state_size=32, key=getkey())
     acc = fit_recall(
-        layer, 16, key=getkey(), L=32, vocab=4, lo=0, hi=16, readout="last", steps=150, lr=1e-2, batch=32
+        layer,
+        16,
+        key=getkey(),
+        L=32,
+        vocab=4,
+        lo=0,
+        hi=16,
+        readout="last",
+        steps=150,
+        lr=1e-2,
+        batch=32,
     )
     assert acc > 0.6, acc  # chance is 0.25
 

@@ -1,6 +1,7 @@
-"""A small synthetic task for the mixer training tests: recall a marked token.
+"""Shared pieces of the mixer tests in tests/nn: float64 NumPy building blocks,
+a causality check, and a small synthetic training task.
 
-Each example is a sequence of random tokens from a small vocabulary with one
+Recall task: each example is a sequence of random tokens from a small vocabulary with one
 position marked; the label is the token at the marked position. Features are
 the one-hot token plus a marker flag. Chance accuracy is `1 / vocab`.
 """
@@ -9,7 +10,30 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
+from helpers import to_np
+
+
+def np_layernorm(x, ln):
+    """`eqx.nn.LayerNorm` in float64, from its parameters."""
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + ln.eps) * to_np(ln.weight) + to_np(ln.bias)
+
+
+def np_linear(x, lin):
+    """`eqx.nn.Linear` in float64, from its parameters."""
+    y = x @ to_np(lin.weight).T
+    return y if lin.bias is None else y + to_np(lin.bias)
+
+
+def future_dependence(f, x):
+    """`(J, future)`: `J[t, s] = max |∂f(x)_t / ∂x_s|` over channels (by `jacfwd`)
+    and the boolean mask of the pairs with `s > t`."""
+    L = x.shape[0]
+    J = np.abs(np.asarray(jax.jit(jax.jacfwd(f))(x))).max(axis=(1, 3))
+    return J, np.triu(np.ones((L, L), bool), 1)
 
 
 def recall_batch(key, n, L, vocab, lo, hi):
