@@ -56,16 +56,21 @@ def np_gss(layer, x, mask=None):
     return np_linear(np_linear(y, layer.proj_y) * v, layer.proj_o) + x
 
 
+def small(getkey, **kw):
+    """One small shape for every test, so the eager op compilations are shared."""
+    return GSS(6, ssm_dim=3, expansion=2, state_size=16, **kw, key=getkey())
+
+
 @pytest.mark.parametrize("causal", [True, False])
 def test_gss_matches_reference(getkey, causal):
-    layer = GSS(6, ssm_dim=3, expansion=2, state_size=16, causal=causal, key=getkey())
-    x = jr.normal(getkey(), (11, 6))
+    layer = small(getkey, causal=causal)
+    x = jr.normal(getkey(), (12, 6))
     assert_close(layer(x), np_gss(layer, x), rtol=1e-4)
 
 
 def test_gss_step_matches_parallel(getkey):
-    layer = GSS(8, ssm_dim=4, expansion=3, state_size=32, key=getkey())
-    x = jr.normal(getkey(), (24, 8))
+    layer = small(getkey)
+    x = jr.normal(getkey(), (12, 6))
 
     def body(state, x_t):
         y_t, state = layer.step(x_t, state)
@@ -76,20 +81,20 @@ def test_gss_step_matches_parallel(getkey):
 
 
 def test_gss_softmax_variant_step_matches_parallel(getkey):
-    layer = GSS(4, ssm_dim=2, expansion=2, state_size=8, variant="softmax", key=getkey())
-    x = jr.normal(getkey(), (9, 4))
+    layer = small(getkey, variant="softmax")
+    x = jr.normal(getkey(), (12, 6))
 
     def body(state, x_t):
         y_t, state = layer.step(x_t, state)
         return state, y_t
 
-    _, ys = jax.lax.scan(body, layer.init_state(9), x)
+    _, ys = jax.lax.scan(body, layer.init_state(12), x)
     assert_close(ys, layer(x), rtol=1e-5)
 
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_gss_padding_does_not_change_real_outputs(getkey, causal):
-    layer = GSS(6, ssm_dim=3, expansion=2, state_size=16, causal=causal, key=getkey())
+    layer = small(getkey, causal=causal)
     L = 12
     mask = np.ones(L, bool)
     mask[[2, 7, 10, 11]] = False
@@ -101,9 +106,9 @@ def test_gss_padding_does_not_change_real_outputs(getkey, causal):
 
 
 def test_gss_causal_no_leak(getkey):
-    layer = GSS(4, ssm_dim=2, expansion=2, state_size=16, key=getkey())
-    L = 10
-    x = jr.normal(getkey(), (L, 4))
+    layer = small(getkey)
+    L = 12
+    x = jr.normal(getkey(), (L, 6))
     J, future = future_dependence(layer, x)
     # The only path from the future is the FFT convolution, whose zero-padded
     # taps are zero up to float32 round-off; every other path is per-position.
@@ -112,8 +117,8 @@ def test_gss_causal_no_leak(getkey):
 
 
 def test_gss_dropout_is_keyed(getkey):
-    layer = GSS(6, ssm_dim=3, expansion=2, state_size=8, dropout=0.5, key=getkey())
-    x = jr.normal(getkey(), (7, 6))
+    layer = small(getkey, dropout=0.5)
+    x = jr.normal(getkey(), (12, 6))
     k1, k2 = getkey(), getkey()
     assert np.array_equal(layer(x, key=k1), layer(x, key=k1))
     assert not np.allclose(layer(x, key=k1), layer(x, key=k2))
@@ -122,7 +127,7 @@ def test_gss_dropout_is_keyed(getkey):
 
 
 def test_gss_errors(getkey):
-    layer = GSS(6, ssm_dim=3, expansion=2, state_size=8, key=getkey())
+    layer = small(getkey)
     with pytest.raises(ValueError, match=r"expected input of shape \(L, 6\)"):
         layer(jnp.zeros((5, 4)))
     with pytest.raises(ValueError, match=r"expected input of shape \(L, 6\)"):
@@ -133,7 +138,7 @@ def test_gss_errors(getkey):
         layer(jnp.zeros((5, 6)), mask=jnp.ones(5))
     with pytest.raises(ValueError, match="step input of shape"):
         layer.step(jnp.zeros(5), layer.init_state())
-    bidir = GSS(6, ssm_dim=3, expansion=2, state_size=8, causal=False, key=getkey())
+    bidir = small(getkey, causal=False)
     with pytest.raises(ValueError, match="causal"):
         bidir.init_state()
     with pytest.raises(ValueError, match="expansion"):
