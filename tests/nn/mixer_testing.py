@@ -57,6 +57,10 @@ class RecallModel(eqx.Module):
         return self.head(jnp.mean(h, axis=0) if self.readout == "mean" else h[-1])
 
 
+# The default-tier recall task: short sequences, 4 tokens (chance 0.25), small batches.
+QUICK_RECALL = {"L": 32, "vocab": 4, "lo": 0, "lr": 1e-2, "batch": 32}
+
+
 def fit_recall(mixer, d_model, *, key, L, vocab, lo, hi, readout, steps, lr, batch=64):
     """Train `embed → mixer → readout → head` with Adam; return held-out accuracy."""
     mkey, hkey, dkey, tkey = jr.split(key, 4)

@@ -9,7 +9,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 from helpers import assert_close, to_np
-from mixer_testing import fit_recall, future_dependence, np_layernorm, np_linear
+from mixer_testing import QUICK_RECALL, fit_recall, future_dependence, np_layernorm, np_linear
 
 from seqkit.nn import GSS
 
@@ -153,19 +153,7 @@ def test_gss_trains_on_recall(getkey):
     # The label is the token at a marked position 16–31 steps before the
     # last position, which is the only one read out: the DSS must carry it.
     layer = GSS(16, ssm_dim=8, expansion=2, state_size=32, key=getkey())
-    acc = fit_recall(
-        layer,
-        16,
-        key=getkey(),
-        L=32,
-        vocab=4,
-        lo=0,
-        hi=16,
-        readout="last",
-        steps=150,
-        lr=1e-2,
-        batch=32,
-    )
+    acc = fit_recall(layer, 16, key=getkey(), hi=16, readout="last", steps=150, **QUICK_RECALL)
     assert acc > 0.6, acc  # chance is 0.25
 
 

@@ -9,7 +9,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 from helpers import assert_close, to_np
-from mixer_testing import fit_recall, future_dependence, np_layernorm, np_linear
+from mixer_testing import QUICK_RECALL, fit_recall, future_dependence, np_layernorm, np_linear
 
 from seqkit.nn import Mega, mega_attention
 
@@ -264,19 +264,7 @@ def test_mega_trains_on_recall(getkey):
     layer = Mega(
         16, z_dim=8, v_dim=16, ema_ndim=4, chunk_size=16, relative_position="rotary", key=getkey()
     )
-    acc = fit_recall(
-        layer,
-        16,
-        key=getkey(),
-        L=32,
-        vocab=4,
-        lo=0,
-        hi=32,
-        readout="mean",
-        steps=100,
-        lr=1e-2,
-        batch=32,
-    )
+    acc = fit_recall(layer, 16, key=getkey(), hi=32, readout="mean", steps=100, **QUICK_RECALL)
     assert acc > 0.6, acc  # chance is 0.25
 
 
