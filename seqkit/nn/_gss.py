@@ -1,0 +1,182 @@
+"""GSS: the Gated State Space layer."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from seqkit.ssm import DSS, SSMState, fft_conv
+
+from ._sequence_checks import check_mask, check_sequence
+
+
+class GSS(eqx.Module):
+    """Gated State Space layer (SPEC §1.4): a DSS on a narrow branch, gated by a
+    wide one, with a pre-LayerNorm and a residual connection.
+
+    For `x ∈ R^{L×E}`:
+
+    `v = GELU(LN(x) W_v)` (`L×F`, `F = expansion·E`),
+    `u = GELU(LN(x) W_u)` (`L×H`, `H = ssm_dim`),
+    `y = K ∗ u` (a DSS kernel of state size `N`, no `D` term),
+    `out = ((y W_y) ⊙ v) W_o + x`.
+
+    Causal by default, so it is also an autoregressive block: `init_state` and
+    `step` run the same map one position at a time (the DSS as a recurrence)
+    and agree with `__call__`. One example at a time: `(L, E)` in and out;
+    batch with `jax.vmap`. The DSS core's own skip weights `D` are not used
+    (the layer's residual plays that role), so they receive zero gradient.
+
+    ```python
+    layer = seqkit.nn.GSS(256, ssm_dim=64, expansion=3, key=jax.random.key(0))
+    y = layer(x)  # x: (L, 256)
+    state = layer.init_state()
+    y0, state = layer.step(x[0], state)  # equals y[0]
+    ```
+
+    Mehta, Gupta, Cutkosky and Neyshabur, "Long Range Language Modeling via
+    Gated State Spaces", ICLR 2023.
+    """
+
+    norm: eqx.nn.LayerNorm
+    proj_v: eqx.nn.Linear
+    proj_u: eqx.nn.Linear
+    core: DSS
+    proj_y: eqx.nn.Linear
+    proj_o: eqx.nn.Linear
+    dropout: eqx.nn.Dropout
+    d_model: int = eqx.field(static=True)
+    ssm_dim: int = eqx.field(static=True)
+    expansion: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        ssm_dim: int,
+        expansion: int,
+        state_size: int = 512,
+        variant: str = "exp",
+        causal: bool = True,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dropout: float = 0.0,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `d_model`: model width `E`.
+        - `ssm_dim`: width `H` of the narrow branch that goes through the DSS
+          (the paper uses `E/4`).
+        - `expansion`: the wide branch has `F = expansion·E` channels (the
+          paper uses 3 to 4).
+        - `state_size`: DSS state size `N` (even; the paper uses 512).
+        - `variant`: DSS kernel, `"exp"` or `"softmax"`.
+        - `causal`: a causal DSS (default); `False` uses a bidirectional one
+          (no recurrent mode then).
+        - `dt_min`, `dt_max`: range of the DSS's initial step sizes.
+        - `dropout`: dropout rate on the gated product `(y W_y) ⊙ v`.
+        - `key`: PRNG key.
+        """
+        for name, value in (("d_model", d_model), ("ssm_dim", ssm_dim), ("expansion", expansion)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if variant not in ("exp", "softmax"):
+            raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
+        if state_size < 2 or state_size % 2:
+            raise ValueError(f"state_size must be even and >= 2, got {state_size}")
+        F = expansion * d_model
+        vkey, ukey, ckey, ykey, okey = jr.split(key, 5)
+        self.norm = eqx.nn.LayerNorm(d_model)
+        self.proj_v = eqx.nn.Linear(d_model, F, key=vkey)
+        self.proj_u = eqx.nn.Linear(d_model, ssm_dim, key=ukey)
+        self.core = DSS(
+            ssm_dim,
+            state_size,
+            variant=variant,
+            bidirectional=not causal,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            key=ckey,
+        )
+        self.proj_y = eqx.nn.Linear(ssm_dim, F, key=ykey)
+        self.proj_o = eqx.nn.Linear(F, d_model, key=okey)
+        self.dropout = eqx.nn.Dropout(dropout)
+        self.d_model = d_model
+        self.ssm_dim = ssm_dim
+        self.expansion = expansion
+        self.causal = causal
+
+    def _branches(
+        self, x: Float[Array, " d_model"]
+    ) -> tuple[Float[Array, " F"], Float[Array, " ssm_dim"]]:
+        xn = self.norm(x)
+        return jax.nn.gelu(self.proj_v(xn)), jax.nn.gelu(self.proj_u(xn))
+
+    def _output(
+        self,
+        x: Float[Array, " d_model"],
+        y: Float[Array, " ssm_dim"],
+        v: Float[Array, " F"],
+        key: PRNGKeyArray | None,
+    ) -> Float[Array, " d_model"]:
+        gated = self.dropout(self.proj_y(y) * v, key=key)
+        return self.proj_o(gated) + x
+
+    def __call__(
+        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """**Arguments:**
+
+        - `x`: `(L, d_model)`, one example.
+        - `mask`: optional bool `(L,)` padding mask, True for real tokens.
+          Padded positions enter the DSS as zeros, so they do not change the
+          outputs at real positions (their own outputs are meaningless).
+        - `key`: PRNG key for dropout (needed only when dropout is active).
+
+        **Returns:** `(L, d_model)`.
+        """
+        x = check_sequence(x, self.d_model)
+        L = x.shape[0]
+        mask = check_mask(mask, L)
+        x = x.astype(self.core.D.dtype)
+        v, u = jax.vmap(self._branches)(x)
+        if mask is not None:
+            u = jnp.where(mask[:, None], u, jnp.zeros_like(u))
+        y = fft_conv(u, self.core.kernel(L))  # no D term
+        keys = None if key is None else jr.split(key, L)
+        return jax.vmap(self._output)(x, y, v, keys)
+
+    def init_state(self, L: int | None = None) -> SSMState:
+        """A zero state for `step` (causal layers only).
+
+        **Arguments:** `L`, the sequence length (needed by the `"softmax"` DSS
+        variant, whose kernel is normalized over `L`).
+        """
+        if not self.causal:
+            raise ValueError("recurrent mode needs a causal GSS (causal=True)")
+        state = self.core.init_state(L)
+        system = state.system
+        return state._replace(system=system._replace(D=jnp.zeros_like(system.D)))
+
+    def step(
+        self, x_t: Array, state: SSMState, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], SSMState]:
+        """One position of recurrent mode.
+
+        **Arguments:** `x_t`, the `(d_model,)` input at one position; `state`
+        from `init_state` or the previous `step`; `key` for dropout.
+
+        **Returns:** `(y_t, state)`.
+        """
+        if not self.causal:
+            raise ValueError("recurrent mode needs a causal GSS (causal=True)")
+        x_t = jnp.asarray(x_t)
+        if x_t.shape != (self.d_model,):
+            raise ValueError(f"expected a step input of shape ({self.d_model},), got {x_t.shape}")
+        x_t = x_t.astype(self.core.D.dtype)
+        v, u = self._branches(x_t)
+        y, state = self.core.step(u, state)
+        return self._output(x_t, y, v, key), state

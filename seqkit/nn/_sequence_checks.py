@@ -1,0 +1,36 @@
+"""Input checks shared by the mixers in `seqkit.nn`: friendly errors at trace time."""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+
+def check_sequence(x: Array, d_model: int) -> Array:
+    """`x` as a real `(L, d_model)` array with `L >= 1`, or a ValueError."""
+    if not isinstance(x, jax.Array):
+        x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[1] != d_model:
+        raise ValueError(
+            f"expected input of shape (L, {d_model}) for one example (use jax.vmap for a "
+            f"batch), got {x.shape}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"expected a real floating input, got dtype {x.dtype}")
+    if x.shape[0] < 1:
+        raise ValueError("expected a sequence of length >= 1, got length 0")
+    return x
+
+
+def check_mask(mask: Array | None, L: int) -> Array | None:
+    """A padding mask as a bool `(L,)` array (True = real token), or a ValueError."""
+    if mask is None:
+        return None
+    if not isinstance(mask, jax.Array):
+        mask = jnp.asarray(mask)
+    if mask.shape != (L,):
+        raise ValueError(f"expected a padding mask of shape ({L},), got {mask.shape}")
+    if mask.dtype != jnp.bool_:
+        raise ValueError(
+            f"expected a bool padding mask (True = real token), got dtype {mask.dtype}"
+        )
+    return mask
