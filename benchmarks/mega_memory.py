@@ -24,12 +24,7 @@ from seqkit.nn import Mega
 
 def peak_bytes(f, *args) -> int:
     m = jax.jit(f).lower(*args).compile().memory_analysis()
-    return (
-        m.argument_size_in_bytes
-        + m.output_size_in_bytes
-        + m.temp_size_in_bytes
-        - m.alias_size_in_bytes
-    )
+    return m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
 
 
 def measure(layer: Mega, L: int) -> tuple[int, int]:
@@ -65,7 +60,10 @@ def main():
         f"backend: {jax.default_backend()}; d_model={args.d_model}, z={args.z_dim}, "
         f"v={args.v_dim}, chunk={args.chunk}; compiled peak memory in MiB"
     )
-    header = f"{'L':>6} | {'chunk fwd':>10} {'full fwd':>10} {'ratio':>6} | {'chunk f+b':>10} {'full f+b':>10} {'ratio':>6}"
+    header = (
+        f"{'L':>6} | {'chunk fwd':>10} {'full fwd':>10} {'ratio':>6} "
+        f"| {'chunk f+b':>10} {'full f+b':>10} {'ratio':>6}"
+    )
     print(header)
     print("-" * len(header))
     for L in args.lengths:

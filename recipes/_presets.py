@@ -28,8 +28,11 @@ def shrink(
         data=dataclasses.replace(r.data, train_size=train, val_size=val, test_size=test, **data),
         schedule=ScheduleConfig(warmup_steps=warmup_steps, total_steps=total_steps),
         trainer=dataclasses.replace(
-            r.trainer, batch_size=batch_size, eval_every=eval_every,
-            checkpoint_every=checkpoint_every, log_every=log_every,
+            r.trainer,
+            batch_size=batch_size,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+            log_every=log_every,
         ),
     )
 
@@ -37,6 +40,14 @@ def shrink(
 def smoke(r: Recipe) -> Recipe:
     """A few minutes on a CPU: a 32-wide 2-layer model, 30 steps of 16 on 512 examples."""
     return shrink(
-        r, d_model=32, n_layers=2, sizes=(512, 100, 100), batch_size=16, warmup_steps=5,
-        total_steps=30, eval_every=15, checkpoint_every=15, log_every=5,
+        r,
+        d_model=32,
+        n_layers=2,
+        sizes=(512, 100, 100),
+        batch_size=16,
+        warmup_steps=5,
+        total_steps=30,
+        eval_every=15,
+        checkpoint_every=15,
+        log_every=5,
     )

@@ -23,8 +23,17 @@ def recipe() -> Recipe:
         name=NAME,
         description=DESCRIPTION,
         model=ModelConfig(
-            mixer="s4", d_model=256, n_layers=6, state_size=64, dt_min=1e-3, dt_max=1e-1,
-            bidirectional=True, norm="batch", prenorm=True, dropout=0.0, pool="mean",
+            mixer="s4",
+            d_model=256,
+            n_layers=6,
+            state_size=64,
+            dt_min=1e-3,
+            dt_max=1e-1,
+            bidirectional=True,
+            norm="batch",
+            prenorm=True,
+            dropout=0.0,
+            pool="mean",
         ),
         data=DataConfig(name="pathfinder32", contour_length=14, n_classes=2),
         optimizer=OptimizerConfig(lr=0.004, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
@@ -36,9 +45,18 @@ def recipe() -> Recipe:
 def cpu(r: Recipe) -> Recipe:
     """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps of 32."""
     r = shrink(
-        r, d_model=32, n_layers=3, sizes=(8000, 512, 512), batch_size=32, warmup_steps=40,
-        total_steps=400, eval_every=100, checkpoint_every=50, log_every=10,
-        contour_length=6, memory_cache=True,
+        r,
+        d_model=32,
+        n_layers=3,
+        sizes=(8000, 512, 512),
+        batch_size=32,
+        warmup_steps=40,
+        total_steps=400,
+        eval_every=100,
+        checkpoint_every=50,
+        log_every=10,
+        contour_length=6,
+        memory_cache=True,
     )
     return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=0.01))
 

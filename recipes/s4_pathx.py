@@ -19,8 +19,17 @@ def recipe() -> Recipe:
         name=NAME,
         description=DESCRIPTION,
         model=ModelConfig(
-            mixer="s4", d_model=256, n_layers=6, state_size=64, dt_min=1e-4, dt_max=1e-1,
-            bidirectional=True, norm="batch", prenorm=True, dropout=0.0, pool="mean",
+            mixer="s4",
+            d_model=256,
+            n_layers=6,
+            state_size=64,
+            dt_min=1e-4,
+            dt_max=1e-1,
+            bidirectional=True,
+            norm="batch",
+            prenorm=True,
+            dropout=0.0,
+            pool="mean",
         ),
         data=DataConfig(name="pathx", contour_length=14, n_classes=2),
         optimizer=OptimizerConfig(lr=0.001, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
@@ -32,8 +41,16 @@ def recipe() -> Recipe:
 def smoke(r: Recipe) -> Recipe:
     """A few minutes on a CPU: a 16-wide 2-layer model, 10 steps of 4 images at L = 16384."""
     return shrink(
-        r, d_model=16, n_layers=2, sizes=(64, 16, 16), batch_size=4, warmup_steps=2,
-        total_steps=10, eval_every=10, checkpoint_every=5, log_every=2,
+        r,
+        d_model=16,
+        n_layers=2,
+        sizes=(64, 16, 16),
+        batch_size=4,
+        warmup_steps=2,
+        total_steps=10,
+        eval_every=10,
+        checkpoint_every=5,
+        log_every=2,
     )
 
 

@@ -112,11 +112,18 @@ def _eval(args: argparse.Namespace) -> int:
     bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
     batches = _default_batches()
     t0 = time.perf_counter()
-    res = {split: evaluate(model, state, sources[split], batch_size=bs, batches=batches) for split in ("val", "test")}
+    res = {
+        split: evaluate(model, state, sources[split], batch_size=bs, batches=batches)
+        for split in ("val", "test")
+    }
     out = {
-        "recipe": recipe.name, "preset": recipe.preset, "step": meta["step"],
-        "val_accuracy": res["val"]["accuracy"], "val_loss": res["val"]["loss"],
-        "test_accuracy": res["test"]["accuracy"], "test_loss": res["test"]["loss"],
+        "recipe": recipe.name,
+        "preset": recipe.preset,
+        "step": meta["step"],
+        "val_accuracy": res["val"]["accuracy"],
+        "val_loss": res["val"]["loss"],
+        "test_accuracy": res["test"]["accuracy"],
+        "test_loss": res["test"]["loss"],
         "eval_time_s": time.perf_counter() - t0,
     }
     with open(os.path.join(args.run_dir, "eval.json"), "w") as f:
@@ -145,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     tr = sub.add_parser("train", help="train a recipe; writes a run directory ending with results.json")
     tr.add_argument("recipe", help="recipe name (see `seqkit recipes`)")
     tr.add_argument("--preset", default="default", help="recipe preset (e.g. smoke, cpu)")
-    tr.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="edit the recipe, e.g. --set model.n_layers=4 (repeatable)")
+    tr.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="edit the recipe, e.g. --set model.n_layers=4 (repeatable)",
+    )
     tr.add_argument("--out", help="run directory (default runs/RECIPE-PRESET)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     tr.add_argument("--no-progress", action="store_true", help="no progress line on stderr")

@@ -11,7 +11,7 @@ def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
         return False
     return all(
         np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
-        for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y))
+        for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True)
     )
 
 

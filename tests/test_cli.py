@@ -10,8 +10,9 @@ from seqkit import cli
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "seqkit.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "seqkit.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_recipes_lists_every_recipe(capsys):
@@ -26,10 +27,15 @@ def test_recipes_lists_every_recipe(capsys):
     [
         (["train", "nope"], "unknown recipe 'nope'; available: s4-pathfinder, s4-pathx, s4-scifar"),
         (["train", "s4-pathx", "--preset", "huge"], "unknown preset 'huge' for s4-pathx"),
-        (["train", "s4-pathx", "--set", "model.depth=3"], "unknown key 'model.depth'; accepted under 'model':"),
+        (
+            ["train", "s4-pathx", "--set", "model.depth=3"],
+            "unknown key 'model.depth'; accepted under 'model':",
+        ),
         (["train", "s4-pathx", "--set", "trainer.batch_size=big"], "trainer.batch_size: expected an int"),
-        (["train", "s4-scifar", "--preset", "smoke", "--set", "data.data_dir=/nonexistent/dir"],
-         "/nonexistent/dir/cifar-10-python.tar.gz"),
+        (
+            ["train", "s4-scifar", "--preset", "smoke", "--set", "data.data_dir=/nonexistent/dir"],
+            "/nonexistent/dir/cifar-10-python.tar.gz",
+        ),
         (["eval", "/nonexistent/run"], "is not a run directory"),
     ],
 )
@@ -42,9 +48,18 @@ def test_errors_are_one_line_with_exit_code_2(capsys, args, message):
 
 def test_train_then_eval_smoke(tmp_path, capsys):
     out = tmp_path / "run"
-    sets = ["model.d_model=8", "model.n_layers=1", "model.state_size=8", "data.train_size=32",
-            "data.val_size=8", "data.test_size=8", "trainer.batch_size=8", "schedule.total_steps=3",
-            "trainer.log_every=1", "model.mixer=s4d"]
+    sets = [
+        "model.d_model=8",
+        "model.n_layers=1",
+        "model.state_size=8",
+        "data.train_size=32",
+        "data.val_size=8",
+        "data.test_size=8",
+        "trainer.batch_size=8",
+        "schedule.total_steps=3",
+        "trainer.log_every=1",
+        "model.mixer=s4d",
+    ]
     args = ["train", "s4-pathfinder", "--preset", "smoke", "--out", str(out), "--no-progress"]
     for s in sets:
         args += ["--set", s]

@@ -1,18 +1,11 @@
 """Layers and blocks built from seqkit's mixers."""
 
-from ._blocks import FeedForward as FeedForward
-from ._blocks import ResidualBlock as ResidualBlock
+from ._blocks import FeedForward as FeedForward, ResidualBlock as ResidualBlock
 from ._gss import GSS as GSS
 from ._mega import (
     Mega as Mega,
-)
-from ._mega import (
     mega_attention as mega_attention,
-)
-from ._mega import (
     rotary_relative_bias as rotary_relative_bias,
-)
-from ._mega import (
     simple_relative_bias as simple_relative_bias,
 )
 from ._norm import SequenceNorm as SequenceNorm

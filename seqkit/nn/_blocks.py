@@ -27,9 +27,7 @@ class FeedForward(eqx.Module):
         self.down = eqx.nn.Linear(mult * d, d, key=k2)
         self.dropout = eqx.nn.Dropout(dropout)
 
-    def __call__(
-        self, x: Float[Array, "L d"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "L d"]:
+    def __call__(self, x: Float[Array, "L d"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L d"]:
         h = jax.nn.gelu(jax.vmap(self.up)(x))
         return jax.vmap(self.down)(self.dropout(h, key=key))
 

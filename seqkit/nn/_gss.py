@@ -109,9 +109,7 @@ class GSS(eqx.Module):
         self.expansion = expansion
         self.causal = causal
 
-    def _branches(
-        self, x: Float[Array, " d_model"]
-    ) -> tuple[Float[Array, " F"], Float[Array, " ssm_dim"]]:
+    def _branches(self, x: Float[Array, " d_model"]) -> tuple[Float[Array, " F"], Float[Array, " ssm_dim"]]:
         xn = self.norm(x)
         return jax.nn.gelu(self.proj_v(xn)), jax.nn.gelu(self.proj_u(xn))
 

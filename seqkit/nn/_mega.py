@@ -231,9 +231,7 @@ class Mega(eqx.Module):
         if attention not in _ATTENTIONS:
             raise ValueError(f"attention must be one of {_ATTENTIONS}, got {attention!r}")
         if relative_position not in _POSITIONS:
-            raise ValueError(
-                f"relative_position must be one of {_POSITIONS}, got {relative_position!r}"
-            )
+            raise ValueError(f"relative_position must be one of {_POSITIONS}, got {relative_position!r}")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
         if max_length is None and chunk_size is not None:
@@ -314,9 +312,7 @@ class Mega(eqx.Module):
         h_in = mx[:, zd + vd + self.d_model :]
         q = z * self.qk_scale[0] + self.qk_offset[0]
         k = z * self.qk_scale[1] + self.qk_offset[1]
-        o = mega_attention(
-            q, k, v, self._bias(span), mask, attention=self.attention, causal=self.causal
-        )
+        o = mega_attention(q, k, v, self._bias(span), mask, attention=self.attention, causal=self.causal)
         h = jax.nn.silu(h_in + jax.vmap(self.proj_h)(gamma * o))
         dkey, fkey = (None, None) if key is None else jr.split(key)
         h = self.dropout(h, key=dkey)

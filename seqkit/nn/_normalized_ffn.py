@@ -22,9 +22,7 @@ class NormalizedFFN(eqx.Module):
     dropout: eqx.nn.Dropout
     prenorm: bool = eqx.field(static=True)
 
-    def __init__(
-        self, d_model: int, hidden: int, *, prenorm: bool, dropout: float, key: PRNGKeyArray
-    ):
+    def __init__(self, d_model: int, hidden: int, *, prenorm: bool, dropout: float, key: PRNGKeyArray):
         k1, k2 = jr.split(key)
         self.norm = eqx.nn.LayerNorm(d_model)
         self.fc1 = eqx.nn.Linear(d_model, hidden, key=k1)

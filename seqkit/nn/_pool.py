@@ -8,9 +8,7 @@ from jaxtyping import Array, Bool, Float
 Pooling = Literal["mean", "last", "cls"]
 
 
-def pool(
-    x: Float[Array, "L d"], kind: Pooling, mask: Bool[Array, " L"] | None = None
-) -> Float[Array, " d"]:
+def pool(x: Float[Array, "L d"], kind: Pooling, mask: Bool[Array, " L"] | None = None) -> Float[Array, " d"]:
     """Reduce `(L, d)` features to `(d,)`.
 
     - `"mean"`: `Σ_t m_t x_t / Σ_t m_t` over the valid positions (`m = mask`, all

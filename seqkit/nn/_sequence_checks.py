@@ -30,7 +30,5 @@ def check_mask(mask: Array | None, L: int) -> Array | None:
     if mask.shape != (L,):
         raise ValueError(f"expected a padding mask of shape ({L},), got {mask.shape}")
     if mask.dtype != jnp.bool_:
-        raise ValueError(
-            f"expected a bool padding mask (True = real token), got dtype {mask.dtype}"
-        )
+        raise ValueError(f"expected a bool padding mask (True = real token), got dtype {mask.dtype}")
     return mask

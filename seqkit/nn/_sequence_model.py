@@ -117,10 +117,16 @@ class SequenceModel(eqx.Module):
         self.cls_token = 0.02 * jr.normal(ckey, (d_model,)) if pool == "cls" else None
         self.blocks = tuple(
             ResidualBlock(
-                m, d_model, norm=norm, prenorm=prenorm, dropout=dropout, ffn_mult=ffn_mult,
-                axis_name=axis_name, key=k,
+                m,
+                d_model,
+                norm=norm,
+                prenorm=prenorm,
+                dropout=dropout,
+                ffn_mult=ffn_mult,
+                axis_name=axis_name,
+                key=k,
             )
-            for m, k in zip(mixers, jr.split(bkey, n_layers))
+            for m, k in zip(mixers, jr.split(bkey, n_layers), strict=True)
         )
         self.final_norm = SequenceNorm(d_model, norm, axis_name=axis_name) if prenorm else None
         self.head = eqx.nn.Linear(d_model, n_classes, key=hkey)
@@ -165,14 +171,16 @@ class SequenceModel(eqx.Module):
         if mask is not None:
             mask = jnp.asarray(mask)
             if mask.shape != (h.shape[0],) or mask.dtype != jnp.bool_:
-                raise ValueError(f"expected a bool mask of shape ({h.shape[0]},), got {mask.dtype} {mask.shape}")
+                raise ValueError(
+                    f"expected a bool mask of shape ({h.shape[0]},), got {mask.dtype} {mask.shape}"
+                )
             h = jnp.where(mask[:, None], h, jnp.zeros_like(h))
         if self.cls_token is not None:
             h = jnp.concatenate([self.cls_token[None].astype(h.dtype), h], axis=0)
             if mask is not None:
                 mask = jnp.concatenate([jnp.ones((1,), bool), mask])
         keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
-        for block, k in zip(self.blocks, keys):
+        for block, k in zip(self.blocks, keys, strict=True):
             h, state = block(h, state, key=k)
         if self.final_norm is not None:
             h, state = self.final_norm(h, state)

@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._logging import MetricsLog, Progress
-from ._recipe import Recipe, RecipeError, init_key, recipe_to_dict, step_key
+from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
 
 CHECKPOINT = "checkpoint.eqx"
 CONFIG = "config.json"
@@ -185,12 +185,17 @@ def train(
     config_path = os.path.join(run_dir, CONFIG)
     config = recipe_to_dict(recipe)
     if os.path.exists(ckpt_path) and not resume:
-        raise RecipeError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        raise RecipeError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
     if resume and os.path.exists(config_path):
         with open(config_path) as f:
             saved = json.load(f)
         if saved != config:
-            raise RecipeError(f"{run_dir} holds a run of a different configuration; resume it with the same recipe, preset and --set")
+            raise RecipeError(
+                f"{run_dir} holds a run of a different configuration; "
+                "resume it with the same recipe, preset and --set"
+            )
     batches = batches if batches is not None else _default_batches()
     tc = recipe.trainer
     total = recipe.steps
@@ -215,11 +220,25 @@ def train(
         os.replace(config_path + ".tmp", config_path)
 
     def checkpoint():
-        meta = {"step": step, "data_position": step, "seed": tc.seed, "elapsed_s": elapsed, "recipe": recipe.name}
+        meta = {
+            "step": step,
+            "data_position": step,
+            "seed": tc.seed,
+            "elapsed_s": elapsed,
+            "recipe": recipe.name,
+        }
         save_checkpoint(ckpt_path, (model, state, opt_state), meta)
 
     train_step = make_train_step(optimizer)
-    it = batches(srcs["train"], batch_size=tc.batch_size, seed=tc.seed, shuffle=True, drop_remainder=True, start_step=step, worker_count=recipe.data.worker_count)
+    it = batches(
+        srcs["train"],
+        batch_size=tc.batch_size,
+        seed=tc.seed,
+        shuffle=True,
+        drop_remainder=True,
+        start_step=step,
+        worker_count=recipe.data.worker_count,
+    )
     window: list[dict[str, Array]] = []
     t_window = time.perf_counter()
     t_segment = time.perf_counter()
@@ -235,7 +254,16 @@ def train(
             now = time.perf_counter()
             eps = len(window) * tc.batch_size / max(now - t_window, 1e-9)
             skipped = int(opt_state.total_notfinite)
-            log.write({"step": step, "split": "train", **means, "examples_per_s": eps, "skipped_updates": skipped, "elapsed_s": elapsed})
+            log.write(
+                {
+                    "step": step,
+                    "split": "train",
+                    **means,
+                    "examples_per_s": eps,
+                    "skipped_updates": skipped,
+                    "elapsed_s": elapsed,
+                }
+            )
             bar.update(step, loss=means["loss"], accuracy=means["accuracy"], examples_per_s=eps)
             window, t_window = [], time.perf_counter()
         if step % tc.eval_every == 0 and step < total:
@@ -279,7 +307,9 @@ def finish(recipe, run_dir, model, state, opt_state, srcs, batches, step, elapse
     return results
 
 
-def load_run(run_dir: str | os.PathLike, *, sources=None) -> tuple[Recipe, eqx.Module, eqx.nn.State, dict, dict]:
+def load_run(
+    run_dir: str | os.PathLike, *, sources=None
+) -> tuple[Recipe, eqx.Module, eqx.nn.State, dict, dict]:
     """The recipe, model and state of a run directory's checkpoint.
 
     **Returns:** `(recipe, model, state, sources, meta)`.

@@ -55,9 +55,7 @@ def param_labels(tree: PyTree) -> PyTree[str]:
     return jax.tree_util.tree_map_with_path(label, tree)
 
 
-def cosine_warmup(
-    peak: ArrayLike, warmup_steps: int, total_steps: int
-) -> optax.Schedule:
+def cosine_warmup(peak: ArrayLike, warmup_steps: int, total_steps: int) -> optax.Schedule:
     """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at
     `total_steps` (stepped per optimizer step, SPEC §6). `peak` may be a traced array,
     so a vmapped sweep can vary it.
@@ -103,7 +101,9 @@ def adamw_cosine(
     """AdamW with a linear-warmup cosine schedule; the peak learning rate and weight
     decay are stored as arrays in the optimizer state (`optax.inject_hyperparams`),
     so they can be read, changed, or vmapped over."""
-    return optax.inject_hyperparams(_adamw_cosine, static_args=("b1", "b2", "eps", "warmup_steps", "total_steps"))(
+    return optax.inject_hyperparams(
+        _adamw_cosine, static_args=("b1", "b2", "eps", "warmup_steps", "total_steps")
+    )(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         b1=b1,
@@ -148,7 +148,10 @@ def make_optimizer(
         parts.append(optax.clip_by_global_norm(grad_clip))
     parts.append(
         optax.multi_transform(
-            {"ssm": group(ssm_learning_rate, ssm_weight_decay), "default": group(learning_rate, weight_decay)},
+            {
+                "ssm": group(ssm_learning_rate, ssm_weight_decay),
+                "default": group(learning_rate, weight_decay),
+            },
             param_labels,
         )
     )
@@ -169,4 +172,3 @@ def _standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTrans
             return tx.update(updates, state, params)
 
     return optax.GradientTransformation(init, update)
-

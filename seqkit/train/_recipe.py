@@ -340,7 +340,9 @@ def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise RecipeError(f"unknown keys {sorted(unknown)} for {cls.__name__}; accepted: {', '.join(sorted(names))}")
+            raise RecipeError(
+                f"unknown keys {sorted(unknown)} for {cls.__name__}; accepted: {', '.join(sorted(names))}"
+            )
         kwargs = {}
         for k, v in d.items():
             tp = hints[k]
@@ -348,4 +350,3 @@ def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
         return cls(**kwargs)
 
     return build(Recipe, data)
-

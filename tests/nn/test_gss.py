@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import assert_close, to_np
 from mixer_testing import QUICK_RECALL, fit_recall, future_dependence, np_layernorm, np_linear
 
+from helpers import assert_close, to_np
 from seqkit.nn import GSS
 
 
@@ -160,7 +160,5 @@ def test_gss_trains_on_recall(getkey):
 @pytest.mark.slow
 def test_gss_trains_on_long_recall(getkey):
     layer = GSS(16, ssm_dim=8, expansion=2, state_size=64, key=getkey())
-    acc = fit_recall(
-        layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=32, readout="last", steps=400, lr=1e-2
-    )
+    acc = fit_recall(layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=32, readout="last", steps=400, lr=1e-2)
     assert acc > 0.5, acc  # chance is 0.125

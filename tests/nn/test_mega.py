@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import assert_close, to_np
 from mixer_testing import QUICK_RECALL, fit_recall, future_dependence, np_layernorm, np_linear
 
+from helpers import assert_close, to_np
 from seqkit.nn import Mega, mega_attention
 
 
@@ -75,9 +75,7 @@ def np_attention(layer, q, k, v, mask):
     c = L if layer.chunk_size is None else min(layer.chunk_size, L)
     out = np.zeros((L, v.shape[1]))
     for i in range(L):
-        keys = [
-            j for j in range(L) if j // c == i // c and mask[j] and (j <= i or not layer.causal)
-        ]
+        keys = [j for j in range(L) if j // c == i // c and mask[j] and (j <= i or not layer.causal)]
         if not keys:
             continue
         s = np.array([q[i] @ k[j] for j in keys])
@@ -126,7 +124,7 @@ def perturbed(layer, key):
     params, static = eqx.partition(layer, eqx.is_inexact_array)
     leaves, tree = jax.tree.flatten(params)
     keys = jr.split(key, len(leaves))
-    leaves = [p + 0.3 * jr.normal(k_, p.shape) for p, k_ in zip(leaves, keys)]
+    leaves = [p + 0.3 * jr.normal(k_, p.shape) for p, k_ in zip(leaves, keys, strict=True)]
     return eqx.combine(jax.tree.unflatten(tree, leaves), static)
 
 
@@ -261,9 +259,7 @@ def test_mega_errors(getkey):
 
 
 def test_mega_trains_on_recall(getkey):
-    layer = Mega(
-        16, z_dim=8, v_dim=16, ema_ndim=4, chunk_size=16, relative_position="rotary", key=getkey()
-    )
+    layer = Mega(16, z_dim=8, v_dim=16, ema_ndim=4, chunk_size=16, relative_position="rotary", key=getkey())
     acc = fit_recall(layer, 16, key=getkey(), hi=32, readout="mean", steps=100, **QUICK_RECALL)
     assert acc > 0.6, acc  # chance is 0.25
 
@@ -300,7 +296,5 @@ def test_mega_causal_trains_on_far_recall(getkey):
         causal=True,
         key=getkey(),
     )
-    acc = fit_recall(
-        layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=64, readout="last", steps=400, lr=1e-2
-    )
+    acc = fit_recall(layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=64, readout="last", steps=400, lr=1e-2)
     assert acc > 0.4, acc  # chance is 0.125

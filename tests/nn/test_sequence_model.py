@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import assert_close
 
 import seqkit.nn as snn
+from helpers import assert_close
 from seqkit.ssm import S4, S4D
 
 
@@ -61,7 +61,7 @@ def np_model(model, xs, norm):
         return np_batchnorm(h, n.norm)
 
     for blk in model.blocks:
-        mix = lambda h: np.stack([np_timemix(blk.mixer, e) for e in h])  # noqa: E731
+        mix = lambda h, blk=blk: np.stack([np_timemix(blk.mixer, e) for e in h])  # noqa: E731
         if blk.prenorm:
             h = h + mix(nrm(blk.norm, h))
         else:
@@ -80,8 +80,14 @@ def batched(model):
 def test_forward_matches_reference(getkey, norm, prenorm):
     d, L, B = 8, 12, 3
     model, state = eqx.nn.make_with_state(snn.SequenceModel)(
-        d_in=2, d_model=d, n_classes=3, n_layers=2, mixer=lambda i, k: TimeMix(d, key=k),
-        norm=norm, prenorm=prenorm, key=getkey(),
+        d_in=2,
+        d_model=d,
+        n_classes=3,
+        n_layers=2,
+        mixer=lambda i, k: TimeMix(d, key=k),
+        norm=norm,
+        prenorm=prenorm,
+        key=getkey(),
     )
     x = jr.normal(getkey(), (B, L, 2))
     logits, state = batched(model)(x, state)
@@ -92,8 +98,14 @@ def test_forward_matches_reference(getkey, norm, prenorm):
 def test_batchnorm_running_statistics(getkey):
     d, L, B = 4, 10, 5
     model, state = eqx.nn.make_with_state(snn.SequenceModel)(
-        d_in=d, d_model=d, n_classes=2, n_layers=1, mixer=lambda i, k: TimeMix(d, key=k),
-        norm="batch", prenorm=True, key=getkey(),
+        d_in=d,
+        d_model=d,
+        n_classes=2,
+        n_layers=1,
+        mixer=lambda i, k: TimeMix(d, key=k),
+        norm="batch",
+        prenorm=True,
+        key=getkey(),
     )
     x = 3.0 + 2.0 * jr.normal(getkey(), (B, L, d))
     _, new_state = batched(model)(x, state)
@@ -115,11 +127,16 @@ def test_token_inputs_ffn_cls_and_mixer_list(getkey):
     d, L = 16, 20
     k1, k2 = jr.split(getkey())
     # "S4 at layer 0, another mixer elsewhere" as one argument.
-    mixers = [snn.SSMLayer(S4(d, l_max=L + 1, bidirectional=True, key=k1), key=k2),
-              TimeMix(d, key=getkey())]
+    mixers = [snn.SSMLayer(S4(d, l_max=L + 1, bidirectional=True, key=k1), key=k2), TimeMix(d, key=getkey())]
     model, state = eqx.nn.make_with_state(snn.SequenceModel)(
-        vocab_size=11, d_model=d, n_classes=4, mixer=mixers, ffn_mult=2, pool="cls",
-        dropout=0.1, key=getkey(),
+        vocab_size=11,
+        d_model=d,
+        n_classes=4,
+        mixer=mixers,
+        ffn_mult=2,
+        pool="cls",
+        dropout=0.1,
+        key=getkey(),
     )
     assert len(model.blocks) == 2 and isinstance(model.blocks[0].mixer.core, S4)
     toks = jr.randint(getkey(), (L,), 0, 11)
@@ -132,11 +149,19 @@ def test_token_inputs_ffn_cls_and_mixer_list(getkey):
 
 def test_causal_last_pooling_ignores_padding(getkey):
     d, L, pad = 8, 16, 5
+
     def mixer(i, key):
         k1, k2 = jr.split(key)
         return snn.SSMLayer(S4D(d, key=k1), key=k2)
+
     model, state = eqx.nn.make_with_state(snn.SequenceModel)(
-        d_in=1, d_model=d, n_classes=2, n_layers=2, mixer=mixer, pool="last", key=getkey(),
+        d_in=1,
+        d_model=d,
+        n_classes=2,
+        n_layers=2,
+        mixer=mixer,
+        pool="last",
+        key=getkey(),
     )
     x = jr.normal(getkey(), (L, 1))
     padded = jnp.concatenate([x, 100.0 * jr.normal(getkey(), (pad, 1))])
@@ -159,17 +184,24 @@ def test_pool_reference(getkey, kind):
 
 def test_errors(getkey):
     model, state = eqx.nn.make_with_state(snn.SequenceModel)(
-        d_in=2, d_model=4, n_classes=2, n_layers=1, mixer=lambda i, k: TimeMix(4, key=k),
+        d_in=2,
+        d_model=4,
+        n_classes=2,
+        n_layers=1,
+        mixer=lambda i, k: TimeMix(4, key=k),
         key=getkey(),
     )
     with pytest.raises(ValueError, match=r"expected real input of shape \(L, 2\)"):
         model(jnp.zeros((5, 3)), state)
     with pytest.raises(ValueError, match="factory"):
-        snn.SequenceModel(d_in=2, d_model=4, n_classes=2, n_layers=2,
-                          mixer=TimeMix(4, key=getkey()), key=getkey())
+        snn.SequenceModel(
+            d_in=2, d_model=4, n_classes=2, n_layers=2, mixer=TimeMix(4, key=getkey()), key=getkey()
+        )
     with pytest.raises(ValueError, match="exactly one of"):
-        snn.SequenceModel(d_model=4, n_classes=2, n_layers=1,
-                          mixer=lambda i, k: TimeMix(4, key=k), key=getkey())
+        snn.SequenceModel(
+            d_model=4, n_classes=2, n_layers=1, mixer=lambda i, k: TimeMix(4, key=k), key=getkey()
+        )
     with pytest.raises(ValueError, match="expected 3 mixers"):
-        snn.SequenceModel(d_in=1, d_model=4, n_classes=2, n_layers=3,
-                          mixer=[TimeMix(4, key=getkey())], key=getkey())
+        snn.SequenceModel(
+            d_in=1, d_model=4, n_classes=2, n_layers=3, mixer=[TimeMix(4, key=getkey())], key=getkey()
+        )

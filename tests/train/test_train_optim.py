@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import assert_close
 
 import seqkit.nn as snn
 import seqkit.train as st
+from helpers import assert_close
 from seqkit.ssm import DSS, EMA, S4, S4D
 
 
@@ -42,9 +42,11 @@ def test_param_labels_pick_ssm_fields(getkey):
     labels = named_leaves(st.param_labels(eqx.filter(model, eqx.is_inexact_array)))
     ssm = {k for k, v in labels.items() if v == "ssm"}
     expected = set()
-    fields = {0: ["log_neg_re", "lambda_im", "p_re", "p_im", "b_re", "b_im", "log_dt"],
-              1: ["log_neg_re", "lambda_im", "b_re", "b_im", "log_dt"],
-              2: ["lambda_re", "lambda_im", "log_dt"]}
+    fields = {
+        0: ["log_neg_re", "lambda_im", "p_re", "p_im", "b_re", "b_im", "log_dt"],
+        1: ["log_neg_re", "lambda_im", "b_re", "b_im", "log_dt"],
+        2: ["lambda_re", "lambda_im", "log_dt"],
+    }
     for i, names in fields.items():
         expected |= {f".blocks[{i}].mixer.core.{n}" for n in names}
     assert ssm == expected
@@ -73,8 +75,9 @@ def test_groups_learning_rate_and_weight_decay(getkey):
     model, _ = small_model(getkey())
     params = eqx.filter(model, eqx.is_inexact_array)
     lr, wd, ssm_lr = 0.01, 0.1, 0.001
-    opt = st.make_optimizer(learning_rate=lr, weight_decay=wd, ssm_learning_rate=ssm_lr,
-                            warmup_steps=0, total_steps=100)
+    opt = st.make_optimizer(
+        learning_rate=lr, weight_decay=wd, ssm_learning_rate=ssm_lr, warmup_steps=0, total_steps=100
+    )
     state = opt.init(params)
     grads = jax.tree.map(lambda p: jr.normal(getkey(), p.shape, p.dtype), params)
     updates, state = opt.update(grads, state, params)
@@ -93,8 +96,9 @@ def test_groups_learning_rate_and_weight_decay(getkey):
 
 def test_clipping_and_nonfinite_skip(getkey):
     params = {"w": jnp.ones((3,))}
-    opt = st.make_optimizer(learning_rate=1.0, weight_decay=0.0, warmup_steps=0, total_steps=10,
-                            grad_clip=1.0)
+    opt = st.make_optimizer(
+        learning_rate=1.0, weight_decay=0.0, warmup_steps=0, total_steps=10, grad_clip=1.0
+    )
     state = opt.init(params)
     # Clipping: the Adam direction is scale free, so check the clipped gradient feeds
     # Adam's first moment: m = (1 − b1) · clip(g).

@@ -7,7 +7,6 @@ import pytest
 import seqkit.recipes as recipes
 import seqkit.train as st
 
-
 # SPEC §6: d_model × layers, norm, prenorm, dropout, dt range, lr / wd, batch, warmup / total.
 PUBLISHED = {
     "s4-scifar": (512, 6, "layer", False, 0.1, (1e-3, 1e-1), (0.01, 0.05), 50, (900, 180_000)),
@@ -24,9 +23,22 @@ def test_published_hyperparameters(name):
     assert (m.d_model, m.n_layers, m.norm, m.prenorm, m.dropout) == (d, n, norm, pre, drop)
     assert (m.dt_min, m.dt_max) == dt
     assert (m.mixer, m.state_size, m.bidirectional, m.pool, m.activation, m.output) == (
-        "s4", 64, True, "mean", "gelu", "glu")
+        "s4",
+        64,
+        True,
+        "mean",
+        "gelu",
+        "glu",
+    )
     o = r.optimizer
-    assert (o.lr, o.weight_decay, o.ssm_lr, o.ssm_weight_decay, o.b1, o.b2) == (lr, wd, 0.001, 0.0, 0.9, 0.999)
+    assert (o.lr, o.weight_decay, o.ssm_lr, o.ssm_weight_decay, o.b1, o.b2) == (
+        lr,
+        wd,
+        0.001,
+        0.0,
+        0.9,
+        0.999,
+    )
     assert r.trainer.batch_size == bs and (r.schedule.warmup_steps, r.schedule.total_steps) == (warm, total)
     assert r.steps == total
     assert "smoke" in recipes.RECIPES[name].PRESETS
@@ -35,7 +47,11 @@ def test_published_hyperparameters(name):
 def test_lra_image_preset():
     r = recipes.get("s4-scifar", "gray")
     assert (r.data.name, r.model.norm, r.schedule.warmup_steps, r.schedule.total_steps) == (
-        "cifar_gray", "batch", 18_000, 180_000)
+        "cifar_gray",
+        "batch",
+        18_000,
+        180_000,
+    )
 
 
 def test_registry_errors_and_listing():
@@ -50,12 +66,25 @@ def test_registry_errors_and_listing():
 
 def test_override_types_and_errors():
     r = recipes.get("s4-pathfinder", "smoke")
-    r2 = st.override(r, ["model.n_layers=4", "model.prenorm=false", "optimizer.lr=3e-3",
-                         "data.contour_length=none", "model.norm=layer", "schedule.total_steps=1e3",
-                         "data.data_dir=/tmp/x"])
+    r2 = st.override(
+        r,
+        [
+            "model.n_layers=4",
+            "model.prenorm=false",
+            "optimizer.lr=3e-3",
+            "data.contour_length=none",
+            "model.norm=layer",
+            "schedule.total_steps=1e3",
+            "data.data_dir=/tmp/x",
+        ],
+    )
     assert (r2.model.n_layers, r2.model.prenorm, r2.optimizer.lr) == (4, False, 0.003)
     assert (r2.data.contour_length, r2.model.norm, r2.schedule.total_steps, r2.data.data_dir) == (
-        None, "layer", 1000, "/tmp/x")
+        None,
+        "layer",
+        1000,
+        "/tmp/x",
+    )
     assert r.model.n_layers == 2  # the original is untouched
     cases = {
         "model.widht=3": "unknown key 'model.widht'; accepted under 'model': mixer, d_model",
@@ -85,7 +114,9 @@ def test_dict_roundtrip():
 def test_build_from_sources():
     from train_fixtures import sources
 
-    r = dataclasses.replace(recipes.get("s4-pathfinder", "smoke"), data=st.DataConfig(name="sign", n_classes=2))
+    r = dataclasses.replace(
+        recipes.get("s4-pathfinder", "smoke"), data=st.DataConfig(name="sign", n_classes=2)
+    )
     built = r.build(sources=sources(n_train=32, n_eval=8))
     assert built.model.d_model == 32 and len(built.model.blocks) == 2
     assert built.model.blocks[0].mixer.core.l_max == 16

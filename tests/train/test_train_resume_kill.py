@@ -34,10 +34,15 @@ RUNNER = textwrap.dedent(
 
 
 def spawn(script, run_dir, resume):
-    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
-    return subprocess.Popen([sys.executable, str(script), str(run_dir), "1" if resume else "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = dict(
+        os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu"
+    )
+    return subprocess.Popen(
+        [sys.executable, str(script), str(run_dir), "1" if resume else "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def checkpoint_step(run_dir):
@@ -70,7 +75,15 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-2000:]
     a = json.loads((tmp_path / "full" / "results.json").read_text())
     b = json.loads((run / "results.json").read_text())
-    for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps", "skipped_updates", "n_params"):
+    for k in (
+        "val_accuracy",
+        "val_loss",
+        "test_accuracy",
+        "test_loss",
+        "steps",
+        "skipped_updates",
+        "n_params",
+    ):
         assert a[k] == b[k], k
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)

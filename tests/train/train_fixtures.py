@@ -27,8 +27,17 @@ class SignSource:
         return {"inputs": x, "label": label}
 
 
-def batches(source, *, batch_size, seed, shuffle=True, drop_remainder=True, start_step=0,
-            num_epochs=None, worker_count=0):
+def batches(
+    source,
+    *,
+    batch_size,
+    seed,
+    shuffle=True,
+    drop_remainder=True,
+    start_step=0,
+    num_epochs=None,
+    worker_count=0,
+):
     """Global batch b of epoch e holds permutation(seed, e)[b*B:(b+1)*B]; resumable by step."""
     n = len(source)
     per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
@@ -36,15 +45,18 @@ def batches(source, *, batch_size, seed, shuffle=True, drop_remainder=True, star
     while num_epochs is None or step < num_epochs * per_epoch:
         epoch, b = divmod(step, per_epoch)
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        idx = order[b * batch_size:(b + 1) * batch_size]
+        idx = order[b * batch_size : (b + 1) * batch_size]
         items = [source[int(i)] for i in idx]
         yield {k: np.stack([it[k] for it in items]) for k in items[0]}
         step += 1
 
 
 def sources(n_train=256, n_eval=64, **kw):
-    return {"train": SignSource(n_train, seed=0, **kw), "val": SignSource(n_eval, seed=1, **kw),
-            "test": SignSource(n_eval, seed=2, **kw)}
+    return {
+        "train": SignSource(n_train, seed=0, **kw),
+        "val": SignSource(n_eval, seed=1, **kw),
+        "test": SignSource(n_eval, seed=2, **kw),
+    }
 
 
 def tiny_recipe(**trainer):
