@@ -6,9 +6,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from seqkit._checks import check_mask, check_sequence
 from seqkit.ssm import DSS, SSMState, fft_conv
-
-from ._sequence_checks import check_mask, check_sequence
 
 
 class GSS(eqx.Module):

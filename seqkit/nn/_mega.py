@@ -9,10 +9,10 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from seqkit._checks import check_mask, check_sequence
 from seqkit.ssm import EMA
 
 from ._normalized_ffn import NormalizedFFN
-from ._sequence_checks import check_mask, check_sequence
 
 _ATTENTIONS = ("softmax", "laplace", "relu2")
 _POSITIONS = ("simple", "rotary")

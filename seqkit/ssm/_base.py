@@ -13,6 +13,8 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from seqkit._checks import check_sequence
+
 from ._conv import fft_conv
 
 # Guards on the learned parameters: Δ stays in [DT_CLAMP] and Re(λ) at or below
@@ -99,6 +101,40 @@ def init_log_dt(key: PRNGKeyArray, H: int, dt_min: float, dt_max: float) -> Floa
     return jr.uniform(key, (H,), minval=math.log(dt_min), maxval=math.log(dt_max))
 
 
+def init_readout(
+    key: PRNGKeyArray, H: int, n: int, bidirectional: bool, dt_min: float, dt_max: float
+) -> tuple[Array, Array, Array, Array]:
+    """Initial output vectors, skip weights and step sizes shared by the complex cores.
+
+    **Returns:** `(c_re, c_im, D, log_dt)`: `C ~ CN(0, 1)` per direction (real and
+    imaginary parts of variance 1/2, shape `(H, n)` or `(2, H, n)`), `D ~ N(0, 1)`,
+    and `log Δ` uniform in `[log dt_min, log dt_max]`.
+    """
+    ckey, dkey, tkey = jr.split(key, 3)
+    dirs = (2,) if bidirectional else ()
+    c = jr.normal(ckey, (2, *dirs, H, n)) * math.sqrt(0.5)
+    return c[0], c[1], jr.normal(dkey, (H,)), init_log_dt(tkey, H, dt_min, dt_max)
+
+
+def per_direction(
+    A_bar: Array, B_bar: Array, C: Array, D: Array, *, stacked: bool = False
+) -> tuple[DiscreteSystem, ...]:
+    """One discrete system per direction, `D` in the first (forward) one.
+
+    `C` carries a leading direction axis `(dirs, H, n)`; `A_bar` and `B_bar` are
+    shared by the directions, or also stacked along a leading axis (`stacked=True`).
+    """
+    return tuple(
+        DiscreteSystem(
+            A_bar[i] if stacked else A_bar,
+            B_bar[i] if stacked else B_bar,
+            C[i],
+            D if i == 0 else jnp.zeros_like(D),
+        )
+        for i in range(C.shape[0])
+    )
+
+
 def ssm_step(
     system: DiscreteSystem, x: Complex[Array, "H n"], u: Float[Array, " H"]
 ) -> tuple[Float[Array, " H"], Complex[Array, "H n"]]:
@@ -139,17 +175,7 @@ class AbstractSSMCore(eqx.Module):
         diagonal); `D` sits in the first, the backward one has `D = 0`."""
 
     def _check_input(self, u: Array) -> Array:
-        if not isinstance(u, jax.Array | jnp.ndarray):
-            u = jnp.asarray(u)
-        if u.ndim != 2 or u.shape[1] != self.d_model:
-            raise ValueError(
-                f"expected input of shape (L, {self.d_model}) for one example (use jax.vmap "
-                f"for a batch), got {u.shape}"
-            )
-        if not jnp.issubdtype(u.dtype, jnp.floating):
-            raise ValueError(f"expected a real floating input, got dtype {u.dtype}")
-        if u.shape[0] < 1:
-            raise ValueError("expected a sequence of length >= 1, got length 0")
+        u = check_sequence(u, self.d_model)
         return u.astype(self.skip().dtype)
 
     def __call__(self, u: Array, *, key: PRNGKeyArray | None = None) -> Float[Array, "L d_model"]:

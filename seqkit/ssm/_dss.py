@@ -1,11 +1,9 @@
 """DSS: diagonal state spaces with the exp or softmax kernel."""
 
-import math
 from typing import Literal
 
 import equinox as eqx
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
@@ -17,8 +15,9 @@ from ._base import (
     AbstractSSMCore,
     DiscreteSystem,
     clamp_dt,
-    init_log_dt,
+    init_readout,
     negative_real,
+    per_direction,
     tile_param,
     to_complex,
 )
@@ -135,18 +134,13 @@ class DSS(AbstractSSMCore):
             raise ValueError(f"d_model must be >= 1, got {d_model}")
         lam, _ = legs(state_size)
         H, n = d_model, state_size // 2
-        wkey, dkey, tkey = jr.split(key, 3)
-        dirs = (2,) if bidirectional else ()
 
         def tile(a):
             return tile_param(a, (H, n))
 
         self.lambda_re = tile(np.log(-lam.real) if variant == "exp" else lam.real)
         self.lambda_im = tile(lam.imag)
-        w = jr.normal(wkey, (2, *dirs, H, n)) * math.sqrt(0.5)
-        self.w_re, self.w_im = w[0], w[1]
-        self.D = jr.normal(dkey, (H,))
-        self.log_dt = init_log_dt(tkey, H, dt_min, dt_max)
+        self.w_re, self.w_im, self.D, self.log_dt = init_readout(key, H, n, bidirectional, dt_min, dt_max)
         self.d_model = d_model
         self.state_size = state_size
         self.variant = variant
@@ -177,8 +171,4 @@ class DSS(AbstractSSMCore):
             # Σ_{l<L} exp(x l), computed directly (float64 references use short L).
             B_bar = 1.0 / (_expm1c(x * L) / _expm1c(x))
             C = W / Lambda
-        Cs = C if self.bidirectional else C[None]
-        return tuple(
-            DiscreteSystem(A_bar, B_bar, Cs[i], self.D if i == 0 else jnp.zeros_like(self.D))
-            for i in range(Cs.shape[0])
-        )
+        return per_direction(A_bar, B_bar, C if self.bidirectional else C[None], self.D)

@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from seqkit._typing import ArrayLike
 from seqkit.kernels import vandermonde
 
-from ._base import AbstractSSMCore, DiscreteSystem, to_complex
+from ._base import AbstractSSMCore, DiscreteSystem, per_direction, to_complex
 
 
 def ema_kernel(
@@ -101,7 +101,4 @@ class EMA(AbstractSSMCore):
         A, Bb, C = (to_complex(a) for a in (1.0 - alpha * delta, alpha * beta, eta))
         if not self.bidirectional:
             A, Bb, C = A[None], Bb[None], C[None]
-        return tuple(
-            DiscreteSystem(A[i], Bb[i], C[i], self.omega if i == 0 else jnp.zeros_like(self.omega))
-            for i in range(A.shape[0])
-        )
+        return per_direction(A, Bb, C, self.omega, stacked=True)

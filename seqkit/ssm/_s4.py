@@ -1,11 +1,8 @@
 """S4: the DPLR state-space core, its Cauchy-kernel convolution kernel and step."""
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
@@ -18,8 +15,9 @@ from ._base import (
     DiscreteSystem,
     clamp_dt,
     complex_dtype,
-    init_log_dt,
+    init_readout,
     negative_real,
+    per_direction,
     tile_param,
     to_complex,
 )
@@ -167,9 +165,7 @@ class S4(AbstractSSMCore):
             raise ValueError(f"l_max must be >= 1, got {l_max}")
         h = hippo_legs(state_size)
         n = state_size // 2
-        ckey, dkey, tkey = jr.split(key, 3)
         H = d_model
-        dirs = (2,) if bidirectional else ()
 
         def tile(a):
             return tile_param(a, (H, n))
@@ -179,11 +175,7 @@ class S4(AbstractSSMCore):
         self.lambda_im = tile(lam.imag)
         self.p_re, self.p_im = tile(h.p[:n].real), tile(h.p[:n].imag)
         self.b_re, self.b_im = tile(h.b[:n].real), tile(h.b[:n].imag)
-        # C̃ ~ CN(0, 1): real and imaginary parts each of variance 1/2.
-        c = jr.normal(ckey, (2, *dirs, H, n)) * math.sqrt(0.5)
-        self.c_re, self.c_im = c[0], c[1]
-        self.D = jr.normal(dkey, (H,))
-        self.log_dt = init_log_dt(tkey, H, dt_min, dt_max)
+        self.c_re, self.c_im, self.D, self.log_dt = init_readout(key, H, n, bidirectional, dt_min, dt_max)
         self.d_model = d_model
         self.state_size = state_size
         self.l_max = l_max
@@ -219,10 +211,6 @@ class S4(AbstractSSMCore):
         AL = jnp.linalg.matrix_power(A_bar, self.l_max)
         # C = C̃ (I − Ā^L)⁻¹, i.e. (I − Ā^L)ᵀ Cᵀ = C̃ᵀ.
         lhs = jnp.swapaxes(eye - AL, -1, -2)
-        Cs = C if self.bidirectional else C[None]
-        out = []
-        for i in range(Cs.shape[0]):
-            Ci = jnp.linalg.solve(lhs, _pairs(Cs[i])[..., None])[..., 0]
-            Di = self.D if i == 0 else jnp.zeros_like(self.D)
-            out.append(DiscreteSystem(A_bar=A_bar, B_bar=B_bar, C=Ci, D=Di))
-        return tuple(out)
+        Cs = _pairs(C if self.bidirectional else C[None])  # (dirs, H, N)
+        Cs = jnp.linalg.solve(jnp.broadcast_to(lhs, Cs.shape + Cs.shape[-1:]), Cs[..., None])[..., 0]
+        return per_direction(A_bar, B_bar, Cs, self.D)

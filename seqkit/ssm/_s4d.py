@@ -1,11 +1,9 @@
 """S4D: diagonal state-space core with a Vandermonde kernel."""
 
-import math
 from typing import Literal
 
 import equinox as eqx
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
@@ -17,8 +15,9 @@ from ._base import (
     AbstractSSMCore,
     DiscreteSystem,
     clamp_dt,
-    init_log_dt,
+    init_readout,
     negative_real,
+    per_direction,
     tile_param,
     to_complex,
 )
@@ -130,8 +129,6 @@ class S4D(AbstractSSMCore):
             raise ValueError(f"d_model must be >= 1, got {d_model}")
         lam, b = _INITS[init](state_size)
         H, n = d_model, state_size // 2
-        ckey, dkey, tkey = jr.split(key, 3)
-        dirs = (2,) if bidirectional else ()
 
         def tile(a):
             return tile_param(a, (H, n))
@@ -139,10 +136,7 @@ class S4D(AbstractSSMCore):
         self.log_neg_re = tile(np.log(-lam.real))
         self.lambda_im = tile(lam.imag)
         self.b_re, self.b_im = tile(b.real), tile(b.imag)
-        c = jr.normal(ckey, (2, *dirs, H, n)) * math.sqrt(0.5)
-        self.c_re, self.c_im = c[0], c[1]
-        self.D = jr.normal(dkey, (H,))
-        self.log_dt = init_log_dt(tkey, H, dt_min, dt_max)
+        self.c_re, self.c_im, self.D, self.log_dt = init_readout(key, H, n, bidirectional, dt_min, dt_max)
         self.d_model = d_model
         self.state_size = state_size
         self.init = init
@@ -166,8 +160,4 @@ class S4D(AbstractSSMCore):
         del L
         Lambda, B, C, dt = self._params()
         A_bar, B_bar, _ = _diag_discretize(Lambda, B, dt, self.discretization)
-        Cs = C if self.bidirectional else C[None]
-        return tuple(
-            DiscreteSystem(A_bar, B_bar, 2.0 * Cs[i], self.D if i == 0 else jnp.zeros_like(self.D))
-            for i in range(Cs.shape[0])
-        )
+        return per_direction(A_bar, B_bar, 2.0 * (C if self.bidirectional else C[None]), self.D)

@@ -1,4 +1,4 @@
-"""Input checks shared by the mixers in `seqkit.nn`: friendly errors at trace time."""
+"""Input checks shared by every mixer (SSM cores, layers, attention): friendly errors at trace time."""
 
 import jax
 import jax.numpy as jnp
