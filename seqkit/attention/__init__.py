@@ -25,3 +25,14 @@ from ._sparse import (
     longformer_attention as longformer_attention,
     strided_sparse_attention as strided_sparse_attention,
 )
+from ._linear import (
+    KernelizedAttention as KernelizedAttention,
+    LinearAttention as LinearAttention,
+    LinearState as LinearState,
+    Performer as Performer,
+    elu_feature_map as elu_feature_map,
+    linear_attention as linear_attention,
+    orthogonal_gaussian as orthogonal_gaussian,
+    positive_random_features as positive_random_features,
+)
+from ._linformer import Linformer as Linformer, linformer_attention as linformer_attention
