@@ -11,6 +11,7 @@ from ._core import (
     dot_product_attention as dot_product_attention,
     merge_attention as merge_attention,
     padding_mask as padding_mask,
+    softmax_attend as softmax_attend,
 )
 from ._vanilla import MultiHeadAttention as MultiHeadAttention
 from ._blocks import band_attention as band_attention, gathered_block_attention as gathered_block_attention
@@ -36,3 +37,9 @@ from ._linear import (
     positive_random_features as positive_random_features,
 )
 from ._linformer import Linformer as Linformer, linformer_attention as linformer_attention
+from ._synthesizer import Synthesizer as Synthesizer
+from ._sinkhorn import SinkhornAttention as SinkhornAttention, sinkhorn as sinkhorn
+from ._reformer import ReformerAttention as ReformerAttention, lsh_attention as lsh_attention, lsh_buckets as lsh_buckets
+from ._luna import LunaAttention as LunaAttention
+from ._longshort import LongShortAttention as LongShortAttention
+from ._context_pool import ContextPool as ContextPool, context_pool as context_pool

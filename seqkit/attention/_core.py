@@ -84,6 +84,19 @@ def attention_with_lse(
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = jnp.einsum("...qd,...kd->...qk", q, k) * jnp.asarray(scale, q.dtype)
+    return softmax_attend(s, v, mask, dropout_rate=dropout_rate, key=key)
+
+
+def softmax_attend(
+    s: Float[Array, "*b Lq Lk"],
+    v: Float[Array, "*b Lk dv"],
+    mask: Bool[Array, "*#b Lq Lk"] | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> tuple[Float[Array, "*b Lq dv"], Float[Array, "*b Lq"]]:
+    """`softmax(s + log mask) v` from given logits `s`, and the row log normalizers
+    (for variants whose logits do not come from `q kᵀ`, e.g. Synthesizer)."""
     if mask is not None:
         s = jnp.where(mask, s, -jnp.inf)
     m = jnp.max(s, axis=-1, keepdims=True)
