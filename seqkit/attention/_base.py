@@ -79,7 +79,7 @@ class AbstractAttention(eqx.Module):
     def _rate(self) -> float:
         return 0.0 if self.inference else float(self.dropout)
 
-    def _head_keys(self, key: PRNGKeyArray | None) -> PRNGKeyArray | None:
+    def _head_keys(self, key: PRNGKeyArray | None) -> Array | None:
         """One dropout key per head, or `None` when dropout is off."""
         if self._rate() <= 0.0:
             return None
@@ -124,7 +124,7 @@ def output_dropout(
     return jnp.where(keep, o / (1.0 - rate), jnp.zeros_like(o))
 
 
-def map_heads(fn, keys: PRNGKeyArray | None, *arrays: Array) -> Array:
+def map_heads(fn, keys: Array | None, *arrays: Array) -> Array:
     """`jax.vmap` of `fn(*arrays_for_one_head, key)` over the leading head axis."""
     if keys is None:
         return jax.vmap(lambda *a: fn(*a, None))(*arrays)

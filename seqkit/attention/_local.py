@@ -1,7 +1,5 @@
 """Local attention: disjoint blocks or a sliding window, computed blockwise."""
 
-from typing import Literal
-
 import equinox as eqx
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
@@ -16,7 +14,7 @@ def local_attention(
     v: Float[Array, "L dv"],
     *,
     window_size: int,
-    mode: Literal["block", "sliding"] = "block",
+    mode: str = "block",
     causal: bool = False,
     key_mask: Bool[Array, " L"] | None = None,
     dropout_rate: float = 0.0,
@@ -85,7 +83,7 @@ class LocalAttention(AbstractAttention):
         causal: bool = False,
         dropout: float = 0.0,
         window_size: int = 128,
-        mode: Literal["block", "sliding"] = "block",
+        mode: str = "block",
         inference: bool = False,
         key: PRNGKeyArray,
     ):

@@ -2,8 +2,6 @@
 BigBird, each as gathered blocks plus a few small dense parts merged exactly
 through their log normalizers."""
 
-from typing import Literal
-
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
@@ -136,7 +134,7 @@ class SparseAttention(AbstractAttention):
         *,
         causal: bool = False,
         dropout: float = 0.0,
-        pattern: Literal["strided", "fixed"] = "strided",
+        pattern: str = "strided",
         stride: int = 128,
         summary: int = 8,
         inference: bool = False,

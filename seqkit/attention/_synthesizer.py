@@ -1,7 +1,5 @@
 """Synthesizer: attention weights synthesized without query-key dot products."""
 
-from typing import Literal
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -50,7 +48,7 @@ class Synthesizer(AbstractAttention):
 
     def __init__(
         self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        mode: Literal["dense", "random"] = "dense", factorized: bool = False,
+        mode: str = "dense", factorized: bool = False,
         max_len: int = 1024, factor: int = 8, trainable: bool = True, inference: bool = False,
         key: PRNGKeyArray,
     ):

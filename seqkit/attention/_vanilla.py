@@ -1,7 +1,5 @@
 """Vanilla multi-head softmax attention."""
 
-from typing import Literal
-
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -53,7 +51,7 @@ class MultiHeadAttention(AbstractAttention):
         *,
         causal: bool = False,
         dropout: float = 0.0,
-        impl: Literal["chunked", "dense"] = "chunked",
+        impl: str = "chunked",
         chunk_size: int = 512,
         inference: bool = False,
         key: PRNGKeyArray,
