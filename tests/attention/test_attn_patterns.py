@@ -19,8 +19,10 @@ def _key_mask(L, n_pad):
     return np.arange(L) < L - n_pad
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("mode,w", [("block", 4), ("block", 5), ("sliding", 3), ("sliding", 6)])
+@pytest.mark.parametrize(
+    "mode,w,causal",
+    [("block", 4, False), ("block", 5, True), ("sliding", 3, True), ("sliding", 6, False)],
+)
 def test_local_pattern(getkey, mode, w, causal):
     L = 19
     q, k, v = _qkv(getkey, L)
@@ -34,8 +36,7 @@ def test_local_pattern(getkey, mode, w, causal):
     assert_close(got, want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("stride", [3, 4])
+@pytest.mark.parametrize("stride,causal", [(3, True), (4, False)])
 def test_strided_pattern(getkey, stride, causal):
     L = 17
     q, k, v = _qkv(getkey, L)
@@ -45,8 +46,7 @@ def test_strided_pattern(getkey, stride, causal):
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("stride,c", [(4, 1), (5, 2)])
+@pytest.mark.parametrize("stride,c,causal", [(4, 1, True), (5, 2, False)])
 def test_fixed_pattern(getkey, stride, c, causal):
     L = 18
     q, k, v = _qkv(getkey, L)
@@ -58,8 +58,7 @@ def test_fixed_pattern(getkey, stride, c, causal):
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("w,g", [(4, 2), (6, 0), (3, 1)])
+@pytest.mark.parametrize("w,g,causal", [(4, 2, True), (6, 0, False), (3, 1, False)])
 def test_longformer_pattern(getkey, w, g, causal):
     L = 17
     q, k, v = _qkv(getkey, L)
