@@ -28,5 +28,17 @@ VARIANTS = [
 ]
 
 IDS = [v[0] for v in VARIANTS]
+# near-duplicates of another entry: their property tests run in the slow tier only
+SLOW_IDS = {"mha-dense", "synth-dense-fact", "synth-random"}
+
+
+def params(variants):
+    """pytest params with ids, the near-duplicates marked slow."""
+    import pytest
+
+    return [
+        pytest.param(*v, id=v[0], marks=pytest.mark.slow if v[0] in SLOW_IDS else ())
+        for v in variants
+    ]
 CAUSAL = [v for v in VARIANTS if v[3]]
 NON_CAUSAL = [v for v in VARIANTS if not v[3]]

@@ -1,6 +1,7 @@
 """Dense and chunked softmax attention and MultiHeadAttention against a float64
 NumPy reference."""
 
+import equinox as eqx
 import jax
 import jax.test_util
 import jax.numpy as jnp
@@ -40,9 +41,11 @@ def test_chunked_matches_reference(getkey, Lq, Lk, chunk, causal):
     q, k, v = _qkv(getkey, Lq, Lk)
     km = np.arange(Lk) < Lk - 3
     m = np.array([[bool(km[j]) and (not causal or j <= i) for j in range(Lk)] for i in range(Lq)])
-    got = sa.chunked_dot_product_attention(
-        q, k, v, key_mask=jnp.asarray(km), causal=causal, chunk_size=chunk
-    )
+    got = jax.jit(
+        lambda q, k, v, km: sa.chunked_dot_product_attention(
+            q, k, v, key_mask=km, causal=causal, chunk_size=chunk
+        )
+    )(q, k, v, jnp.asarray(km))
     assert_close(got, np_attention(q, k, v, m), rtol=1e-5)
 
 
@@ -63,8 +66,8 @@ def test_chunked_gradients_match_dense(getkey, causal):
         def f_dense(q, k, v):
             return jnp.sum(sa.dot_product_attention(q, k, v, dense_mask) * w)
 
-        g1 = jax.grad(f_chunk, argnums=(0, 1, 2))(q, k, v)
-        g2 = jax.grad(f_dense, argnums=(0, 1, 2))(q, k, v)
+        g1 = jax.jit(jax.grad(f_chunk, argnums=(0, 1, 2)))(q, k, v)
+        g2 = jax.jit(jax.grad(f_dense, argnums=(0, 1, 2)))(q, k, v)
         for a, b in zip(g1, g2):
             assert_close(a, b, rtol=1e-10)
     finally:
@@ -102,4 +105,5 @@ def test_mha_matches_reference(getkey, impl, causal):
     x = jr.normal(getkey(), (L, d))
     km = np.arange(L) < L - 2
     want = np_mha(m, x, combined_mask(L, lambda i, j: True, km, causal))
-    assert_close(m(x, mask=jnp.asarray(km)), want, rtol=1e-5)
+    got = eqx.filter_jit(lambda m, x, km: m(x, mask=km))(m, x, jnp.asarray(km))
+    assert_close(got, want, rtol=1e-5)

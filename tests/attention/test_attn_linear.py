@@ -1,6 +1,7 @@
 """Linear-attention family, Linformer and Performer against float64 references."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -65,12 +66,17 @@ def test_linear_attention_parallel_equals_step_equals_quadratic(getkey):
 def test_random_feature_step_equals_parallel(getkey, cls):
     m = cls(16, 2, causal=True, num_features=32, key=getkey())
     x = 2.0 * jr.normal(getkey(), (9, 16))
-    state = m.init_state()
-    steps = []
-    for t in range(9):
-        y_t, state = m.step(x[t], state)
-        steps.append(y_t)
-    assert_close(jnp.stack(steps), m(x), rtol=1e-4)
+
+    @eqx.filter_jit
+    def both(m, x):
+        def body(state, x_t):
+            y_t, state = m.step(x_t, state)
+            return state, y_t
+
+        return jax.lax.scan(body, m.init_state(), x)[1], m(x)
+
+    steps, parallel = both(m, x)
+    assert_close(steps, parallel, rtol=1e-4)
 
 
 def test_linformer_identity_projection_is_vanilla(getkey):
@@ -80,6 +86,13 @@ def test_linformer_identity_projection_is_vanilla(getkey):
     m = eqx.tree_at(lambda t: (t.E, t.F), m, (eye, eye))
     x = jr.normal(getkey(), (L, d))
     assert_close(m(x), np_mha(m, x), rtol=1e-5)
+
+
+@jax.jit
+def _favor(q, k, v, W):
+    fq = sa.positive_random_features(q, W, is_query=True)
+    fk = sa.positive_random_features(k, W, is_query=False)
+    return sa.linear_attention(fq, fk, v)
 
 
 def test_performer_error_falls_with_features(getkey):
@@ -92,9 +105,7 @@ def test_performer_error_falls_with_features(getkey):
         e = []
         for _ in range(6):
             W = sa.orthogonal_gaussian(getkey(), m, dh)
-            fq = sa.positive_random_features(q, W, is_query=True)
-            fk = sa.positive_random_features(k, W, is_query=False)
-            e.append(float(np.abs(np.asarray(sa.linear_attention(fq, fk, v)) - exact).mean()))
+            e.append(float(np.abs(np.asarray(_favor(q, k, v, W)) - exact).mean()))
         errs.append(np.mean(e))
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 0.25 * errs[0]
@@ -111,5 +122,5 @@ def test_orthogonal_features_are_orthogonal_in_blocks(getkey):
 def test_kernelized_frequencies_are_learned(getkey):
     m = sa.KernelizedAttention(16, 2, num_features=8, key=getkey())
     x = jr.normal(getkey(), (7, 16))
-    g = eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2))(m)
+    g = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2)))(m)
     assert float(jnp.abs(g.means).sum()) > 0 and float(jnp.abs(g.log_scales).sum()) > 0

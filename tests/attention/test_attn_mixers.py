@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from attn_variants import CAUSAL, IDS, NON_CAUSAL, VARIANTS
+from attn_variants import CAUSAL, NON_CAUSAL, VARIANTS, params
 
 import seqkit.attention as sa
 
 L, D, H = 19, 16, 2
 
 
-@pytest.mark.parametrize("name,cls,opts,_", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("name,cls,opts,_", params(VARIANTS))
 def test_padding_does_not_reach_real_outputs(getkey, name, cls, opts, _):
     m = cls(D, H, key=getkey(), **opts)
     x = jr.normal(getkey(), (L, D))
@@ -26,7 +26,7 @@ def test_padding_does_not_reach_real_outputs(getkey, name, cls, opts, _):
     np.testing.assert_allclose(np.asarray(y1[:-5]), np.asarray(y2[:-5]), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,cls,opts,_", CAUSAL, ids=[v[0] for v in CAUSAL])
+@pytest.mark.parametrize("name,cls,opts,_", params(CAUSAL))
 def test_causal_no_leak(getkey, name, cls, opts, _):
     m = cls(D, H, causal=True, key=getkey(), **opts)
     n = 11
@@ -38,7 +38,7 @@ def test_causal_no_leak(getkey, name, cls, opts, _):
     assert norms[-1, : n - 1].sum() > 0  # the last output does depend on the past
 
 
-@pytest.mark.parametrize("name,cls,opts,_", NON_CAUSAL, ids=[v[0] for v in NON_CAUSAL])
+@pytest.mark.parametrize("name,cls,opts,_", params(NON_CAUSAL))
 def test_no_causal_form_raises(getkey, name, cls, opts, _):
     with pytest.raises(ValueError, match="causal"):
         cls(D, H, causal=True, key=getkey(), **opts)
@@ -75,7 +75,7 @@ def test_dropout_needs_key_and_is_keyed(getkey):
 def test_vmap_batch_and_luna_packed(getkey):
     m = sa.LunaAttention(D, H, packed_len=4, key=getkey())
     xs = jr.normal(getkey(), (3, L, D))
-    ys = jax.vmap(m)(xs)
+    ys = eqx.filter_jit(lambda m, xs: jax.vmap(m)(xs))(m, xs)
     np.testing.assert_allclose(np.asarray(ys[1]), np.asarray(m(xs[1])), rtol=1e-5, atol=1e-6)
     y, p = m.forward_with_packed(xs[0], m.packed)
     assert p.shape == (4, D) and y.shape == (L, D)

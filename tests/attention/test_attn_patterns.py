@@ -1,6 +1,8 @@
 """Block-sparse patterns (local, sparse, Longformer, BigBird) against dense
 float64 references with the same pattern built by explicit loops."""
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -13,6 +15,11 @@ import seqkit.attention as sa
 
 def _qkv(getkey, L, d=8):
     return [jr.normal(getkey(), (L, d)) for _ in range(3)]
+
+
+def _jit(fn, q, k, v, km, **static):
+    """Call a pattern function compiled once (much faster than op-by-op here)."""
+    return jax.jit(lambda q, k, v, km: fn(q, k, v, key_mask=km, **static))(q, k, v, jnp.asarray(km))
 
 
 def _key_mask(L, n_pad):
@@ -31,7 +38,7 @@ def test_local_pattern(getkey, mode, w, causal):
         rule = lambda i, j: i // w == j // w  # noqa: E731
     else:
         rule = lambda i, j: abs(i - j) < w  # noqa: E731
-    got = sa.local_attention(q, k, v, window_size=w, mode=mode, causal=causal, key_mask=jnp.asarray(km))
+    got = _jit(sa.local_attention, q, k, v, km, window_size=w, mode=mode, causal=causal)
     want = np_attention(q, k, v, combined_mask(L, rule, km, causal))
     assert_close(got, want, rtol=1e-5)
 
@@ -42,7 +49,7 @@ def test_strided_pattern(getkey, stride, causal):
     q, k, v = _qkv(getkey, L)
     km = _key_mask(L, 2)
     rule = lambda i, j: abs(i - j) < stride or (i - j) % stride == 0  # noqa: E731
-    got = sa.strided_sparse_attention(q, k, v, stride=stride, causal=causal, key_mask=jnp.asarray(km))
+    got = _jit(sa.strided_sparse_attention, q, k, v, km, stride=stride, causal=causal)
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
 
 
@@ -52,9 +59,7 @@ def test_fixed_pattern(getkey, stride, c, causal):
     q, k, v = _qkv(getkey, L)
     km = _key_mask(L, 2)
     rule = lambda i, j: i // stride == j // stride or j % stride >= stride - c  # noqa: E731
-    got = sa.fixed_sparse_attention(
-        q, k, v, stride=stride, summary=c, causal=causal, key_mask=jnp.asarray(km)
-    )
+    got = _jit(sa.fixed_sparse_attention, q, k, v, km, stride=stride, summary=c, causal=causal)
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
 
 
@@ -65,9 +70,7 @@ def test_longformer_pattern(getkey, w, g, causal):
     km = _key_mask(L, 2)
     r = w // 2
     rule = lambda i, j: abs(i - j) <= r or i < g or j < g  # noqa: E731
-    got = sa.longformer_attention(
-        q, k, v, window_size=w, num_global=g, causal=causal, key_mask=jnp.asarray(km)
-    )
+    got = _jit(sa.longformer_attention, q, k, v, km, window_size=w, num_global=g, causal=causal)
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
 
 
@@ -79,9 +82,9 @@ def test_bigbird_pattern(getkey, causal):
     idx = sa.bigbird_block_indices(L, b, r, g, causal, seed=7)
     # the dense rule from the block list, checked by loops: global blocks see all
     rule = lambda i, j: i // b < g or j // b in set(idx[i // b].tolist())  # noqa: E731
-    got = sa.bigbird_attention(
-        q, k, v, block_size=b, num_random=r, num_global=g, causal=causal, seed=7,
-        key_mask=jnp.asarray(km),
+    got = _jit(
+        sa.bigbird_attention, q, k, v, km, block_size=b, num_random=r, num_global=g,
+        causal=causal, seed=7,
     )
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
     # window and global blocks are always present; random ones are distinct
@@ -112,4 +115,5 @@ def test_limit_equals_vanilla(getkey, cls, opts, causal):
     x = jr.normal(getkey(), (L, d))
     km = _key_mask(L, 3)
     dense = combined_mask(L, lambda i, j: True, km, causal)
-    assert_close(m(x, mask=jnp.asarray(km)), np_mha(m, x, dense), rtol=1e-5)
+    got = eqx.filter_jit(lambda m, x, km: m(x, mask=km))(m, x, jnp.asarray(km))
+    assert_close(got, np_mha(m, x, dense), rtol=1e-5)
