@@ -1,12 +1,11 @@
 """Linformer: keys and values projected along the length to `k` rows."""
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections, map_heads
+from ._base import AbstractAttention, Projections
 from ._core import dot_product_attention
 
 
