@@ -1,1 +1,45 @@
 """Attention mixers: vanilla softmax attention and the efficient-attention family (SPEC §2)."""
+
+from ._base import AbstractAttention as AbstractAttention, Projections as Projections
+from ._core import (
+    attention_with_lse as attention_with_lse,
+    band_mask as band_mask,
+    block_diagonal_mask as block_diagonal_mask,
+    causal_mask as causal_mask,
+    chunked_dot_product_attention as chunked_dot_product_attention,
+    combine_masks as combine_masks,
+    dot_product_attention as dot_product_attention,
+    merge_attention as merge_attention,
+    padding_mask as padding_mask,
+    softmax_attend as softmax_attend,
+)
+from ._vanilla import MultiHeadAttention as MultiHeadAttention
+from ._blocks import band_attention as band_attention, gathered_block_attention as gathered_block_attention
+from ._local import LocalAttention as LocalAttention, local_attention as local_attention
+from ._sparse import (
+    BigBird as BigBird,
+    Longformer as Longformer,
+    SparseAttention as SparseAttention,
+    bigbird_attention as bigbird_attention,
+    bigbird_block_indices as bigbird_block_indices,
+    fixed_sparse_attention as fixed_sparse_attention,
+    longformer_attention as longformer_attention,
+    strided_sparse_attention as strided_sparse_attention,
+)
+from ._linear import (
+    KernelizedAttention as KernelizedAttention,
+    LinearAttention as LinearAttention,
+    LinearState as LinearState,
+    Performer as Performer,
+    elu_feature_map as elu_feature_map,
+    linear_attention as linear_attention,
+    orthogonal_gaussian as orthogonal_gaussian,
+    positive_random_features as positive_random_features,
+)
+from ._linformer import Linformer as Linformer, linformer_attention as linformer_attention
+from ._synthesizer import Synthesizer as Synthesizer
+from ._sinkhorn import SinkhornAttention as SinkhornAttention, sinkhorn as sinkhorn
+from ._reformer import ReformerAttention as ReformerAttention, lsh_attention as lsh_attention, lsh_buckets as lsh_buckets
+from ._luna import LunaAttention as LunaAttention
+from ._longshort import LongShortAttention as LongShortAttention
+from ._context_pool import ContextPool as ContextPool, context_pool as context_pool

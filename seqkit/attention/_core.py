@@ -1,0 +1,327 @@
+"""Softmax attention as pure functions: the dense reference, the chunked
+online-softmax path, the merge of partial attentions, and mask builders.
+
+Arrays are one head (or any leading batch of heads): queries `(*b, Lq, dk)`,
+keys `(*b, Lk, dk)`, values `(*b, Lk, dv)`. A mask is boolean, `True` where a
+query may attend to a key.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jax import lax
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+# ---------------------------------------------------------------------------
+# masks
+
+
+def causal_mask(Lq: int, Lk: int | None = None) -> Bool[Array, "Lq Lk"]:
+    """`True` where key position `j <= i` (query `i` may see key `j`)."""
+    Lk = Lq if Lk is None else Lk
+    return jnp.arange(Lk)[None, :] <= jnp.arange(Lq)[:, None]
+
+
+def padding_mask(key_mask: Bool[Array, " Lk"], Lq: int) -> Bool[Array, "Lq Lk"]:
+    """A key-padding mask broadcast over `Lq` queries."""
+    return jnp.broadcast_to(key_mask[None, :], (Lq, key_mask.shape[0]))
+
+
+def band_mask(L: int, lo: int, hi: int) -> Bool[Array, "L L"]:
+    """`True` where `i − lo <= j <= i + hi` (a dense band, for references)."""
+    d = jnp.arange(L)[None, :] - jnp.arange(L)[:, None]
+    return (d >= -lo) & (d <= hi)
+
+
+def block_diagonal_mask(L: int, block_size: int) -> Bool[Array, "L L"]:
+    """`True` where `i` and `j` lie in the same block of `block_size` (dense, for references)."""
+    b = jnp.arange(L) // block_size
+    return b[:, None] == b[None, :]
+
+
+def combine_masks(*masks: Bool[Array, "..."] | None) -> Bool[Array, "..."] | None:
+    """The logical AND of the masks that are not `None` (or `None`)."""
+    out = None
+    for m in masks:
+        if m is not None:
+            out = m if out is None else out & m
+    return out
+
+
+# ---------------------------------------------------------------------------
+# dense attention
+
+
+def _dropout_weights(p: Array, rate: float, key: PRNGKeyArray | None) -> Array:
+    if rate <= 0.0 or key is None:
+        return p
+    keep = jr.bernoulli(key, 1.0 - rate, p.shape)
+    return jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
+
+
+def attention_with_lse(
+    q: Float[Array, "*b Lq dk"],
+    k: Float[Array, "*b Lk dk"],
+    v: Float[Array, "*b Lk dv"],
+    mask: Bool[Array, "*#b #Lq #Lk"] | None = None,
+    *,
+    scale: float | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> tuple[Float[Array, "*b Lq dv"], Float[Array, "*b Lq"]]:
+    """Softmax attention that also returns the log normalizer of each row.
+
+    `o_i = Σ_j softmax_j(s_i) v_j`, `lse_i = log Σ_j exp(s_ij)` over allowed `j`,
+    with `s = scale · q kᵀ`. A row with no allowed key gives `o_i = 0` and
+    `lse_i = −inf`. Dropout (rate `dropout_rate`, needs `key`) drops normalized
+    weights, as in the Transformer.
+
+    **Returns:** `(o, lse)`; `lse` lets partial attentions over disjoint key
+    sets be merged exactly by [`seqkit.attention.merge_attention`][].
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = jnp.einsum("...qd,...kd->...qk", q, k) * jnp.asarray(scale, q.dtype)
+    return softmax_attend(s, v, mask, dropout_rate=dropout_rate, key=key)
+
+
+def softmax_attend(
+    s: Float[Array, "*b Lq Lk"],
+    v: Float[Array, "*b Lk dv"],
+    mask: Bool[Array, "*#b #Lq #Lk"] | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> tuple[Float[Array, "*b Lq dv"], Float[Array, "*b Lq"]]:
+    """`softmax(s + log mask) v` from given logits `s`, and the row log normalizers
+    (for variants whose logits do not come from `q kᵀ`, e.g. Synthesizer)."""
+    if mask is not None:
+        s = jnp.where(mask, s, -jnp.inf)
+    m = jnp.max(s, axis=-1, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+    p = jnp.exp(s - m)
+    denom = jnp.sum(p, axis=-1, keepdims=True)
+    ok = denom > 0
+    safe = jnp.where(ok, denom, jnp.ones_like(denom))
+    p = _dropout_weights(p / safe, dropout_rate, key)
+    o = jnp.einsum("...qk,...kd->...qd", p, v)
+    lse = jnp.where(ok, m + jnp.log(safe), -jnp.inf)[..., 0]
+    return o, lse
+
+
+def dot_product_attention(
+    q: Float[Array, "*b Lq dk"],
+    k: Float[Array, "*b Lk dk"],
+    v: Float[Array, "*b Lk dv"],
+    mask: Bool[Array, "*#b #Lq #Lk"] | None = None,
+    *,
+    scale: float | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "*b Lq dv"]:
+    """Dense softmax attention `softmax(scale · q kᵀ + log mask) v` (Vaswani et al.,
+    "Attention Is All You Need", 2017), the reference every other path is tested
+    against.
+
+    ```python
+    o = dot_product_attention(q, k, v, causal_mask(L))  # q, k, v: (L, 64)
+    ```
+
+    **Arguments:**
+
+    - `q`, `k`, `v`: `(*b, Lq, dk)`, `(*b, Lk, dk)`, `(*b, Lk, dv)`.
+    - `mask`: optional boolean `(Lq, Lk)` (broadcast over `*b`), `True` = may attend.
+    - `scale`: defaults to `1/sqrt(dk)`.
+    - `dropout_rate`, `key`: attention-weight dropout (inactive without a key).
+
+    **Returns:** `(*b, Lq, dv)`; rows with no allowed key are zero.
+    """
+    return attention_with_lse(q, k, v, mask, scale=scale, dropout_rate=dropout_rate, key=key)[0]
+
+
+def merge_attention(
+    outs: list[Float[Array, "*b L dv"]] | tuple[Float[Array, "*b L dv"], ...],
+    lses: list[Float[Array, "*b L"]] | tuple[Float[Array, "*b L"], ...],
+) -> tuple[Float[Array, "*b L dv"], Float[Array, "*b L"]]:
+    """Merge attentions over disjoint key sets into attention over their union.
+
+    `o = Σ_p exp(lse_p − lse) o_p` with `lse = log Σ_p exp(lse_p)`: exact, since
+    each `o_p` is normalized over its own keys.
+    """
+    lse_all = jnp.stack(lses, axis=0)
+    m = jnp.max(lse_all, axis=0)
+    m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+    w = jnp.exp(lse_all - m)
+    tot = jnp.sum(w, axis=0)
+    ok = tot > 0
+    safe = jnp.where(ok, tot, jnp.ones_like(tot))
+    o = sum(o_p * (w_p / safe)[..., None] for o_p, w_p in zip(outs, w))
+    lse = jnp.where(ok, m + jnp.log(safe), -jnp.inf)
+    return o, lse
+
+
+# ---------------------------------------------------------------------------
+# chunked online-softmax attention (memory linear in L, forward and backward)
+
+
+def _chunk_valid(kmask_j, j, c, Lq, causal, q_offset):
+    valid = jnp.broadcast_to(kmask_j[None, :], (Lq, c))
+    if causal:
+        kpos = j * c + jnp.arange(c)
+        qpos = jnp.arange(Lq) + q_offset
+        valid = valid & (kpos[None, :] <= qpos[:, None])
+    return valid
+
+
+def _chunk_keep(seed, j, shape, rate):
+    key = jr.fold_in(jr.wrap_key_data(seed), j)
+    return jr.bernoulli(key, 1.0 - rate, shape)
+
+
+def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate):
+    Lq, _ = q.shape
+    nb = k.shape[0] // c
+    kb = k.reshape(nb, c, -1)
+    vb = v.reshape(nb, c, -1)
+    mb = kmask.reshape(nb, c)
+    q_offset = 0  # queries sit at positions 0..Lq-1; padded keys come after the real ones
+
+    def body(carry, xs):
+        m, l, acc = carry
+        kj, vj, mj, j = xs
+        s = (q @ kj.T) * scale
+        s = jnp.where(_chunk_valid(mj, j, c, Lq, causal, q_offset), s, -jnp.inf)
+        m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+        m_safe = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
+        alpha = jnp.exp(m - m_safe)
+        p = jnp.exp(s - m_safe[:, None])
+        l = l * alpha + jnp.sum(p, axis=-1)
+        if rate > 0.0:
+            keep = _chunk_keep(seed, j, p.shape, rate)
+            p = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
+        acc = acc * alpha[:, None] + p @ vj
+        return (m_new, l, acc), None
+
+    init = (
+        jnp.full((Lq,), -jnp.inf, q.dtype),
+        jnp.zeros((Lq,), q.dtype),
+        jnp.zeros((Lq, v.shape[-1]), q.dtype),
+    )
+    (m, l, acc), _ = lax.scan(body, init, (kb, vb, mb, jnp.arange(nb)))
+    ok = l > 0
+    safe = jnp.where(ok, l, jnp.ones_like(l))
+    m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+    o = acc / safe[:, None]
+    lse = jnp.where(ok, m_safe + jnp.log(safe), -jnp.inf)
+    return o, lse
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _chunked(q, k, v, kmask, seed, causal, c, scale, rate):
+    return _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate)[0]
+
+
+def _chunked_fwd(q, k, v, kmask, seed, causal, c, scale, rate):
+    o, lse = _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate)
+    return o, (q, k, v, kmask, seed, o, lse)
+
+
+def _chunked_bwd(causal, c, scale, rate, res, do):
+    # Recompute each key chunk's weights from the saved log normalizers
+    # (FlashAttention's backward): only O(Lq·c) lives at a time.
+    q, k, v, kmask, seed, o, lse = res
+    Lq = q.shape[0]
+    nb = k.shape[0] // c
+    kb = k.reshape(nb, c, -1)
+    vb = v.reshape(nb, c, -1)
+    mb = kmask.reshape(nb, c)
+    D = jnp.sum(do * o, axis=-1)
+    lse_safe = jnp.where(jnp.isfinite(lse), lse, jnp.zeros_like(lse))
+
+    def body(dq, xs):
+        kj, vj, mj, j = xs
+        s = (q @ kj.T) * scale
+        s = jnp.where(_chunk_valid(mj, j, c, Lq, causal, 0), s, -jnp.inf)
+        p = jnp.exp(s - lse_safe[:, None])
+        dp = do @ vj.T
+        if rate > 0.0:
+            keep = _chunk_keep(seed, j, p.shape, rate)
+            pd = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
+            dp = jnp.where(keep, dp / (1.0 - rate), jnp.zeros_like(dp))
+        else:
+            pd = p
+        dv_j = pd.T @ do
+        ds = p * (dp - D[:, None])
+        dq = dq + (ds @ kj) * scale
+        dk_j = (ds.T @ q) * scale
+        return dq, (dk_j, dv_j)
+
+    dq, (dk, dv) = lax.scan(body, jnp.zeros_like(q), (kb, vb, mb, jnp.arange(nb)))
+    return dq, dk.reshape(k.shape), dv.reshape(v.shape), None, None
+
+
+_chunked.defvjp(_chunked_fwd, _chunked_bwd)
+
+
+def chunked_dot_product_attention(
+    q: Float[Array, "Lq dk"],
+    k: Float[Array, "Lk dk"],
+    v: Float[Array, "Lk dv"],
+    *,
+    key_mask: Bool[Array, " Lk"] | None = None,
+    causal: bool = False,
+    chunk_size: int = 512,
+    scale: float | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "Lq dv"]:
+    """Softmax attention by an online softmax over key chunks (one head).
+
+    Keys are visited `chunk_size` at a time by a `lax.scan` that keeps the running
+    row maximum `m`, normalizer `l` and unnormalized output; the backward pass
+    (a `custom_vjp`) recomputes each chunk's weights from the saved
+    `lse = m + log l` (Dao et al., "FlashAttention", 2022; Rabe & Staats,
+    "Self-attention Does Not Need O(n²) Memory", 2021). Memory is
+    `O(Lq · chunk_size)`, never `Lq × Lk`. Equal to
+    [`seqkit.attention.dot_product_attention`][] with the same masks.
+
+    ```python
+    o = chunked_dot_product_attention(q, k, v, causal=True, chunk_size=256)
+    ```
+
+    **Arguments:**
+
+    - `q`, `k`, `v`: `(Lq, dk)`, `(Lk, dk)`, `(Lk, dv)` (vmap over heads).
+    - `key_mask`: optional `(Lk,)` boolean, `True` = real key.
+    - `causal`: query `i` sees keys `j <= i` (needs `Lq == Lk`).
+    - `chunk_size`: keys per scan step.
+    - `scale`: defaults to `1/sqrt(dk)`.
+    - `dropout_rate`, `key`: attention-weight dropout, regenerated per chunk in
+      the backward pass from the same key.
+
+    **Returns:** `(Lq, dv)`.
+    """
+    Lq, dk = q.shape
+    Lk = k.shape[0]
+    if causal and Lq != Lk:
+        raise ValueError(f"causal attention needs Lq == Lk, got {Lq} and {Lk}")
+    if chunk_size < 1:
+        raise ValueError(f"expected chunk_size >= 1, got {chunk_size}")
+    scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
+    c = min(chunk_size, Lk)
+    pad = (-Lk) % c
+    kmask = jnp.ones((Lk,), bool) if key_mask is None else key_mask
+    if pad:
+        k = jnp.pad(k, ((0, pad), (0, 0)))
+        v = jnp.pad(v, ((0, pad), (0, 0)))
+        kmask = jnp.pad(kmask, (0, pad))
+    rate = float(dropout_rate) if key is not None else 0.0
+    if key is None:
+        seed = jnp.zeros((2,), jnp.uint32)
+    elif jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        seed = jr.key_data(key)
+    else:
+        seed = key
+    return _chunked(q, k, v, kmask, seed, causal, c, scale, rate)

@@ -1,0 +1,334 @@
+"""Kernelized linear attention: elu+1 (Linear Transformer), FAVOR+ (Performer)
+and learned spectral random features; parallel, causal prefix-sum and
+recurrent forms."""
+
+import abc
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jax import lax
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from ._base import AbstractAttention, Projections, output_dropout
+
+
+
+# ---------------------------------------------------------------------------
+# feature maps
+
+
+def elu_feature_map(x: Float[Array, "*b L d"]) -> Float[Array, "*b L d"]:
+    """`φ(x) = elu(x) + 1` (Katharopoulos et al., "Transformers are RNNs", 2020)."""
+    return jax.nn.elu(x) + 1.0
+
+
+def orthogonal_gaussian(key: PRNGKeyArray, m: int, d: int) -> Float[Array, "m d"]:
+    """`m` random directions in `R^d`, orthogonal within each block of `d`, with
+    row norms distributed as those of `N(0, I_d)` vectors (Performer's ORFs)."""
+    n_blocks = -(-m // d)
+    kq, kn = jr.split(key)
+    blocks = [jnp.linalg.qr(jr.normal(k, (d, d)))[0].T for k in jr.split(kq, n_blocks)]
+    W = jnp.concatenate(blocks, axis=0)[:m]
+    norms = jnp.linalg.norm(jr.normal(kn, (m, d)), axis=-1)
+    return W * norms[:, None]
+
+
+def _prf(x, W, per_row: bool):
+    """Positive random features and the (stop-gradient) shift taken out of their log."""
+    d = x.shape[-1]
+    m = W.shape[0]
+    xs = x * jnp.asarray(d**-0.25, x.dtype)
+    z = xs @ W.T - 0.5 * jnp.sum(xs * xs, axis=-1, keepdims=True)
+    shift = jnp.max(z, axis=-1, keepdims=True) if per_row else jnp.max(z, keepdims=True)
+    shift = lax.stop_gradient(shift)
+    return jnp.exp(z - shift) / jnp.asarray(math.sqrt(m), x.dtype), shift[..., 0]
+
+
+def positive_random_features(
+    x: Float[Array, "L d"], W: Float[Array, "m d"], *, is_query: bool
+) -> Float[Array, "L m"]:
+    """FAVOR+ positive random features of the softmax kernel (Choromanski et al.,
+    "Rethinking Attention with Performers", 2021):
+    `φ(x) = exp(W x' − |x'|²/2) / sqrt(m)`, `x' = x / d^{1/4}`, so that
+    `E[φ(q)·φ(k)] = exp(q·k / sqrt(d))`. For stability a constant is taken out of
+    the exponent: per row for queries, one for all keys; both cancel in the
+    attention normalizer.
+    """
+    return _prf(x, W, per_row=is_query)[0]
+
+
+# ---------------------------------------------------------------------------
+# linear attention given features
+
+
+def _safe(den):
+    # features are positive: den = 0 only when every key is masked (output 0)
+    return jnp.where(den > 0, den, jnp.ones_like(den))
+
+
+def linear_attention(
+    phi_q: Float[Array, "L m"],
+    phi_k: Float[Array, "L m"],
+    v: Float[Array, "L dv"],
+    *,
+    causal: bool = False,
+    key_mask: Bool[Array, " L"] | None = None,
+    chunk_size: int = 64,
+) -> Float[Array, "L dv"]:
+    """`o_i = φ(q_i) Σ_j φ(k_j) v_jᵀ / φ(q_i) · Σ_j φ(k_j)` over `j` (over `j <= i`
+    when causal).
+
+    The causal form is a prefix sum over chunks: within a chunk the `c × c`
+    quadratic form, across chunks a carried state `S = Σ φ(k) vᵀ`, `z = Σ φ(k)`
+    (memory `O(L · (c + m))`, never `L × m × dv`).
+    """
+    if key_mask is not None:
+        phi_k = jnp.where(key_mask[:, None], phi_k, jnp.zeros_like(phi_k))
+    if not causal:
+        S = phi_k.T @ v
+        z = jnp.sum(phi_k, axis=0)
+        return (phi_q @ S) / _safe(phi_q @ z)[:, None]
+    L, m = phi_q.shape
+    c = min(chunk_size, L)
+    n = -(-L // c)
+    pad = n * c - L
+
+    def chunks(a):
+        return jnp.pad(a, ((0, pad), (0, 0))).reshape(n, c, -1)
+
+    tri = jnp.tril(jnp.ones((c, c), bool))
+
+    def body(carry, xs):
+        S, z = carry
+        fq, fk, vc = xs
+        a = jnp.where(tri, fq @ fk.T, jnp.zeros((c, c), fq.dtype))
+        num = fq @ S + a @ vc
+        den = fq @ z + jnp.sum(a, axis=-1)
+        return (S + fk.T @ vc, z + jnp.sum(fk, axis=0)), num / _safe(den)[:, None]
+
+    init = (jnp.zeros((m, v.shape[1]), v.dtype), jnp.zeros((m,), v.dtype))
+    _, o = lax.scan(body, init, (chunks(phi_q), chunks(phi_k), chunks(v)))
+    return o.reshape(n * c, -1)[:L]
+
+
+class LinearState(NamedTuple):
+    """Recurrent state of causal linear attention, per head: `S = Σ φ(k) vᵀ`
+    `(h, m, d_h)` and `z = Σ φ(k)` `(h, m)`, both stored divided by
+    `exp(shift)` `(h,)` (a running maximum that keeps exponential features finite)."""
+
+    S: Array
+    z: Array
+    shift: Array
+
+
+class _FeatureAttention(AbstractAttention):
+    """Linear attention with a feature map given by the subclass."""
+
+    proj: eqx.AbstractVar[Projections]
+
+    @abc.abstractmethod
+    def _features(self, x: Float[Array, "h L dh"], is_query: bool) -> Float[Array, "h L m"]:
+        """Feature map per head."""
+
+    def _step_key_features(self, k: Float[Array, "h 1 dh"]) -> tuple[Array, Array]:
+        """Key features of one step and the log-shift taken out of them `(h,)`."""
+        return self._features(k, False)[:, 0], jnp.zeros(k.shape[0], k.dtype)
+
+    def __call__(
+        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token.
+        Dropout, if any, acts on each head's attention output."""
+        x, mask = self._check(x, mask)
+        q, k, v = self.proj.qkv(x)
+        fq, fk = self._features(q, True), self._features(k, False)
+        o = jax.vmap(lambda a, b, c: linear_attention(a, b, c, causal=self.causal, key_mask=mask))(
+            fq, fk, v
+        )
+        drop_key = key if self._head_keys(key) is not None else None
+        return self.proj.merge(output_dropout(o, self._rate(), drop_key))
+
+    def init_state(self) -> LinearState:
+        """A zero state for recurrent mode (causal only)."""
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}.init_state needs causal=True")
+        h = self.num_heads
+        dh = self.d_model // h
+        m = self._features(jnp.zeros((h, 1, dh), self.proj.query.weight.dtype), True).shape[-1]
+        dt = self.proj.query.weight.dtype
+        return LinearState(
+            S=jnp.zeros((h, m, dh), dt), z=jnp.zeros((h, m), dt), shift=jnp.full((h,), -jnp.inf, dt)
+        )
+
+    def step(self, x_t: Array, state: LinearState) -> tuple[Float[Array, " d_model"], LinearState]:
+        """One step of the recurrence `S ← S + φ(k_t) v_tᵀ`, `z ← z + φ(k_t)`,
+        `y_t = φ(q_t) S / φ(q_t)·z` (equal to the causal parallel form).
+
+        **Returns:** `(y_t, state)`.
+        """
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}.step needs causal=True")
+        x_t = jnp.asarray(x_t)
+        if x_t.shape != (self.d_model,):
+            raise ValueError(f"expected a step input of shape ({self.d_model},), got {x_t.shape}")
+        q, k, v = self.proj.qkv(x_t[None])
+        fq = self._features(q, True)[:, 0]
+        fk, s_t = self._step_key_features(k)
+        shift = jnp.maximum(state.shift, s_t)
+        old = jnp.exp(state.shift - shift)  # 0 at the first step (shift −inf)
+        new = jnp.exp(s_t - shift)[:, None]
+        S = state.S * old[:, None, None] + (new * fk)[:, :, None] * v[:, 0, None, :]
+        z = state.z * old[:, None] + new * fk
+        o = jnp.einsum("hm,hmd->hd", fq, S) / _safe(jnp.einsum("hm,hm->h", fq, z))[:, None]
+        return self.proj.merge(o[:, None])[0], LinearState(S=S, z=z, shift=shift)
+
+
+def _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, key):
+    self.proj = Projections(d_model, num_heads, key=key)
+    self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
+    self.dropout, self.inference = dropout, inference
+
+
+class LinearAttention(_FeatureAttention):
+    """Linear Transformer attention (Katharopoulos et al., "Transformers are RNNs:
+    Fast Autoregressive Transformers with Linear Attention", 2020).
+
+    `o_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / φ(q_i)ᵀ Σ_j φ(k_j)`, `φ = elu + 1`; the causal
+    form sums over `j <= i` by chunked prefix sums, and `init_state`/`step` run
+    it as an RNN.
+
+    ```python
+    attn = LinearAttention(128, 2, causal=True, key=key)
+    y = attn(x)
+    state = attn.init_state()
+    y0, state = attn.step(x[0], state)  # equals y[0]
+    ```
+    """
+
+    proj: Projections
+    d_model: int = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    inference: bool
+
+    def __init__(
+        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
+        inference: bool = False, key: PRNGKeyArray,
+    ):
+        _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, key)
+
+    def _features(self, x, is_query):
+        return elu_feature_map(x)
+
+
+class Performer(_FeatureAttention):
+    """Performer attention with FAVOR+ (Choromanski et al., "Rethinking Attention
+    with Performers", 2021): softmax attention estimated with `num_features`
+    positive orthogonal random features, `φ(x) = exp(W x' − |x'|²/2)/sqrt(m)`.
+    The features are fixed at construction (regenerated from a stored seed, so
+    they are not trainable leaves). Causal form and recurrent mode as
+    [`seqkit.attention.LinearAttention`][].
+
+    **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
+    `num_features` (default 256).
+    """
+
+    proj: Projections
+    d_model: int = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    num_features: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+    inference: bool
+
+    def __init__(
+        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
+        num_features: int = 256, inference: bool = False, key: PRNGKeyArray,
+    ):
+        kp, ks = jr.split(key)
+        _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, kp)
+        self.num_features = num_features
+        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
+
+    def random_matrix(self) -> Float[Array, "h m dh"]:
+        """The random feature directions `W`, one `(m, d_h)` matrix per head."""
+        dh = self.d_model // self.num_heads
+        keys = jr.split(jr.key(self.seed), self.num_heads)
+        W = jnp.stack([orthogonal_gaussian(k, self.num_features, dh) for k in keys])
+        return W.astype(self.proj.query.weight.dtype)
+
+    def _features(self, x, is_query):
+        return jax.vmap(lambda a, W: positive_random_features(a, W, is_query=is_query))(
+            x, self.random_matrix()
+        )
+
+    def _step_key_features(self, k):
+        f, sh = jax.vmap(lambda a, W: _prf(a, W, per_row=True))(k, self.random_matrix())
+        return f[:, 0], sh[:, 0]
+
+
+class KernelizedAttention(_FeatureAttention):
+    """Kernelized attention with a learned spectral distribution (Chowdhury et al.,
+    "Learning the Transformer Kernel", 2022; the GMM-PRF variant).
+
+    Random features `φ(x) = exp(ω x' − |x'|²/2)/sqrt(m)` (as FAVOR+) whose
+    frequencies come from a learned Gaussian mixture per head:
+    `ω_{c,i} = μ_c + exp(log σ_c) ⊙ ε_{c,i}`, `ε` fixed standard normal (the
+    reparameterization), `c = 1..num_components`. The kernel the features
+    estimate is learned with the model. Causal and recurrent forms as
+    [`seqkit.attention.LinearAttention`][].
+
+    **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
+    `num_features` (default 128) and `num_components` (default 2).
+    """
+
+    proj: Projections
+    means: Float[Array, "h C dh"]
+    log_scales: Float[Array, "h C dh"]
+    d_model: int = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    num_features: int = eqx.field(static=True)
+    num_components: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+    inference: bool
+
+    def __init__(
+        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
+        num_features: int = 128, num_components: int = 2, inference: bool = False,
+        key: PRNGKeyArray,
+    ):
+        if num_features % num_components:
+            raise ValueError(
+                f"num_features={num_features} must be divisible by num_components={num_components}"
+            )
+        kp, km, ks = jr.split(key, 3)
+        _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, kp)
+        dh = d_model // num_heads
+        self.means = 0.1 * jr.normal(km, (num_heads, num_components, dh))
+        self.log_scales = jnp.zeros((num_heads, num_components, dh))
+        self.num_features, self.num_components = num_features, num_components
+        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
+
+    def frequencies(self) -> Float[Array, "h m dh"]:
+        """The current frequencies `ω`, `(h, num_features, d_h)`."""
+        h, C, dh = self.means.shape
+        eps = jr.normal(jr.key(self.seed), (h, C, self.num_features // C, dh), self.means.dtype)
+        w = self.means[:, :, None, :] + jnp.exp(self.log_scales)[:, :, None, :] * eps
+        return w.reshape(h, self.num_features, dh)
+
+    def _features(self, x, is_query):
+        return jax.vmap(lambda a, W: positive_random_features(a, W, is_query=is_query))(
+            x, self.frequencies()
+        )
+
+    def _step_key_features(self, k):
+        f, sh = jax.vmap(lambda a, W: _prf(a, W, per_row=True))(k, self.frequencies())
+        return f[:, 0], sh[:, 0]

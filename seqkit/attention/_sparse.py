@@ -1,0 +1,390 @@
+"""Fixed sparse patterns: Sparse Transformer (strided, fixed), Longformer and
+BigBird, each as gathered blocks plus a few small dense parts merged exactly
+through their log normalizers."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from ._base import AbstractAttention, Projections
+from ._blocks import _pad_rows, band_attention, gathered_block_attention, num_blocks
+from ._core import attention_with_lse, chunked_dot_product_attention, merge_attention
+
+
+def _kmask(key_mask, L):
+    return jnp.ones((L,), bool) if key_mask is None else key_mask
+
+
+def strided_sparse_attention(
+    q: Float[Array, "L dk"],
+    k: Float[Array, "L dk"],
+    v: Float[Array, "L dv"],
+    *,
+    stride: int,
+    causal: bool = False,
+    key_mask: Bool[Array, " L"] | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "L dv"]:
+    """Strided pattern of the Sparse Transformer, one head: query `i` sees keys
+    with `|i − j| < stride` or `(i − j) mod stride = 0` (`j <= i` when causal).
+
+    The near part is a band; the strided part is attention inside each residue
+    class mod `stride` (a `(stride, L/stride, L/stride)` computation) with the near
+    keys removed, and the two are merged exactly. `stride >= L` is full attention.
+    """
+    L = q.shape[0]
+    kmask = _kmask(key_mask, L)
+    r1, k1 = (None, None) if key is None else tuple(jr.split(key))
+    o1, l1 = band_attention(
+        q, k, v, lo=stride - 1, hi=0 if causal else stride - 1, key_mask=kmask,
+        dropout_rate=dropout_rate, key=r1,
+    )
+    n = num_blocks(L, stride)
+    Lp = n * stride
+
+    def by_class(x):  # (L, d) -> (stride, n, d): row r holds positions r, r+s, r+2s, ...
+        return _pad_rows(x, Lp).reshape(n, stride, -1).transpose(1, 0, 2)
+
+    mk = _pad_rows(kmask, Lp).reshape(n, stride).T  # (stride, n)
+    t = jnp.arange(n)
+    far = (t[None, :] < t[:, None]) if causal else (t[None, :] != t[:, None])
+    valid = far[None] & mk[:, None, :]
+    o2, l2 = attention_with_lse(
+        by_class(q), by_class(k), by_class(v), valid, dropout_rate=dropout_rate, key=k1
+    )
+    o2 = o2.transpose(1, 0, 2).reshape(Lp, -1)[:L]
+    l2 = l2.T.reshape(Lp)[:L]
+    return merge_attention([o1, o2], [l1, l2])[0]
+
+
+def fixed_sparse_attention(
+    q: Float[Array, "L dk"],
+    k: Float[Array, "L dk"],
+    v: Float[Array, "L dv"],
+    *,
+    stride: int,
+    summary: int,
+    causal: bool = False,
+    key_mask: Bool[Array, " L"] | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "L dv"]:
+    """Fixed pattern of the Sparse Transformer, one head: query `i` sees its own
+    block of `stride` tokens and the last `summary` tokens of every block
+    (`j <= i` when causal). `stride >= L` is full attention.
+    """
+    L = q.shape[0]
+    kmask = _kmask(key_mask, L)
+    r1, k1 = (None, None) if key is None else tuple(jr.split(key))
+    n = num_blocks(L, stride)
+    o1, l1 = gathered_block_attention(
+        q, k, v, np.arange(n)[:, None], block_size=stride, key_mask=kmask, causal=causal,
+        dropout_rate=dropout_rate, key=r1,
+    )
+    c = min(summary, stride)
+    Lp = n * stride
+    sel = (np.arange(n)[:, None] * stride + np.arange(stride - c, stride)[None, :]).reshape(-1)
+    ks, vs = _pad_rows(k, Lp)[sel], _pad_rows(v, Lp)[sel]
+    ms = _pad_rows(kmask, Lp)[sel]
+    qpos = jnp.arange(L)[:, None]
+    kpos = jnp.asarray(sel)[None, :]
+    valid = ms[None, :] & (kpos // stride != qpos // stride)  # own block is in part 1
+    if causal:
+        valid = valid & (kpos <= qpos)
+    o2, l2 = attention_with_lse(q, ks, vs, valid, dropout_rate=dropout_rate, key=k1)
+    return merge_attention([o1, o2], [l1, l2])[0]
+
+
+class SparseAttention(AbstractAttention):
+    """Sparse Transformer attention (Child et al., "Generating Long Sequences with
+    Sparse Transformers", 2019), the union of its two factorized heads in one head.
+
+    - `pattern="strided"`: `|i − j| < stride` or `(i − j) mod stride = 0`.
+    - `pattern="fixed"`: same block of `stride` tokens, or `j` among the last
+      `summary` tokens of a block.
+
+    Memory `O(L · (stride + L/stride))` (strided) and
+    `O(L · (stride + summary · L/stride))` (fixed); `causal=True` adds `j <= i`.
+
+    ```python
+    attn = SparseAttention(128, 2, pattern="fixed", stride=64, summary=8, key=key)
+    ```
+
+    **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus `pattern`
+    (`"strided"` default), `stride` (default 128) and `summary` (default 8).
+    """
+
+    proj: Projections
+    d_model: int = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    pattern: str = eqx.field(static=True)
+    stride: int = eqx.field(static=True)
+    summary: int = eqx.field(static=True)
+    inference: bool
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        pattern: str = "strided",
+        stride: int = 128,
+        summary: int = 8,
+        inference: bool = False,
+        key: PRNGKeyArray,
+    ):
+        if pattern not in ("strided", "fixed"):
+            raise ValueError(f"pattern must be 'strided' or 'fixed', got {pattern!r}")
+        if stride < 1 or summary < 1:
+            raise ValueError(f"expected stride, summary >= 1, got {stride}, {summary}")
+        self.proj = Projections(d_model, num_heads, key=key)
+        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
+        self.pattern, self.stride, self.summary, self.inference = pattern, stride, summary, inference
+
+    def __call__(
+        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
+
+        def attend(q, k, v, m, rate, kk):
+            if self.pattern == "strided":
+                return strided_sparse_attention(
+                    q, k, v, stride=self.stride, causal=self.causal, key_mask=m,
+                    dropout_rate=rate, key=kk,
+                )
+            return fixed_sparse_attention(
+                q, k, v, stride=self.stride, summary=self.summary, causal=self.causal,
+                key_mask=m, dropout_rate=rate, key=kk,
+            )
+
+        return self._standard(x, mask, key, attend)
+
+
+def _global_rows(q, k, v, n_global, kmask, causal, rate, key):
+    """Full attention rows for the first `n_global` queries (chunked, linear memory)."""
+    if n_global == 0:
+        return None
+    qg = q[:n_global]
+    if causal:  # a causal query i < n_global sees only keys j <= i < n_global
+        return attention_with_lse(
+            qg, k[:n_global], v[:n_global],
+            kmask[None, :n_global] & (jnp.arange(n_global)[None, :] <= jnp.arange(n_global)[:, None]),
+            dropout_rate=rate, key=key,
+        )[0]
+    return chunked_dot_product_attention(qg, k, v, key_mask=kmask, dropout_rate=rate, key=key)
+
+
+def longformer_attention(
+    q: Float[Array, "L dk"],
+    k: Float[Array, "L dk"],
+    v: Float[Array, "L dv"],
+    *,
+    window_size: int,
+    num_global: int,
+    causal: bool = False,
+    key_mask: Bool[Array, " L"] | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "L dv"]:
+    """Longformer attention, one head: query `i` sees keys `|i − j| <= w/2`
+    (`0 <= i − j <= w/2` when causal) plus the first `num_global` tokens, which
+    in turn see every token. Banded part + global-key part merged exactly, global
+    rows overwritten by full attention.
+    """
+    L = q.shape[0]
+    g = min(num_global, L)
+    kmask = _kmask(key_mask, L)
+    keys = [None, None, None] if key is None else list(jr.split(key, 3))
+    r = window_size // 2
+    o1, l1 = band_attention(
+        q, k, v, lo=r, hi=0 if causal else r, key_mask=kmask, exclude_below=g,
+        dropout_rate=dropout_rate, key=keys[0],
+    )
+    if g == 0:
+        return o1
+    valid = jnp.broadcast_to(kmask[None, :g], (L, g))
+    if causal:
+        valid = valid & (jnp.arange(g)[None, :] <= jnp.arange(L)[:, None])
+    o2, l2 = attention_with_lse(q, k[:g], v[:g], valid, dropout_rate=dropout_rate, key=keys[1])
+    o = merge_attention([o1, o2], [l1, l2])[0]
+    return o.at[:g].set(_global_rows(q, k, v, g, kmask, causal, dropout_rate, keys[2]))
+
+
+class Longformer(AbstractAttention):
+    """Longformer attention (Beltagy et al., "Longformer: The Long-Document
+    Transformer", 2020): a sliding window of `window_size` (`w/2` each side) plus
+    `num_global` global tokens at the start of the sequence that attend to and are
+    attended by every token. Memory `O(L · (w + num_global))`. One set of
+    projections serves local and global attention.
+
+    ```python
+    attn = Longformer(128, 2, window_size=256, num_global=1, key=key)
+    ```
+
+    **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
+    `window_size` (default 256) and `num_global` (default 1).
+    """
+
+    proj: Projections
+    d_model: int = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    window_size: int = eqx.field(static=True)
+    num_global: int = eqx.field(static=True)
+    inference: bool
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        window_size: int = 256,
+        num_global: int = 1,
+        inference: bool = False,
+        key: PRNGKeyArray,
+    ):
+        if window_size < 0 or num_global < 0:
+            raise ValueError(f"expected window_size, num_global >= 0, got {window_size}, {num_global}")
+        self.proj = Projections(d_model, num_heads, key=key)
+        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
+        self.window_size, self.num_global, self.inference = window_size, num_global, inference
+
+    def __call__(
+        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
+        return self._standard(
+            x, mask, key,
+            lambda q, k, v, m, rate, kk: longformer_attention(
+                q, k, v, window_size=self.window_size, num_global=self.num_global,
+                causal=self.causal, key_mask=m, dropout_rate=rate, key=kk,
+            ),
+        )
+
+
+def bigbird_block_indices(
+    L: int, block_size: int, num_random: int, num_global: int, causal: bool, seed: int
+) -> np.ndarray:
+    """Key blocks per query block for BigBird: global blocks, the window (previous,
+    own, next; previous and own when causal) and `num_random` distinct random
+    blocks drawn from the rest (earlier ones when causal). `−1` marks an empty slot.
+    """
+    nb = num_blocks(L, block_size)
+    rng = np.random.default_rng(seed)
+    window = (-1, 0) if causal else (-1, 0, 1)
+    rows = []
+    for n in range(nb):
+        fixed = [b for b in range(min(num_global, nb))] + [n + o for o in window]
+        taken = set(b for b in fixed if 0 <= b < nb)
+        pool = [b for b in range(nb) if b not in taken and (not causal or b < n)]
+        rand = list(rng.permutation(pool)[:num_random]) if pool else []
+        rand += [-1] * (num_random - len(rand))
+        rows.append(fixed + rand)
+    return np.asarray(rows, np.int32)
+
+
+def bigbird_attention(
+    q: Float[Array, "L dk"],
+    k: Float[Array, "L dk"],
+    v: Float[Array, "L dv"],
+    *,
+    block_size: int,
+    num_random: int,
+    num_global: int,
+    causal: bool = False,
+    seed: int = 0,
+    key_mask: Bool[Array, " L"] | None = None,
+    dropout_rate: float = 0.0,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "L dv"]:
+    """BigBird block-sparse attention, one head (window + random + global blocks
+    as gathered blocks; the global blocks' queries see every key).
+    """
+    L = q.shape[0]
+    kmask = _kmask(key_mask, L)
+    k1, k2 = (None, None) if key is None else tuple(jr.split(key))
+    idx = bigbird_block_indices(L, block_size, num_random, num_global, causal, seed)
+    o, _ = gathered_block_attention(
+        q, k, v, idx, block_size=block_size, key_mask=kmask, causal=causal,
+        dropout_rate=dropout_rate, key=k1,
+    )
+    g = min(num_global * block_size, L)
+    if g == 0:
+        return o
+    return o.at[:g].set(_global_rows(q, k, v, g, kmask, causal, dropout_rate, k2))
+
+
+class BigBird(AbstractAttention):
+    """BigBird block-sparse attention (Zaheer et al., "Big Bird: Transformers for
+    Longer Sequences", 2020): blocks of `block_size` tokens; each query block sees
+    its window (3 blocks), `num_random` random blocks and `num_global` global
+    blocks (the first ones), whose queries see every key. Random blocks are fixed
+    per layer and length (drawn from a seed taken from `key`). Memory
+    `O(L · b · (3 + r + g))`.
+
+    ```python
+    attn = BigBird(128, 2, block_size=64, num_random=3, num_global=2, key=key)
+    ```
+
+    **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
+    `block_size` (default 64), `num_random` (default 3), `num_global` (default 2).
+    """
+
+    proj: Projections
+    d_model: int = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)
+    causal: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    block_size: int = eqx.field(static=True)
+    num_random: int = eqx.field(static=True)
+    num_global: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+    inference: bool
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        block_size: int = 64,
+        num_random: int = 3,
+        num_global: int = 2,
+        inference: bool = False,
+        key: PRNGKeyArray,
+    ):
+        if block_size < 1 or num_random < 0 or num_global < 0:
+            raise ValueError(
+                f"expected block_size >= 1, num_random >= 0, num_global >= 0, got "
+                f"{block_size}, {num_random}, {num_global}"
+            )
+        kp, ks = jr.split(key)
+        self.proj = Projections(d_model, num_heads, key=kp)
+        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
+        self.block_size, self.num_random, self.num_global = block_size, num_random, num_global
+        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
+        self.inference = inference
+
+    def __call__(
+        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
+        return self._standard(
+            x, mask, key,
+            lambda q, k, v, m, rate, kk: bigbird_attention(
+                q, k, v, block_size=self.block_size, num_random=self.num_random,
+                num_global=self.num_global, causal=self.causal, seed=self.seed, key_mask=m,
+                dropout_rate=rate, key=kk,
+            ),
+        )

@@ -1,0 +1,109 @@
+"""Dense and chunked softmax attention and MultiHeadAttention against a float64
+NumPy reference."""
+
+import equinox as eqx
+import jax
+import jax.test_util
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from attn_reference import combined_mask, np_attention, np_mha
+from helpers import assert_close
+
+import seqkit.attention as sa
+
+
+def _qkv(getkey, Lq, Lk, d=8, dv=6):
+    return jr.normal(getkey(), (Lq, d)), jr.normal(getkey(), (Lk, d)), jr.normal(getkey(), (Lk, dv))
+
+
+def test_dense_matches_reference_with_masks(getkey):
+    q, k, v = _qkv(getkey, 9, 9)
+    km = np.arange(9) < 7
+    m = combined_mask(9, lambda i, j: True, km, causal=True)
+    assert_close(sa.dot_product_attention(q, k, v, jnp.asarray(m)), np_attention(q, k, v, m), rtol=1e-5)
+    # a row with no allowed key is zero and its lse is -inf
+    m0 = m.copy()
+    m0[3] = False
+    o, lse = sa.attention_with_lse(q, k, v, jnp.asarray(m0))
+    assert np.all(np.asarray(o[3]) == 0) and np.isneginf(float(lse[3]))
+    assert_close(o, np_attention(q, k, v, m0), rtol=1e-5)
+
+
+CHUNK_CASES = [
+    (13, 13, 4, False), (13, 13, 4, True), (13, 13, 13, True), (16, 16, 5, True), (5, 17, 6, False)
+]
+
+
+@pytest.mark.parametrize("Lq,Lk,chunk,causal", CHUNK_CASES)
+def test_chunked_matches_reference(getkey, Lq, Lk, chunk, causal):
+    q, k, v = _qkv(getkey, Lq, Lk)
+    km = np.arange(Lk) < Lk - 3
+    m = np.array([[bool(km[j]) and (not causal or j <= i) for j in range(Lk)] for i in range(Lq)])
+    got = jax.jit(
+        lambda q, k, v, km: sa.chunked_dot_product_attention(
+            q, k, v, key_mask=km, causal=causal, chunk_size=chunk
+        )
+    )(q, k, v, jnp.asarray(km))
+    assert_close(got, np_attention(q, k, v, m), rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunked_gradients_match_dense(getkey, causal):
+    """The custom VJP against autodiff of the dense formula, in float64."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        q, k, v = (a.astype(jnp.float64) for a in _qkv(getkey, 11, 11))
+        km = jnp.arange(11) < 9
+        w = jr.normal(getkey(), (11, 6), jnp.float64)
+        dense_mask = km[None, :] & (sa.causal_mask(11) if causal else True)
+
+        def f_chunk(q, k, v):
+            o = sa.chunked_dot_product_attention(q, k, v, key_mask=km, causal=causal, chunk_size=4)
+            return jnp.sum(o * w)
+
+        def f_dense(q, k, v):
+            return jnp.sum(sa.dot_product_attention(q, k, v, dense_mask) * w)
+
+        g1 = jax.jit(jax.grad(f_chunk, argnums=(0, 1, 2)))(q, k, v)
+        g2 = jax.jit(jax.grad(f_dense, argnums=(0, 1, 2)))(q, k, v)
+        for a, b in zip(g1, g2):
+            assert_close(a, b, rtol=1e-10)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_chunked_dropout_gradient_is_exact(getkey):
+    """With dropout the backward pass regenerates the same masks: finite differences agree."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        q, k, v = (a.astype(jnp.float64) for a in _qkv(getkey, 7, 7))
+        key = getkey()
+        f = lambda q, k, v: jnp.sum(  # noqa: E731
+            sa.chunked_dot_product_attention(
+                jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), causal=True, chunk_size=3, dropout_rate=0.3, key=key
+            ) ** 2
+        )
+        jax.test_util.check_grads(f, (q, k, v), order=1, modes=["rev"])
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_merge_is_exact(getkey):
+    q, k, v = _qkv(getkey, 6, 10)
+    o1, l1 = sa.attention_with_lse(q, k[:4], v[:4])
+    o2, l2 = sa.attention_with_lse(q, k[4:], v[4:])
+    assert_close(sa.merge_attention([o1, o2], [l1, l2])[0], np_attention(q, k, v), rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["chunked", "dense"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_mha_matches_reference(getkey, impl, causal):
+    L, d = 14, 16
+    m = sa.MultiHeadAttention(d, 2, causal=causal, impl=impl, chunk_size=4, key=getkey())
+    x = jr.normal(getkey(), (L, d))
+    km = np.arange(L) < L - 2
+    want = np_mha(m, x, combined_mask(L, lambda i, j: True, km, causal))
+    got = eqx.filter_jit(lambda m, x, km: m(x, mask=km))(m, x, jnp.asarray(km))
+    assert_close(got, want, rtol=1e-5)

@@ -1,0 +1,126 @@
+"""Linear-attention family, Linformer and Performer against float64 references."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from attn_reference import heads, np_attention, np_mha, out
+from helpers import assert_close
+
+import seqkit.attention as sa
+
+
+def np_elu1(x):
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def np_linear_quadratic(fq, fk, v, causal, km=None):
+    """o_i = Σ_j A_ij v_j / Σ_j A_ij with A = φ(q) φ(k)ᵀ (masked): the quadratic form."""
+    L = fq.shape[0]
+    out = np.zeros((L, v.shape[1]))
+    for i in range(L):
+        num, den = np.zeros(v.shape[1]), 0.0
+        for j in range(L):
+            if (causal and j > i) or (km is not None and not km[j]):
+                continue
+            a = float(fq[i] @ fk[j])
+            num += a * v[j]
+            den += a
+        out[i] = num / den
+    return out
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("L,chunk", [(13, 4), (8, 8)])
+def test_linear_attention_function(getkey, L, chunk, causal):
+    q, k, v = (jr.normal(getkey(), (L, 4)) for _ in range(3))
+    km = np.arange(L) < L - 2
+    got = sa.linear_attention(
+        sa.elu_feature_map(q), sa.elu_feature_map(k), v, causal=causal,
+        key_mask=jnp.asarray(km), chunk_size=chunk,
+    )
+    fq, fk = np_elu1(np.asarray(q, np.float64)), np_elu1(np.asarray(k, np.float64))
+    assert_close(got, np_linear_quadratic(fq, fk, np.asarray(v, np.float64), causal, km), rtol=1e-5)
+
+
+def test_linear_attention_parallel_equals_step_equals_quadratic(getkey):
+    L, d = 10, 16
+    m = sa.LinearAttention(d, 2, causal=True, key=getkey())
+    x = jr.normal(getkey(), (L, d))
+    y = m(x)
+    state = m.init_state()
+    steps = []
+    for t in range(L):
+        y_t, state = m.step(x[t], state)
+        steps.append(y_t)
+    q, k, v = heads(m, x)
+    o = np.stack([np_linear_quadratic(np_elu1(q[h]), np_elu1(k[h]), v[h], True) for h in range(2)])
+    want = out(m, o)
+    assert_close(y, want, rtol=1e-5)
+    assert_close(jnp.stack(steps), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [sa.Performer, sa.KernelizedAttention])
+def test_random_feature_step_equals_parallel(getkey, cls):
+    m = cls(16, 2, causal=True, num_features=32, key=getkey())
+    x = 2.0 * jr.normal(getkey(), (9, 16))
+
+    @eqx.filter_jit
+    def both(m, x):
+        def body(state, x_t):
+            y_t, state = m.step(x_t, state)
+            return state, y_t
+
+        return jax.lax.scan(body, m.init_state(), x)[1], m(x)
+
+    steps, parallel = both(m, x)
+    assert_close(steps, parallel, rtol=1e-4)
+
+
+def test_linformer_identity_projection_is_vanilla(getkey):
+    L, d = 12, 16
+    m = sa.Linformer(d, 2, proj_dim=L, max_len=L, key=getkey())
+    eye = jnp.eye(L)
+    m = eqx.tree_at(lambda t: (t.E, t.F), m, (eye, eye))
+    x = jr.normal(getkey(), (L, d))
+    assert_close(m(x), np_mha(m, x), rtol=1e-5)
+
+
+@jax.jit
+def _favor(q, k, v, W):
+    fq = sa.positive_random_features(q, W, is_query=True)
+    fk = sa.positive_random_features(k, W, is_query=False)
+    return sa.linear_attention(fq, fk, v)
+
+
+def test_performer_error_falls_with_features(getkey):
+    """FAVOR+ estimates softmax attention better as the number of features grows."""
+    L, dh = 16, 8
+    q, k, v = (0.5 * jr.normal(getkey(), (L, dh)) for _ in range(3))
+    exact = np_attention(q, k, v)
+    errs = []
+    for m in (8, 64, 1024):
+        e = []
+        for _ in range(6):
+            W = sa.orthogonal_gaussian(getkey(), m, dh)
+            e.append(float(np.abs(np.asarray(_favor(q, k, v, W)) - exact).mean()))
+        errs.append(np.mean(e))
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 0.25 * errs[0]
+
+
+def test_orthogonal_features_are_orthogonal_in_blocks(getkey):
+    W = np.asarray(sa.orthogonal_gaussian(getkey(), 12, 4), np.float64)
+    for b in range(3):
+        B = W[4 * b : 4 * b + 4]
+        G = B @ B.T
+        assert np.allclose(G - np.diag(np.diag(G)), 0, atol=1e-4)
+
+
+def test_kernelized_frequencies_are_learned(getkey):
+    m = sa.KernelizedAttention(16, 2, num_features=8, key=getkey())
+    x = jr.normal(getkey(), (7, 16))
+    g = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(x) ** 2)))(m)
+    assert float(jnp.abs(g.means).sum()) > 0 and float(jnp.abs(g.log_scales).sum()) > 0
