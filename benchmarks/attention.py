@@ -136,11 +136,18 @@ def main():
     print(
         f"attention mixers, forward+backward, batch {args.batch}, d_model {args.d_model}, "
         f"{args.heads} heads; {jax.devices()[0].platform}, {os.cpu_count()} cores; "
-        f"min of {args.repeats}; speed-up (vanilla time / time), vs chunked (mha-chunked time / time), memory relative to vanilla (dense)"
+        f"min of {args.repeats}; speed-up (vanilla time / time), vs chunked "
+        "(mha-chunked time / time), memory relative to vanilla (dense)"
     )
     rows = measure(
-        args.lengths, args.batch, args.d_model, args.heads, args.repeats, args.only,
-        args.max_temp_gb, log,
+        args.lengths,
+        args.batch,
+        args.d_model,
+        args.heads,
+        args.repeats,
+        args.only,
+        args.max_temp_gb,
+        log,
     )
     print(
         f"{'L':>6} {'mixer':<18} {'ms':>9} {'speed-up':>9} {'vs chunked':>10} {'temp MiB':>9} "

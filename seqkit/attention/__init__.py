@@ -1,6 +1,8 @@
 """Attention mixers: vanilla softmax attention and the efficient-attention family (SPEC §2)."""
 
 from ._base import AbstractAttention as AbstractAttention, Projections as Projections
+from ._blocks import band_attention as band_attention, gathered_block_attention as gathered_block_attention
+from ._context_pool import ContextPool as ContextPool, context_pool as context_pool
 from ._core import (
     attention_with_lse as attention_with_lse,
     band_mask as band_mask,
@@ -13,19 +15,6 @@ from ._core import (
     padding_mask as padding_mask,
     softmax_attend as softmax_attend,
 )
-from ._vanilla import MultiHeadAttention as MultiHeadAttention
-from ._blocks import band_attention as band_attention, gathered_block_attention as gathered_block_attention
-from ._local import LocalAttention as LocalAttention, local_attention as local_attention
-from ._sparse import (
-    BigBird as BigBird,
-    Longformer as Longformer,
-    SparseAttention as SparseAttention,
-    bigbird_attention as bigbird_attention,
-    bigbird_block_indices as bigbird_block_indices,
-    fixed_sparse_attention as fixed_sparse_attention,
-    longformer_attention as longformer_attention,
-    strided_sparse_attention as strided_sparse_attention,
-)
 from ._linear import (
     KernelizedAttention as KernelizedAttention,
     LinearAttention as LinearAttention,
@@ -37,9 +26,24 @@ from ._linear import (
     positive_random_features as positive_random_features,
 )
 from ._linformer import Linformer as Linformer, linformer_attention as linformer_attention
-from ._synthesizer import Synthesizer as Synthesizer
-from ._sinkhorn import SinkhornAttention as SinkhornAttention, sinkhorn as sinkhorn
-from ._reformer import ReformerAttention as ReformerAttention, lsh_attention as lsh_attention, lsh_buckets as lsh_buckets
-from ._luna import LunaAttention as LunaAttention
+from ._local import LocalAttention as LocalAttention, local_attention as local_attention
 from ._longshort import LongShortAttention as LongShortAttention
-from ._context_pool import ContextPool as ContextPool, context_pool as context_pool
+from ._luna import LunaAttention as LunaAttention
+from ._reformer import (
+    ReformerAttention as ReformerAttention,
+    lsh_attention as lsh_attention,
+    lsh_buckets as lsh_buckets,
+)
+from ._sinkhorn import SinkhornAttention as SinkhornAttention, sinkhorn as sinkhorn
+from ._sparse import (
+    BigBird as BigBird,
+    Longformer as Longformer,
+    SparseAttention as SparseAttention,
+    bigbird_attention as bigbird_attention,
+    bigbird_block_indices as bigbird_block_indices,
+    fixed_sparse_attention as fixed_sparse_attention,
+    longformer_attention as longformer_attention,
+    strided_sparse_attention as strided_sparse_attention,
+)
+from ._synthesizer import Synthesizer as Synthesizer
+from ._vanilla import MultiHeadAttention as MultiHeadAttention

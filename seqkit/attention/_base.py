@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from seqkit._checks import check_mask, check_sequence
+
 
 class Projections(eqx.Module):
     """The four position-wise maps of multi-head attention, `d_model → d_model`."""
@@ -56,25 +58,8 @@ class AbstractAttention(eqx.Module):
     inference: eqx.AbstractVar[bool]
 
     def _check(self, x: Array, mask: Array | None) -> tuple[Array, Array | None]:
-        if not isinstance(x, jax.Array | jnp.ndarray):
-            x = jnp.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.d_model:
-            raise ValueError(
-                f"expected input of shape (L, {self.d_model}) for one example (use jax.vmap "
-                f"for a batch), got {x.shape}"
-            )
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"expected a real floating input, got dtype {x.dtype}")
-        if x.shape[0] < 1:
-            raise ValueError("expected a sequence of length >= 1, got length 0")
-        if mask is not None:
-            mask = jnp.asarray(mask)
-            if mask.shape != (x.shape[0],) or mask.dtype != jnp.bool_:
-                raise ValueError(
-                    f"expected a boolean padding mask of shape ({x.shape[0]},), "
-                    f"got {mask.dtype} {mask.shape}"
-                )
-        return x, mask
+        x = check_sequence(x, self.d_model)
+        return x, check_mask(mask, x.shape[0])
 
     def _rate(self) -> float:
         return 0.0 if self.inference else float(self.dropout)
@@ -105,8 +90,7 @@ class AbstractAttention(eqx.Module):
     def _no_causal(self, why: str = "") -> None:
         if self.causal:
             raise ValueError(
-                f"{type(self).__name__} has no causal form{': ' + why if why else ''}; "
-                "use causal=False"
+                f"{type(self).__name__} has no causal form{': ' + why if why else ''}; use causal=False"
             )
 
 

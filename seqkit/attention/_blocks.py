@@ -120,6 +120,14 @@ def band_attention(
         return ok & (kp >= exclude_below) if exclude_below else ok
 
     return gathered_block_attention(
-        q, k, v, idx, block_size=b, key_mask=key_mask, allowed=allowed, scale=scale,
-        dropout_rate=dropout_rate, key=key,
+        q,
+        k,
+        v,
+        idx,
+        block_size=b,
+        key_mask=key_mask,
+        allowed=allowed,
+        scale=scale,
+        dropout_rate=dropout_rate,
+        key=key,
     )

@@ -64,8 +64,15 @@ class ContextPool(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        max_support: int = 8, inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        max_support: int = 8,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         if max_support < 1:
             raise ValueError(f"expected max_support >= 1, got {max_support}")
@@ -80,9 +87,7 @@ class ContextPool(AbstractAttention):
         a = jax.vmap(self.pool_net)(x)
         w = jax.nn.sigmoid(a[:, 0])
         sigma = 1.0 + (self.max_support - 1) * jax.nn.sigmoid(a[:, 1])
-        return context_pool(
-            x, w, sigma, max_support=self.max_support, causal=self.causal, key_mask=mask
-        )
+        return context_pool(x, w, sigma, max_support=self.max_support, causal=self.causal, key_mask=mask)
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
@@ -98,6 +103,9 @@ class ContextPool(AbstractAttention):
             lambda q, k, v, kk: chunked_dot_product_attention(
                 q, k, v, key_mask=mask, causal=self.causal, dropout_rate=rate, key=kk
             ),
-            self._head_keys(key), q, k, v,
+            self._head_keys(key),
+            q,
+            k,
+            v,
         )
         return self.proj.merge(o)

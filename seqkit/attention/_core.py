@@ -157,7 +157,7 @@ def merge_attention(
     tot = jnp.sum(w, axis=0)
     ok = tot > 0
     safe = jnp.where(ok, tot, jnp.ones_like(tot))
-    o = sum(o_p * (w_p / safe)[..., None] for o_p, w_p in zip(outs, w))
+    o = sum(o_p * (w_p / safe)[..., None] for o_p, w_p in zip(outs, w, strict=True))
     lse = jnp.where(ok, m + jnp.log(safe), -jnp.inf)
     return o, lse
 

@@ -15,8 +15,6 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._base import AbstractAttention, Projections, output_dropout
 
-
-
 # ---------------------------------------------------------------------------
 # feature maps
 
@@ -146,9 +144,7 @@ class _FeatureAttention(AbstractAttention):
         x, mask = self._check(x, mask)
         q, k, v = self.proj.qkv(x)
         fq, fk = self._features(q, True), self._features(k, False)
-        o = jax.vmap(lambda a, b, c: linear_attention(a, b, c, causal=self.causal, key_mask=mask))(
-            fq, fk, v
-        )
+        o = jax.vmap(lambda a, b, c: linear_attention(a, b, c, causal=self.causal, key_mask=mask))(fq, fk, v)
         drop_key = key if self._head_keys(key) is not None else None
         return self.proj.merge(output_dropout(o, self._rate(), drop_key))
 
@@ -217,8 +213,14 @@ class LinearAttention(_FeatureAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, key)
 
@@ -248,8 +250,15 @@ class Performer(_FeatureAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        num_features: int = 256, inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        num_features: int = 256,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         kp, ks = jr.split(key)
         _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, kp)
@@ -301,8 +310,15 @@ class KernelizedAttention(_FeatureAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        num_features: int = 128, num_components: int = 2, inference: bool = False,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        num_features: int = 128,
+        num_components: int = 2,
+        inference: bool = False,
         key: PRNGKeyArray,
     ):
         if num_features % num_components:
@@ -325,9 +341,7 @@ class KernelizedAttention(_FeatureAttention):
         return w.reshape(h, self.num_features, dh)
 
     def _features(self, x, is_query):
-        return jax.vmap(lambda a, W: positive_random_features(a, W, is_query=is_query))(
-            x, self.frequencies()
-        )
+        return jax.vmap(lambda a, W: positive_random_features(a, W, is_query=is_query))(x, self.frequencies())
 
     def _step_key_features(self, k):
         f, sh = jax.vmap(lambda a, W: _prf(a, W, per_row=True))(k, self.frequencies())

@@ -52,8 +52,16 @@ class Linformer(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        proj_dim: int = 256, max_len: int = 4096, inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        proj_dim: int = 256,
+        max_len: int = 4096,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         kp, ke, kf = jr.split(key, 3)
         self.proj = Projections(d_model, num_heads, key=kp)
@@ -74,7 +82,9 @@ class Linformer(AbstractAttention):
             raise ValueError(f"Linformer built for max_len={self.max_len}, got length {L}")
         E, F = self.E[:, :L], self.F[:, :L]
         return self._standard(
-            x, mask, key,
+            x,
+            mask,
+            key,
             lambda q, k, v, m, rate, kk: linformer_attention(
                 q, k, v, E, F, key_mask=m, dropout_rate=rate, key=kk
             ),

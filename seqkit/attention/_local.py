@@ -35,14 +35,27 @@ def local_attention(
     if mode == "block":
         idx = np.arange(num_blocks(q.shape[0], window_size))[:, None]
         return gathered_block_attention(
-            q, k, v, idx, block_size=window_size, key_mask=key_mask, causal=causal,
-            dropout_rate=dropout_rate, key=key,
+            q,
+            k,
+            v,
+            idx,
+            block_size=window_size,
+            key_mask=key_mask,
+            causal=causal,
+            dropout_rate=dropout_rate,
+            key=key,
         )[0]
     if mode == "sliding":
         r = window_size - 1
         return band_attention(
-            q, k, v, lo=r, hi=0 if causal else r, key_mask=key_mask,
-            dropout_rate=dropout_rate, key=key,
+            q,
+            k,
+            v,
+            lo=r,
+            hi=0 if causal else r,
+            key_mask=key_mask,
+            dropout_rate=dropout_rate,
+            key=key,
         )[0]
     raise ValueError(f"mode must be 'block' or 'sliding', got {mode!r}")
 
@@ -100,9 +113,18 @@ class LocalAttention(AbstractAttention):
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
         return self._standard(
-            x, mask, key,
+            x,
+            mask,
+            key,
             lambda q, k, v, m, rate, kk: local_attention(
-                q, k, v, window_size=self.window_size, mode=self.mode, causal=self.causal,
-                key_mask=m, dropout_rate=rate, key=kk,
+                q,
+                k,
+                v,
+                window_size=self.window_size,
+                mode=self.mode,
+                causal=self.causal,
+                key_mask=m,
+                dropout_rate=rate,
+                key=kk,
             ),
         )

@@ -38,8 +38,16 @@ class LongShortAttention(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        window_size: int = 128, rank: int = 32, inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        window_size: int = 128,
+        rank: int = 32,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         kp, kd = jr.split(key)
         self.proj = Projections(d_model, num_heads, key=kp)
@@ -72,8 +80,14 @@ class LongShortAttention(AbstractAttention):
             kz = jnp.where(km[:, None], k, jnp.zeros_like(k))
             vz = jnp.where(km[:, None], v, jnp.zeros_like(v))
             o1, l1 = band_attention(
-                q, ln(self.ln_local, k), ln(self.ln_local, v), lo=r, hi=r, key_mask=km,
-                dropout_rate=rate, key=k1,
+                q,
+                ln(self.ln_local, k),
+                ln(self.ln_local, v),
+                lo=r,
+                hi=r,
+                key_mask=km,
+                dropout_rate=rate,
+                key=k1,
             )
             kg, vg = ln(self.ln_global, P.T @ kz), ln(self.ln_global, P.T @ vz)
             o2, l2 = attention_with_lse(q, kg, vg, dropout_rate=rate, key=k2)

@@ -42,8 +42,15 @@ class LunaAttention(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        packed_len: int = 256, inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        packed_len: int = 256,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         k1, k2, k3 = jr.split(key, 3)
         self.packed = jr.normal(k1, (packed_len, d_model)) / jnp.sqrt(d_model)
@@ -72,7 +79,10 @@ class LunaAttention(AbstractAttention):
         xv = self.pack_proj.split(self.pack_proj.value, x)
         po = map_heads(
             lambda q, k, v, kk: dot_product_attention(q, k, v, pm, dropout_rate=rate, key=kk),
-            k1, pq, xk, xv,
+            k1,
+            pq,
+            xk,
+            xv,
         )
         p_packed = self.pack_proj.merge(po)
         xq = self.proj.split(self.proj.query, x)
@@ -80,7 +90,10 @@ class LunaAttention(AbstractAttention):
         pv = self.proj.split(self.proj.value, p_packed)
         o = map_heads(
             lambda q, k, v, kk: dot_product_attention(q, k, v, dropout_rate=rate, key=kk),
-            k2, xq, pk, pv,
+            k2,
+            xq,
+            pk,
+            pv,
         )
         return self.proj.merge(o), jax.vmap(self.norm)(p_packed + p)
 

@@ -15,9 +15,7 @@ from ._core import merge_attention, softmax_attend
 SELF_PENALTY = 1e4
 
 
-def lsh_buckets(
-    x: Float[Array, "L d"], rotations: Float[Array, "d nb2"]
-) -> Int[Array, " L"]:
+def lsh_buckets(x: Float[Array, "L d"], rotations: Float[Array, "d nb2"]) -> Int[Array, " L"]:
     """Angular LSH: `h(x) = argmax([x R; −x R])` (Andoni et al., 2015), with
     `2 · nb2` buckets."""
     xr = x @ rotations
@@ -103,9 +101,17 @@ class ReformerAttention(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        chunk_size: int = 32, num_hashes: int = 2, num_buckets: int | None = None,
-        inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        chunk_size: int = 32,
+        num_hashes: int = 2,
+        num_buckets: int | None = None,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         if num_buckets is not None and (num_buckets < 2 or num_buckets % 2):
             raise ValueError(f"num_buckets must be even and >= 2, got {num_buckets}")
@@ -132,9 +138,18 @@ class ReformerAttention(AbstractAttention):
         rate = self._rate()
         o = map_heads(
             lambda q, v, R, kk: lsh_attention(
-                q, v, R, chunk_size=self.chunk_size, causal=self.causal, key_mask=mask,
-                dropout_rate=rate, key=kk,
+                q,
+                v,
+                R,
+                chunk_size=self.chunk_size,
+                causal=self.causal,
+                key_mask=mask,
+                dropout_rate=rate,
+                key=kk,
             ),
-            self._head_keys(key), q, v, self.rotations(x.shape[0]),
+            self._head_keys(key),
+            q,
+            v,
+            self.rotations(x.shape[0]),
         )
         return self.proj.merge(o)

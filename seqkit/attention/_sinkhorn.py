@@ -49,9 +49,17 @@ class SinkhornAttention(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        block_size: int = 64, sinkhorn_iters: int = 8, temperature: float = 0.75,
-        inference: bool = False, key: PRNGKeyArray,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        block_size: int = 64,
+        sinkhorn_iters: int = 8,
+        temperature: float = 0.75,
+        inference: bool = False,
+        key: PRNGKeyArray,
     ):
         kp, ks = jr.split(key)
         self.proj = Projections(d_model, num_heads, key=kp)
@@ -96,8 +104,12 @@ class SinkhornAttention(AbstractAttention):
             ks = jnp.einsum("nm,mbd->nbd", P, kb)
             vs = jnp.einsum("nm,mbd->nbd", P, vb)
             o, _ = attention_with_lse(
-                qb, jnp.concatenate([kb, ks], 1), jnp.concatenate([vb, vs], 1), valid,
-                dropout_rate=self._rate(), key=kk,
+                qb,
+                jnp.concatenate([kb, ks], 1),
+                jnp.concatenate([vb, vs], 1),
+                valid,
+                dropout_rate=self._rate(),
+                key=kk,
             )
             return o.reshape(n * b, -1)[:L]
 

@@ -39,8 +39,14 @@ def strided_sparse_attention(
     kmask = _kmask(key_mask, L)
     r1, k1 = (None, None) if key is None else tuple(jr.split(key))
     o1, l1 = band_attention(
-        q, k, v, lo=stride - 1, hi=0 if causal else stride - 1, key_mask=kmask,
-        dropout_rate=dropout_rate, key=r1,
+        q,
+        k,
+        v,
+        lo=stride - 1,
+        hi=0 if causal else stride - 1,
+        key_mask=kmask,
+        dropout_rate=dropout_rate,
+        key=r1,
     )
     n = num_blocks(L, stride)
     Lp = n * stride
@@ -81,8 +87,15 @@ def fixed_sparse_attention(
     r1, k1 = (None, None) if key is None else tuple(jr.split(key))
     n = num_blocks(L, stride)
     o1, l1 = gathered_block_attention(
-        q, k, v, np.arange(n)[:, None], block_size=stride, key_mask=kmask, causal=causal,
-        dropout_rate=dropout_rate, key=r1,
+        q,
+        k,
+        v,
+        np.arange(n)[:, None],
+        block_size=stride,
+        key_mask=kmask,
+        causal=causal,
+        dropout_rate=dropout_rate,
+        key=r1,
     )
     c = min(summary, stride)
     Lp = n * stride
@@ -156,12 +169,25 @@ class SparseAttention(AbstractAttention):
         def attend(q, k, v, m, rate, kk):
             if self.pattern == "strided":
                 return strided_sparse_attention(
-                    q, k, v, stride=self.stride, causal=self.causal, key_mask=m,
-                    dropout_rate=rate, key=kk,
+                    q,
+                    k,
+                    v,
+                    stride=self.stride,
+                    causal=self.causal,
+                    key_mask=m,
+                    dropout_rate=rate,
+                    key=kk,
                 )
             return fixed_sparse_attention(
-                q, k, v, stride=self.stride, summary=self.summary, causal=self.causal,
-                key_mask=m, dropout_rate=rate, key=kk,
+                q,
+                k,
+                v,
+                stride=self.stride,
+                summary=self.summary,
+                causal=self.causal,
+                key_mask=m,
+                dropout_rate=rate,
+                key=kk,
             )
 
         return self._standard(x, mask, key, attend)
@@ -174,9 +200,12 @@ def _global_rows(q, k, v, n_global, kmask, causal, rate, key):
     qg = q[:n_global]
     if causal:  # a causal query i < n_global sees only keys j <= i < n_global
         return attention_with_lse(
-            qg, k[:n_global], v[:n_global],
+            qg,
+            k[:n_global],
+            v[:n_global],
             kmask[None, :n_global] & (jnp.arange(n_global)[None, :] <= jnp.arange(n_global)[:, None]),
-            dropout_rate=rate, key=key,
+            dropout_rate=rate,
+            key=key,
         )[0]
     return chunked_dot_product_attention(qg, k, v, key_mask=kmask, dropout_rate=rate, key=key)
 
@@ -204,8 +233,15 @@ def longformer_attention(
     keys = [None, None, None] if key is None else list(jr.split(key, 3))
     r = window_size // 2
     o1, l1 = band_attention(
-        q, k, v, lo=r, hi=0 if causal else r, key_mask=kmask, exclude_below=g,
-        dropout_rate=dropout_rate, key=keys[0],
+        q,
+        k,
+        v,
+        lo=r,
+        hi=0 if causal else r,
+        key_mask=kmask,
+        exclude_below=g,
+        dropout_rate=dropout_rate,
+        key=keys[0],
     )
     if g == 0:
         return o1
@@ -264,10 +300,19 @@ class Longformer(AbstractAttention):
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
         return self._standard(
-            x, mask, key,
+            x,
+            mask,
+            key,
             lambda q, k, v, m, rate, kk: longformer_attention(
-                q, k, v, window_size=self.window_size, num_global=self.num_global,
-                causal=self.causal, key_mask=m, dropout_rate=rate, key=kk,
+                q,
+                k,
+                v,
+                window_size=self.window_size,
+                num_global=self.num_global,
+                causal=self.causal,
+                key_mask=m,
+                dropout_rate=rate,
+                key=kk,
             ),
         )
 
@@ -315,8 +360,15 @@ def bigbird_attention(
     k1, k2 = (None, None) if key is None else tuple(jr.split(key))
     idx = bigbird_block_indices(L, block_size, num_random, num_global, causal, seed)
     o, _ = gathered_block_attention(
-        q, k, v, idx, block_size=block_size, key_mask=kmask, causal=causal,
-        dropout_rate=dropout_rate, key=k1,
+        q,
+        k,
+        v,
+        idx,
+        block_size=block_size,
+        key_mask=kmask,
+        causal=causal,
+        dropout_rate=dropout_rate,
+        key=k1,
     )
     g = min(num_global * block_size, L)
     if g == 0:
@@ -381,10 +433,20 @@ class BigBird(AbstractAttention):
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
         return self._standard(
-            x, mask, key,
+            x,
+            mask,
+            key,
             lambda q, k, v, m, rate, kk: bigbird_attention(
-                q, k, v, block_size=self.block_size, num_random=self.num_random,
-                num_global=self.num_global, causal=self.causal, seed=self.seed, key_mask=m,
-                dropout_rate=rate, key=kk,
+                q,
+                k,
+                v,
+                block_size=self.block_size,
+                num_random=self.num_random,
+                num_global=self.num_global,
+                causal=self.causal,
+                seed=self.seed,
+                key_mask=m,
+                dropout_rate=rate,
+                key=kk,
             ),
         )

@@ -47,9 +47,18 @@ class Synthesizer(AbstractAttention):
     inference: bool
 
     def __init__(
-        self, d_model: int, num_heads: int, *, causal: bool = False, dropout: float = 0.0,
-        mode: str = "dense", factorized: bool = False,
-        max_len: int = 1024, factor: int = 8, trainable: bool = True, inference: bool = False,
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        causal: bool = False,
+        dropout: float = 0.0,
+        mode: str = "dense",
+        factorized: bool = False,
+        max_len: int = 1024,
+        factor: int = 8,
+        trainable: bool = True,
+        inference: bool = False,
         key: PRNGKeyArray,
     ):
         if mode not in ("dense", "random"):
@@ -109,6 +118,8 @@ class Synthesizer(AbstractAttention):
         rate = self._rate()
         o = map_heads(
             lambda s, v, kk: softmax_attend(s, v, m, dropout_rate=rate, key=kk)[0],
-            self._head_keys(key), self.logits(x), v,
+            self._head_keys(key),
+            self.logits(x),
+            v,
         )
         return jax.vmap(self.output)(o.transpose(1, 0, 2).reshape(L, -1))

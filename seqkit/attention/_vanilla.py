@@ -87,14 +87,26 @@ class MultiHeadAttention(AbstractAttention):
             )
             o = map_heads(
                 lambda q, k, v, kk: dot_product_attention(q, k, v, m, dropout_rate=rate, key=kk),
-                keys, q, k, v,
+                keys,
+                q,
+                k,
+                v,
             )
         else:
             o = map_heads(
                 lambda q, k, v, kk: chunked_dot_product_attention(
-                    q, k, v, key_mask=mask, causal=self.causal, chunk_size=self.chunk_size,
-                    dropout_rate=rate, key=kk,
+                    q,
+                    k,
+                    v,
+                    key_mask=mask,
+                    causal=self.causal,
+                    chunk_size=self.chunk_size,
+                    dropout_rate=rate,
+                    key=kk,
                 ),
-                keys, q, k, v,
+                keys,
+                q,
+                k,
+                v,
             )
         return self.proj.merge(o)

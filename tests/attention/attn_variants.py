@@ -36,9 +36,8 @@ def params(variants):
     """pytest params with ids, the near-duplicates marked slow."""
     import pytest
 
-    return [
-        pytest.param(*v, id=v[0], marks=pytest.mark.slow if v[0] in SLOW_IDS else ())
-        for v in variants
-    ]
+    return [pytest.param(*v, id=v[0], marks=pytest.mark.slow if v[0] in SLOW_IDS else ()) for v in variants]
+
+
 CAUSAL = [v for v in VARIANTS if v[3]]
 NON_CAUSAL = [v for v in VARIANTS if not v[3]]

@@ -3,15 +3,15 @@ NumPy reference."""
 
 import equinox as eqx
 import jax
-import jax.test_util
 import jax.numpy as jnp
 import jax.random as jr
+import jax.test_util
 import numpy as np
 import pytest
 from attn_reference import combined_mask, np_attention, np_mha
-from helpers import assert_close
 
 import seqkit.attention as sa
+from helpers import assert_close
 
 
 def _qkv(getkey, Lq, Lk, d=8, dv=6):
@@ -32,7 +32,11 @@ def test_dense_matches_reference_with_masks(getkey):
 
 
 CHUNK_CASES = [
-    (13, 13, 4, False), (13, 13, 4, True), (13, 13, 13, True), (16, 16, 5, True), (5, 17, 6, False)
+    (13, 13, 4, False),
+    (13, 13, 4, True),
+    (13, 13, 13, True),
+    (16, 16, 5, True),
+    (5, 17, 6, False),
 ]
 
 
@@ -68,7 +72,7 @@ def test_chunked_gradients_match_dense(getkey, causal):
 
         g1 = jax.jit(jax.grad(f_chunk, argnums=(0, 1, 2)))(q, k, v)
         g2 = jax.jit(jax.grad(f_dense, argnums=(0, 1, 2)))(q, k, v)
-        for a, b in zip(g1, g2):
+        for a, b in zip(g1, g2, strict=True):
             assert_close(a, b, rtol=1e-10)
     finally:
         jax.config.update("jax_enable_x64", False)
@@ -82,8 +86,15 @@ def test_chunked_dropout_gradient_is_exact(getkey):
         key = getkey()
         f = lambda q, k, v: jnp.sum(  # noqa: E731
             sa.chunked_dot_product_attention(
-                jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), causal=True, chunk_size=3, dropout_rate=0.3, key=key
-            ) ** 2
+                jnp.asarray(q),
+                jnp.asarray(k),
+                jnp.asarray(v),
+                causal=True,
+                chunk_size=3,
+                dropout_rate=0.3,
+                key=key,
+            )
+            ** 2
         )
         jax.test_util.check_grads(f, (q, k, v), order=1, modes=["rev"])
     finally:

@@ -7,9 +7,9 @@ import jax.random as jr
 import numpy as np
 import pytest
 from attn_reference import heads, np_attention, np_mha, out
-from helpers import assert_close
 
 import seqkit.attention as sa
+from helpers import assert_close
 
 
 def np_elu1(x):
@@ -38,8 +38,12 @@ def test_linear_attention_function(getkey, L, chunk, causal):
     q, k, v = (jr.normal(getkey(), (L, 4)) for _ in range(3))
     km = np.arange(L) < L - 2
     got = sa.linear_attention(
-        sa.elu_feature_map(q), sa.elu_feature_map(k), v, causal=causal,
-        key_mask=jnp.asarray(km), chunk_size=chunk,
+        sa.elu_feature_map(q),
+        sa.elu_feature_map(k),
+        v,
+        causal=causal,
+        key_mask=jnp.asarray(km),
+        chunk_size=chunk,
     )
     fq, fk = np_elu1(np.asarray(q, np.float64)), np_elu1(np.asarray(k, np.float64))
     assert_close(got, np_linear_quadratic(fq, fk, np.asarray(v, np.float64), causal, km), rtol=1e-5)

@@ -8,9 +8,9 @@ import jax.random as jr
 import numpy as np
 import pytest
 from attn_reference import combined_mask, np_attention, np_mha
-from helpers import assert_close
 
 import seqkit.attention as sa
+from helpers import assert_close
 
 
 def _qkv(getkey, L, d=8):
@@ -83,15 +83,23 @@ def test_bigbird_pattern(getkey, causal):
     # the dense rule from the block list, checked by loops: global blocks see all
     rule = lambda i, j: i // b < g or j // b in set(idx[i // b].tolist())  # noqa: E731
     got = _jit(
-        sa.bigbird_attention, q, k, v, km, block_size=b, num_random=r, num_global=g,
-        causal=causal, seed=7,
+        sa.bigbird_attention,
+        q,
+        k,
+        v,
+        km,
+        block_size=b,
+        num_random=r,
+        num_global=g,
+        causal=causal,
+        seed=7,
     )
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
     # window and global blocks are always present; random ones are distinct
     for n, row in enumerate(idx):
         want = {0, n - 1, n} if causal else {0, n - 1, n, n + 1}
         assert want & set(range(len(idx))) <= set(row.tolist())
-        rnd = [x for x in row[g + (2 if causal else 3):] if x >= 0]
+        rnd = [x for x in row[g + (2 if causal else 3) :] if x >= 0]
         assert len(set(rnd)) == len(rnd)
 
 

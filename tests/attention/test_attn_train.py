@@ -35,7 +35,7 @@ class _Model(eqx.Module):
 def _params(name):
     return [
         pytest.param(*v, id=name_, marks=() if name_ in DEFAULT_TIER else pytest.mark.slow)
-        for v, name_ in zip(VARIANTS, IDS)
+        for v, name_ in zip(VARIANTS, IDS, strict=True)
     ]
 
 
