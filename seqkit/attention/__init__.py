@@ -27,7 +27,7 @@ from ._linear import (
 )
 from ._linformer import Linformer as Linformer, linformer_attention as linformer_attention
 from ._local import LocalAttention as LocalAttention, local_attention as local_attention
-from ._longshort import LongShortAttention as LongShortAttention
+from ._longshort import LongShortAttention as LongShortAttention, segment_projection as segment_projection
 from ._luna import LunaAttention as LunaAttention
 from ._reformer import (
     ReformerAttention as ReformerAttention,

@@ -4,11 +4,35 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections
-from ._blocks import band_attention
-from ._core import attention_with_lse, merge_attention
+from ._base import AbstractAttention, Projections, map_heads
+from ._blocks import _pad_rows, band_attention, num_blocks
+from ._core import attention_with_lse, merge_attention, softmax_attend
+
+
+def segment_projection(
+    logits: Float[Array, "L r"],
+    kv: Float[Array, "L e"],
+    segment: int,
+    key_mask: Bool[Array, " L"] | None = None,
+) -> tuple[Float[Array, "n r e"], Bool[Array, " n"]]:
+    """Transformer-LS's causal dynamic projection: compress each segment of
+    `segment` tokens into `r` vectors, `K̄_m = P_mᵀ K_m` with
+    `P_m = softmax(logits_m)` over the real tokens of segment `m` alone.
+
+    **Returns:** `(n, r, e)` compressed rows per segment and `(n,)` whether the
+    segment holds any real token (an empty segment's rows are zero).
+    """
+    L = kv.shape[0]
+    n = num_blocks(L, segment)
+    km = jnp.ones((L,), bool) if key_mask is None else key_mask
+    lb = _pad_rows(logits, n * segment).reshape(n, segment, -1).transpose(0, 2, 1)  # (n, r, l)
+    vb = _pad_rows(kv, n * segment).reshape(n, segment, -1)
+    mb = _pad_rows(km, n * segment).reshape(n, 1, segment)
+    # softmax over the segment's positions: attention with the logits as scores
+    out, lse = softmax_attend(lb, vb, mb)
+    return out, jnp.isfinite(lse[:, 0])
 
 
 class LongShortAttention(AbstractAttention):
@@ -18,8 +42,24 @@ class LongShortAttention(AbstractAttention):
     of it (short term) and (b) `rank` global keys/values from a dynamic low-rank
     projection `P = softmax_L(X W_p)` per head, `K̄ = Pᵀ K`, `V̄ = Pᵀ V` (long
     range). DualLN: separate LayerNorms on the local and the projected keys and
-    values align their scales. Memory `O(L · (window_size + rank))`. The causal
-    (segment-wise) form of the paper is not implemented: `causal=True` raises.
+    values align their scales. Memory `O(L · (window_size + rank))`.
+
+    Causal form (`causal=True`, the paper's autoregressive version): with
+    `w = window_size // 2` and segments of `l = max(w, 1)` tokens, query `i` (in
+    segment `s = i // l`) sees, in one softmax, (a) the raw keys `j` with
+    `i − w <= j <= i` (short term, causal sliding window, `ln_local`) and (b) the
+    `rank` compressed keys/values of every segment `m < s`, where segment `m`
+    is projected on its own, `K̄_m = softmax_l(X_m W_p)ᵀ K_m` (see
+    [`seqkit.attention.segment_projection`][], `ln_global`). Segment `s` itself
+    is never compressed for its own queries, so no future token reaches query
+    `i`; and since `l = w`, every past key is seen raw or inside a compressed
+    segment. The two parts are merged exactly through their log normalizers.
+    Cost `O(L · (w + rank · L / l))`.
+
+    ```python
+    attn = LongShortAttention(128, 2, window_size=128, rank=32, causal=True, key=key)
+    y = attn(x)  # (L, 128); batch with jax.vmap
+    ```
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
     `window_size` (default 128) and `rank` (default 32).
@@ -57,13 +97,14 @@ class LongShortAttention(AbstractAttention):
         self.ln_global = eqx.nn.LayerNorm(dh)
         self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
         self.window_size, self.rank, self.inference = window_size, rank, inference
-        self._no_causal("its causal form is segment-wise and not implemented")
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
         x, mask = self._check(x, mask)
+        if self.causal:
+            return self._causal(x, mask, key)
         L = x.shape[0]
         km = jnp.ones((L,), bool) if mask is None else mask
         logits = jax.vmap(self.dproj)(x).reshape(L, self.num_heads, self.rank).transpose(1, 0, 2)
@@ -97,4 +138,39 @@ class LongShortAttention(AbstractAttention):
             o = jax.vmap(lambda *a: head(*a, None))(q, k, v, P)
         else:
             o = jax.vmap(head)(q, k, v, P, keys)
+        return self.proj.merge(o)
+
+    def _causal(self, x: Float[Array, "L d"], mask: Array | None, key: PRNGKeyArray | None) -> Array:
+        L = x.shape[0]
+        km = jnp.ones((L,), bool) if mask is None else mask
+        w = self.window_size // 2
+        seg = max(w, 1)
+        n = num_blocks(L, seg)
+        logits = jax.vmap(self.dproj)(x).reshape(L, self.num_heads, self.rank).transpose(1, 0, 2)
+        q, k, v = self.proj.qkv(x)
+        rate = self._rate()
+        # query i may see the compressed segments m < i // seg
+        see = (jnp.arange(n)[None, :] < (jnp.arange(L) // seg)[:, None])[:, :, None]  # (L, n, 1)
+
+        def head(q, k, v, lg, kk):
+            k1, k2 = (None, None) if kk is None else tuple(jr.split(kk))
+            ln = lambda f, a: jax.vmap(f)(a)  # noqa: E731
+            o1, l1 = band_attention(
+                q,
+                ln(self.ln_local, k),
+                ln(self.ln_local, v),
+                lo=w,
+                hi=0,
+                key_mask=km,
+                dropout_rate=rate,
+                key=k1,
+            )
+            comp, ok = segment_projection(lg, jnp.concatenate([k, v], 1), seg, km)  # (n, r, 2 dh)
+            comp = comp.reshape(n * self.rank, -1)
+            kg, vg = ln(self.ln_global, comp[:, : k.shape[1]]), ln(self.ln_global, comp[:, k.shape[1] :])
+            allowed = jnp.broadcast_to(see & ok[None, :, None], (L, n, self.rank)).reshape(L, -1)
+            o2, l2 = attention_with_lse(q, kg, vg, allowed, dropout_rate=rate, key=k2)
+            return merge_attention([o1, o2], [l1, l2])[0]
+
+        o = map_heads(head, self._head_keys(key), q, k, v, logits)
         return self.proj.merge(o)

@@ -12,14 +12,45 @@ from ._blocks import _pad_rows, num_blocks
 from ._core import attention_with_lse
 
 
-def sinkhorn(log_alpha: Float[Array, "n n"], num_iters: int) -> Float[Array, "n n"]:
+def _masked_lse(x: Array, valid: Array, axis: int) -> Array:
+    """`log Σ exp(x)` over the `valid` entries along `axis` (`0` where none are:
+    harmless, as those entries are masked again). Invalid entries never reach
+    `exp`, so gradients stay finite and exactly zero there."""
+    m = jnp.max(jnp.where(valid, x, -jnp.inf), axis=axis, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+    e = jnp.exp(jnp.where(valid, x - m, -jnp.inf))
+    tot = jnp.sum(e, axis=axis, keepdims=True)
+    return m + jnp.log(jnp.where(tot > 0, tot, jnp.ones_like(tot)))
+
+
+def sinkhorn(log_alpha: Float[Array, "n n"], num_iters: int, *, causal: bool = False) -> Float[Array, "n n"]:
     """Sinkhorn normalization in log space: alternately normalize rows and
     columns of `exp(log_alpha)`, approaching a doubly stochastic matrix (Adams &
-    Zemel, 2011; Mena et al., 2018)."""
+    Zemel, 2011; Mena et al., 2018).
+
+    `causal=True` is the causal balancing of Tay et al. (2020): only entries
+    `(n, m)` with `m < n` exist (row `n` may only sort in strictly earlier
+    blocks; row 0 is empty), rows are normalized over those entries, and entry
+    `(n, m)` is column-normalized over the rows `n' <= n` only (a cumulative
+    column sum), so row `n` of the result depends on rows `0..n` of `log_alpha`
+    alone. The result is exactly zero on and above the diagonal.
+    """
+    if not causal:
+        for _ in range(num_iters):
+            log_alpha = log_alpha - logsumexp(log_alpha, axis=1, keepdims=True)
+            log_alpha = log_alpha - logsumexp(log_alpha, axis=0, keepdims=True)
+        return jnp.exp(log_alpha)
+    n = log_alpha.shape[0]
+    idx = jnp.arange(n)
+    valid = idx[None, :] < idx[:, None]  # (n, m): m < n
+    upto = idx[None, :] <= idx[:, None]  # (n, n'): n' <= n
+    x = jnp.where(valid, log_alpha, jnp.zeros_like(log_alpha))
     for _ in range(num_iters):
-        log_alpha = log_alpha - logsumexp(log_alpha, axis=1, keepdims=True)
-        log_alpha = log_alpha - logsumexp(log_alpha, axis=0, keepdims=True)
-    return jnp.exp(log_alpha)
+        x = jnp.where(valid, x - _masked_lse(x, valid, 1), x)
+        # (n, n', m): rows n' <= n of column m
+        col = _masked_lse(jnp.broadcast_to(x[None], (n, n, n)), upto[:, :, None] & valid[None], 1)[:, 0, :]
+        x = jnp.where(valid, x - col, x)
+    return jnp.where(valid, jnp.exp(x), jnp.zeros_like(x))
 
 
 class SinkhornAttention(AbstractAttention):
@@ -30,7 +61,22 @@ class SinkhornAttention(AbstractAttention):
     `R = (s W_s) sᵀ / sqrt(d)`, and Sinkhorn normalization of `R / temperature`
     gives a soft permutation `P`. Each query block then attends to its own block
     and to the sorted block `Σ_m P_nm (K_m, V_m)` (one softmax over both): memory
-    `O(L · block_size + (L / block_size)²)`. No causal form here.
+    `O(L · block_size + (L / block_size)²)`.
+
+    Causal form (`causal=True`, the paper's causal Sinkhorn balancing): query
+    `i` in block `n` sees, in one softmax, the keys `j <= i` of its own block and
+    the sorted block `Σ_{m<n} P_nm (K_m, V_m)` built from strictly earlier
+    blocks only. The row of `R` for block `n` uses the summary `c_n` of all
+    real tokens in blocks `0..n−1` (a cumulative mean), `R_nm = (c_n W_s) s_mᵀ /
+    sqrt(d)` for `m < n`, and `P = sinkhorn(R / temperature, causal=True)`
+    (rows over `m < n`, columns cumulatively over rows `n' <= n`; see
+    [`seqkit.attention.sinkhorn`][]). Block 0 has no sorted block. No input at
+    a position after `i` reaches output `i`.
+
+    ```python
+    attn = SinkhornAttention(128, 2, block_size=64, causal=True, key=key)
+    y = attn(x)  # (L, 128); batch with jax.vmap
+    ```
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
     `block_size` (default 64), `sinkhorn_iters` (default 8), `temperature`
@@ -67,10 +113,10 @@ class SinkhornAttention(AbstractAttention):
         self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
         self.block_size, self.sinkhorn_iters = block_size, sinkhorn_iters
         self.temperature, self.inference = temperature, inference
-        self._no_causal()
 
     def sort_matrix(self, x: Float[Array, "L d"], mask: Array | None = None) -> Float[Array, "n n"]:
-        """The soft block permutation `P`, `(num_blocks, num_blocks)`."""
+        """The soft block permutation `P`, `(num_blocks, num_blocks)` (strictly
+        lower triangular when causal)."""
         L = x.shape[0]
         b = self.block_size
         n = num_blocks(L, b)
@@ -78,8 +124,15 @@ class SinkhornAttention(AbstractAttention):
         xs = _pad_rows(x * w[:, None], n * b).reshape(n, b, -1).sum(1)
         cnt = _pad_rows(w, n * b).reshape(n, b).sum(1)
         s = xs / jnp.maximum(cnt, 1.0)[:, None]
-        R = jax.vmap(self.sort_net)(s) @ s.T / jnp.sqrt(jnp.asarray(self.d_model, x.dtype))
-        return sinkhorn(R / self.temperature, self.sinkhorn_iters)
+        if self.causal:
+            # row n summarizes blocks 0..n-1 only: an exclusive cumulative mean
+            csum = jnp.cumsum(xs, axis=0) - xs
+            ccnt = jnp.cumsum(cnt) - cnt
+            rows = csum / jnp.maximum(ccnt, 1.0)[:, None]
+        else:
+            rows = s
+        R = jax.vmap(self.sort_net)(rows) @ s.T / jnp.sqrt(jnp.asarray(self.d_model, x.dtype))
+        return sinkhorn(R / self.temperature, self.sinkhorn_iters, causal=self.causal)
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
@@ -93,7 +146,11 @@ class SinkhornAttention(AbstractAttention):
         P = self.sort_matrix(x, mask)
         mb = _pad_rows(km, n * b).reshape(n, b)
         msort = (P @ mb.astype(x.dtype)) > 0
-        valid = jnp.concatenate([mb, msort], axis=1)[:, None, :]  # (n, 1, 2b)
+        own = mb[:, None, :]  # (n, 1, b)
+        if self.causal:  # within the own block, key u <= query t
+            own = own & jnp.tril(jnp.ones((b, b), bool))[None]
+        own = jnp.broadcast_to(own, (n, b, b))
+        valid = jnp.concatenate([own, jnp.broadcast_to(msort[:, None, :], (n, b, b))], axis=2)
 
         def attend(q, k, v, kk):
             def blocks(a):  # padded keys are zeroed so they never mix into sorted blocks
