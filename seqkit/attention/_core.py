@@ -166,6 +166,13 @@ def merge_attention(
 # chunked online-softmax attention (memory linear in L, forward and backward)
 
 
+def _mask_scores(s, kmask_j, j, c, Lq, causal, masked):
+    """Scores with disallowed keys at −inf; a no-op when nothing is masked (static)."""
+    if not (masked or causal):
+        return s
+    return jnp.where(_chunk_valid(kmask_j, j, c, Lq, causal, 0), s, -jnp.inf)
+
+
 def _chunk_valid(kmask_j, j, c, Lq, causal, q_offset):
     valid = jnp.broadcast_to(kmask_j[None, :], (Lq, c))
     if causal:
@@ -180,19 +187,17 @@ def _chunk_keep(seed, j, shape, rate):
     return jr.bernoulli(key, 1.0 - rate, shape)
 
 
-def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate):
+def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
     Lq, _ = q.shape
     nb = k.shape[0] // c
     kb = k.reshape(nb, c, -1)
     vb = v.reshape(nb, c, -1)
     mb = kmask.reshape(nb, c)
-    q_offset = 0  # queries sit at positions 0..Lq-1; padded keys come after the real ones
 
     def body(carry, xs):
         m, l, acc = carry
         kj, vj, mj, j = xs
-        s = (q @ kj.T) * scale
-        s = jnp.where(_chunk_valid(mj, j, c, Lq, causal, q_offset), s, -jnp.inf)
+        s = _mask_scores((q @ kj.T) * scale, mj, j, c, Lq, causal, masked)
         m_new = jnp.maximum(m, jnp.max(s, axis=-1))
         m_safe = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
         alpha = jnp.exp(m - m_safe)
@@ -218,17 +223,17 @@ def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate):
     return o, lse
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
-def _chunked(q, k, v, kmask, seed, causal, c, scale, rate):
-    return _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
+def _chunked(q, k, v, kmask, seed, causal, c, scale, rate, masked):
+    return _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked)[0]
 
 
-def _chunked_fwd(q, k, v, kmask, seed, causal, c, scale, rate):
-    o, lse = _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate)
+def _chunked_fwd(q, k, v, kmask, seed, causal, c, scale, rate, masked):
+    o, lse = _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked)
     return o, (q, k, v, kmask, seed, o, lse)
 
 
-def _chunked_bwd(causal, c, scale, rate, res, do):
+def _chunked_bwd(causal, c, scale, rate, masked, res, do):
     # Recompute each key chunk's weights from the saved log normalizers
     # (FlashAttention's backward): only O(Lq·c) lives at a time.
     q, k, v, kmask, seed, o, lse = res
@@ -242,8 +247,7 @@ def _chunked_bwd(causal, c, scale, rate, res, do):
 
     def body(dq, xs):
         kj, vj, mj, j = xs
-        s = (q @ kj.T) * scale
-        s = jnp.where(_chunk_valid(mj, j, c, Lq, causal, 0), s, -jnp.inf)
+        s = _mask_scores((q @ kj.T) * scale, mj, j, c, Lq, causal, masked)
         p = jnp.exp(s - lse_safe[:, None])
         dp = do @ vj.T
         if rate > 0.0:
@@ -272,7 +276,7 @@ def chunked_dot_product_attention(
     *,
     key_mask: Bool[Array, " Lk"] | None = None,
     causal: bool = False,
-    chunk_size: int = 512,
+    chunk_size: int = 128,
     scale: float | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
@@ -324,4 +328,6 @@ def chunked_dot_product_attention(
         seed = jr.key_data(key)
     else:
         seed = key
-    return _chunked(q, k, v, kmask, seed, causal, c, scale, rate)
+    # Keys need masking when the caller gave a mask or the last chunk is padded.
+    masked = key_mask is not None or pad > 0
+    return _chunked(q, k, v, kmask, seed, causal, c, scale, rate, masked)

@@ -52,7 +52,7 @@ class MultiHeadAttention(AbstractAttention):
         causal: bool = False,
         dropout: float = 0.0,
         impl: str = "chunked",
-        chunk_size: int = 512,
+        chunk_size: int = 128,
         inference: bool = False,
         key: PRNGKeyArray,
     ):

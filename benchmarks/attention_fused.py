@@ -1,0 +1,122 @@
+"""seqkit's softmax attention paths against a fused CPU attention kernel.
+
+Forward+backward of the attention core alone (q, k, v given; batch 8, 2 heads of
+64, i.e. width 128), side by side in one process: the plain XLA path
+(`jax.nn.dot_product_attention`), seqkit's dense reference
+(`dot_product_attention`), seqkit's chunked online-softmax path
+(`chunked_dot_product_attention`, the default of `MultiHeadAttention`), and, when
+PyTorch is installed, `torch.nn.functional.scaled_dot_product_attention` (a fused
+kernel). PyTorch is optional and only used here, never by seqkit itself.
+
+    python benchmarks/attention_fused.py --lengths 1024 4096 --causal
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from seqkit.attention import chunked_dot_product_attention, dot_product_attention  # noqa: E402
+
+
+def _best(fn, repeats):
+    fn()  # warm up / compile
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def jax_case(attend, q, k, v):
+    def loss(q, k, v):
+        return jnp.sum(attend(q, k, v) ** 2)
+
+    f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    mem = f.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
+    return (lambda: jax.block_until_ready(f(q, k, v))), mem
+
+
+def run_length(L, args, torch):
+    """Rows `(path, seconds, temp bytes)` for one length."""
+    B, h, dh = args.batch, args.heads, args.head_dim
+    rng = np.random.default_rng(0)
+    qn, kn, vn = (rng.standard_normal((B, h, L, dh)).astype(np.float32) for _ in range(3))
+    q, k, v = (jnp.asarray(x) for x in (qn, kn, vn))
+    mask = jnp.tril(jnp.ones((L, L), bool)) if args.causal else None
+
+    def plain_xla(q, k, v):
+        t = (0, 2, 1, 3)  # jax.nn wants (B, L, h, d)
+        out = jax.nn.dot_product_attention(
+            q.transpose(t), k.transpose(t), v.transpose(t), is_causal=args.causal
+        )
+        return out.transpose(t)
+
+    def chunked(q, k, v):
+        return chunked_dot_product_attention(q, k, v, causal=args.causal, chunk_size=args.chunk_size)
+
+    cases = {
+        "jax.nn.dot_product_attention": plain_xla,
+        "seqkit dense": lambda q, k, v: dot_product_attention(q, k, v, mask),
+        f"seqkit chunked ({args.chunk_size})": jax.vmap(jax.vmap(chunked)),
+    }
+    rows = []
+    for name, attend in cases.items():
+        run, mem = jax_case(attend, q, k, v)
+        rows.append((name, _best(run, args.repeats), mem))
+    if torch is not None:
+        import torch.nn.functional as F
+
+        tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (qn, kn, vn))
+
+        def torch_run():
+            for t in (tq, tk, tv):
+                t.grad = None
+            out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=args.causal)
+            (out**2).sum().backward()
+
+        rows.append(("torch sdpa (fused)", _best(torch_run, args.repeats), None))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--chunk-size", type=int, default=128)
+    parser.add_argument("--causal", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        torch = None
+    version = torch.__version__ if torch else "not installed"
+    print(
+        f"attention core, forward+backward, batch {args.batch}, {args.heads} heads of {args.head_dim}, "
+        f"causal={args.causal}; {os.cpu_count()} cores; min of {args.repeats}; torch: {version}"
+    )
+    print(f"{'L':>6} {'path':<28} {'ms':>9} {'x fused':>8} {'temp MiB':>9}")
+    for L in args.lengths:
+        rows = run_length(L, args, torch)
+        fused = rows[-1][1] if torch is not None else None
+        for name, t, mem in rows:
+            ratio = f"{t / fused:>8.2f}" if fused else f"{'-':>8}"
+            mib = f"{mem / 2**20:>9.1f}" if mem is not None else f"{'-':>9}"
+            print(f"{L:>6} {name:<28} {1e3 * t:>9.1f} {ratio} {mib}")
+
+
+if __name__ == "__main__":
+    main()
