@@ -193,11 +193,12 @@ def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
     kb = k.reshape(nb, c, -1)
     vb = v.reshape(nb, c, -1)
     mb = kmask.reshape(nb, c)
+    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every (Lq, c) score block
 
     def body(carry, xs):
         m, l, acc = carry
         kj, vj, mj, j = xs
-        s = _mask_scores((q @ kj.T) * scale, mj, j, c, Lq, causal, masked)
+        s = _mask_scores(qs @ kj.T, mj, j, c, Lq, causal, masked)
         m_new = jnp.maximum(m, jnp.max(s, axis=-1))
         m_safe = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
         alpha = jnp.exp(m - m_safe)
@@ -243,11 +244,12 @@ def _chunked_bwd(causal, c, scale, rate, masked, res, do):
     vb = v.reshape(nb, c, -1)
     mb = kmask.reshape(nb, c)
     D = jnp.sum(do * o, axis=-1)
+    qs = q * jnp.asarray(scale, q.dtype)
     lse_safe = jnp.where(jnp.isfinite(lse), lse, jnp.zeros_like(lse))
 
     def body(dq, xs):
         kj, vj, mj, j = xs
-        s = _mask_scores((q @ kj.T) * scale, mj, j, c, Lq, causal, masked)
+        s = _mask_scores(qs @ kj.T, mj, j, c, Lq, causal, masked)
         p = jnp.exp(s - lse_safe[:, None])
         dp = do @ vj.T
         if rate > 0.0:
@@ -258,12 +260,12 @@ def _chunked_bwd(causal, c, scale, rate, masked, res, do):
             pd = p
         dv_j = pd.T @ do
         ds = p * (dp - D[:, None])
-        dq = dq + (ds @ kj) * scale
-        dk_j = (ds.T @ q) * scale
+        dq = dq + ds @ kj
+        dk_j = ds.T @ qs
         return dq, (dk_j, dv_j)
 
     dq, (dk, dv) = lax.scan(body, jnp.zeros_like(q), (kb, vb, mb, jnp.arange(nb)))
-    return dq, dk.reshape(k.shape), dv.reshape(v.shape), None, None
+    return dq * jnp.asarray(scale, q.dtype), dk.reshape(k.shape), dv.reshape(v.shape), None, None
 
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd)
