@@ -42,3 +42,13 @@ def to_np(x, dtype=None):
 
 def key_data(key):
     return jnp.asarray(jax.random.key_data(key))
+
+
+def scan_steps(model, xs, state):
+    """Outputs of `model.step` over the sequence `xs` from `state` (recurrent mode)."""
+
+    def body(state, x_t):
+        y_t, state = model.step(x_t, state)
+        return state, y_t
+
+    return jax.lax.scan(body, state, xs)[1]

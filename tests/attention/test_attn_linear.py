@@ -9,7 +9,7 @@ import pytest
 from attn_reference import heads, np_attention, np_mha, out
 
 import seqkit.attention as sa
-from helpers import assert_close
+from helpers import assert_close, scan_steps
 
 
 def np_elu1(x):
@@ -73,11 +73,7 @@ def test_random_feature_step_equals_parallel(getkey, cls):
 
     @eqx.filter_jit
     def both(m, x):
-        def body(state, x_t):
-            y_t, state = m.step(x_t, state)
-            return state, y_t
-
-        return jax.lax.scan(body, m.init_state(), x)[1], m(x)
+        return scan_steps(m, x, m.init_state()), m(x)
 
     steps, parallel = both(m, x)
     assert_close(steps, parallel, rtol=1e-4)

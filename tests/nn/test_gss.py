@@ -3,14 +3,13 @@
 import math
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
 from mixer_testing import QUICK_RECALL, fit_recall, future_dependence, np_layernorm, np_linear
 
-from helpers import assert_close, to_np
+from helpers import assert_close, scan_steps, to_np
 from seqkit.nn import GSS
 
 
@@ -72,11 +71,7 @@ def test_gss_step_matches_parallel(getkey):
     layer = small(getkey)
     x = jr.normal(getkey(), (12, 6))
 
-    def body(state, x_t):
-        y_t, state = layer.step(x_t, state)
-        return state, y_t
-
-    _, ys = jax.lax.scan(body, layer.init_state(), x)
+    ys = scan_steps(layer, x, layer.init_state())
     assert_close(ys, layer(x), rtol=1e-5)
 
 
@@ -84,11 +79,7 @@ def test_gss_softmax_variant_step_matches_parallel(getkey):
     layer = small(getkey, variant="softmax")
     x = jr.normal(getkey(), (12, 6))
 
-    def body(state, x_t):
-        y_t, state = layer.step(x_t, state)
-        return state, y_t
-
-    _, ys = jax.lax.scan(body, layer.init_state(12), x)
+    ys = scan_steps(layer, x, layer.init_state(12))
     assert_close(ys, layer(x), rtol=1e-5)
 
 

@@ -5,7 +5,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from helpers import assert_close
+from helpers import assert_close, scan_steps
 from seqkit.nn import SSMLayer
 from seqkit.ssm import S4D
 
@@ -34,11 +34,7 @@ def test_ssm_layer_step_matches_call(getkey):
     layer = SSMLayer(S4D(4, 8, key=getkey()), key=getkey())
     u = jr.normal(getkey(), (16, 4))
 
-    def body(state, u_t):
-        y_t, state = layer.step(u_t, state)
-        return state, y_t
-
-    _, ys = jax.lax.scan(body, layer.init_state(), u)
+    ys = scan_steps(layer, u, layer.init_state())
     assert_close(ys, layer(u), rtol=2e-3)
 
 

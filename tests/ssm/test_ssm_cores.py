@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
 
-from helpers import assert_close
+from helpers import assert_close, scan_steps
 from seqkit.ssm import DSS, EMA, S4, S4D, DiscreteSystem, hippo_legs
 
 H, N = 3, 8
@@ -121,11 +121,7 @@ def test_step_mode_equals_conv_mode(name):
     L = 60
     u = jr.normal(jr.key(1), (L, H))
 
-    def body(state, u_t):
-        y_t, state = core.step(u_t, state)
-        return state, y_t
-
-    _, ys = jax.lax.scan(body, core.init_state(L), u)
+    ys = scan_steps(core, u, core.init_state(L))
     assert_close(ys, core(u), rtol=2e-3)
 
 
