@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
+from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 # ---------------------------------------------------------------------------
@@ -166,14 +167,8 @@ def merge_attention(
 # chunked online-softmax attention (memory linear in L, forward and backward)
 
 
-def _mask_scores(s, kmask_j, j, c, Lq, causal, masked):
-    """Scores with disallowed keys at −inf; a no-op when nothing is masked (static)."""
-    if not (masked or causal):
-        return s
-    return jnp.where(_chunk_valid(kmask_j, j, c, Lq, causal, 0), s, -jnp.inf)
-
-
 def _chunk_valid(kmask_j, j, c, Lq, causal, q_offset):
+    """`(Lq, c)`: may query `q_offset + i` see key `j·c + t` of this chunk?"""
     valid = jnp.broadcast_to(kmask_j[None, :], (Lq, c))
     if causal:
         kpos = j * c + jnp.arange(c)
@@ -187,35 +182,59 @@ def _chunk_keep(seed, j, shape, rate):
     return jr.bernoulli(key, 1.0 - rate, shape)
 
 
+# Causal attention skips the work above the diagonal: key chunk `j` only meets
+# queries `>= j·c`, so the chunks are unrolled with static query ranges (about
+# half the work of the full square). Past this many chunks the scan over full
+# query ranges (masked, no skipping) keeps compile time bounded.
+_MAX_UNROLLED_CHUNKS = 64
+
+
+def _skip_future(causal, nb):
+    return causal and nb <= _MAX_UNROLLED_CHUNKS
+
+
+def _forward_step(carry, qs, kj, vj, mj, j, off, seed, causal, c, rate, masked):
+    """One key chunk of the online softmax for queries `off:` (`qs` holds those rows)."""
+    m, l, acc = carry
+    s = qs @ kj.T
+    if masked or causal:
+        s = jnp.where(_chunk_valid(mj, j, c, qs.shape[0], causal, off), s, -jnp.inf)
+    m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+    m_safe = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
+    alpha = jnp.exp(m - m_safe)
+    p = jnp.exp(s - m_safe[:, None])
+    l = l * alpha + jnp.sum(p, axis=-1)
+    if rate > 0.0:
+        keep = _chunk_keep(seed, j, p.shape, rate)
+        p = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
+    return m_new, l, acc * alpha[:, None] + p @ vj
+
+
 def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
-    Lq, _ = q.shape
+    Lq = q.shape[0]
     nb = k.shape[0] // c
     kb = k.reshape(nb, c, -1)
     vb = v.reshape(nb, c, -1)
     mb = kmask.reshape(nb, c)
     qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every (Lq, c) score block
-
-    def body(carry, xs):
-        m, l, acc = carry
-        kj, vj, mj, j = xs
-        s = _mask_scores(qs @ kj.T, mj, j, c, Lq, causal, masked)
-        m_new = jnp.maximum(m, jnp.max(s, axis=-1))
-        m_safe = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
-        alpha = jnp.exp(m - m_safe)
-        p = jnp.exp(s - m_safe[:, None])
-        l = l * alpha + jnp.sum(p, axis=-1)
-        if rate > 0.0:
-            keep = _chunk_keep(seed, j, p.shape, rate)
-            p = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
-        acc = acc * alpha[:, None] + p @ vj
-        return (m_new, l, acc), None
-
-    init = (
+    static = (seed, causal, c, rate, masked)
+    carry = (
         jnp.full((Lq,), -jnp.inf, q.dtype),
         jnp.zeros((Lq,), q.dtype),
         jnp.zeros((Lq, v.shape[-1]), q.dtype),
     )
-    (m, l, acc), _ = lax.scan(body, init, (kb, vb, mb, jnp.arange(nb)))
+    if _skip_future(causal, nb):
+        for j in range(nb):
+            off = j * c
+            part = _forward_step([x[off:] for x in carry], qs[off:], kb[j], vb[j], mb[j], j, off, *static)
+            carry = tuple(x.at[off:].set(y) for x, y in zip(carry, part, strict=True))
+    else:
+
+        def body(carry, xs):
+            return _forward_step(carry, qs, *xs, 0, *static), None
+
+        carry, _ = lax.scan(body, carry, (kb, vb, mb, jnp.arange(nb)))
+    m, l, acc = carry
     ok = l > 0
     safe = jnp.where(ok, l, jnp.ones_like(l))
     m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
@@ -224,48 +243,136 @@ def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
     return o, lse
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
-def _chunked(q, k, v, kmask, seed, causal, c, scale, rate, masked):
-    return _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked)[0]
+def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, seed, causal, c, rate, masked):
+    """One key chunk's share of the gradients, for queries `off:`.
+
+    Tiles are key-major, `(c, Lq)`, so that dk and dv are plain `(c, Lq) @ (Lq, d)`
+    products. Returns `(dqᵀ for those queries, dk_j, dv_j)`.
+    """
+    Lr = qs.shape[0]
+    sT = kj @ qs.T
+    if masked or causal:
+        sT = jnp.where(_chunk_valid(mj, j, c, Lr, causal, off).T, sT, -jnp.inf)
+    pT = jnp.exp(sT - lse[None, :])
+    dpT = vj @ do.T
+    if rate > 0.0:
+        keep = _chunk_keep(seed, j, (Lr, c), rate).T  # the forward pass's mask
+        pdT = jnp.where(keep, pT / (1.0 - rate), jnp.zeros_like(pT))
+        dpT = jnp.where(keep, dpT / (1.0 - rate), jnp.zeros_like(dpT))
+    else:
+        pdT = pT
+    dsT = pT * (dpT - D[None, :])
+    return kj.T @ dsT, dsT @ qs, pdT @ do  # kjᵀ dsT: no transpose of the (c, Lq) tile
 
 
-def _chunked_fwd(q, k, v, kmask, seed, causal, c, scale, rate, masked):
-    o, lse = _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked)
-    return o, (q, k, v, kmask, seed, o, lse)
-
-
-def _chunked_bwd(causal, c, scale, rate, masked, res, do):
+def _chunked_backward(q, k, v, kmask, seed, o, lse, do, causal, c, scale, rate, masked):
     # Recompute each key chunk's weights from the saved log normalizers
     # (FlashAttention's backward): only O(Lq·c) lives at a time.
-    q, k, v, kmask, seed, o, lse = res
-    Lq = q.shape[0]
     nb = k.shape[0] // c
     kb = k.reshape(nb, c, -1)
     vb = v.reshape(nb, c, -1)
     mb = kmask.reshape(nb, c)
     D = jnp.sum(do * o, axis=-1)
     qs = q * jnp.asarray(scale, q.dtype)
-    lse_safe = jnp.where(jnp.isfinite(lse), lse, jnp.zeros_like(lse))
+    lse = jnp.where(jnp.isfinite(lse), lse, jnp.zeros_like(lse))
+    static = (seed, causal, c, rate, masked)
+    dqT = jnp.zeros_like(q.T)
+    if _skip_future(causal, nb):
+        dk, dv = [], []
+        for j in range(nb):
+            off = j * c
+            rows = (qs[off:], do[off:], D[off:], lse[off:])
+            dqT_j, dk_j, dv_j = _backward_step(*rows, kb[j], vb[j], mb[j], j, off, *static)
+            dqT = dqT.at[:, off:].add(dqT_j)
+            dk.append(dk_j)
+            dv.append(dv_j)
+        dk, dv = jnp.stack(dk), jnp.stack(dv)
+    else:
 
-    def body(dq, xs):
-        kj, vj, mj, j = xs
-        s = _mask_scores(qs @ kj.T, mj, j, c, Lq, causal, masked)
-        p = jnp.exp(s - lse_safe[:, None])
-        dp = do @ vj.T
-        if rate > 0.0:
-            keep = _chunk_keep(seed, j, p.shape, rate)
-            pd = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
-            dp = jnp.where(keep, dp / (1.0 - rate), jnp.zeros_like(dp))
-        else:
-            pd = p
-        dv_j = pd.T @ do
-        ds = p * (dp - D[:, None])
-        dq = dq + ds @ kj
-        dk_j = ds.T @ qs
-        return dq, (dk_j, dv_j)
+        def body(dqT, xs):
+            dqT_j, dk_j, dv_j = _backward_step(qs, do, D, lse, *xs, 0, *static)
+            return dqT + dqT_j, (dk_j, dv_j)
 
-    dq, (dk, dv) = lax.scan(body, jnp.zeros_like(q), (kb, vb, mb, jnp.arange(nb)))
-    return dq * jnp.asarray(scale, q.dtype), dk.reshape(k.shape), dv.reshape(v.shape), None, None
+        dqT, (dk, dv) = lax.scan(body, dqT, (kb, vb, mb, jnp.arange(nb)))
+    return dqT.T * jnp.asarray(scale, q.dtype), dk.reshape(k.shape), dv.reshape(v.shape)
+
+
+# The forward and backward passes run as row kernels: every array carries a
+# leading axis of rows (heads × examples × ...). A `custom_vmap` rule folds each
+# `vmap` over the per-head function into that axis, so the kernel sees all rows
+# at once and chooses how to walk them. On CPU it visits a few rows per step:
+# XLA:CPU's matrix products and elementwise passes run markedly faster on
+# (few rows, Lq, c) tiles than on one (all rows, Lq, c) block (see
+# benchmarks/attention_fused.py); elsewhere all rows go at once.
+
+_CPU_ROWS_PER_STEP = 2
+
+
+def _rows_per_step(n: int) -> int:
+    if jax.default_backend() != "cpu":
+        return n
+    return max(g for g in range(1, min(n, _CPU_ROWS_PER_STEP) + 1) if n % g == 0)
+
+
+def _over_rows(fn, args):
+    """`vmap(fn)` over the leading row axis of `args`, `_rows_per_step` rows at a time."""
+    n = args[0].shape[0]
+    g = _rows_per_step(n)
+    if g == n:
+        return jax.vmap(fn)(*args)
+    grouped = [a.reshape(n // g, g, *a.shape[1:]) for a in args]
+    out = lax.map(lambda xs: jax.vmap(fn)(*xs), grouped)
+    return jax.tree.map(lambda y: y.reshape(n, *y.shape[2:]), out)
+
+
+def _row_kernel(fn):
+    """`fn` over rows, with every further `vmap` folded into the row axis."""
+
+    @custom_vmap
+    def kernel(*args):
+        return _over_rows(fn, args)
+
+    @kernel.def_vmap
+    def _fold(axis_size, in_batched, *args):
+        args = [
+            a if b else jnp.broadcast_to(a, (axis_size, *a.shape))
+            for a, b in zip(args, in_batched, strict=True)
+        ]
+        m, n = args[0].shape[:2]
+        out = kernel(*[a.reshape(m * n, *a.shape[2:]) for a in args])
+        out = jax.tree.map(lambda y: y.reshape(m, n, *y.shape[1:]), out)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels(causal, c, scale, rate, masked):
+    static = (causal, c, scale, rate, masked)
+    fwd = _row_kernel(lambda q, k, v, m, s: _chunked_forward(q, k, v, m, s, *static))
+    bwd = _row_kernel(lambda q, k, v, m, s, o, lse, do: _chunked_backward(q, k, v, m, s, o, lse, do, *static))
+    return fwd, bwd
+
+
+def _rows(*xs):
+    return [x[None] for x in xs]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
+def _chunked(q, k, v, kmask, seed, causal, c, scale, rate, masked):
+    return _chunked_fwd(q, k, v, kmask, seed, causal, c, scale, rate, masked)[0]
+
+
+def _chunked_fwd(q, k, v, kmask, seed, causal, c, scale, rate, masked):
+    fwd, _ = _kernels(causal, c, scale, rate, masked)
+    o, lse = fwd(*_rows(q, k, v, kmask, seed))
+    return o[0], (q, k, v, kmask, seed, o[0], lse[0])
+
+
+def _chunked_bwd(causal, c, scale, rate, masked, res, do):
+    _, bwd = _kernels(causal, c, scale, rate, masked)
+    dq, dk, dv = bwd(*_rows(*res, do))
+    return dq[0], dk[0], dv[0], None, None
 
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd)
@@ -278,23 +385,30 @@ def chunked_dot_product_attention(
     *,
     key_mask: Bool[Array, " Lk"] | None = None,
     causal: bool = False,
-    chunk_size: int = 128,
+    chunk_size: int = 512,
     scale: float | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
 ) -> Float[Array, "Lq dv"]:
     """Softmax attention by an online softmax over key chunks (one head).
 
-    Keys are visited `chunk_size` at a time by a `lax.scan` that keeps the running
-    row maximum `m`, normalizer `l` and unnormalized output; the backward pass
-    (a `custom_vjp`) recomputes each chunk's weights from the saved
+    Keys are visited in chunks of at most `chunk_size` by a `lax.scan` that keeps
+    the running row maximum `m`, normalizer `l` and unnormalized output; the
+    backward pass (a `custom_vjp`) recomputes each chunk's weights from the saved
     `lse = m + log l` (Dao et al., "FlashAttention", 2022; Rabe & Staats,
-    "Self-attention Does Not Need O(n²) Memory", 2021). Memory is
-    `O(Lq · chunk_size)`, never `Lq × Lk`. Equal to
+    "Self-attention Does Not Need O(n²) Memory", 2021). Equal to
     [`seqkit.attention.dot_product_attention`][] with the same masks.
 
+    Written for one head, it is meant to be `vmap`ped over heads and examples:
+    each `vmap` is folded into one axis of rows (a `custom_vmap` rule), so the
+    kernel sees every row at once. On CPU it walks the rows two at a time, which
+    XLA:CPU runs markedly faster than one block of all rows; on accelerators it
+    takes all rows at once. Memory is `O(rows per step · Lq · chunk_size)`, never
+    `Lq × Lk`.
+
     ```python
-    o = chunked_dot_product_attention(q, k, v, causal=True, chunk_size=256)
+    o = chunked_dot_product_attention(q, k, v, causal=True)
+    o = jax.vmap(jax.vmap(chunked_dot_product_attention))(qs, ks, vs)  # (B, h, L, d)
     ```
 
     **Arguments:**
@@ -302,7 +416,8 @@ def chunked_dot_product_attention(
     - `q`, `k`, `v`: `(Lq, dk)`, `(Lk, dk)`, `(Lk, dv)` (vmap over heads).
     - `key_mask`: optional `(Lk,)` boolean, `True` = real key.
     - `causal`: query `i` sees keys `j <= i` (needs `Lq == Lk`).
-    - `chunk_size`: keys per scan step.
+    - `chunk_size`: the most keys per scan step; the keys are split into
+      `ceil(Lk / chunk_size)` equal chunks, so little padding is ever added.
     - `scale`: defaults to `1/sqrt(dk)`.
     - `dropout_rate`, `key`: attention-weight dropout, regenerated per chunk in
       the backward pass from the same key.
@@ -316,7 +431,7 @@ def chunked_dot_product_attention(
     if chunk_size < 1:
         raise ValueError(f"expected chunk_size >= 1, got {chunk_size}")
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
-    c = min(chunk_size, Lk)
+    c = -(-Lk // -(-Lk // chunk_size))  # ceil(Lk / n_chunks): equal chunks, padding < n_chunks
     pad = (-Lk) % c
     kmask = jnp.ones((Lk,), bool) if key_mask is None else key_mask
     if pad:

@@ -15,9 +15,11 @@ class MultiHeadAttention(AbstractAttention):
     `y = concat(head_1, …, head_h) W_o` with `Q = x W_q`, `K = x W_k`, `V = x W_v`
     (Vaswani et al., "Attention Is All You Need", 2017).
 
-    `impl="chunked"` (default) runs an online softmax over key chunks with memory
-    linear in `L` (forward and backward); `impl="dense"` builds the `L × L`
-    scores and is the reference.
+    `impl="chunked"` (default) runs
+    [`seqkit.attention.chunked_dot_product_attention`][]: an online softmax over
+    key chunks with memory linear in `L`, forward and backward, whose `vmap` over
+    heads and examples becomes one batched kernel. `impl="dense"` builds the
+    `L × L` scores and is the reference.
 
     ```python
     mha = MultiHeadAttention(128, 2, causal=True, key=jax.random.key(0))
@@ -31,7 +33,7 @@ class MultiHeadAttention(AbstractAttention):
     - `causal`: position `i` attends to `j <= i` only.
     - `dropout`: attention-weight dropout rate.
     - `impl`: `"chunked"` or `"dense"`.
-    - `chunk_size`: keys per online-softmax step (chunked path).
+    - `chunk_size`: the most keys per online-softmax step (chunked path).
     - `key`: PRNG key for the initial parameters.
     """
 
@@ -52,7 +54,7 @@ class MultiHeadAttention(AbstractAttention):
         causal: bool = False,
         dropout: float = 0.0,
         impl: str = "chunked",
-        chunk_size: int = 128,
+        chunk_size: int = 512,
         inference: bool = False,
         key: PRNGKeyArray,
     ):

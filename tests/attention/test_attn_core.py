@@ -78,7 +78,8 @@ def test_chunked_gradients_match_dense(getkey, causal):
         jax.config.update("jax_enable_x64", False)
 
 
-def test_chunked_dropout_gradient_is_exact(getkey):
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunked_dropout_gradient_is_exact(getkey, causal):
     """With dropout the backward pass regenerates the same masks: finite differences agree."""
     jax.config.update("jax_enable_x64", True)
     try:
@@ -89,7 +90,7 @@ def test_chunked_dropout_gradient_is_exact(getkey):
                 jnp.asarray(q),
                 jnp.asarray(k),
                 jnp.asarray(v),
-                causal=True,
+                causal=causal,
                 chunk_size=3,
                 dropout_rate=0.3,
                 key=key,
@@ -97,6 +98,125 @@ def test_chunked_dropout_gradient_is_exact(getkey):
             ** 2
         )
         jax.test_util.check_grads(f, (q, k, v), order=1, modes=["rev"])
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_causal_scan_fallback_matches_dense(getkey, monkeypatch):
+    """Past `_MAX_UNROLLED_CHUNKS` chunks, causal attention runs the masked scan
+    over full query ranges (no skipping): values and float64 gradients agree too."""
+    import seqkit.attention._core as core
+
+    monkeypatch.setattr(core, "_MAX_UNROLLED_CHUNKS", 2)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        L = 13
+        q, k, v = (a.astype(jnp.float64) for a in _qkv(getkey, L, L))
+        km = jnp.arange(L) < L - 2
+        w = jr.normal(getkey(), (L, 6), jnp.float64)
+        m = np.array([[bool(km[j]) and j <= i for j in range(L)] for i in range(L)])
+
+        def f_chunk(q, k, v):
+            return sa.chunked_dot_product_attention(q, k, v, key_mask=km, causal=True, chunk_size=4)
+
+        assert_close(jax.jit(f_chunk)(q, k, v), np_attention(q, k, v, m), rtol=1e-12)
+        g1 = jax.grad(lambda *a: jnp.sum(f_chunk(*a) * w), argnums=(0, 1, 2))(q, k, v)
+        g2 = jax.grad(
+            lambda *a: jnp.sum(sa.dot_product_attention(*a, jnp.asarray(m)) * w), argnums=(0, 1, 2)
+        )(q, k, v)
+        for a, b in zip(g1, g2, strict=True):
+            assert_close(a, b, rtol=1e-10)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+# Batched use: a `vmap` over the per-head function is folded into the row
+# kernel's leading axis, which on CPU walks rows two at a time (odd row counts one
+# at a time) and on accelerators takes all rows at once.
+BATCH_CASES = [(3, 1), (2, 3), (1, 2)]  # rows: 3 (odd), 6 (pairs), 2 (one step)
+
+
+def _batched(getkey, B, h, L, d=8, dtype=jnp.float32):
+    q, k, v = (jr.normal(getkey(), (B, h, L, d), dtype) for _ in range(3))
+    km = jnp.arange(L)[None, :] < jnp.asarray([L - 1 - b for b in range(B)])[:, None]  # per example
+    return q, k, v, km
+
+
+def _per_head(causal, chunk, **kw):
+    def one(q, k, v, km):
+        return sa.chunked_dot_product_attention(q, k, v, key_mask=km, causal=causal, chunk_size=chunk, **kw)
+
+    # heads share their example's padding mask (unbatched over the inner vmap)
+    return jax.vmap(jax.vmap(one, in_axes=(0, 0, 0, None)))
+
+
+@pytest.mark.parametrize("B,h", BATCH_CASES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("backend", ["cpu", "accelerator"])
+def test_chunked_batched_matches_reference(getkey, monkeypatch, B, h, causal, backend):
+    if backend == "accelerator":  # the all-rows-at-once schedule, chosen off CPU
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    L = 11
+    q, k, v, km = _batched(getkey, B, h, L)
+    got = jax.jit(_per_head(causal, 4))(q, k, v, km)
+    for b in range(B):
+        m = np.array([[bool(km[b, j]) and (not causal or j <= i) for j in range(L)] for i in range(L)])
+        for i in range(h):
+            assert_close(got[b, i], np_attention(q[b, i], k[b, i], v[b, i], m), rtol=1e-5)
+
+
+@pytest.mark.parametrize("B,h", BATCH_CASES)
+def test_chunked_batched_gradients_match_dense(getkey, B, h):
+    """Gradients through the folded row kernels against autodiff of the dense formula (float64)."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        L = 10
+        q, k, v, km = _batched(getkey, B, h, L, dtype=jnp.float64)
+        w = jr.normal(getkey(), (B, h, L, 8), jnp.float64)
+        mask = km[:, None, None, :] & sa.causal_mask(L)
+
+        def f_chunk(q, k, v):
+            return jnp.sum(_per_head(True, 3)(q, k, v, km) * w)
+
+        def f_dense(q, k, v):
+            return jnp.sum(sa.dot_product_attention(q, k, v, mask) * w)
+
+        g1 = jax.jit(jax.grad(f_chunk, argnums=(0, 1, 2)))(q, k, v)
+        g2 = jax.jit(jax.grad(f_dense, argnums=(0, 1, 2)))(q, k, v)
+        for a, b in zip(g1, g2, strict=True):
+            assert_close(a, b, rtol=1e-10)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_chunked_vmap_over_queries_only(getkey):
+    """Keys and values shared across the vmapped axis (broadcast into the rows)."""
+    q = jr.normal(getkey(), (5, 7, 8))
+    k, v = jr.normal(getkey(), (9, 8)), jr.normal(getkey(), (9, 6))
+    got = jax.vmap(lambda q: sa.chunked_dot_product_attention(q, k, v, chunk_size=4))(q)
+    for i in range(5):
+        assert_close(got[i], np_attention(q[i], k, v), rtol=1e-5)
+
+
+def test_chunked_batched_dropout(getkey):
+    """Per-head dropout keys under vmap: heads drop differently, and the backward
+    pass regenerates each head's masks (finite differences agree)."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        B, h, L = 2, 3, 7
+        q, k, v, km = _batched(getkey, B, h, L, dtype=jnp.float64)
+        keys = jr.split(getkey(), (B, h))
+
+        def f(q, k, v):
+            one = lambda q, k, v, m, kk: sa.chunked_dot_product_attention(  # noqa: E731
+                q, k, v, key_mask=m, causal=True, chunk_size=3, dropout_rate=0.3, key=kk
+            )
+            return jax.vmap(jax.vmap(one, in_axes=(0, 0, 0, None, 0)))(q, k, v, km, keys)
+
+        same = jnp.broadcast_to(q[:, :1], q.shape)  # every head sees the same inputs
+        o = f(same, jnp.broadcast_to(k[:, :1], k.shape), jnp.broadcast_to(v[:, :1], v.shape))
+        assert not np.allclose(o[:, 0], o[:, 1])  # ...but drops different weights
+        jax.test_util.check_grads(lambda q, k, v: jnp.sum(f(q, k, v) ** 2), (q, k, v), order=1, modes=["rev"])
     finally:
         jax.config.update("jax_enable_x64", False)
 
