@@ -1,7 +1,7 @@
 """seqkit's softmax attention paths against a fused CPU attention kernel.
 
-Forward+backward of the attention core alone (q, k, v given; batch 8, 2 heads of
-64, i.e. width 128), side by side in one process: the plain XLA path
+The attention core alone (q, k, v given; batch 8, 2 heads of 64, i.e. width
+128), forward and forward+backward, side by side in one process: the plain XLA path
 (`jax.nn.dot_product_attention`), seqkit's dense reference
 (`dot_product_attention`), seqkit's chunked online-softmax path
 (`chunked_dot_product_attention`, the default of `MultiHeadAttention`), and, when
@@ -25,6 +25,7 @@ from seqkit.attention import chunked_dot_product_attention, dot_product_attentio
 
 
 def _best(fn, repeats):
+    """The fastest of `repeats` timed calls, after one untimed (compiling) call."""
     fn()  # warm up / compile
     best = float("inf")
     for _ in range(repeats):
@@ -34,17 +35,22 @@ def _best(fn, repeats):
     return best
 
 
-def jax_case(attend, q, k, v):
+def jax_case(attend, q, k, v, repeats):
+    """(forward s, forward+backward s, forward+backward temp bytes)."""
+
     def loss(q, k, v):
         return jnp.sum(attend(q, k, v) ** 2)
 
-    f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
-    mem = f.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
-    return (lambda: jax.block_until_ready(f(q, k, v))), mem
+    fwd = jax.jit(attend)
+    both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    mem = both.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
+    t_fwd = _best(lambda: jax.block_until_ready(fwd(q, k, v)), repeats)
+    t_both = _best(lambda: jax.block_until_ready(both(q, k, v)), repeats)
+    return t_fwd, t_both, mem
 
 
 def run_length(L, args, torch):
-    """Rows `(path, seconds, temp bytes)` for one length."""
+    """Rows `(path, forward s, forward+backward s, temp bytes)` for one length."""
     B, h, dh = args.batch, args.heads, args.head_dim
     rng = np.random.default_rng(0)
     qn, kn, vn = (rng.standard_normal((B, h, L, dh)).astype(np.float32) for _ in range(3))
@@ -68,20 +74,25 @@ def run_length(L, args, torch):
     }
     rows = []
     for name, attend in cases.items():
-        run, mem = jax_case(attend, q, k, v)
-        rows.append((name, _best(run, args.repeats), mem))
+        rows.append((name, *jax_case(attend, q, k, v, args.repeats)))
     if torch is not None:
         import torch.nn.functional as F
 
         tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (qn, kn, vn))
 
-        def torch_run():
+        def torch_fwd():
+            with torch.no_grad():
+                F.scaled_dot_product_attention(tq, tk, tv, is_causal=args.causal)
+
+        def torch_both():
             for t in (tq, tk, tv):
                 t.grad = None
             out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=args.causal)
             (out**2).sum().backward()
 
-        rows.append(("torch sdpa (fused)", _best(torch_run, args.repeats), None))
+        rows.append(
+            ("torch sdpa (fused)", _best(torch_fwd, args.repeats), _best(torch_both, args.repeats), None)
+        )
     return rows
 
 
@@ -93,7 +104,7 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--head-dim", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=128)
+    parser.add_argument("--chunk-size", type=int, default=512)
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -108,14 +119,20 @@ def main():
         f"attention core, forward+backward, batch {args.batch}, {args.heads} heads of {args.head_dim}, "
         f"causal={args.causal}; {os.cpu_count()} cores; min of {args.repeats}; torch: {version}"
     )
-    print(f"{'L':>6} {'path':<28} {'ms':>9} {'x fused':>8} {'temp MiB':>9}")
+    print(
+        f"{'L':>6} {'path':<28} {'fwd ms':>9} {'x fused':>8} {'fwd+bwd ms':>11} {'x fused':>8} "
+        f"{'temp MiB':>9}"
+    )
     for L in args.lengths:
         rows = run_length(L, args, torch)
-        fused = rows[-1][1] if torch is not None else None
-        for name, t, mem in rows:
-            ratio = f"{t / fused:>8.2f}" if fused else f"{'-':>8}"
+        fused = rows[-1][1:3] if torch is not None else None
+        for name, t_fwd, t_both, mem in rows:
+            r_fwd, r_both = (
+                f"{t / f:>8.2f}" if fused else f"{'-':>8}"
+                for t, f in zip((t_fwd, t_both), fused or (1.0, 1.0), strict=True)
+            )
             mib = f"{mem / 2**20:>9.1f}" if mem is not None else f"{'-':>9}"
-            print(f"{L:>6} {name:<28} {1e3 * t:>9.1f} {ratio} {mib}")
+            print(f"{L:>6} {name:<28} {1e3 * t_fwd:>9.1f} {r_fwd} {1e3 * t_both:>11.1f} {r_both} {mib}")
 
 
 if __name__ == "__main__":
