@@ -177,24 +177,14 @@ def _chunk_valid(kmask_j, j, c, Lq, causal, q_offset):
     return valid
 
 
-def _chunk_keep(seed, j, shape, rate):
-    key = jr.fold_in(jr.wrap_key_data(seed), j)
+def _chunk_keep(seed, tile, shape, rate):
+    key = jr.fold_in(jr.wrap_key_data(seed), tile)
     return jr.bernoulli(key, 1.0 - rate, shape)
 
 
-# Causal attention skips the work above the diagonal: key chunk `j` only meets
-# queries `>= j·c`, so the chunks are unrolled with static query ranges (about
-# half the work of the full square). Past this many chunks the scan over full
-# query ranges (masked, no skipping) keeps compile time bounded.
-_MAX_UNROLLED_CHUNKS = 64
-
-
-def _skip_future(causal, nb):
-    return causal and nb <= _MAX_UNROLLED_CHUNKS
-
-
-def _forward_step(carry, qs, kj, vj, mj, j, off, seed, causal, c, rate, masked):
-    """One key chunk of the online softmax for queries `off:` (`qs` holds those rows)."""
+def _forward_step(carry, qs, kj, vj, mj, j, off, tile, seed, causal, c, rate, masked):
+    """One key chunk `j` of the online softmax for the queries `off, off + 1, …`
+    held in `qs` (all of them, or one query block)."""
     m, l, acc = carry
     s = qs @ kj.T
     if masked or causal:
@@ -205,46 +195,13 @@ def _forward_step(carry, qs, kj, vj, mj, j, off, seed, causal, c, rate, masked):
     p = jnp.exp(s - m_safe[:, None])
     l = l * alpha + jnp.sum(p, axis=-1)
     if rate > 0.0:
-        keep = _chunk_keep(seed, j, p.shape, rate)
+        keep = _chunk_keep(seed, tile, p.shape, rate)
         p = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
     return m_new, l, acc * alpha[:, None] + p @ vj
 
 
-def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
-    Lq = q.shape[0]
-    nb = k.shape[0] // c
-    kb = k.reshape(nb, c, -1)
-    vb = v.reshape(nb, c, -1)
-    mb = kmask.reshape(nb, c)
-    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every (Lq, c) score block
-    static = (seed, causal, c, rate, masked)
-    carry = (
-        jnp.full((Lq,), -jnp.inf, q.dtype),
-        jnp.zeros((Lq,), q.dtype),
-        jnp.zeros((Lq, v.shape[-1]), q.dtype),
-    )
-    if _skip_future(causal, nb):
-        for j in range(nb):
-            off = j * c
-            part = _forward_step([x[off:] for x in carry], qs[off:], kb[j], vb[j], mb[j], j, off, *static)
-            carry = tuple(x.at[off:].set(y) for x, y in zip(carry, part, strict=True))
-    else:
-
-        def body(carry, xs):
-            return _forward_step(carry, qs, *xs, 0, *static), None
-
-        carry, _ = lax.scan(body, carry, (kb, vb, mb, jnp.arange(nb)))
-    m, l, acc = carry
-    ok = l > 0
-    safe = jnp.where(ok, l, jnp.ones_like(l))
-    m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-    o = acc / safe[:, None]
-    lse = jnp.where(ok, m_safe + jnp.log(safe), -jnp.inf)
-    return o, lse
-
-
-def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, seed, causal, c, rate, masked):
-    """One key chunk's share of the gradients, for queries `off:`.
+def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, tile, seed, causal, c, rate, masked):
+    """Key chunk `j`'s share of the gradients from the queries `off, off + 1, …`.
 
     Tiles are key-major, `(c, Lq)`, so that dk and dv are plain `(c, Lq) @ (Lq, d)`
     products. Returns `(dqᵀ for those queries, dk_j, dv_j)`.
@@ -256,7 +213,7 @@ def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, seed, causal, c, rate, ma
     pT = jnp.exp(sT - lse[None, :])
     dpT = vj @ do.T
     if rate > 0.0:
-        keep = _chunk_keep(seed, j, (Lr, c), rate).T  # the forward pass's mask
+        keep = _chunk_keep(seed, tile, (Lr, c), rate).T  # the forward pass's mask
         pdT = jnp.where(keep, pT / (1.0 - rate), jnp.zeros_like(pT))
         dpT = jnp.where(keep, dpT / (1.0 - rate), jnp.zeros_like(dpT))
     else:
@@ -265,36 +222,112 @@ def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, seed, causal, c, rate, ma
     return kj.T @ dsT, dsT @ qs, pdT @ do  # kjᵀ dsT: no transpose of the (c, Lq) tile
 
 
-def _chunked_backward(q, k, v, kmask, seed, o, lse, do, causal, c, scale, rate, masked):
-    # Recompute each key chunk's weights from the saved log normalizers
-    # (FlashAttention's backward): only O(Lq·c) lives at a time.
+# Causal attention skips the blocks above the diagonal: queries and keys are cut
+# into blocks of c and a scan visits only the pairs (query block i, key block
+# j <= i), nb(nb + 1)/2 of nb², in tiles (c, c) (memory O(c²) per row). The
+# forward pass goes query block by query block, the backward pass key block by
+# key block. (Scanning the unmasked pairs j < i apart from the diagonal ones
+# measured slower on CPU than masking every tile in one scan.)
+
+
+def _causal_pairs(nb, by_query):
+    pairs = [(i, j) for i in range(nb) for j in range(i + 1)]
+    if not by_query:
+        pairs.sort(key=lambda ij: (ij[1], ij[0]))
+    return jnp.asarray([i for i, _ in pairs]), jnp.asarray([j for _, j in pairs])
+
+
+def _block(x, b, c):
+    return lax.dynamic_slice_in_dim(x, b * c, c, axis=0)
+
+
+def _add_block(x, b, c, y, axis=0):
+    cur = lax.dynamic_slice_in_dim(x, b * c, c, axis=axis)
+    return lax.dynamic_update_slice_in_dim(x, cur + y, b * c, axis=axis)
+
+
+def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
+    Lq = q.shape[0]
     nb = k.shape[0] // c
-    kb = k.reshape(nb, c, -1)
-    vb = v.reshape(nb, c, -1)
-    mb = kmask.reshape(nb, c)
+    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score block
+    static = (seed, causal, c, rate, masked)
+    if causal:  # Lq == Lk: pad the queries like the keys, into nb blocks
+        qs = jnp.pad(qs, ((0, nb * c - Lq), (0, 0)))
+    Lp = qs.shape[0]
+    carry = (
+        jnp.full((Lp,), -jnp.inf, q.dtype),
+        jnp.zeros((Lp,), q.dtype),
+        jnp.zeros((Lp, v.shape[-1]), q.dtype),
+    )
+    if causal:
+
+        def body(carry, ij):
+            i, j = ij
+            part = [_block(x, i, c) for x in carry]
+            kv = (_block(k, j, c), _block(v, j, c), _block(kmask, j, c))
+            part = _forward_step(part, _block(qs, i, c), *kv, j, i * c, i * nb + j, *static)
+            return tuple(
+                lax.dynamic_update_slice_in_dim(x, y, i * c, 0) for x, y in zip(carry, part, strict=True)
+            ), None
+
+        carry, _ = lax.scan(body, carry, _causal_pairs(nb, by_query=True))
+    else:
+        xs = (k.reshape(nb, c, -1), v.reshape(nb, c, -1), kmask.reshape(nb, c), jnp.arange(nb))
+
+        def body(carry, xs):
+            kj, vj, mj, j = xs
+            return _forward_step(carry, qs, kj, vj, mj, j, 0, j, *static), None
+
+        carry, _ = lax.scan(body, carry, xs)
+    m, l, acc = (x[:Lq] for x in carry)
+    ok = l > 0
+    safe = jnp.where(ok, l, jnp.ones_like(l))
+    m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+    o = acc / safe[:, None]
+    lse = jnp.where(ok, m_safe + jnp.log(safe), -jnp.inf)
+    return o, lse
+
+
+def _chunked_backward(q, k, v, kmask, seed, o, lse, do, causal, c, scale, rate, masked):
+    # Recompute each tile's weights from the saved log normalizers
+    # (FlashAttention's backward): only one tile lives at a time.
+    Lq = q.shape[0]
+    nb = k.shape[0] // c
     D = jnp.sum(do * o, axis=-1)
     qs = q * jnp.asarray(scale, q.dtype)
     lse = jnp.where(jnp.isfinite(lse), lse, jnp.zeros_like(lse))
     static = (seed, causal, c, rate, masked)
-    dqT = jnp.zeros_like(q.T)
-    if _skip_future(causal, nb):
-        dk, dv = [], []
-        for j in range(nb):
-            off = j * c
-            rows = (qs[off:], do[off:], D[off:], lse[off:])
-            dqT_j, dk_j, dv_j = _backward_step(*rows, kb[j], vb[j], mb[j], j, off, *static)
-            dqT = dqT.at[:, off:].add(dqT_j)
-            dk.append(dk_j)
-            dv.append(dv_j)
-        dk, dv = jnp.stack(dk), jnp.stack(dv)
+    if causal:
+        pad = nb * c - Lq  # padded queries have do = 0, so they add nothing
+        qs, do = (jnp.pad(x, ((0, pad), (0, 0))) for x in (qs, do))
+        D, lse = (jnp.pad(x, (0, pad)) for x in (D, lse))
+
+        def body(carry, ij):
+            dqT, dk, dv = carry
+            i, j = ij
+            rows = [_block(x, i, c) for x in (qs, do, D, lse)]
+            kv = (_block(k, j, c), _block(v, j, c), _block(kmask, j, c))
+            dqT_i, dk_j, dv_j = _backward_step(*rows, *kv, j, i * c, i * nb + j, *static)
+            return (
+                _add_block(dqT, i, c, dqT_i, axis=1),
+                _add_block(dk, j, c, dk_j),
+                _add_block(dv, j, c, dv_j),
+            ), None
+
+        init = (jnp.zeros_like(qs.T), jnp.zeros_like(k), jnp.zeros_like(v))
+        (dqT, dk, dv), _ = lax.scan(body, init, _causal_pairs(nb, by_query=False))
+        dqT = dqT[:, :Lq]
     else:
+        xs = (k.reshape(nb, c, -1), v.reshape(nb, c, -1), kmask.reshape(nb, c), jnp.arange(nb))
 
         def body(dqT, xs):
-            dqT_j, dk_j, dv_j = _backward_step(qs, do, D, lse, *xs, 0, *static)
+            kj, vj, mj, j = xs
+            dqT_j, dk_j, dv_j = _backward_step(qs, do, D, lse, kj, vj, mj, j, 0, j, *static)
             return dqT + dqT_j, (dk_j, dv_j)
 
-        dqT, (dk, dv) = lax.scan(body, dqT, (kb, vb, mb, jnp.arange(nb)))
-    return dqT.T * jnp.asarray(scale, q.dtype), dk.reshape(k.shape), dv.reshape(v.shape)
+        dqT, (dk, dv) = lax.scan(body, jnp.zeros_like(qs.T), xs)
+        dk, dv = dk.reshape(k.shape), dv.reshape(v.shape)
+    return dqT.T * jnp.asarray(scale, q.dtype), dk, dv
 
 
 # The forward and backward passes run as row kernels: every array carries a

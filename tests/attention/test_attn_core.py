@@ -102,34 +102,6 @@ def test_chunked_dropout_gradient_is_exact(getkey, causal):
         jax.config.update("jax_enable_x64", False)
 
 
-def test_causal_scan_fallback_matches_dense(getkey, monkeypatch):
-    """Past `_MAX_UNROLLED_CHUNKS` chunks, causal attention runs the masked scan
-    over full query ranges (no skipping): values and float64 gradients agree too."""
-    import seqkit.attention._core as core
-
-    monkeypatch.setattr(core, "_MAX_UNROLLED_CHUNKS", 2)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        L = 13
-        q, k, v = (a.astype(jnp.float64) for a in _qkv(getkey, L, L))
-        km = jnp.arange(L) < L - 2
-        w = jr.normal(getkey(), (L, 6), jnp.float64)
-        m = np.array([[bool(km[j]) and j <= i for j in range(L)] for i in range(L)])
-
-        def f_chunk(q, k, v):
-            return sa.chunked_dot_product_attention(q, k, v, key_mask=km, causal=True, chunk_size=4)
-
-        assert_close(jax.jit(f_chunk)(q, k, v), np_attention(q, k, v, m), rtol=1e-12)
-        g1 = jax.grad(lambda *a: jnp.sum(f_chunk(*a) * w), argnums=(0, 1, 2))(q, k, v)
-        g2 = jax.grad(
-            lambda *a: jnp.sum(sa.dot_product_attention(*a, jnp.asarray(m)) * w), argnums=(0, 1, 2)
-        )(q, k, v)
-        for a, b in zip(g1, g2, strict=True):
-            assert_close(a, b, rtol=1e-10)
-    finally:
-        jax.config.update("jax_enable_x64", False)
-
-
 # Batched use: a `vmap` over the per-head function is folded into the row
 # kernel's leading axis, which on CPU walks rows two at a time (odd row counts one
 # at a time) and on accelerators takes all rows at once.
