@@ -11,11 +11,14 @@ grows with the attention pattern); `total` adds arguments and outputs
 the `L × L` reference; `mha-chunked` is seqkit's default online-softmax path.
 Times are the minimum over `--repeats` round-robin runs in one process, so
 ratios are side by side. A program whose `temp` exceeds `--max-temp-gb` is
-compiled (memory reported) but not run.
+compiled (memory reported) but not run. With matplotlib (`pip install
+".[bench]"`) it also draws time and memory against L (`--plot`); `--rows`
+redraws the table and figure from a `--json` file without measuring.
 
     python benchmarks/attention.py                    # L in 1024, 2048, 4096, 8192
     python benchmarks/attention.py --quick            # L = 1024, 2 repeats
     python benchmarks/attention.py --lengths 4096 --only vanilla mha-chunked local
+    python benchmarks/attention.py --rows rows.json --plot attention.png
 """
 
 import argparse
@@ -31,6 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 
 import seqkit.attention as sa  # noqa: E402
+from _plot import default_path, plot_panels, series  # noqa: E402
 
 
 def variants(L):
@@ -129,6 +133,8 @@ def main():
     parser.add_argument("--max-temp-gb", type=float, default=6.0)
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--verbose", action="store_true", help="log compile progress")
+    parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
+    parser.add_argument("--rows", help="redraw from rows saved by --json instead of measuring")
     args = parser.parse_args()
     if args.quick:
         args.lengths, args.repeats = [1024], 2
@@ -139,16 +145,20 @@ def main():
         f"min of {args.repeats}; speed-up (vanilla time / time), vs chunked "
         "(mha-chunked time / time), memory relative to vanilla (dense)"
     )
-    rows = measure(
-        args.lengths,
-        args.batch,
-        args.d_model,
-        args.heads,
-        args.repeats,
-        args.only,
-        args.max_temp_gb,
-        log,
-    )
+    if args.rows:
+        with open(args.rows) as f:
+            rows = json.load(f)
+    else:
+        rows = measure(
+            args.lengths,
+            args.batch,
+            args.d_model,
+            args.heads,
+            args.repeats,
+            args.only,
+            args.max_temp_gb,
+            log,
+        )
     print(
         f"{'L':>6} {'mixer':<18} {'ms':>9} {'speed-up':>9} {'vs chunked':>10} {'temp MiB':>9} "
         f"{'total MiB':>10} {'mem x vanilla':>13}"
@@ -164,6 +174,16 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    plot_panels(
+        args.plot,
+        f"attention mixers, forward+backward (batch {args.batch}, d_model {args.d_model}, "
+        f"{args.heads} heads, {os.cpu_count()} CPU cores)",
+        "sequence length L",
+        [
+            dict(ylabel="time (ms)", series=series(rows, "mixer", "L", "ms")),
+            dict(ylabel="compiled temporaries (MiB)", series=series(rows, "mixer", "L", "temp_mb")),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,13 @@ PyTorch is installed, `torch.nn.functional.scaled_dot_product_attention` (a fuse
 kernel). PyTorch is optional and only used here, never by seqkit itself.
 
     python benchmarks/attention_fused.py --lengths 1024 4096 --causal
+
+With matplotlib (`pip install ".[bench]"`) it also draws the times and the
+ratios to the fused kernel against L (`--plot`; the dashed line is 1.5).
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -21,6 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _plot import default_path, plot_panels, series  # noqa: E402
 from seqkit.attention import chunked_dot_product_attention, dot_product_attention  # noqa: E402
 
 
@@ -107,7 +112,15 @@ def main():
     parser.add_argument("--chunk-size", type=int, default=512)
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
+    parser.add_argument("--rows", help="redraw the figure from rows saved by --json (no measuring)")
     args = parser.parse_args()
+    if args.rows:
+        with open(args.rows) as f:
+            saved = json.load(f)
+        plot(saved["rows"], saved["title"], args.plot)
+        return
     try:
         import torch
 
@@ -115,24 +128,51 @@ def main():
     except ImportError:
         torch = None
     version = torch.__version__ if torch else "not installed"
-    print(
-        f"attention core, forward+backward, batch {args.batch}, {args.heads} heads of {args.head_dim}, "
-        f"causal={args.causal}; {os.cpu_count()} cores; min of {args.repeats}; torch: {version}"
+    title = (
+        f"attention core, forward and forward+backward, batch {args.batch}, {args.heads} heads of "
+        f"{args.head_dim}, causal={args.causal}; {os.cpu_count()} cores; min of {args.repeats}; "
+        f"torch: {version}"
     )
+    print(title)
     print(
         f"{'L':>6} {'path':<28} {'fwd ms':>9} {'x fused':>8} {'fwd+bwd ms':>11} {'x fused':>8} "
         f"{'temp MiB':>9}"
     )
+    table = []
     for L in args.lengths:
         rows = run_length(L, args, torch)
         fused = rows[-1][1:3] if torch is not None else None
         for name, t_fwd, t_both, mem in rows:
-            r_fwd, r_both = (
-                f"{t / f:>8.2f}" if fused else f"{'-':>8}"
-                for t, f in zip((t_fwd, t_both), fused or (1.0, 1.0), strict=True)
+            x_fwd, x_both = (t_fwd / fused[0], t_both / fused[1]) if fused else (None, None)
+            table.append(
+                dict(
+                    L=L,
+                    path=name,
+                    fwd_ms=1e3 * t_fwd,
+                    fwd_bwd_ms=1e3 * t_both,
+                    fwd_x_fused=x_fwd,
+                    fwd_bwd_x_fused=x_both,
+                    temp_mb=None if mem is None else mem / 2**20,
+                )
             )
+            r_fwd, r_both = (f"{x:>8.2f}" if fused else f"{'-':>8}" for x in (x_fwd, x_both))
             mib = f"{mem / 2**20:>9.1f}" if mem is not None else f"{'-':>9}"
             print(f"{L:>6} {name:<28} {1e3 * t_fwd:>9.1f} {r_fwd} {1e3 * t_both:>11.1f} {r_both} {mib}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(title=title, rows=table), f, indent=1)
+    plot(table, title, args.plot)
+
+
+def plot(table, title, path):
+    panels = [dict(ylabel="forward+backward (ms)", series=series(table, "path", "L", "fwd_bwd_ms"))]
+    if any(r["fwd_x_fused"] is not None for r in table):
+        seqkit_rows = [r for r in table if r["path"] != "torch sdpa (fused)"]
+        for key, what in (("fwd_x_fused", "forward"), ("fwd_bwd_x_fused", "forward+backward")):
+            panels.append(
+                dict(ylabel=f"{what}: time / fused", series=series(seqkit_rows, "path", "L", key), hline=1.5)
+            )
+    plot_panels(path, title, "sequence length L", panels)
 
 
 if __name__ == "__main__":

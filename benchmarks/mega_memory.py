@@ -9,7 +9,8 @@ run, so full attention at L = 16384 costs compile time only.
     python benchmarks/mega_memory.py [--lengths 1024 4096 16384] [--chunk 128]
 
 Chunked memory should grow linearly in L (×4 per row here); full attention
-quadratically (×16).
+quadratically (×16). With matplotlib (`pip install ".[bench]"`) it also draws
+the memory against L (`--plot`).
 """
 
 import argparse
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from _plot import default_path, plot_panels
 from seqkit.nn import Mega
 
 
@@ -51,6 +53,7 @@ def main():
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--z-dim", type=int, default=64)
     parser.add_argument("--v-dim", type=int, default=256)
+    parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
     args = parser.parse_args()
 
     kw = {"z_dim": args.z_dim, "v_dim": args.v_dim, "relative_position": "rotary", "key": jr.key(0)}
@@ -66,10 +69,20 @@ def main():
     )
     print(header)
     print("-" * len(header))
+    points = {"Mega-chunk forward": [], "Mega forward": [], "Mega-chunk fwd+bwd": [], "Mega fwd+bwd": []}
     for L in args.lengths:
         cf, cb = measure(chunked, L)
         ff, fb = measure(full, L)
         print(f"{L:>6} | {mib(cf)} {mib(ff)} {ff / cf:6.1f} | {mib(cb)} {mib(fb)} {fb / cb:6.1f}")
+        for name, b in zip(points, (cf, ff, cb, fb), strict=True):
+            points[name].append((L, b / 2**20))
+    plot_panels(
+        args.plot,
+        f"Mega block, compiled peak memory (d_model {args.d_model}, z {args.z_dim}, v {args.v_dim}, "
+        f"chunk {args.chunk})",
+        "sequence length L",
+        [dict(ylabel="peak memory (MiB)", series=points)],
+    )
 
 
 if __name__ == "__main__":

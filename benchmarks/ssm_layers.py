@@ -7,6 +7,9 @@ repeats is reported (the least disturbed run).
 
     python benchmarks/ssm_layers.py                     # L in 1024, 4096, 16384
     python benchmarks/ssm_layers.py --lengths 4096 --repeats 5 --json out.json
+
+With matplotlib (`pip install ".[bench]"`) it also draws time and the ratio to
+the floor against L (`--plot`); `--rows` redraws from a `--json` file.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 
+from _plot import default_path, plot_panels, series  # noqa: E402
 from seqkit.ssm import DSS, EMA, S4, S4D, fft_conv  # noqa: E402
 
 
@@ -99,12 +103,19 @@ def main():
     parser.add_argument("--state-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
+    parser.add_argument("--rows", help="redraw from rows saved by --json instead of measuring")
     args = parser.parse_args()
-    print(
+    title = (
         f"SSM cores, forward+backward, batch {args.batch}, d_model {args.d_model}, N {args.state_size} "
         f"(EMA: ndim 16); {jax.devices()[0].platform}, {os.cpu_count()} cores; min of {args.repeats}"
     )
-    rows = measure(args.lengths, args.batch, args.d_model, args.state_size, args.repeats)
+    print(title)
+    if args.rows:
+        with open(args.rows) as f:
+            rows = json.load(f)
+    else:
+        rows = measure(args.lengths, args.batch, args.d_model, args.state_size, args.repeats)
     print(f"{'L':>6} {'layer':<18} {'ms':>9} {'x floor':>8} {'temp MiB':>9} {'mem x floor':>11}")
     for r in rows:
         print(
@@ -114,6 +125,15 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    plot_panels(
+        args.plot,
+        title,
+        "sequence length L",
+        [
+            dict(ylabel="time (ms)", series=series(rows, "layer", "L", "ms")),
+            dict(ylabel="time / floor", series=series(rows, "layer", "L", "x_floor"), logy=False),
+        ],
+    )
 
 
 if __name__ == "__main__":
