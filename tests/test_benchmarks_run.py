@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end at toy sizes (slow tier): each prints its
+table, and asks for a figure where matplotlib is available."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "ssm_layers": "--lengths 64 --batch 1 --d-model 8 --state-size 4 --repeats 1",
+    "attention": "--lengths 64 --batch 1 --d-model 8 --repeats 1 --only vanilla mha-chunked local performer",
+    "attention_fused": "--lengths 64 --batch 1 --heads 1 --head-dim 8 --repeats 1",
+    "mega_memory": "--lengths 64 128 --d-model 8 --z-dim 4 --v-dim 8 --chunk 32",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_script_runs(tmp_path, script):
+    plot = tmp_path / f"{script}.png"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *CASES[script].split()]
+    res = subprocess.run(
+        [*cmd, "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip().startswith(("64 ", "128 "))]
+    assert lines, res.stdout  # table rows for the requested lengths
+    assert plot.exists() or "matplotlib is not installed" in res.stdout
