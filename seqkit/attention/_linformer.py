@@ -37,7 +37,8 @@ class Linformer(AbstractAttention):
     form.
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
-    `proj_dim` (`k`, default 256) and `max_len` (default 4096).
+    `proj_dim` (`k`, default 16, the Long Range Arena setting) and `max_len`
+    (default 4096).
     """
 
     proj: Projections
@@ -58,7 +59,7 @@ class Linformer(AbstractAttention):
         *,
         causal: bool = False,
         dropout: float = 0.0,
-        proj_dim: int = 256,
+        proj_dim: int = 16,
         max_len: int = 4096,
         inference: bool = False,
         key: PRNGKeyArray,

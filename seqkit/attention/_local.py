@@ -75,8 +75,8 @@ class LocalAttention(AbstractAttention):
     ```
 
     **Arguments:** `d_model`, `num_heads`, `causal`, `dropout`, `key` as in
-    [`seqkit.attention.MultiHeadAttention`][]; `window_size` (default 128) and
-    `mode` (`"block"` default, or `"sliding"`).
+    [`seqkit.attention.MultiHeadAttention`][]; `window_size` (default 50, the
+    Long Range Arena setting) and `mode` (`"block"` default, or `"sliding"`).
     """
 
     proj: Projections
@@ -95,7 +95,7 @@ class LocalAttention(AbstractAttention):
         *,
         causal: bool = False,
         dropout: float = 0.0,
-        window_size: int = 128,
+        window_size: int = 50,
         mode: str = "block",
         inference: bool = False,
         key: PRNGKeyArray,

@@ -127,7 +127,8 @@ class SparseAttention(AbstractAttention):
     ```
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus `pattern`
-    (`"strided"` default), `stride` (default 128) and `summary` (default 8).
+    (`"fixed"` default), `stride` (default 50) and `summary` (default 10): the
+    Long Range Arena setting (fixed pattern, blocks of 50, summaries of 10).
     """
 
     proj: Projections
@@ -147,9 +148,9 @@ class SparseAttention(AbstractAttention):
         *,
         causal: bool = False,
         dropout: float = 0.0,
-        pattern: str = "strided",
-        stride: int = 128,
-        summary: int = 8,
+        pattern: str = "fixed",
+        stride: int = 50,
+        summary: int = 10,
         inference: bool = False,
         key: PRNGKeyArray,
     ):
@@ -261,11 +262,12 @@ class Longformer(AbstractAttention):
     projections serves local and global attention.
 
     ```python
-    attn = Longformer(128, 2, window_size=256, num_global=1, key=key)
+    attn = Longformer(128, 2, window_size=512, num_global=1, key=key)
     ```
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
-    `window_size` (default 256) and `num_global` (default 1).
+    `window_size` (default 512, the Long Range Arena setting) and `num_global`
+    (default 1: the first token, e.g. a CLS token, is global).
     """
 
     proj: Projections
@@ -284,7 +286,7 @@ class Longformer(AbstractAttention):
         *,
         causal: bool = False,
         dropout: float = 0.0,
-        window_size: int = 256,
+        window_size: int = 512,
         num_global: int = 1,
         inference: bool = False,
         key: PRNGKeyArray,
