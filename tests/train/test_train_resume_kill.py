@@ -34,9 +34,10 @@ RUNNER = textwrap.dedent(
 
 
 def spawn(script, run_dir, resume):
-    env = dict(
-        os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu"
-    )
+    # No empty entry in PYTHONPATH: it would mean the working directory, and from the
+    # repository root the source tree would shadow the installed package.
+    paths = [HERE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), JAX_PLATFORMS="cpu")
     return subprocess.Popen(
         [sys.executable, str(script), str(run_dir), "1" if resume else "0"],
         env=env,
