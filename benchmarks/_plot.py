@@ -5,6 +5,7 @@ extra: `pip install ".[bench]"`), also writes a PNG next to it. Without
 matplotlib the table is still printed and one line says how to get the figure.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def series(rows: list[dict], name_key: str, x_key: str, y_key: str) -> dict:
     for r in rows:
         out.setdefault(r[name_key], []).append((r[x_key], r[y_key]))
     return out
+
+
+def save_rows(path: str, title: str, rows: list[dict]) -> None:
+    """Write a run's title and table rows (`--json`), for `load_rows` to redraw."""
+    with open(path, "w") as f:
+        json.dump(dict(title=title, rows=rows), f, indent=1)
+
+
+def load_rows(path: str) -> tuple[str, list[dict]]:
+    """`(title, rows)` saved by `save_rows` (`--rows`): a redraw keeps the run's own title."""
+    with open(path) as f:
+        saved = json.load(f)
+    return saved["title"], saved["rows"]

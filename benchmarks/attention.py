@@ -22,7 +22,6 @@ redraws the table and figure from a `--json` file without measuring.
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -34,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 
 import seqkit.attention as sa  # noqa: E402
-from _plot import default_path, plot_panels, series  # noqa: E402
+from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
 
 
 def variants(L):
@@ -139,15 +138,12 @@ def main():
     if args.quick:
         args.lengths, args.repeats = [1024], 2
     log = print if args.verbose else (lambda *a: None)
-    print(
+    title = (
         f"attention mixers, forward+backward, batch {args.batch}, d_model {args.d_model}, "
-        f"{args.heads} heads; {jax.devices()[0].platform}, {os.cpu_count()} cores; "
-        f"min of {args.repeats}; speed-up (vanilla time / time), vs chunked "
-        "(mha-chunked time / time), memory relative to vanilla (dense)"
+        f"{args.heads} heads; {jax.devices()[0].platform}, {os.cpu_count()} cores; min of {args.repeats}"
     )
     if args.rows:
-        with open(args.rows) as f:
-            rows = json.load(f)
+        title, rows = load_rows(args.rows)
     else:
         rows = measure(
             args.lengths,
@@ -159,6 +155,10 @@ def main():
             args.max_temp_gb,
             log,
         )
+    print(
+        f"{title}; speed-up (vanilla time / time), vs chunked (mha-chunked time / time), "
+        "memory relative to vanilla (dense)"
+    )
     print(
         f"{'L':>6} {'mixer':<18} {'ms':>9} {'speed-up':>9} {'vs chunked':>10} {'temp MiB':>9} "
         f"{'total MiB':>10} {'mem x vanilla':>13}"
@@ -172,12 +172,10 @@ def main():
             f"{r['total_mb']:>10.1f} {r['mem_x_vanilla']:>13.3f}"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        save_rows(args.json, title, rows)
     plot_panels(
         args.plot,
-        f"attention mixers, forward+backward (batch {args.batch}, d_model {args.d_model}, "
-        f"{args.heads} heads, {os.cpu_count()} CPU cores)",
+        title,
         "sequence length L",
         [
             dict(ylabel="time (ms)", series=series(rows, "mixer", "L", "ms")),

@@ -15,7 +15,6 @@ ratios to the fused kernel against L (`--plot`; the dashed line is 1.5).
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -25,7 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _plot import default_path, plot_panels, series  # noqa: E402
+from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
 from seqkit.attention import chunked_dot_product_attention, dot_product_attention  # noqa: E402
 
 
@@ -117,9 +116,8 @@ def main():
     parser.add_argument("--rows", help="redraw the figure from rows saved by --json (no measuring)")
     args = parser.parse_args()
     if args.rows:
-        with open(args.rows) as f:
-            saved = json.load(f)
-        plot(saved["rows"], saved["title"], args.plot)
+        title, table = load_rows(args.rows)
+        plot(table, title, args.plot)
         return
     try:
         import torch
@@ -159,8 +157,7 @@ def main():
             mib = f"{mem / 2**20:>9.1f}" if mem is not None else f"{'-':>9}"
             print(f"{L:>6} {name:<28} {1e3 * t_fwd:>9.1f} {r_fwd} {1e3 * t_both:>11.1f} {r_both} {mib}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(title=title, rows=table), f, indent=1)
+        save_rows(args.json, title, table)
     plot(table, title, args.plot)
 
 

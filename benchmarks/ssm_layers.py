@@ -13,7 +13,6 @@ the floor against L (`--plot`); `--rows` redraws from a `--json` file.
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -24,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 
-from _plot import default_path, plot_panels, series  # noqa: E402
+from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
 from seqkit.ssm import DSS, EMA, S4, S4D, fft_conv  # noqa: E402
 
 
@@ -110,11 +109,11 @@ def main():
         f"SSM cores, forward+backward, batch {args.batch}, d_model {args.d_model}, N {args.state_size} "
         f"(EMA: ndim 16); {jax.devices()[0].platform}, {os.cpu_count()} cores; min of {args.repeats}"
     )
-    print(title)
     if args.rows:
-        with open(args.rows) as f:
-            rows = json.load(f)
+        title, rows = load_rows(args.rows)
+        print(title)
     else:
+        print(title)
         rows = measure(args.lengths, args.batch, args.d_model, args.state_size, args.repeats)
     print(f"{'L':>6} {'layer':<18} {'ms':>9} {'x floor':>8} {'temp MiB':>9} {'mem x floor':>11}")
     for r in rows:
@@ -123,8 +122,7 @@ def main():
             f"{r['temp_mb']:>9.1f} {r['mem_x_floor']:>11.2f}"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        save_rows(args.json, title, rows)
     plot_panels(
         args.plot,
         title,

@@ -35,3 +35,34 @@ def test_benchmark_script_runs(tmp_path, script):
     lines = [ln for ln in res.stdout.splitlines() if ln.strip().startswith(("64 ", "128 "))]
     assert lines, res.stdout  # table rows for the requested lengths
     assert plot.exists() or "matplotlib is not installed" in res.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["attention_fused", "ssm_layers"])
+def test_benchmark_redraws_saved_rows(tmp_path, script):
+    """`--json` saves the run's title and rows; `--rows` redraws them with that title."""
+    saved, plot = tmp_path / "rows.json", tmp_path / "again.png"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{script}.py")]
+    first = subprocess.run(
+        [*cmd, *CASES[script].split(), "--json", str(saved), "--plot", str(tmp_path / "first.png")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(
+        [*cmd, "--rows", str(saved), "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert plot.exists() or "matplotlib is not installed" in again.stdout
+    if script == "ssm_layers":  # the table is printed again, under the saved run's title
+        assert first.stdout.splitlines()[0] == again.stdout.splitlines()[0]
+        assert [ln for ln in first.stdout.splitlines() if ln.strip().startswith("64 ")] == [
+            ln for ln in again.stdout.splitlines() if ln.strip().startswith("64 ")
+        ]
