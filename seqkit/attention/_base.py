@@ -8,6 +8,7 @@ import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from seqkit._checks import check_mask, check_sequence
+from seqkit._mixer import AbstractMixer
 
 
 class Projections(eqx.Module):
@@ -43,7 +44,7 @@ class Projections(eqx.Module):
         return y @ self.output.weight.T + self.output.bias
 
 
-class AbstractAttention(eqx.Module):
+class AbstractAttention(AbstractMixer):
     """An attention mixer: `(L, d_model) → (L, d_model)` for one example, with an
     optional key-padding mask (`True` = real token). Batch with `jax.vmap`.
 

@@ -1,5 +1,7 @@
 """Layers and blocks built from seqkit's mixers."""
 
+from seqkit._mixer import AbstractMixer as AbstractMixer, AbstractRecurrentMixer as AbstractRecurrentMixer
+
 from ._blocks import FeedForward as FeedForward, ResidualBlock as ResidualBlock
 from ._gss import GSS as GSS
 from ._mega import (
@@ -10,5 +12,5 @@ from ._mega import (
 )
 from ._norm import SequenceNorm as SequenceNorm
 from ._pool import pool as pool
-from ._sequence_model import SequenceModel as SequenceModel
+from ._sequence_model import SequenceModel as SequenceModel, SequenceModelState as SequenceModelState
 from ._ssm_layer import SSMLayer as SSMLayer

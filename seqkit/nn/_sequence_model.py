@@ -1,17 +1,29 @@
 """SequenceModel: encoder → residual blocks with any mixer per layer → pooling → head."""
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from seqkit._checks import check_mask
+from seqkit._mixer import AbstractMixer
 
 from ._blocks import ResidualBlock
 from ._norm import SequenceNorm
 from ._pool import pool
+
+
+class SequenceModelState(NamedTuple):
+    """Recurrent state of a [`seqkit.nn.SequenceModel`][]: one state per block, and
+    the running sum and count of the top features (for `pool="mean"`)."""
+
+    blocks: tuple[PyTree, ...]
+    total: Array
+    count: Array
 
 
 class SequenceModel(eqx.Module):
@@ -23,9 +35,14 @@ class SequenceModel(eqx.Module):
 
     `mixer` is either a list of mixers (one per layer) or a factory
     `mixer(i, key) -> mixer`, so mixing layer kinds is one argument. A mixer is any
-    callable `(L, d_model) -> (L, d_model)` taking `key=` for dropout, e.g.
-    `SSMLayer(S4(...))`. Bidirectional cores give a bidirectional model; causal
-    cores with `pool="last"` give a causal one.
+    [`seqkit.nn.AbstractMixer`][] of width `d_model`, e.g. `SSMLayer(S4(...))`,
+    `LocalAttention(...)`, `Mega(...)`. Bidirectional cores give a bidirectional
+    model; causal ones with `pool="last"` or `"mean"` give a causal one, which also
+    runs step by step (`init_state`, `step`) when every mixer is recurrent.
+
+    A padding `mask` reaches every block: padded positions never change the logits
+    (their inputs are zeroed, attention ignores them, BatchNorm statistics and
+    pooling skip them).
 
     Models carry state (BatchNorm running statistics), so build them with
     `eqx.nn.make_with_state` and call them as `model(x, state, key=key) ->
@@ -62,7 +79,7 @@ class SequenceModel(eqx.Module):
         *,
         d_model: int,
         n_classes: int,
-        mixer: Sequence[Callable] | Callable[[int, PRNGKeyArray], Callable],
+        mixer: Sequence[AbstractMixer] | Callable[[int, PRNGKeyArray], AbstractMixer],
         n_layers: int | None = None,
         d_in: int | None = None,
         vocab_size: int | None = None,
@@ -110,6 +127,12 @@ class SequenceModel(eqx.Module):
         ekey, ckey, hkey, mkey, bkey = jr.split(key, 5)
         if not isinstance(mixer, Sequence):
             mixers = [mixer(i, k) for i, k in enumerate(jr.split(mkey, n_layers))]
+        for i, m in enumerate(mixers):
+            if not isinstance(m, AbstractMixer):
+                raise TypeError(
+                    f"layer {i}: expected a seqkit.nn.AbstractMixer, got {type(m).__name__} "
+                    "(wrap custom layers by subclassing AbstractMixer)"
+                )
         if d_in is not None:
             self.encoder = eqx.nn.Linear(d_in, d_model, key=ekey)
         else:
@@ -168,12 +191,8 @@ class SequenceModel(eqx.Module):
         **Returns:** `(logits, state)`, logits of shape `(n_classes,)`.
         """
         h = self._encode(x)
+        mask = check_mask(mask, h.shape[0])
         if mask is not None:
-            mask = jnp.asarray(mask)
-            if mask.shape != (h.shape[0],) or mask.dtype != jnp.bool_:
-                raise ValueError(
-                    f"expected a bool mask of shape ({h.shape[0]},), got {mask.dtype} {mask.shape}"
-                )
             h = jnp.where(mask[:, None], h, jnp.zeros_like(h))
         if self.cls_token is not None:
             h = jnp.concatenate([self.cls_token[None].astype(h.dtype), h], axis=0)
@@ -181,7 +200,57 @@ class SequenceModel(eqx.Module):
                 mask = jnp.concatenate([jnp.ones((1,), bool), mask])
         keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
         for block, k in zip(self.blocks, keys, strict=True):
-            h, state = block(h, state, key=k)
+            h, state = block(h, state, mask=mask, key=k)
         if self.final_norm is not None:
-            h, state = self.final_norm(h, state)
+            h, state = self.final_norm(h, state, mask=mask)
         return self.head(pool(h, self.pooling, mask)), state
+
+    def init_state(self, L: int | None = None) -> SequenceModelState:
+        """The recurrent state before the first position (every mixer recurrent and
+        causal; `pool` `"last"` or `"mean"`).
+
+        **Arguments:** `L`, the longest sequence to be stepped through (needed by
+        mixers with a key/value cache or a length-dependent system).
+        """
+        if self.pooling == "cls":
+            raise ValueError("a model with pool='cls' has no recurrent mode (the class token comes first)")
+        dtype = self.head.weight.dtype
+        return SequenceModelState(
+            blocks=tuple(b.init_state(L) for b in self.blocks),
+            total=jnp.zeros((self.d_model,), dtype),
+            count=jnp.zeros((), dtype),
+        )
+
+    def step(
+        self,
+        x_t: Array,
+        state: SequenceModelState,
+        model_state: eqx.nn.State,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, " n_classes"], SequenceModelState]:
+        """One position of recurrent mode: the logits of the prefix seen so far.
+
+        Equal to calling the model (in inference mode) on that prefix: with
+        `pool="last"` the head reads the newest position, with `pool="mean"` the
+        running mean. BatchNorm uses its running statistics.
+
+        **Arguments:** `x_t`, one input position, `(d_in,)` real or a scalar integer
+        token; `state` from `init_state` or the previous `step`; `model_state`, the
+        `eqx.nn.State`; `key` for dropout.
+
+        **Returns:** `(logits, state)`.
+        """
+        x_t = jnp.asarray(x_t)
+        h = self._encode(x_t[None])[0]
+        keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
+        new = []
+        for block, s, k in zip(self.blocks, state.blocks, keys, strict=True):
+            h, s = block.step(h, s, model_state, key=k)
+            new.append(s)
+        if self.final_norm is not None:
+            h = self.final_norm.step(h, model_state)
+        total = state.total + h.astype(state.total.dtype)
+        count = state.count + 1
+        feat = h if self.pooling == "last" else total / count
+        return self.head(feat), SequenceModelState(tuple(new), total, count)

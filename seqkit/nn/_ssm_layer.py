@@ -6,17 +6,20 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import AbstractSSMCore
 
 _ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "silu": jax.nn.silu, "identity": lambda x: x}
 
 
-class SSMLayer(eqx.Module):
+class SSMLayer(AbstractRecurrentMixer):
     """An SSM core followed by an activation, dropout and a position-wise output map.
 
     `y = out(dropout(act(core(u))))`, where `out` is `Linear(H → H)` or
-    `Linear(H → 2H)` followed by a GLU (SPEC §1). One example at a time:
-    `(L, d_model)` in and out; batch with `jax.vmap`.
+    `Linear(H → 2H)` followed by a GLU `a ⊙ sigmoid(b)`, the layer of the S4, S4D
+    and DSS papers. One example at a time: `(L, d_model)` in and out; batch with
+    `jax.vmap`. A mixer (padding `mask` reaches the core), and a recurrence when
+    its core is causal.
 
     ```python
     layer = SSMLayer(seqkit.ssm.S4D(64, key=k1), output="glu", dropout=0.1, key=k2)
@@ -27,6 +30,7 @@ class SSMLayer(eqx.Module):
     core: AbstractSSMCore
     output_map: eqx.nn.Linear
     dropout: eqx.nn.Dropout
+    d_model: int = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     output: str = eqx.field(static=True)
 
@@ -57,15 +61,19 @@ class SSMLayer(eqx.Module):
         self.core = core
         self.output_map = eqx.nn.Linear(H, 2 * H if output == "glu" else H, key=key)
         self.dropout = eqx.nn.Dropout(dropout, inference=inference)
+        self.d_model = H
         self.activation = activation
         self.output = output
 
-    def __call__(self, u: Array, *, key: PRNGKeyArray | None = None) -> Float[Array, "L d_model"]:
-        """**Arguments:** `u`, `(L, d_model)`; `key` for dropout.
+    def __call__(
+        self, u: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """**Arguments:** `u`, `(L, d_model)`; `mask`, optional bool `(L,)`, True at
+        real positions (padded inputs enter the core as zeros); `key` for dropout.
 
         **Returns:** `(L, d_model)`.
         """
-        y = _ACTIVATIONS[self.activation](self.core(u))
+        y = _ACTIVATIONS[self.activation](self.core(u, mask=mask))
         y = self.dropout(y, key=key)
         y = jax.vmap(self.output_map)(y)
         if self.output == "glu":

@@ -13,7 +13,8 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from seqkit._checks import check_sequence
+from seqkit._checks import check_mask, check_sequence
+from seqkit._mixer import AbstractRecurrentMixer
 
 from ._conv import fft_conv
 
@@ -84,7 +85,7 @@ def to_complex(x: Array) -> Array:
 
 
 def clamp_dt(log_dt: Array) -> Array:
-    """Δ = exp(log Δ), clamped to `DT_CLAMP` (a guard against NaNs, SPEC §6)."""
+    """Δ = exp(log Δ), clamped to `DT_CLAMP`, so `log Δ` can never produce a zero or infinite step."""
     lo, hi = DT_CLAMP
     return jnp.exp(jnp.clip(log_dt, math.log(lo), math.log(hi)))
 
@@ -148,13 +149,13 @@ def ssm_step(
     return y, x
 
 
-class AbstractSSMCore(eqx.Module):
+class AbstractSSMCore(AbstractRecurrentMixer):
     """An SSM core: the convolution `y = K ∗ u + D u` per channel, nothing else.
 
-    Subclasses provide the kernel and the discrete system from their own
-    parameters; this class provides convolution mode, recurrent mode and input
-    checks. One example at a time: inputs are `(L, d_model)`, batch with
-    `jax.vmap`.
+    Subclasses provide the kernel, the discrete system and their SSM parameters
+    (`ssm_parameters`) from their own fields; this class provides convolution
+    mode, recurrent mode (causal cores), padding masks and input checks. One
+    example at a time: inputs are `(L, d_model)`, batch with `jax.vmap`.
     """
 
     d_model: eqx.AbstractVar[int]
@@ -170,6 +171,11 @@ class AbstractSSMCore(eqx.Module):
         """The skip weights `D`."""
 
     @abc.abstractmethod
+    def ssm_parameters(self) -> tuple:
+        """The state matrix, input and step-size leaves (trained at the SSM learning
+        rate, no weight decay); the output map `C` and skip `D` are not among them."""
+
+    @abc.abstractmethod
     def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
         """One discrete system per direction (diagonal ones may keep `A_bar`
         diagonal); `D` sits in the first, the backward one has `D = 0`."""
@@ -178,18 +184,26 @@ class AbstractSSMCore(eqx.Module):
         u = check_sequence(u, self.d_model)
         return u.astype(self.skip().dtype)
 
-    def __call__(self, u: Array, *, key: PRNGKeyArray | None = None) -> Float[Array, "L d_model"]:
+    def __call__(
+        self, u: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
         """`y = K ∗ u + D u` by FFT convolution.
 
         **Arguments:**
 
         - `u`: `(L, d_model)` real input (one example).
+        - `mask`: optional bool `(L,)`, True at real positions. Padded inputs are
+          replaced by zeros before the convolution, so they reach no real output in
+          either direction.
         - `key`: unused (cores have no dropout); accepted for the mixer interface.
 
         **Returns:** `(L, d_model)`.
         """
         del key
         u = self._check_input(u)
+        mask = check_mask(mask, u.shape[0])
+        if mask is not None:
+            u = jnp.where(mask[:, None], u, jnp.zeros_like(u))
         return fft_conv(u, self.kernel(u.shape[0]), self.skip())
 
     def discrete_system(self, L: int | None = None) -> DiscreteSystem | tuple[DiscreteSystem, DiscreteSystem]:
@@ -217,13 +231,17 @@ class AbstractSSMCore(eqx.Module):
         (system,) = self._systems(L)
         return SSMState(x=jnp.zeros(system.B_bar.shape, system.B_bar.dtype), system=system)
 
-    def step(self, u_t: Array, state: SSMState) -> tuple[Float[Array, " d_model"], SSMState]:
+    def step(
+        self, u_t: Array, state: SSMState, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], SSMState]:
         """One step of recurrent mode.
 
-        **Arguments:** `u_t`, the `(d_model,)` input at one position; `state`.
+        **Arguments:** `u_t`, the `(d_model,)` input at one position; `state`;
+        `key`, unused (cores have no dropout).
 
         **Returns:** `(y_t, state)`.
         """
+        del key
         if self.bidirectional:
             raise ValueError("recurrent mode needs a causal core; this core is bidirectional")
         u_t = jnp.asarray(u_t)

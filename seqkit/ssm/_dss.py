@@ -152,6 +152,10 @@ class DSS(AbstractSSMCore):
         W = lax.complex(self.w_re, self.w_im)
         return Lambda, W, clamp_dt(self.log_dt)
 
+    def ssm_parameters(self) -> tuple:
+        """Λ and log Δ (DSS: SSM learning rate, no weight decay)."""
+        return (self.lambda_re, self.lambda_im, self.log_dt,)
+
     def skip(self) -> Float[Array, " d_model"]:
         return self.D
 

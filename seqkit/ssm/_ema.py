@@ -88,6 +88,10 @@ class EMA(AbstractSSMCore):
     def _params(self):
         return jax.nn.sigmoid(self.alpha_logit), jax.nn.sigmoid(self.delta_logit), self.beta, self.eta
 
+    def ssm_parameters(self) -> tuple:
+        """α, δ and β, as in Mega's optimizer groups (no weight decay, own learning rate)."""
+        return (self.alpha_logit, self.delta_logit, self.beta,)
+
     def skip(self) -> Float[Array, " d_model"]:
         return self.omega
 

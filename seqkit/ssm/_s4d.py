@@ -149,6 +149,10 @@ class S4D(AbstractSSMCore):
         C = lax.complex(self.c_re, self.c_im)
         return Lambda, B, C, clamp_dt(self.log_dt)
 
+    def ssm_parameters(self) -> tuple:
+        """Λ, B and log Δ (S4D: SSM learning rate, no weight decay)."""
+        return (self.log_neg_re, self.lambda_im, self.b_re, self.b_im, self.log_dt,)
+
     def skip(self) -> Float[Array, " d_model"]:
         return self.D
 

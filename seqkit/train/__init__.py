@@ -9,7 +9,6 @@ from ._loop import (
     train as train,
 )
 from ._optim import (
-    SSM_PARAM_NAMES as SSM_PARAM_NAMES,
     adamw_cosine as adamw_cosine,
     cosine_warmup as cosine_warmup,
     make_optimizer as make_optimizer,

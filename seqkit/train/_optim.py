@@ -7,57 +7,27 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike, PyTree
 
-from seqkit.ssm import AbstractSSMCore
-
-# Fields of the SSM cores that hold Λ, p, B and log Δ (SPEC §6): trained at their own
-# learning rate without weight decay.
-SSM_PARAM_NAMES = frozenset(
-    {"log_neg_re", "lambda_re", "lambda_im", "p_re", "p_im", "b_re", "b_im", "log_dt"}
-)
-
-
-def _child(node, key):
-    if isinstance(key, jax.tree_util.GetAttrKey):
-        return getattr(node, key.name)
-    if isinstance(key, jax.tree_util.SequenceKey):
-        return node[key.idx]
-    if isinstance(key, jax.tree_util.DictKey):
-        return node[key.key]
-    return None  # flattened index of a custom node: its parent is not an SSM core
+from seqkit._mixer import ssm_parameter_labels
 
 
 def param_labels(tree: PyTree) -> PyTree[str]:
     """Label every array leaf of `tree` `"ssm"` or `"default"`.
 
-    A leaf is `"ssm"` when it is one of the fields `SSM_PARAM_NAMES` (Λ, p, B,
-    log Δ) of a `seqkit.ssm` core (`AbstractSSMCore`); everything else, including
-    the cores' `C` and `D`, is `"default"`. Works on a model or on
-    `eqx.filter(model, eqx.is_inexact_array)` (the shape optax sees).
+    The `"ssm"` leaves are those the model's mixers declare through
+    `AbstractMixer.ssm_parameters()` (S4/S4D/DSS: Λ, p, B, log Δ; EMA: α, δ, β);
+    everything else, including the cores' `C` and `D`, is `"default"`. A new
+    family joins a group by declaring its leaves, not by editing the optimizer.
+    Works on a model or on `eqx.filter(model, eqx.is_inexact_array)` (the shape
+    optax sees).
 
     **Returns:** a pytree of strings with the structure of `tree`'s array leaves.
     """
-
-    def label(path, leaf):
-        parent = tree
-        for k in path[:-1]:
-            parent = _child(parent, k)
-            if parent is None:
-                return "default"
-        last = path[-1] if path else None
-        if (
-            isinstance(parent, AbstractSSMCore)
-            and isinstance(last, jax.tree_util.GetAttrKey)
-            and last.name in SSM_PARAM_NAMES
-        ):
-            return "ssm"
-        return "default"
-
-    return jax.tree_util.tree_map_with_path(label, tree)
+    return ssm_parameter_labels(tree)
 
 
 def cosine_warmup(peak: ArrayLike, warmup_steps: int, total_steps: int) -> optax.Schedule:
     """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at
-    `total_steps` (stepped per optimizer step, SPEC §6). `peak` may be a traced array,
+    `total_steps` (stepped per optimizer step). `peak` may be a traced array,
     so a vmapped sweep can vary it.
 
     `lr(t) = peak·t/w` for `t < w`, else `peak·½(1 + cos(π·min(1, (t−w)/(T−w))))`.

@@ -12,18 +12,20 @@ from helpers import assert_close
 from seqkit.ssm import S4, S4D
 
 
-class TimeMix(eqx.Module):
+class TimeMix(snn.AbstractMixer):
     """A mixer with a simple closed form: y_t = tanh(x_t W + x_{t-1} V) (x_{-1} = 0)."""
 
     W: jax.Array
     V: jax.Array
+    d_model: int = eqx.field(static=True)
 
     def __init__(self, d, *, key):
         k1, k2 = jr.split(key)
         self.W = jr.normal(k1, (d, d)) / np.sqrt(d)
         self.V = jr.normal(k2, (d, d)) / np.sqrt(d)
+        self.d_model = d
 
-    def __call__(self, x, *, key=None):
+    def __call__(self, x, *, mask=None, key=None):
         prev = jnp.concatenate([jnp.zeros_like(x[:1]), x[:-1]], axis=0)
         return jnp.tanh(x @ self.W + prev @ self.V)
 
@@ -57,8 +59,8 @@ def np_model(model, xs, norm):
 
     def nrm(n, h):
         if norm == "layer":
-            return np.stack([np_layernorm(e, n.norm) for e in h])
-        return np_batchnorm(h, n.norm)
+            return np.stack([np_layernorm(e, n) for e in h])
+        return np_batchnorm(h, n)
 
     for blk in model.blocks:
         mix = lambda h, blk=blk: np.stack([np_timemix(blk.mixer, e) for e in h])  # noqa: E731
@@ -111,9 +113,9 @@ def test_batchnorm_running_statistics(getkey):
     _, new_state = batched(model)(x, state)
     # The first block's norm sees the encoder output: its running mean moved toward
     # the batch mean by (1 - momentum) = 0.1.
-    bn = model.blocks[0].norm.norm
+    bn = model.blocks[0].norm
     h = np_linear(model.encoder, np.asarray(x, np.float64))
-    mean, var = new_state.get(bn.batch_state_index)
+    mean, var = new_state.get(bn.stats)
     assert_close(mean, 0.1 * h.mean(axis=(0, 1)), rtol=1e-4)
     assert_close(var, 0.9 + 0.1 * h.var(axis=(0, 1)), rtol=1e-4)
     # Inference uses the stored statistics: the output no longer depends on the batch.

@@ -46,15 +46,63 @@ def test_param_labels_pick_ssm_fields(getkey):
         0: ["log_neg_re", "lambda_im", "p_re", "p_im", "b_re", "b_im", "log_dt"],
         1: ["log_neg_re", "lambda_im", "b_re", "b_im", "log_dt"],
         2: ["lambda_re", "lambda_im", "log_dt"],
+        3: ["alpha_logit", "delta_logit", "beta"],  # Mega's EMA: α, δ, β
     }
     for i, names in fields.items():
         expected |= {f".blocks[{i}].mixer.core.{n}" for n in names}
     assert ssm == expected
-    # C, D, the EMA core, norms, encoder and head stay in the default group.
+    # C, D, the EMA's η and ω, norms, encoder and head stay in the default group.
     assert labels[".blocks[0].mixer.core.c_re"] == "default"
     assert labels[".blocks[0].mixer.core.D"] == "default"
-    assert labels[".blocks[3].mixer.core.alpha_logit"] == "default"
+    assert labels[".blocks[3].mixer.core.eta"] == "default"
+    assert labels[".blocks[3].mixer.core.omega"] == "default"
     assert labels[".head.weight"] == "default"
+    # The same labels on the whole model (non-array leaves are labelled too).
+    full = named_leaves(st.param_labels(model))
+    assert {k for k, v in full.items() if v == "ssm"} == expected
+
+
+class _NewFamily(snn.AbstractMixer):
+    """A mixer the optimizer has never heard of, declaring one SSM leaf."""
+
+    rate: jax.Array
+    mix: jax.Array
+    d_model: int = eqx.field(static=True)
+
+    def __init__(self, d, key):
+        self.rate = jnp.ones((d,))
+        self.mix = jr.normal(key, (d, d))
+        self.d_model = d
+
+    def __call__(self, x, *, mask=None, key=None):
+        return jnp.cumsum(x * self.rate, axis=0) @ self.mix
+
+    def ssm_parameters(self):
+        return (self.rate,)
+
+
+def test_new_family_declares_its_group(getkey):
+    # Nested inside another mixer (a wrapper with no declaration of its own):
+    # the default ssm_parameters() gathers it from the nested mixer.
+    class Wrapper(snn.AbstractMixer):
+        inner: _NewFamily
+        d_model: int = eqx.field(static=True)
+
+        def __call__(self, x, *, mask=None, key=None):
+            return self.inner(x)
+
+    model, _ = eqx.nn.make_with_state(snn.SequenceModel)(
+        d_in=1,
+        d_model=4,
+        n_classes=2,
+        mixer=[_NewFamily(4, getkey()), Wrapper(_NewFamily(4, getkey()), 4)],
+        key=getkey(),
+    )
+    labels = named_leaves(st.param_labels(eqx.filter(model, eqx.is_inexact_array)))
+    assert {k for k, v in labels.items() if v == "ssm"} == {
+        ".blocks[0].mixer.rate",
+        ".blocks[1].mixer.inner.rate",
+    }
 
 
 def test_cosine_warmup_schedule():

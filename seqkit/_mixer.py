@@ -1,0 +1,126 @@
+"""The one protocol every sequence mixer implements, and the parameter groups it declares.
+
+Lives below `seqkit.ssm`, `seqkit.attention` and `seqkit.nn` so each of them can
+subclass it; the public names are `seqkit.nn.AbstractMixer` and
+`seqkit.nn.AbstractRecurrentMixer`.
+"""
+
+import abc
+import dataclasses
+from typing import Any
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+
+
+class AbstractMixer(eqx.Module):
+    """A layer that mixes information along the sequence: `(L, d_model) → (L, d_model)`.
+
+    One example at a time; batch with `jax.vmap`. Every SSM core and layer, every
+    attention variant, GSS and Mega implement it, so any of them can sit in a
+    [`seqkit.nn.ResidualBlock`][] or a [`seqkit.nn.SequenceModel`][].
+
+    **Mask semantics** (the same for every mixer): `mask` is a bool `(L,)` array,
+    True at real positions. Padded positions never influence real ones, in either
+    direction: convolutions see zeros there, attention never attends to them.
+    The outputs *at* padded positions are unspecified.
+
+    **Dropout** follows Equinox's convention: active unless the module is in
+    inference mode (`eqx.nn.inference_mode`), and then it needs `key`.
+
+    **Parameter groups**: [`seqkit.nn.AbstractMixer.ssm_parameters`][] names the
+    leaves that train at the SSM learning rate with no weight decay; the
+    optimizer asks the modules and never matches field names.
+    """
+
+    d_model: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def __call__(
+        self,
+        x: Float[Array, "L d_model"],
+        *,
+        mask: Bool[Array, " L"] | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "L d_model"]:
+        """**Arguments:**
+
+        - `x`: `(L, d_model)`, one example.
+        - `mask`: optional bool `(L,)`, True at real positions.
+        - `key`: PRNG key for dropout (needed only while dropout is active).
+
+        **Returns:** `(L, d_model)`.
+        """
+
+    def ssm_parameters(self) -> tuple:
+        """The leaves of this module that are "SSM parameters": trained at their own
+        (smaller) learning rate and without weight decay, following the S4, S4D, DSS
+        and Mega papers.
+
+        Returns the fields themselves (attribute accesses, no arithmetic), so the
+        optimizer can locate them in any pytree of the model's structure. The default
+        gathers them from the mixers nested in this one; SSM cores override it.
+        """
+        subs = jax.tree.leaves(
+            [getattr(self, f.name) for f in _fields(self)], is_leaf=lambda n: isinstance(n, AbstractMixer)
+        )
+        return tuple(p for m in subs if isinstance(m, AbstractMixer) for p in m.ssm_parameters())
+
+
+class AbstractRecurrentMixer(AbstractMixer):
+    """A mixer that also runs as a recurrence, one position at a time.
+
+    `init_state(L)` makes the state and `step(x_t, state)` advances it; stepping
+    over a sequence gives the same outputs as the parallel call. Classes that have
+    both a causal and a bidirectional form raise a `ValueError` from `init_state`
+    in their bidirectional form.
+    """
+
+    @abc.abstractmethod
+    def init_state(self, L: int | None = None) -> PyTree:
+        """The state before the first position.
+
+        **Arguments:** `L`, the longest sequence that will be stepped through, for
+        mixers whose state or system depends on it (a key/value cache, DSS-softmax);
+        `None` where it does not matter.
+        """
+
+    @abc.abstractmethod
+    def step(
+        self, x_t: Float[Array, " d_model"], state: PyTree, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], PyTree]:
+        """One position: **Returns** `(y_t, state)`."""
+
+
+def _fields(module: eqx.Module):
+    return dataclasses.fields(module)
+
+
+def ssm_parameter_labels(tree: PyTree) -> PyTree[str]:
+    """Label every leaf of `tree` `"ssm"` or `"default"`.
+
+    `tree` is a model, or the array part of one that optax sees
+    (`eqx.filter(model, eqx.is_inexact_array)`); the `"ssm"` leaves are those that the mixers in it declare
+    through `ssm_parameters()`.
+    """
+    labels = jax.tree.map(lambda _: "default", tree)
+    mixers = [
+        m
+        for m in jax.tree.leaves(labels, is_leaf=lambda n: isinstance(n, AbstractMixer))
+        if isinstance(m, AbstractMixer)
+    ]
+    if not mixers:
+        return labels
+
+    def where(t):
+        found = [
+            m
+            for m in jax.tree.leaves(t, is_leaf=lambda n: isinstance(n, AbstractMixer))
+            if isinstance(m, AbstractMixer)
+        ]
+        return [p for m in found for p in m.ssm_parameters() if p is not None]
+
+    if not where(labels):
+        return labels
+    return eqx.tree_at(where, labels, replace_fn=lambda _: "ssm")
