@@ -14,8 +14,12 @@ from seqkit._mixer import AbstractMixer, AbstractRecurrentMixer
 from ._norm import SequenceNorm
 
 
+_FFN_ACTIVATIONS = {"gelu": jax.nn.gelu, "silu": jax.nn.silu, "relu": jax.nn.relu}
+
+
 class FeedForward(eqx.Module):
-    """Position-wise `Linear(d → m·d) → GELU → dropout → Linear(m·d → d)`.
+    """Position-wise `Linear(d → m·d) → act → dropout → Linear(m·d → d)`, `act` GELU
+    (Transformer, S4) or SiLU (Mega's normalized FFN).
 
     One example `(L, d)` at a time; batch with `jax.vmap`.
     """
@@ -23,15 +27,27 @@ class FeedForward(eqx.Module):
     up: eqx.nn.Linear
     down: eqx.nn.Linear
     dropout: eqx.nn.Dropout
+    activation: str = eqx.field(static=True)
 
-    def __init__(self, d: int, mult: int = 4, dropout: float = 0.0, *, key: PRNGKeyArray):
+    def __init__(
+        self,
+        d: int,
+        mult: int = 4,
+        dropout: float = 0.0,
+        *,
+        activation: Literal["gelu", "silu", "relu"] = "gelu",
+        key: PRNGKeyArray,
+    ):
+        if activation not in _FFN_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_FFN_ACTIVATIONS)}, got {activation!r}")
         k1, k2 = jr.split(key)
         self.up = eqx.nn.Linear(d, mult * d, key=k1)
         self.down = eqx.nn.Linear(mult * d, d, key=k2)
         self.dropout = eqx.nn.Dropout(dropout)
+        self.activation = activation
 
     def __call__(self, x: Float[Array, "L d"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L d"]:
-        h = jax.nn.gelu(jax.vmap(self.up)(x))
+        h = _FFN_ACTIVATIONS[self.activation](jax.vmap(self.up)(x))
         return jax.vmap(self.down)(self.dropout(h, key=key))
 
 
@@ -68,6 +84,7 @@ class ResidualBlock(eqx.Module):
         prenorm: bool = True,
         dropout: float = 0.0,
         ffn_mult: int = 0,
+        ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
         axis_name: Hashable = "batch",
         key: PRNGKeyArray,
     ):
@@ -79,6 +96,7 @@ class ResidualBlock(eqx.Module):
         - `prenorm`: normalize before (True) or after (False) the residual sum.
         - `dropout`: rate on the mixer (and FFN) output before the residual sum.
         - `ffn_mult`: FFN hidden width as a multiple of `d`; 0 means no FFN.
+        - `ffn_activation`: the FFN's activation, `"gelu"`, `"silu"` (Mega) or `"relu"`.
         - `axis_name`: BatchNorm's batch axis name.
         - `key`: PRNG key for the FFN.
         """
@@ -92,7 +110,7 @@ class ResidualBlock(eqx.Module):
         self.mixer = mixer
         self.norm = SequenceNorm(d, norm, axis_name=axis_name)
         if ffn_mult > 0:
-            self.ffn = FeedForward(d, ffn_mult, dropout, key=key)
+            self.ffn = FeedForward(d, ffn_mult, dropout, activation=ffn_activation, key=key)
             self.ffn_norm = SequenceNorm(d, norm, axis_name=axis_name)
         else:
             self.ffn = None

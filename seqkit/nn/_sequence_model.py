@@ -87,6 +87,7 @@ class SequenceModel(eqx.Module):
         prenorm: bool = True,
         dropout: float = 0.0,
         ffn_mult: int = 0,
+        ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
         pool: Literal["mean", "last", "cls"] = "mean",
         axis_name: Hashable = "batch",
         key: PRNGKeyArray,
@@ -103,6 +104,7 @@ class SequenceModel(eqx.Module):
         - `prenorm`: pre-norm (True) or post-norm (False) blocks.
         - `dropout`: residual dropout rate in every block.
         - `ffn_mult`: FFN width multiple in every block; 0 means no FFN.
+        - `ffn_activation`: the FFN's activation (`"gelu"`, `"silu"` or `"relu"`).
         - `pool`: `"mean"`, `"last"` or `"cls"` (a learned token prepended at position 0).
         - `axis_name`: the vmapped batch axis BatchNorm reduces over.
         - `key`: PRNG key.
@@ -146,6 +148,7 @@ class SequenceModel(eqx.Module):
                 prenorm=prenorm,
                 dropout=dropout,
                 ffn_mult=ffn_mult,
+                ffn_activation=ffn_activation,
                 axis_name=axis_name,
                 key=k,
             )
