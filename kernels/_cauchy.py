@@ -114,7 +114,9 @@ def cauchy(
 
     With `conj_pairs=True` (the default) each stored mode stands for a conjugate
     pair, and the sum also runs over the conjugates:
-    `Σ_n v_n / (z_k − λ_n) + conj(v_n) / (z_k − conj(λ_n))` (SPEC §1.1).
+    `Σ_n v_n / (z_k − λ_n) + conj(v_n) / (z_k − conj(λ_n))`, as the S4 kernel needs
+    for its conjugate-pair modes (Gu, Goel and Ré, "Efficiently Modeling Long
+    Sequences with Structured State Spaces", 2022).
 
     The XLA implementation loops over chunks of `K` in both directions, with a
     hand-written backward pass (itself a chunked Cauchy contraction), so memory

@@ -1,4 +1,6 @@
-"""Pathfinder / Path-X: a seeded, vectorized "snakes" generator (SPEC §5.1).
+"""Pathfinder / Path-X: a seeded, vectorized "snakes" generator, after Linsley et al.,
+"Learning long-range spatial dependencies with horizontal gated recurrent units"
+(NeurIPS 2018), at the Long Range Arena sizes (Tay et al., "Long Range Arena", ICLR 2021).
 
 Each image holds two *target* snakes and a few *distractor* snakes. A snake is a
 chain of straight paddles (short thick segments) whose orientations follow a
@@ -41,7 +43,7 @@ GENERATOR_VERSION = 1
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
-# Release sizes (SPEC §5.1): 200k images per level, split 80/10/10.
+# Release sizes (Long Range Arena): 200k images per level, split 80/10/10.
 RELEASE_SIZE = 200_000
 RELEASE_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
@@ -98,7 +100,7 @@ class PathfinderConfig:
 
     @property
     def distractor_length(self) -> int:
-        """Paddles per distractor snake: `contour_length // 3` (SPEC §5.1)."""
+        """Paddles per distractor snake: `contour_length // 3` (Linsley et al. 2018)."""
         return max(1, self.contour_length // 3)
 
     @property
@@ -106,7 +108,7 @@ class PathfinderConfig:
         return self.size * self.size
 
 
-# SPEC §5.1, one row per preset, in the field order of PathfinderConfig.
+# The Long Range Arena Pathfinder / Path-X sizes (Tay et al. 2021), one row per preset, in the field order of PathfinderConfig.
 # fmt: off
 _PRESET_TABLE = {
     #               size  seed_dist  marker_r  paddle_len  thickness  continuity  margin  distract  contrast

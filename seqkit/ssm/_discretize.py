@@ -1,4 +1,12 @@
-"""Bilinear and zero-order-hold discretization (SPEC §1)."""
+"""Bilinear and zero-order-hold discretization of `x' = A x + B u` with step Δ.
+
+- bilinear: `Ā = (I − Δ/2·A)⁻¹ (I + Δ/2·A)`, `B̄ = (I − Δ/2·A)⁻¹ Δ B`
+  (Gu, Goel and Ré, "Efficiently Modeling Long Sequences with Structured State
+  Spaces", ICLR 2022);
+- zero-order hold, diagonal `A = diag(λ)`: `Ā = exp(Δλ)`, `B̄ = (exp(Δλ) − 1)/λ · B`
+  (Gu, Gupta, Goel and Ré, "On the Parameterization and Initialization of Diagonal
+  State Space Models", NeurIPS 2022).
+"""
 
 import jax
 import jax.numpy as jnp

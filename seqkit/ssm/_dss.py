@@ -45,7 +45,8 @@ def dss_kernel(
     L: int,
     variant: Literal["exp", "softmax"] = "exp",
 ) -> Float[ArrayLike, "*dirs H L"]:
-    """DSS kernel (SPEC §1.3), with `P_{n,l} = λ_n Δ l`:
+    """DSS kernel (Gupta, Gu and Berant, "Diagonal State Spaces are as Effective
+    as Structured State Spaces", 2022), with `P_{n,l} = λ_n Δ l`:
 
     - `"exp"`: `K_l = Re Σ_n w_n (exp(λ_n Δ) − 1)/λ_n · exp(P_{n,l})` (needs `Re λ < 0`);
     - `"softmax"`: `K = Re(w · Λ⁻¹ · row_softmax(P))`, the softmax over `l < L` of a

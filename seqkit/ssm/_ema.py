@@ -21,7 +21,8 @@ def ema_kernel(
     eta: Float[ArrayLike, "*dirs H h"],
     L: int,
 ) -> Float[ArrayLike, "*dirs H L"]:
-    """Damped EMA kernel `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l` (SPEC §1.5).
+    """Damped EMA kernel `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l` (Ma et al.,
+    "Mega: Moving Average Equipped Gated Attention", 2023).
 
     **Arguments:**
 

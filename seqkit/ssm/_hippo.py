@@ -1,6 +1,10 @@
 """HiPPO-LegS, its normal-plus-low-rank (DPLR) form, and diagonal inits.
 
-Everything here runs once at initialisation, in float64 NumPy (SPEC §1.1, §1.3).
+Everything here runs once at initialisation, in float64 NumPy (HiPPO-LegS
+and its DPLR form: Gu, Goel and Ré, "Efficiently Modeling Long Sequences with
+Structured State Spaces", 2022; the diagonal LegS, Lin and Inv inits: Gu, Gupta,
+Goel and Ré, "On the Parameterization and Initialization of Diagonal State Space
+Models", 2022).
 """
 
 from typing import NamedTuple

@@ -33,7 +33,9 @@ def s4_kernel(
     dt: Float[ArrayLike, " H"],
     L: int,
 ) -> Float[ArrayLike, "*dirs H L"]:
-    """The S4 convolution kernel of a bilinear-discretized DPLR system (SPEC §1.2).
+    """The S4 convolution kernel of a bilinear-discretized DPLR system (Gu, Goel
+    and Ré, "Efficiently Modeling Long Sequences with Structured State Spaces",
+    Algorithm 1).
 
     The continuous system per channel is `A = Λ − p p*` (stored as one member
     of each conjugate pair, `n = N/2` modes). With `C̃ = C (I − Ā^L)`, the

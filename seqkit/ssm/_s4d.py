@@ -47,7 +47,8 @@ def s4d_kernel(
     L: int,
     discretization: Literal["zoh", "bilinear"] = "zoh",
 ) -> Float[ArrayLike, "*dirs H L"]:
-    """S4D kernel `K_l = 2 Re Σ_n C_n B̄_n Ā_n^l` (SPEC §1.3).
+    """S4D kernel `K_l = 2 Re Σ_n C_n B̄_n Ā_n^l` (Gu et al., "On the Parameterization and
+    Initialization of Diagonal State Space Models", 2022).
 
     Each stored mode stands for a conjugate pair, hence the `2 Re`.
 
