@@ -108,7 +108,8 @@ class PathfinderConfig:
         return self.size * self.size
 
 
-# The Long Range Arena Pathfinder / Path-X sizes (Tay et al. 2021), one row per preset, in the field order of PathfinderConfig.
+# The Long Range Arena Pathfinder / Path-X sizes (Tay et al. 2021), one row per preset,
+# in the field order of PathfinderConfig.
 # fmt: off
 _PRESET_TABLE = {
     #               size  seed_dist  marker_r  paddle_len  thickness  continuity  margin  distract  contrast

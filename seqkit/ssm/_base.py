@@ -166,6 +166,12 @@ class AbstractSSMCore(AbstractRecurrentMixer):
         """The convolution kernel: `(d_model, L)`, or `(2, d_model, L)` when
         bidirectional (forward, then backward)."""
 
+    def masked_kernel(self, L: int, mask: Array) -> Array:
+        """The kernel applied to an input with padding `mask` (True = real): the
+        plain kernel, except for cores whose kernel depends on the input length."""
+        del mask
+        return self.kernel(L)
+
     @abc.abstractmethod
     def skip(self) -> Float[Array, " d_model"]:
         """The skip weights `D`."""
@@ -201,10 +207,12 @@ class AbstractSSMCore(AbstractRecurrentMixer):
         """
         del key
         u = self._check_input(u)
-        mask = check_mask(mask, u.shape[0])
-        if mask is not None:
-            u = jnp.where(mask[:, None], u, jnp.zeros_like(u))
-        return fft_conv(u, self.kernel(u.shape[0]), self.skip())
+        L = u.shape[0]
+        mask = check_mask(mask, L)
+        if mask is None:
+            return fft_conv(u, self.kernel(L), self.skip())
+        u = jnp.where(mask[:, None], u, jnp.zeros_like(u))
+        return fft_conv(u, self.masked_kernel(L, mask), self.skip())
 
     def discrete_system(self, L: int | None = None) -> DiscreteSystem | tuple[DiscreteSystem, DiscreteSystem]:
         """The equivalent discrete system(s), built from the parameters.

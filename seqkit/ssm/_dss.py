@@ -31,10 +31,13 @@ def _expm1c(z: Array) -> Array:
     return lax.complex(jnp.expm1(a) * jnp.cos(b) - 2.0 * s * s, jnp.exp(a) * jnp.sin(b))
 
 
-def _geometric_sum(x: Array, L: int) -> Array:
-    """Σ_{l<L} exp(x l) for Re x ≤ 0, computed as expm1(xL)/expm1(x)."""
+def _geometric_sum(x: Array, L: int | Array) -> Array:
+    """Σ_{l<L} exp(x l) for Re x ≤ 0, computed as expm1(xL)/expm1(x); `L` may be a
+    traced scalar."""
     tiny = jnp.abs(x) < 1e-30
     safe = jnp.where(tiny, jnp.ones_like(x), x)
+    if not isinstance(L, int):
+        L = to_complex(jnp.asarray(L, jnp.real(x).dtype))
     return jnp.where(tiny, jnp.full_like(x, L), _expm1c(safe * L) / _expm1c(safe))
 
 
@@ -44,6 +47,8 @@ def dss_kernel(
     dt: Float[ArrayLike, " H"],
     L: int,
     variant: Literal["exp", "softmax"] = "exp",
+    *,
+    length: ArrayLike | None = None,
 ) -> Float[ArrayLike, "*dirs H L"]:
     """DSS kernel (Gupta, Gu and Berant, "Diagonal State Spaces are as Effective
     as Structured State Spaces", 2022), with `P_{n,l} = λ_n Δ l`:
@@ -61,6 +66,10 @@ def dss_kernel(
     - `dt`: `(H,)` step sizes.
     - `L`: kernel length.
     - `variant`: `"exp"` or `"softmax"`.
+    - `length`: the softmax's normalizing length `n <= L` (default `L`), which may be
+      a traced scalar: the taps `l < n` are then those of the length-`n` kernel (a
+      padded sequence with `n` real positions sees the kernel of the unpadded one);
+      the taps `l >= n` are unspecified.
 
     **Returns:** `(*dirs, H, L)`.
     """
@@ -73,12 +82,17 @@ def dss_kernel(
         raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
     grows = jnp.real(x) > 0
     xs = jnp.where(grows, -x, x)  # Re(xs) ≤ 0
-    v = W / Lambda / _geometric_sum(xs, L)
+    v = W / Lambda / _geometric_sum(xs, L if length is None else length)
     zero = jnp.zeros_like(v)
     xb = jnp.broadcast_to(xs, v.shape)
     decaying = vandermonde(jnp.where(grows, zero, v), xb, L)
     growing = vandermonde(jnp.where(grows, v, zero), xb, L)
-    return decaying + growing[..., ::-1]
+    if length is None:
+        return decaying + growing[..., ::-1]
+    # Reflect about n − 1 instead of L − 1: tap l of a growing mode is exp(−x(n−1−l)).
+    n = jnp.asarray(length).astype(jnp.int32)
+    taps = jnp.clip(n - 1 - jnp.arange(L, dtype=jnp.int32), 0, L - 1)
+    return decaying + jnp.take(growing, taps, axis=-1)
 
 
 class DSS(AbstractSSMCore):
@@ -88,6 +102,11 @@ class DSS(AbstractSSMCore):
     HiPPO-LegS's normal part), a step `Δ`, and weights `w`; the kernel is
     `dss_kernel(Λ, w, Δ, L, variant)`. For `"exp"`, `Re λ = −exp(θ)`; for
     `"softmax"`, `Re λ = θ` is unconstrained (the softmax normalises growth).
+
+    The softmax kernel is normalised over the input length `L`, so it is not the
+    first `L` taps of a longer kernel. With a padding mask it is normalised over
+    the real length instead (up to the last real position), so a padded input gives
+    the outputs of the unpadded one at its real positions.
 
     ```python
     core = seqkit.ssm.DSS(64, variant="exp", key=jax.random.key(0))
@@ -163,6 +182,14 @@ class DSS(AbstractSSMCore):
     def kernel(self, L: int) -> Float[Array, "*dirs d_model L"]:
         """The kernel, `(d_model, L)` or `(2, d_model, L)`."""
         return dss_kernel(*self._params(), L, self.variant)
+
+    def masked_kernel(self, L: int, mask: Array) -> Float[Array, "*dirs d_model L"]:
+        """The kernel for an input with padding `mask`: DSS-softmax normalizes over the
+        real length `n` (one past the last real position) rather than `L`."""
+        if self.variant != "softmax":
+            return self.kernel(L)
+        n = L - jnp.argmax(mask[::-1]).astype(jnp.int32)
+        return dss_kernel(*self._params(), L, self.variant, length=n)
 
     def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
         Lambda, W, dt = self._params()

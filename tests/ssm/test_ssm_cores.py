@@ -1,6 +1,7 @@
-"""Every SSM core against independent float64 references built from its
-discrete system (explicit matrix powers, explicit recurrences) and, for S4, the
-dense HiPPO-LegS system it represents."""
+"""Every SSM core against float64 references built from its discrete system
+(explicit matrix powers, explicit recurrences), for S4 against the dense
+HiPPO-LegS system it represents, and padding masks. The map from the raw
+parameter leaves to the kernels is checked in test_ssm_parameterization.py."""
 
 import equinox as eqx
 import jax
@@ -125,17 +126,23 @@ def test_step_mode_equals_conv_mode(name):
     assert_close(ys, core(u), rtol=2e-3)
 
 
-@pytest.mark.parametrize("L", [L_MAX, 64, 63])
-def test_s4_equals_dense_hippo_bilinear_system(L, x64):
+@pytest.mark.parametrize("l_max, L", [(L_MAX, L_MAX), (64, 64), (63, 63), (64, 20), (63, 1)])
+def test_s4_equals_dense_hippo_bilinear_system(l_max, L, x64):
     """The DPLR/Cauchy kernel equals C Ā^l B̄ of the dense bilinear HiPPO-LegS
-    system, with C chosen in the original basis and mapped to C̃."""
-    core = S4(2, N, l_max=L, dt_min=1e-2, dt_max=1e-1, key=jr.key(0))
+    system, with C chosen in the original basis and mapped to C̃ = C (I − Ā^{l_max}).
+
+    C̃ depends on l_max, so for L < l_max the first L taps of the l_max kernel (and
+    conv mode on a length-L input) still equal the dense system's, while a kernel
+    evaluated at L itself would not."""
+    core = S4(2, N, l_max=l_max, dt_min=1e-2, dt_max=1e-1, key=jr.key(0))
     h = hippo_legs(N)
     rng = np.random.default_rng(0)
     C_orig = rng.normal(size=(2, N))
     dt = np.exp(np.asarray(core.log_dt))
     c_tilde = np.zeros((2, N // 2), complex)
     expected = np.zeros((2, L))
+    u = rng.normal(size=(L, 2))
+    y_dense = np.asarray(core.D)[None] * u
     I = np.eye(N)
     for ch in range(2):
         inv = np.linalg.inv(I - dt[ch] / 2 * h.A)
@@ -144,25 +151,39 @@ def test_s4_equals_dense_hippo_bilinear_system(L, x64):
         for l in range(L):
             expected[ch, l] = C_orig[ch] @ Ak @ B_bar
             Ak = A_bar @ Ak
-        # In the eigenbasis: C_eig = C V and C̃ = C_eig (I − Ā_eig^L).
+        x = np.zeros(N)
+        for t in range(L):  # the dense recurrence, in the original basis
+            x = A_bar @ x + B_bar * u[t, ch]
+            y_dense[t, ch] += C_orig[ch] @ x
+        # In the eigenbasis: C_eig = C V and C̃ = C_eig (I − Ā_eig^{l_max}).
         A_eig = h.V.conj().T @ A_bar @ h.V
         C_eig = C_orig[ch] @ h.V
-        c_tilde[ch] = (C_eig @ (I - np.linalg.matrix_power(A_eig, L)))[: N // 2]
-    core = eqx.tree_at(
-        lambda c: (c.c_re, c.c_im), core, (jnp.asarray(c_tilde.real), jnp.asarray(c_tilde.imag))
-    )
+        c_tilde[ch] = (C_eig @ (I - np.linalg.matrix_power(A_eig, l_max)))[: N // 2]
+    c = (jnp.asarray(c_tilde.real), jnp.asarray(c_tilde.imag))
+    core = eqx.tree_at(lambda c: (c.c_re, c.c_im), core, c)
     assert_close(core.kernel(L), expected, rtol=1e-9)
+    assert_close(core(jnp.asarray(u)), y_dense, rtol=1e-9)
+    if L < l_max:  # the same parameters read as learned for L give another kernel
+        short = S4(2, N, l_max=L, dt_min=1e-2, dt_max=1e-1, key=jr.key(0))
+        short = eqx.tree_at(lambda c: (c.c_re, c.c_im), short, c)
+        other = np.asarray(short.kernel(L))
+        assert np.max(np.abs(other - expected)) > 1e-3 * np.max(np.abs(expected))
 
 
-def test_s4_shorter_inputs_use_first_taps_and_longer_is_an_error():
+def test_s4_input_longer_than_l_max_is_an_error():
     core = S4(H, N, l_max=64, key=jr.key(0))
-    full = core.kernel(64)
-    assert_close(core.kernel(20), full[:, :20], rtol=1e-6)
-    u = jr.normal(jr.key(1), (20, H))
-    # Conv mode on a short input equals the recurrence of the l_max system.
-    assert_close(core(u), _recurrence(core.discrete_system(), np.asarray(u, np.float64)), rtol=2e-3)
+    core(jnp.zeros((64, H)))
     with pytest.raises(ValueError, match="l_max=64"):
         core(jnp.zeros((65, H)))
+
+
+def test_dss_softmax_kernel_depends_on_length():
+    """The softmax normalizes each mode over the L taps, so unlike the other cores
+    the length-20 kernel is not the first 20 taps of the length-64 one (each is
+    checked against its own length-L system above)."""
+    core = _perturbed("dss-softmax", False)
+    short, long = np.asarray(core.kernel(20)), np.asarray(core.kernel(64))
+    assert np.max(np.abs(short - long[:, :20])) > 1e-2 * np.max(np.abs(short))
 
 
 @pytest.mark.parametrize("name", sorted(CORES))
@@ -172,6 +193,42 @@ def test_jit_and_vmap(name):
     y = jax.jit(jax.vmap(core))(u)
     assert y.shape == (4, 32, H)
     assert_close(y[2], core(u[2]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_padding_mask(name, bidirectional, x64):
+    """Padded positions reach no real output, in either direction.
+
+    A padded input gives at its real positions exactly the outputs of the
+    unpadded input, for every core: DSS-softmax, whose kernel is normalized over
+    the length, normalizes over the real length when a mask is given."""
+    core = _perturbed(name, bidirectional, seed=7)
+    n, pad = 23, 9
+    rng = np.random.default_rng(0)
+    u = jnp.asarray(rng.normal(size=(n, H)))
+    junk = jnp.asarray(1e3 * rng.normal(size=(pad, H)))
+    mask = jnp.arange(n + pad) < n
+    y = core(jnp.concatenate([u, junk]), mask=mask)
+    assert y.shape == (n + pad, H) and y.dtype == jnp.float64
+    assert_close(y[:n], core(u), rtol=1e-10)
+    # A mask with holes (the last position real): masked inputs are zeros, wherever they sit.
+    v = jnp.asarray(rng.normal(size=(n, H)))
+    holes = jnp.asarray(rng.random(n) < 0.7).at[-1].set(True)
+    assert_close(core(v, mask=holes), core(jnp.where(holes[:, None], v, 0.0)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_bad_masks_raise_clear_errors(name):
+    core = CORES[name](True, jr.key(0))
+    u = jnp.zeros((10, H))
+    with pytest.raises(ValueError, match=r"padding mask of shape \(10,\), got \(9,\)"):
+        core(u, mask=jnp.ones(9, bool))
+    with pytest.raises(ValueError, match=r"padding mask of shape \(10,\), got \(10, 1\)"):
+        core(u, mask=jnp.ones((10, 1), bool))
+    for dtype in ("int32", "float32"):
+        with pytest.raises(ValueError, match=f"bool padding mask.*got dtype {dtype}"):
+            core(u, mask=jnp.ones(10, dtype))
 
 
 @pytest.mark.parametrize("name", sorted(CORES))

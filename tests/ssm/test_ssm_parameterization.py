@@ -1,0 +1,260 @@
+"""The map from raw parameter leaves to kernels and outputs, checked against the
+papers' formulas written out here in float64 NumPy.
+
+The references read only the modules' parameter arrays and call no seqkit
+function, so a wrong mapping (Δ from `log Δ`, `Re λ` from `log(−Re λ)`, `δ` from
+its logit, a missing factor) fails here even where the kernel and the module's
+own `discrete_system` agree with each other. The parameters are moved off their
+init but kept inside the modules' guards (`Δ ∈ [1e-6, 10]`, `Re λ ≤ −1e-4`), so
+the references need no clamps.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from helpers import assert_close
+from seqkit.ssm import DSS, EMA, S4, S4D
+
+H, N = 3, 8
+
+
+def _np(x):
+    return np.asarray(x, np.float64)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _perturb(core, seed, scale=0.1):
+    """Every array leaf plus `scale`·N(0, 1) noise, so the checks see general values."""
+    params, static = eqx.partition(core, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jr.split(jr.key(seed), len(leaves))
+    leaves = [x + scale * jr.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)]
+    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+
+
+def _inside_guards(log_dt, log_neg_re=None):
+    dt = np.exp(_np(log_dt))
+    assert np.all((dt > 1e-6) & (dt < 10.0))
+    if log_neg_re is not None:
+        assert np.all(np.exp(_np(log_neg_re)) > 1e-4)
+
+
+def _causal_conv(K, u):
+    """`y_t = Σ_{s ≤ t} K_{t−s} u_s` per channel: `K` `(H, L)`, `u` `(L, H)`."""
+    L = u.shape[0]
+    y = np.zeros(u.shape)
+    for t in range(L):
+        for s in range(t + 1):
+            y[t] += K[:, t - s] * u[s]
+    return y
+
+
+def _apply_kernels(K, D, u, bidirectional):
+    """`y = K ∗ u + D u`; bidirectional: the backward kernel runs over `u[::-1]`."""
+    if not bidirectional:
+        return _causal_conv(K, u) + D * u
+    return _causal_conv(K[0], u) + _causal_conv(K[1], u[::-1])[::-1] + D * u
+
+
+# --- initial step sizes ---------------------------------------------------------
+
+DT_RANGES = [(1e-3, 1e-1), (1e-4, 1e-3), (0.02, 0.5), (0.05, 0.05)]
+
+DT_CORES = {
+    "s4d": lambda b, **kw: S4D(64, N, bidirectional=b, **kw),
+    "s4": lambda b, **kw: S4(64, N, l_max=16, bidirectional=b, **kw),
+    "dss-exp": lambda b, **kw: DSS(64, N, bidirectional=b, **kw),
+    "dss-softmax": lambda b, **kw: DSS(64, N, variant="softmax", bidirectional=b, **kw),
+}
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("name", sorted(DT_CORES))
+@pytest.mark.parametrize("dt_min, dt_max", DT_RANGES)
+def test_initial_step_sizes_lie_in_dt_range(name, bidirectional, dt_min, dt_max):
+    """Δ = exp(log Δ) of the raw leaf lies in `[dt_min, dt_max]`, log-uniformly spread."""
+    core = DT_CORES[name](bidirectional, dt_min=dt_min, dt_max=dt_max, key=jr.key(0))
+    assert core.log_dt.shape == (64,)
+    dt = np.exp(_np(core.log_dt))
+    # float32 rounding of log Δ moves Δ by a relative 1e-7 or so.
+    assert np.all(dt >= dt_min * (1 - 1e-6)) and np.all(dt <= dt_max * (1 + 1e-6)), (dt.min(), dt.max())
+    if dt_min < dt_max:
+        # Log-uniform: both halves of [log dt_min, log dt_max] are hit, neither is empty.
+        pos = (np.log(dt) - np.log(dt_min)) / (np.log(dt_max) - np.log(dt_min))
+        assert 0.2 < np.mean(pos < 0.5) < 0.8
+        assert pos.min() < 0.1 and pos.max() > 0.9
+
+
+# --- S4D: Gu, Gupta, Goel and Ré 2022 ---------------------------------------------
+
+
+def _s4d_reference_kernel(core, L):
+    """S4D kernel from the raw leaves.
+
+    `Λ = −exp(log_neg_re) + i·lambda_im`, `Δ = exp(log_dt)`, `B = b_re + i b_im`,
+    `C = c_re + i c_im`; ZOH: `Ā = exp(ΔΛ)`, `B̄ = (exp(ΔΛ) − 1)/Λ · B`; bilinear:
+    `Ā = (1 + ΔΛ/2)/(1 − ΔΛ/2)`, `B̄ = Δ B/(1 − ΔΛ/2)`; `K_l = 2 Re Σ_n C_n B̄_n Ā_n^l`
+    (one stored mode per conjugate pair).
+    """
+    lam = -np.exp(_np(core.log_neg_re)) + 1j * _np(core.lambda_im)  # (H, n)
+    dt = np.exp(_np(core.log_dt))[:, None]
+    B = _np(core.b_re) + 1j * _np(core.b_im)
+    C = _np(core.c_re) + 1j * _np(core.c_im)  # (H, n) or (2, H, n)
+    if core.discretization == "zoh":
+        A_bar = np.exp(dt * lam)
+        B_bar = (np.exp(dt * lam) - 1.0) / lam * B
+    else:
+        A_bar = (1.0 + dt * lam / 2) / (1.0 - dt * lam / 2)
+        B_bar = dt * B / (1.0 - dt * lam / 2)
+    powers = A_bar[..., None] ** np.arange(L)  # (H, n, L)
+    return 2.0 * np.real(np.einsum("...hn,hn,hnl->...hl", C, B_bar, powers))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+@pytest.mark.parametrize("init", ["legs", "lin", "inv"])
+def test_s4d_kernel_and_output_from_raw_leaves(init, discretization, bidirectional, x64):
+    kw = dict(init=init, discretization=discretization, bidirectional=bidirectional)
+    core = S4D(H, N, dt_min=1e-2, dt_max=0.3, key=jr.key(0), **kw)
+    core = _perturb(core, seed=1)
+    _inside_guards(core.log_dt, core.log_neg_re)
+    L = 40
+    K = _s4d_reference_kernel(core, L)
+    assert_close(core.kernel(L), K, rtol=1e-10)
+    u = np.random.default_rng(0).normal(size=(L, H))
+    expected = _apply_kernels(K, _np(core.D), u, bidirectional)
+    assert_close(core(jnp.asarray(u)), expected, rtol=1e-10)
+
+
+# --- DSS: Gupta, Gu and Berant 2022 -----------------------------------------------
+
+
+def _dss_reference_kernel(core, L):
+    """DSS kernel from the raw leaves, `w = w_re + i w_im`, `Δ = exp(log_dt)`:
+
+    - exp: `Λ = −exp(lambda_re) + i·lambda_im`,
+      `K_l = Re Σ_n w_n (exp(λ_n Δ) − 1)/λ_n · exp(λ_n Δ l)`;
+    - softmax: `Λ = lambda_re + i·lambda_im` (any sign),
+      `K_l = Re Σ_n w_n/λ_n · exp(λ_n Δ l) / Σ_{l'<L} exp(λ_n Δ l')`.
+    """
+    re = -np.exp(_np(core.lambda_re)) if core.variant == "exp" else _np(core.lambda_re)
+    lam = re + 1j * _np(core.lambda_im)
+    dt = np.exp(_np(core.log_dt))[:, None]
+    W = _np(core.w_re) + 1j * _np(core.w_im)
+    P = lam[..., None] * dt[..., None] * np.arange(L)  # (H, n, L)
+    if core.variant == "exp":
+        S = ((np.exp(lam * dt) - 1.0) / lam)[..., None] * np.exp(P)
+    else:
+        S = np.exp(P) / np.sum(np.exp(P), axis=-1, keepdims=True) / lam[..., None]
+    return np.real(np.einsum("...hn,hnl->...hl", W, S))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("variant", ["exp", "softmax"])
+def test_dss_kernel_and_output_from_raw_leaves(variant, bidirectional, x64):
+    core = DSS(H, N, variant=variant, bidirectional=bidirectional, dt_min=1e-2, dt_max=0.3, key=jr.key(0))
+    core = _perturb(core, seed=2)
+    if variant == "softmax":  # growing modes are part of DSS-softmax
+        core = eqx.tree_at(lambda c: c.lambda_re, core, core.lambda_re.at[0, :2].set(0.3))
+    _inside_guards(core.log_dt, core.lambda_re if variant == "exp" else None)
+    for L in (1, 17, 40):  # DSS-softmax normalizes over L: its kernel depends on L
+        assert_close(core.kernel(L), _dss_reference_kernel(core, L), rtol=1e-10)
+    L = 40
+    K = _dss_reference_kernel(core, L)
+    u = np.random.default_rng(0).normal(size=(L, H))
+    expected = _apply_kernels(K, _np(core.D), u, bidirectional)
+    assert_close(core(jnp.asarray(u)), expected, rtol=1e-10)
+
+
+# --- S4: Gu, Goel and Ré 2022 -----------------------------------------------------
+
+
+def _s4_reference_kernel(core, L):
+    """The S4 kernel from the raw leaves, by explicit matrix powers.
+
+    With one stored member per conjugate pair, the full system has the `2n` states
+    `Λ ∪ conj(Λ)`, `p ∪ conj(p)`, `B ∪ conj(B)`, `C̃ ∪ conj(C̃)`; `A = diag(Λ) − p p*`,
+    bilinear `Ā = (I − Δ/2·A)⁻¹ (I + Δ/2·A)`, `B̄ = (I − Δ/2·A)⁻¹ Δ B`; the learned
+    `C̃ = C (I − Ā^{l_max})` gives `C = C̃ (I − Ā^{l_max})⁻¹`, and `K_l = Re(C Ā^l B̄)`.
+    """
+
+    def pairs(re, im):
+        z = _np(re) + 1j * _np(im)
+        return np.concatenate([z, np.conj(z)], axis=-1)
+
+    lam = pairs(-np.exp(_np(core.log_neg_re)), core.lambda_im)  # (H, 2n)
+    p, B = pairs(core.p_re, core.p_im), pairs(core.b_re, core.b_im)
+    Ct = pairs(core.c_re, core.c_im)  # (H, 2n) or (2, H, 2n)
+    Ct = Ct if core.bidirectional else Ct[None]
+    dt = np.exp(_np(core.log_dt))
+    m = lam.shape[-1]
+    I = np.eye(m)
+    K = np.zeros((Ct.shape[0], lam.shape[0], L))
+    for h in range(lam.shape[0]):
+        A = np.diag(lam[h]) - np.outer(p[h], np.conj(p[h]))
+        inv = np.linalg.inv(I - dt[h] / 2 * A)
+        A_bar, B_bar = inv @ (I + dt[h] / 2 * A), inv @ (dt[h] * B[h])
+        for d in range(Ct.shape[0]):
+            C = np.linalg.solve((I - np.linalg.matrix_power(A_bar, core.l_max)).T, Ct[d, h])
+            x = B_bar
+            for l in range(L):
+                K[d, h, l] = np.real(C @ x)
+                x = A_bar @ x
+    return K if core.bidirectional else K[0]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_s4_kernel_and_output_from_raw_leaves(bidirectional, x64):
+    l_max = 48
+    core = S4(H, N, l_max=l_max, bidirectional=bidirectional, dt_min=1e-2, dt_max=0.3, key=jr.key(0))
+    core = _perturb(core, seed=3)
+    _inside_guards(core.log_dt, core.log_neg_re)
+    K = _s4_reference_kernel(core, l_max)
+    assert_close(core.kernel(l_max), K, rtol=1e-9)
+    L = 21  # shorter inputs see the first taps of the l_max kernel
+    u = np.random.default_rng(0).normal(size=(L, H))
+    expected = _apply_kernels(K[..., :L], _np(core.D), u, bidirectional)
+    assert_close(core(jnp.asarray(u)), expected, rtol=1e-9)
+
+
+# --- EMA: Ma et al. 2023 (Mega) ---------------------------------------------------
+
+
+def _ema_reference(core, x):
+    """Mega's damped EMA as the explicit recurrence over t, per channel and dim j:
+
+    `α = sigmoid(alpha_logit)`, `δ = sigmoid(delta_logit)`,
+    `z_t = α β x_t + (1 − α δ) z_{t−1}`, `y_t = Σ_j η_j z_t + ω x_t`;
+    bidirectional: a second EMA with its own `α, δ, β, η` over the reversed sequence.
+    """
+    alpha, delta = _sigmoid(_np(core.alpha_logit)), _sigmoid(_np(core.delta_logit))
+    beta, eta = _np(core.beta), _np(core.eta)
+
+    def run(a, d, b, e, xs):
+        z = np.zeros(a.shape)  # (H, h)
+        ys = np.zeros(xs.shape)
+        for t in range(xs.shape[0]):
+            z = a * b * xs[t][:, None] + (1.0 - a * d) * z
+            ys[t] = np.sum(e * z, axis=-1)
+        return ys
+
+    y = _np(core.omega) * x
+    if not core.bidirectional:
+        return y + run(alpha, delta, beta, eta, x)
+    y = y + run(alpha[0], delta[0], beta[0], eta[0], x)
+    return y + run(alpha[1], delta[1], beta[1], eta[1], x[::-1])[::-1]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_ema_output_from_raw_leaves(bidirectional, x64):
+    core = EMA(H, 4, bidirectional=bidirectional, key=jr.key(0))
+    core = _perturb(core, seed=4, scale=1.0)  # α, δ well spread over (0, 1)
+    x = np.random.default_rng(0).normal(size=(50, H))
+    assert_close(core(jnp.asarray(x)), _ema_reference(core, x), rtol=1e-10)
