@@ -1,10 +1,11 @@
 """Compiled peak memory of Mega-chunk against full Mega, as the length grows.
 
-For each length, one Mega block (one example) is compiled for the forward pass
-and for forward + backward (gradient of the summed output with respect to the
-parameters and the input), and XLA's memory analysis of the compiled program
-is reported: `peak = arguments + outputs + temporaries − aliased`. Nothing is
-run, so full attention at L = 16384 costs compile time only.
+For each length, one Mega block (one example: the Mega mixer in a pre-norm
+`ResidualBlock` with a SiLU feed-forward network of width 2·d_model) is compiled
+for the forward pass and for forward + backward (gradient of the summed output
+with respect to the parameters and the input), and XLA's memory analysis of the
+compiled program is reported: `peak = arguments + outputs + temporaries −
+aliased`. Nothing is run, so full attention at L = 16384 costs compile time only.
 
     python benchmarks/mega_memory.py [--lengths 1024 4096 16384] [--chunk 128]
 
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from _plot import default_path, plot_panels
-from seqkit.nn import Mega
+from seqkit.nn import Mega, ResidualBlock
 
 
 def peak_bytes(f, *args) -> int:
@@ -29,12 +30,18 @@ def peak_bytes(f, *args) -> int:
     return m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
 
 
-def measure(layer: Mega, L: int) -> tuple[int, int]:
-    params, static = eqx.partition(layer, eqx.is_inexact_array)
-    x = jnp.zeros((L, layer.d_model), jnp.float32)
+def mega_block(d_model: int, **mixer_options) -> ResidualBlock:
+    mixer = Mega(d_model, **mixer_options, key=jr.key(0))
+    return ResidualBlock(mixer, d_model, ffn_mult=2, ffn_activation="silu", key=jr.key(1))
+
+
+def measure(block: ResidualBlock, L: int) -> tuple[int, int]:
+    params, static = eqx.partition(block, eqx.is_inexact_array)
+    x = jnp.zeros((L, block.mixer.d_model), jnp.float32)
+    state = eqx.nn.State(block)  # LayerNorm: no running statistics
 
     def forward(params, x):
-        return eqx.combine(params, static)(x)
+        return eqx.combine(params, static)(x, state)[0]
 
     def loss(params, x):
         return jnp.sum(forward(params, x))
@@ -56,9 +63,9 @@ def main():
     parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
     args = parser.parse_args()
 
-    kw = {"z_dim": args.z_dim, "v_dim": args.v_dim, "relative_position": "rotary", "key": jr.key(0)}
-    full = Mega(args.d_model, **kw)
-    chunked = Mega(args.d_model, chunk_size=args.chunk, **kw)
+    kw = {"z_dim": args.z_dim, "v_dim": args.v_dim, "relative_position": "rotary"}
+    full = mega_block(args.d_model, **kw)
+    chunked = mega_block(args.d_model, chunk_size=args.chunk, **kw)
     print(
         f"backend: {jax.default_backend()}; d_model={args.d_model}, z={args.z_dim}, "
         f"v={args.v_dim}, chunk={args.chunk}; compiled peak memory in MiB"

@@ -1,4 +1,6 @@
-"""GSS: the Gated State Space layer."""
+"""GSS: the gated state space mixer."""
+
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -7,38 +9,43 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from seqkit._checks import check_mask, check_sequence
+from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import DSS, SSMState, fft_conv
 
 
-class GSS(eqx.Module):
-    """Gated State Space layer (SPEC §1.4): a DSS on a narrow branch, gated by a
-    wide one, with a pre-LayerNorm and a residual connection.
+class GSS(AbstractRecurrentMixer):
+    """Gated State Space mixer: a DSS on a narrow branch, gating a wide one.
 
-    For `x ∈ R^{L×E}`:
+    For an input `x ∈ R^{L×E}`:
 
-    `v = GELU(LN(x) W_v)` (`L×F`, `F = expansion·E`),
-    `u = GELU(LN(x) W_u)` (`L×H`, `H = ssm_dim`),
-    `y = K ∗ u` (a DSS kernel of state size `N`, no `D` term),
-    `out = ((y W_y) ⊙ v) W_o + x`.
+    - `v = GELU(x W_v + b_v)` (`L×F`, `F = expansion·E`),
+    - `u = GELU(x W_u + b_u)` (`L×H`, `H = ssm_dim`),
+    - `y = K ∗ u`, a DSS convolution with state size `N` and no `D` term:
+      `y_t = Σ_{s≤t} K_{t−s} u_s` (causal), with
+      `K_l = Re Σ_n w_n (exp(λ_n Δ) − 1)/λ_n · exp(λ_n Δ l)` for the `"exp"` kernel,
+    - `o = ((y W_y + b_y) ⊙ v) W_o + b_o` (`W_y: H → F`, `W_o: F → E`).
 
-    Causal by default, so it is also an autoregressive block: `init_state` and
-    `step` run the same map one position at a time (the DSS as a recurrence)
-    and agree with `__call__`. One example at a time: `(L, E)` in and out;
-    batch with `jax.vmap`. The DSS core's own skip weights `D` are not used
-    (the layer's residual plays that role), so they receive zero gradient.
+    The mixer is bare, like every other mixer: the paper's full GSS layer,
+    `x + o(LayerNorm(x))`, is `ResidualBlock(GSS(...), E, norm="layer", prenorm=True)`.
+
+    Causal by default, so it is also a recurrence: `init_state` and `step` run
+    the DSS one position at a time and agree with `__call__`. A padding `mask`
+    zeroes `u` at padded positions before the convolution, so they reach no real
+    output, and the real outputs equal those of the unpadded input (the
+    `"softmax"` DSS kernel is then normalized over the real length).
+    One example at a time: `(L, E)` in and out; batch with `jax.vmap`.
+    The DSS core's own skip weights `D` are not used, so they get zero gradient.
 
     ```python
-    layer = seqkit.nn.GSS(256, ssm_dim=64, expansion=3, key=jax.random.key(0))
-    y = layer(x)  # x: (L, 256)
-    state = layer.init_state()
-    y0, state = layer.step(x[0], state)  # equals y[0]
+    block = ResidualBlock(GSS(256, ssm_dim=64, expansion=3, key=k1), 256, key=k2)
+    y, state = block(x, state)  # x: (L, 256); state from eqx.nn.make_with_state
     ```
 
     Mehta, Gupta, Cutkosky and Neyshabur, "Long Range Language Modeling via
-    Gated State Spaces", ICLR 2023.
+    Gated State Spaces", ICLR 2023; the DSS kernel is from Gupta, Gu and Berant,
+    "Diagonal State Spaces are as Effective as Structured State Spaces", NeurIPS 2022.
     """
 
-    norm: eqx.nn.LayerNorm
     proj_v: eqx.nn.Linear
     proj_u: eqx.nn.Linear
     core: DSS
@@ -57,7 +64,7 @@ class GSS(eqx.Module):
         ssm_dim: int,
         expansion: int,
         state_size: int = 512,
-        variant: str = "exp",
+        variant: Literal["exp", "softmax"] = "exp",
         causal: bool = True,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
@@ -88,7 +95,6 @@ class GSS(eqx.Module):
             raise ValueError(f"state_size must be even and >= 2, got {state_size}")
         F = expansion * d_model
         vkey, ukey, ckey, ykey, okey = jr.split(key, 5)
-        self.norm = eqx.nn.LayerNorm(d_model)
         self.proj_v = eqx.nn.Linear(d_model, F, key=vkey)
         self.proj_u = eqx.nn.Linear(d_model, ssm_dim, key=ukey)
         self.core = DSS(
@@ -109,18 +115,12 @@ class GSS(eqx.Module):
         self.causal = causal
 
     def _branches(self, x: Float[Array, " d_model"]) -> tuple[Float[Array, " F"], Float[Array, " ssm_dim"]]:
-        xn = self.norm(x)
-        return jax.nn.gelu(self.proj_v(xn)), jax.nn.gelu(self.proj_u(xn))
+        return jax.nn.gelu(self.proj_v(x)), jax.nn.gelu(self.proj_u(x))
 
     def _output(
-        self,
-        x: Float[Array, " d_model"],
-        y: Float[Array, " ssm_dim"],
-        v: Float[Array, " F"],
-        key: PRNGKeyArray | None,
+        self, y: Float[Array, " ssm_dim"], v: Float[Array, " F"], key: PRNGKeyArray | None
     ) -> Float[Array, " d_model"]:
-        gated = self.dropout(self.proj_y(y) * v, key=key)
-        return self.proj_o(gated) + x
+        return self.proj_o(self.dropout(self.proj_y(y) * v, key=key))
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
@@ -140,20 +140,23 @@ class GSS(eqx.Module):
         mask = check_mask(mask, L)
         x = x.astype(self.core.D.dtype)
         v, u = jax.vmap(self._branches)(x)
-        if mask is not None:
+        if mask is None:
+            K = self.core.kernel(L)
+        else:
             u = jnp.where(mask[:, None], u, jnp.zeros_like(u))
-        y = fft_conv(u, self.core.kernel(L))  # no D term
+            K = self.core.masked_kernel(L, mask)
+        y = fft_conv(u, K)  # no D term
         keys = None if key is None else jr.split(key, L)
-        return jax.vmap(self._output)(x, y, v, keys)
+        return jax.vmap(self._output)(y, v, keys)
 
     def init_state(self, L: int | None = None) -> SSMState:
-        """A zero state for `step` (causal layers only).
+        """A zero state for `step` (causal GSS only).
 
         **Arguments:** `L`, the sequence length (needed by the `"softmax"` DSS
         variant, whose kernel is normalized over `L`).
         """
         if not self.causal:
-            raise ValueError("recurrent mode needs a causal GSS (causal=True)")
+            raise ValueError("recurrent mode needs a causal GSS (causal=True); this one is bidirectional")
         state = self.core.init_state(L)
         system = state.system
         return state._replace(system=system._replace(D=jnp.zeros_like(system.D)))
@@ -169,11 +172,10 @@ class GSS(eqx.Module):
         **Returns:** `(y_t, state)`.
         """
         if not self.causal:
-            raise ValueError("recurrent mode needs a causal GSS (causal=True)")
+            raise ValueError("recurrent mode needs a causal GSS (causal=True); this one is bidirectional")
         x_t = jnp.asarray(x_t)
         if x_t.shape != (self.d_model,):
             raise ValueError(f"expected a step input of shape ({self.d_model},), got {x_t.shape}")
-        x_t = x_t.astype(self.core.D.dtype)
-        v, u = self._branches(x_t)
+        v, u = self._branches(x_t.astype(self.core.D.dtype))
         y, state = self.core.step(u, state)
-        return self._output(x_t, y, v, key), state
+        return self._output(y, v, key), state

@@ -1,18 +1,18 @@
 """Mega: moving-average equipped gated attention, and its chunked (linear) form."""
 
 import math
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from seqkit._checks import check_mask, check_sequence
-from seqkit.ssm import EMA
-
-from ._normalized_ffn import NormalizedFFN
+from seqkit._mixer import AbstractRecurrentMixer
+from seqkit.ssm import EMA, SSMState
 
 _ATTENTIONS = ("softmax", "laplace", "relu2")
 _POSITIONS = ("simple", "rotary")
@@ -28,6 +28,12 @@ def laplace(x: Array) -> Array:
     return 0.5 * (1.0 + lax.erf((x - _LAPLACE_MU) / (_LAPLACE_SIGMA * math.sqrt(2.0))))
 
 
+def _simple_bias(rel: Array, qpos: Array, kpos: Array) -> Array:
+    """`b[i, j] = rel[P_max − 1 + (kpos_j − qpos_i)]`."""
+    max_length = (rel.shape[0] + 1) // 2
+    return rel[max_length - 1 + kpos[None, :] - qpos[:, None]]
+
+
 def simple_relative_bias(rel: Float[Array, " P"], span: int) -> Float[Array, "span span"]:
     """A learned bias per offset: `b[i, j] = rel[P_max − 1 + (j − i)]`.
 
@@ -39,14 +45,15 @@ def simple_relative_bias(rel: Float[Array, " P"], span: int) -> Float[Array, "sp
     max_length = (rel.shape[0] + 1) // 2
     if span > max_length:
         raise ValueError(f"simple relative bias covers spans up to {max_length}, got {span}")
-    offsets = jnp.arange(span)[None, :] - jnp.arange(span)[:, None]
-    return rel[max_length - 1 + offsets]
+    pos = jnp.arange(span)
+    return _simple_bias(rel, pos, pos)
 
 
-def _rotate(x: Float[Array, " z"], span: int) -> Float[Array, "span z"]:
+def _rotate(x: Float[Array, " z"], positions: Int[Array, " P"]) -> Float[Array, "P z"]:
+    """`R_p x` for each `p`: the pair `(x_k, x_{k+z/2})` turned by `p · 10000^{−k/(z/2)}`."""
     half = x.shape[0] // 2
     freqs = 10000.0 ** (-jnp.arange(half, dtype=x.dtype) / half)
-    angle = jnp.arange(span, dtype=x.dtype)[:, None] * freqs[None, :]
+    angle = positions.astype(x.dtype)[:, None] * freqs[None, :]
     cos, sin = jnp.cos(angle), jnp.sin(angle)
     x1, x2 = x[None, :half], x[None, half:]
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
@@ -61,7 +68,30 @@ def rotary_relative_bias(
 
     **Returns:** the `(span, span)` bias.
     """
-    return _rotate(a, span) @ _rotate(b, span).T
+    pos = jnp.arange(span)
+    return _rotate(a, pos) @ _rotate(b, pos).T
+
+
+def _attention_weights(scores: Array, bias: Array, allowed: Array, attention: str) -> Array:
+    """Attention weights over the last axis (keys) from the scores `Q Kᵀ` (already
+    divided by `√z` for softmax, see `_scale_scores`), the bias, and the keys each
+    query may see; `bias` and `allowed` broadcast against `scores`."""
+    if attention == "softmax":
+        logits = scores + bias
+        top = jnp.max(jnp.where(allowed, logits, -jnp.inf), axis=-1, keepdims=True)
+        top = lax.stop_gradient(jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top)))
+        e = jnp.where(allowed, jnp.exp(jnp.where(allowed, logits - top, 0.0)), 0.0)
+        total = jnp.sum(e, axis=-1, keepdims=True)
+        return e / jnp.where(total > 0, total, jnp.ones_like(total))
+    count = jnp.sum(allowed, axis=-1, keepdims=True).astype(scores.dtype)
+    logits = scores / jnp.maximum(count, 1.0) + bias
+    f = laplace(logits) if attention == "laplace" else jnp.square(jax.nn.relu(logits))
+    return jnp.where(allowed, f, 0.0)
+
+
+def _scale_scores(scores: Array, z: int, attention: str) -> Array:
+    # softmax divides by √z; laplace and relu² divide by the number of visible keys.
+    return scores / math.sqrt(z) if attention == "softmax" else scores
 
 
 def mega_attention(
@@ -71,7 +101,7 @@ def mega_attention(
     bias: Float[Array, "c c"],
     mask: Bool[Array, " L"] | None = None,
     *,
-    attention: str = "softmax",
+    attention: Literal["softmax", "laplace", "relu2"] = "softmax",
     causal: bool = False,
 ) -> Float[Array, "L v"]:
     """Single-head attention within chunks of `c = bias.shape[0]` positions.
@@ -84,8 +114,8 @@ def mega_attention(
     - `"laplace"`, `"relu2"`: `O = f(Q Kᵀ / n_i + b_rel) V`, with `f` elementwise
       (`laplace`, or `relu(·)²`) and `n_i` the number of keys query `i` may see.
 
-    `b_rel[i, j]` is the bias indexed by positions inside the chunk. With
-    `c = L` this is ordinary (unchunked) attention, costing `O(L²)`; with a
+    `b_rel[i mod c, j mod c]` is the bias indexed by positions inside the chunk.
+    With `c >= L` this is ordinary (unchunked) attention, costing `O(L²)`; with a
     fixed `c` it costs `O(L c)` time and memory. A query with no visible key
     gets a zero output.
 
@@ -113,50 +143,83 @@ def mega_attention(
     allowed = jnp.broadcast_to(keep.reshape(n, 1, c), (n, c, c))
     if causal:
         allowed = allowed & jnp.tril(jnp.ones((c, c), jnp.bool_))[None]
-    scores = jnp.einsum("nqz,nkz->nqk", qc, kc)
-    if attention == "softmax":
-        logits = scores / math.sqrt(z) + bias[None]
-        top = jnp.max(jnp.where(allowed, logits, -jnp.inf), axis=-1, keepdims=True)
-        top = lax.stop_gradient(jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top)))
-        e = jnp.where(allowed, jnp.exp(jnp.where(allowed, logits - top, 0.0)), 0.0)
-        total = jnp.sum(e, axis=-1, keepdims=True)
-        weights = e / jnp.where(total > 0, total, jnp.ones_like(total))
-    else:
-        count = jnp.sum(allowed, axis=-1, keepdims=True).astype(q.dtype)
-        logits = scores / jnp.maximum(count, 1.0) + bias[None]
-        f = laplace(logits) if attention == "laplace" else jnp.square(jax.nn.relu(logits))
-        weights = jnp.where(allowed, f, 0.0)
+    scores = _scale_scores(jnp.einsum("nqz,nkz->nqk", qc, kc), z, attention)
+    weights = _attention_weights(scores, bias[None], allowed, attention)
     out = jnp.einsum("nqk,nkv->nqv", weights, vc)
     return out.reshape(n * c, -1)[:L]
 
 
-class Mega(eqx.Module):
-    """A Mega block: moving-average equipped gated attention (SPEC §1.5)
-    followed by Mega's normalized feed-forward block.
+class MegaState(NamedTuple):
+    """Recurrent state of a causal [`seqkit.nn.Mega`][].
 
-    With `X` the block input and `X_n = LN(X)` (pre-norm; post-norm skips it):
+    **Fields:**
 
-    - `X' = EMA(X_n)`, a multi-dimensional damped EMA including its `ω ⊙ x`
-      term (bidirectional unless `causal`),
+    - `ema`: the EMA's [`seqkit.ssm.SSMState`][].
+    - `keys`: `(C, z)` and `values`: `(C, v)`, the key/value cache of the current
+      attention span, `C = chunk_size` (chunked) or the `L` given to `init_state`.
+      Slot `p` holds position `p` of the span; slots after the current position
+      are stale and never read.
+    - `position`: the number of positions stepped so far (int32 scalar).
+    """
+
+    ema: SSMState
+    keys: Array
+    values: Array
+    position: Array
+
+
+class Mega(AbstractRecurrentMixer):
+    """Mega's moving-average equipped gated attention, as a mixer.
+
+    For the mixer's input `X ∈ R^{L×d}`:
+
+    - `X' = EMA(X)`, a multi-dimensional damped EMA including its `ω ⊙ X` term
+      (bidirectional unless `causal`),
     - `Z = SiLU(X' W_z + b_z)`, `Q = κ_q ⊙ Z + μ_q`, `K = κ_k ⊙ Z + μ_k`,
-    - `V = SiLU(X_n W_v + b_v)`,
-    - `O = f(Q Kᵀ / scale + b_rel) V` (see [`seqkit.nn.mega_attention`][]),
+    - `V = SiLU(X W_v + b_v)`,
+    - `O = f(Q Kᵀ / τ + b_rel) V`, with `f = softmax` and `τ = √z`, or `f` laplace
+      or relu² and `τ` the number of keys a query sees (see [`seqkit.nn.mega_attention`][]),
     - `γ = SiLU(X' W_γ + b_γ)`, `φ = sigmoid(X' W_φ + b_φ)`,
     - `Ĥ = SiLU(X' W_h + (γ ⊙ O) U_h + b_h)`,
-    - `Y = φ ⊙ Ĥ + (1 − φ) ⊙ X` (then `LN` if post-norm),
-    - `out = NormalizedFFN(Y)`.
+    - `mixer(X) = φ ⊙ (Ĥ − X)`,
+
+    so that a residual sum gives Mega's gated residual,
+    `X + mixer(X) = φ ⊙ Ĥ + (1 − φ) ⊙ X`.
+
+    **In a block.** The Mega block (gated attention, then Mega's normalized
+    feed-forward network) is a [`seqkit.nn.ResidualBlock`][] with a SiLU FFN,
+    `ResidualBlock(Mega(...), d, ffn_mult=2, ffn_activation="silu", prenorm=...)`:
+
+    - post-norm (`prenorm=False`), exactly the paper's block (up to where dropout
+      acts, below):
+      `Y = LN(φ ⊙ Ĥ + (1 − φ) ⊙ X)`, then `LN₂(Y + W₂ SiLU(W₁ Y + b₁) + b₂)`.
+    - pre-norm (`prenorm=True`): with `X_n = LN(X)` the mixer's input (so `φ`,
+      `Ĥ` are computed from `X_n`), `Y = X + φ ⊙ (Ĥ − X_n)`, then
+      `Y + W₂ SiLU(W₁ LN₂(Y) + b₁) + b₂`. The residual stream `X` always passes
+      through and the gate interpolates between `Ĥ` and the input the mixer saw.
+      Mega's reference code gates the raw residual instead,
+      `X + φ ⊙ (Ĥ − X)`; the two differ by `φ ⊙ (X − X_n)`.
+
+    Dropout: the mixer's `dropout` acts on `Ĥ` (`φ ⊙ (drop(Ĥ) − X)`, as in Mega);
+    a block's `dropout` also drops elements of the whole update `mixer(X)`, and acts
+    inside and after the FFN.
 
     `chunk_size=c` gives Mega-chunk: attention only within consecutive chunks
     of `c` positions while the EMA still runs over the whole sequence, so time
-    and memory grow linearly with `L`. With `c >= L` it is the unchunked layer.
+    and memory grow linearly with `L`. A padding `mask` zeroes padded inputs of
+    the EMA and hides them from attention, so they reach no real output.
 
-    The block carries its own residual paths, so stack it directly. One
-    example at a time: `(L, d_model)` in and out; batch with `jax.vmap`.
+    A causal Mega is also a recurrence: `init_state(L)` and `step` run the EMA
+    one position at a time with a key/value cache for attention (the chunk, reset
+    at chunk boundaries, or the whole sequence when unchunked), equal to
+    `__call__`. One example at a time: `(L, d_model)` in and out; batch with
+    `jax.vmap`.
 
     ```python
-    block = seqkit.nn.Mega(128, z_dim=64, v_dim=256, chunk_size=128,
-                           relative_position="rotary", key=jax.random.key(0))
-    y = block(x, mask=mask, key=dropout_key)  # x: (L, 128), mask: (L,) bool
+    mixer = Mega(128, z_dim=64, v_dim=256, chunk_size=128, relative_position="rotary", key=k1)
+    block, state = eqx.nn.make_with_state(ResidualBlock)(
+        mixer, 128, ffn_mult=2, ffn_activation="silu", key=k2)
+    y, state = block(x, state, mask=mask, key=dropout_key)  # x: (L, 128), mask: (L,) bool
     ```
 
     Ma, Zhou, Kong, He, Gui, Neubig, May and Zettlemoyer, "Mega: Moving Average
@@ -164,14 +227,12 @@ class Mega(eqx.Module):
     """
 
     ema: EMA
-    norm: eqx.nn.LayerNorm
     proj_v: eqx.nn.Linear
     proj_mx: eqx.nn.Linear
     qk_scale: Float[Array, "2 z"]
     qk_offset: Float[Array, "2 z"]
     proj_h: eqx.nn.Linear
     rel_bias: Float[Array, "..."]
-    ffn: NormalizedFFN
     dropout: eqx.nn.Dropout
     d_model: int = eqx.field(static=True)
     z_dim: int = eqx.field(static=True)
@@ -181,7 +242,6 @@ class Mega(eqx.Module):
     relative_position: str = eqx.field(static=True)
     max_length: int | None = eqx.field(static=True)
     causal: bool = eqx.field(static=True)
-    prenorm: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -191,12 +251,10 @@ class Mega(eqx.Module):
         v_dim: int,
         ema_ndim: int = 16,
         chunk_size: int | None = None,
-        attention: str = "softmax",
-        relative_position: str = "simple",
+        attention: Literal["softmax", "laplace", "relu2"] = "softmax",
+        relative_position: Literal["simple", "rotary"] = "simple",
         max_length: int | None = None,
         causal: bool = False,
-        prenorm: bool = True,
-        ffn_dim: int | None = None,
         dropout: float = 0.0,
         key: PRNGKeyArray,
     ):
@@ -212,12 +270,12 @@ class Mega(eqx.Module):
         - `relative_position`: `"simple"` (a learned bias per offset; needs
           `max_length`) or `"rotary"` (a rotary bias, any length).
         - `max_length`: the longest attention span allowed (the sequence length,
-          or `chunk_size` when chunked). Required for `"simple"` without
-          chunks; defaults to `chunk_size` when chunked. Longer inputs raise.
-        - `causal`: causal EMA and attention (for language modelling).
-        - `prenorm`: LayerNorm before each sublayer (default) or after it.
-        - `ffn_dim`: hidden width of the feed-forward block (default `2d`).
-        - `dropout`: dropout rate on `Ĥ` and inside the feed-forward block.
+          or `chunk_size` when chunked; at least `chunk_size`). Required for
+          `"simple"` without chunks; defaults to `chunk_size` when chunked.
+          Longer spans raise.
+        - `causal`: causal EMA and attention (for language modelling); enables
+          recurrent mode.
+        - `dropout`: dropout rate on `Ĥ`.
         - `key`: PRNG key.
         """
         for name, value in (
@@ -238,6 +296,11 @@ class Mega(eqx.Module):
             max_length = chunk_size
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be None or an integer >= 1, got {max_length!r}")
+        if chunk_size is not None and max_length is not None and max_length < chunk_size:
+            raise ValueError(
+                f"max_length must be at least chunk_size={chunk_size} (a chunk is an attention span), "
+                f"got {max_length}"
+            )
         if relative_position == "simple" and max_length is None:
             raise ValueError(
                 "relative_position='simple' learns one bias per offset and needs a maximum "
@@ -245,10 +308,8 @@ class Mega(eqx.Module):
             )
         if relative_position == "rotary" and z_dim % 2:
             raise ValueError(f"relative_position='rotary' needs an even z_dim, got {z_dim}")
-        ffn_dim = 2 * d_model if ffn_dim is None else ffn_dim
-        ekey, vkey, mkey, skey, hkey, rkey, fkey = jr.split(key, 7)
+        ekey, vkey, mkey, skey, hkey, rkey = jr.split(key, 6)
         self.ema = EMA(d_model, ema_ndim, bidirectional=not causal, key=ekey)
-        self.norm = eqx.nn.LayerNorm(d_model)
         self.proj_v = eqx.nn.Linear(d_model, v_dim, key=vkey)
         # One projection of X' for Z, γ, φ and the X' W_h + b_h term, in that order.
         self.proj_mx = eqx.nn.Linear(d_model, z_dim + v_dim + 2 * d_model, key=mkey)
@@ -260,7 +321,6 @@ class Mega(eqx.Module):
             self.rel_bias = 0.02 * jr.normal(rkey, (2 * max_length - 1,))
         else:
             self.rel_bias = 0.02 * jr.normal(rkey, (2, z_dim))
-        self.ffn = NormalizedFFN(d_model, ffn_dim, prenorm=prenorm, dropout=dropout, key=fkey)
         self.dropout = eqx.nn.Dropout(dropout)
         self.d_model = d_model
         self.z_dim = z_dim
@@ -270,12 +330,29 @@ class Mega(eqx.Module):
         self.relative_position = relative_position
         self.max_length = max_length
         self.causal = causal
-        self.prenorm = prenorm
 
-    def _bias(self, span: int) -> Float[Array, "span span"]:
+    def _bias(self, qpos: Int[Array, " P"], kpos: Int[Array, " C"]) -> Float[Array, "P C"]:
+        """`b_rel` between query positions `qpos` and key positions `kpos` (inside a span)."""
         if self.relative_position == "simple":
-            return simple_relative_bias(self.rel_bias, span)
-        return rotary_relative_bias(self.rel_bias[0], self.rel_bias[1], span)
+            return _simple_bias(self.rel_bias, qpos, kpos)
+        return _rotate(self.rel_bias[0], qpos) @ _rotate(self.rel_bias[1], kpos).T
+
+    def _gates(self, xp: Float[Array, "*L d_model"]):
+        """`Q, K, γ, φ` and `X' W_h + b_h` from the EMA output `X'`."""
+        mx = jnp.einsum("...d,ed->...e", xp, self.proj_mx.weight) + self.proj_mx.bias
+        zd, vd, d = self.z_dim, self.v_dim, self.d_model
+        z = jax.nn.silu(mx[..., :zd])
+        gamma = jax.nn.silu(mx[..., zd : zd + vd])
+        phi = jax.nn.sigmoid(mx[..., zd + vd : zd + vd + d])
+        h_in = mx[..., zd + vd + d :]
+        q = z * self.qk_scale[0] + self.qk_offset[0]
+        k = z * self.qk_scale[1] + self.qk_offset[1]
+        return q, k, gamma, phi, h_in
+
+    def _update(self, x, o, gamma, phi, h_in, key):
+        """`φ ⊙ (drop(Ĥ) − X)` with `Ĥ = SiLU(X' W_h + b_h + (γ ⊙ O) U_h)`."""
+        h = jax.nn.silu(h_in + (gamma * o) @ self.proj_h.weight.T)
+        return phi * (self.dropout(h, key=key) - x)
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
@@ -288,7 +365,7 @@ class Mega(eqx.Module):
           they do not change the outputs at real positions.
         - `key`: PRNG key for dropout (needed only when dropout is active).
 
-        **Returns:** `(L, d_model)`.
+        **Returns:** `φ ⊙ (Ĥ − X)`, `(L, d_model)`.
         """
         x = check_sequence(x, self.d_model)
         L = x.shape[0]
@@ -300,24 +377,77 @@ class Mega(eqx.Module):
                 f"exceeds max_length={self.max_length}"
             )
         x = x.astype(self.qk_scale.dtype)
-        xn = jax.vmap(self.norm)(x) if self.prenorm else x
-        xe = xn if mask is None else jnp.where(mask[:, None], xn, jnp.zeros_like(xn))
-        xp = self.ema(xe)  # X', including the EMA's ω ⊙ x term
-        v = jax.nn.silu(jax.vmap(self.proj_v)(xn))
-        mx = jax.vmap(self.proj_mx)(xp)
-        zd, vd = self.z_dim, self.v_dim
-        z = jax.nn.silu(mx[:, :zd])
-        gamma = jax.nn.silu(mx[:, zd : zd + vd])
-        phi = jax.nn.sigmoid(mx[:, zd + vd : zd + vd + self.d_model])
-        h_in = mx[:, zd + vd + self.d_model :]
-        q = z * self.qk_scale[0] + self.qk_offset[0]
-        k = z * self.qk_scale[1] + self.qk_offset[1]
-        o = mega_attention(q, k, v, self._bias(span), mask, attention=self.attention, causal=self.causal)
-        h = jax.nn.silu(h_in + jax.vmap(self.proj_h)(gamma * o))
-        dkey, fkey = (None, None) if key is None else jr.split(key)
-        h = self.dropout(h, key=dkey)
-        y = phi * h + (1.0 - phi) * x
-        if not self.prenorm:
-            y = jax.vmap(self.norm)(y)
-        fkeys = None if fkey is None else jr.split(fkey, L)
-        return jax.vmap(lambda y_t, k_t: self.ffn(y_t, key=k_t))(y, fkeys)
+        xp = self.ema(x, mask=mask)  # X', including the EMA's ω ⊙ x term
+        v = jax.nn.silu(jax.vmap(self.proj_v)(x))
+        q, k, gamma, phi, h_in = self._gates(xp)
+        pos = jnp.arange(span, dtype=jnp.int32)
+        o = mega_attention(q, k, v, self._bias(pos, pos), mask, attention=self.attention, causal=self.causal)
+        return self._update(x, o, gamma, phi, h_in, key)
+
+    def init_state(self, L: int | None = None) -> MegaState:
+        """A fresh state for `step` (causal Mega only).
+
+        **Arguments:** `L`, the longest sequence that will be stepped through:
+        required without chunks (the key/value cache holds `L` positions); ignored
+        when chunked (the cache holds one chunk and restarts at its boundaries).
+        """
+        if not self.causal:
+            raise ValueError("recurrent mode needs a causal Mega (causal=True); this one is bidirectional")
+        if self.chunk_size is not None:
+            C = self.chunk_size
+        elif L is None:
+            raise ValueError(
+                "an unchunked Mega caches keys and values for the whole sequence: "
+                "pass its length, init_state(L)"
+            )
+        else:
+            C = L
+        if self.max_length is not None and C > self.max_length:
+            raise ValueError(f"attention span {C} (init_state({L})) exceeds max_length={self.max_length}")
+        dtype = self.qk_scale.dtype
+        return MegaState(
+            ema=self.ema.init_state(),
+            keys=jnp.zeros((C, self.z_dim), dtype),
+            values=jnp.zeros((C, self.v_dim), dtype),
+            position=jnp.zeros((), jnp.int32),
+        )
+
+    def step(
+        self, x_t: Array, state: MegaState, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], MegaState]:
+        """One position of recurrent mode: the EMA advances one step, the new key
+        and value enter the cache at the position inside the current span, and the
+        query attends to the cached positions up to and including it.
+
+        **Arguments:** `x_t`, the `(d_model,)` input at one position; `state`
+        from `init_state` or the previous `step`; `key` for dropout.
+
+        **Returns:** `(y_t, state)`.
+        """
+        if not self.causal:
+            raise ValueError("recurrent mode needs a causal Mega (causal=True); this one is bidirectional")
+        x_t = jnp.asarray(x_t)
+        if x_t.shape != (self.d_model,):
+            raise ValueError(f"expected a step input of shape ({self.d_model},), got {x_t.shape}")
+        x_t = x_t.astype(self.qk_scale.dtype)
+        C = state.keys.shape[0]
+        if self.chunk_size is None:
+            t = eqx.error_if(
+                state.position,
+                state.position >= C,
+                "stepped past the length given to init_state(L); make the state with a larger L",
+            )
+            p = t
+        else:
+            p = state.position % C  # a new chunk starts at p = 0; older slots are masked out
+        xp, ema_state = self.ema.step(x_t, state.ema)
+        v = jax.nn.silu(self.proj_v(x_t))
+        q, k, gamma, phi, h_in = self._gates(xp)
+        keys = lax.dynamic_update_index_in_dim(state.keys, k, p, 0)
+        values = lax.dynamic_update_index_in_dim(state.values, v, p, 0)
+        slots = jnp.arange(C, dtype=jnp.int32)
+        scores = _scale_scores((keys @ q)[None], self.z_dim, self.attention)
+        weights = _attention_weights(scores, self._bias(p[None], slots), (slots <= p)[None], self.attention)
+        o = (weights @ values)[0]
+        y = self._update(x_t, o, gamma, phi, h_in, key)
+        return y, MegaState(ema=ema_state, keys=keys, values=values, position=state.position + 1)

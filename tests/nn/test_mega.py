@@ -1,4 +1,9 @@
-"""Mega against a dense float64 NumPy reference built from its parameters and SPEC §1.5."""
+"""Mega against a dense float64 NumPy reference of the whole block, built from the raw parameters.
+
+Ma et al., "Mega: Moving Average Equipped Gated Attention" (ICLR 2023): damped EMA,
+single-head gated attention with a relative bias, the gated residual
+`Y = φ ⊙ Ĥ + (1 − φ) ⊙ X`, then a SiLU feed-forward network.
+"""
 
 import math
 
@@ -10,8 +15,10 @@ import numpy as np
 import pytest
 from mixer_testing import QUICK_RECALL, fit_recall, future_dependence, np_layernorm, np_linear
 
-from helpers import assert_close, to_np
-from seqkit.nn import Mega, mega_attention
+from helpers import assert_close, scan_steps, to_np
+from seqkit.nn import AbstractRecurrentMixer, Mega, MegaState, ResidualBlock, mega_attention
+
+D = 4
 
 
 def sigmoid(x):
@@ -70,7 +77,8 @@ def np_laplace(x):
 
 
 def np_attention(layer, q, k, v, mask):
-    """Dense attention with an explicit (chunk, padding, causal) mask, entry by entry."""
+    """Attention entry by entry, each query over the keys it may see (same chunk, real,
+    not later if causal)."""
     L = q.shape[0]
     c = L if layer.chunk_size is None else min(layer.chunk_size, L)
     out = np.zeros((L, v.shape[1]))
@@ -94,13 +102,11 @@ def np_attention(layer, q, k, v, mask):
     return out
 
 
-def np_mega(layer, x, mask=None):
-    x = to_np(x)
+def np_gated(layer, x, mask):
+    """`(φ, Ĥ)` of Mega's gated attention on the input `x`."""
     L, d = x.shape
-    mask = np.ones(L, bool) if mask is None else np.asarray(mask)
-    xn = np_layernorm(x, layer.norm) if layer.prenorm else x
-    xp = np_ema(xn * mask[:, None], layer.ema)
-    v = silu(np_linear(xn, layer.proj_v))
+    xp = np_ema(x * mask[:, None], layer.ema)
+    v = silu(np_linear(x, layer.proj_v))
     mx = np_linear(xp, layer.proj_mx)
     zd, vd = layer.z_dim, layer.v_dim
     z = silu(mx[:, :zd])
@@ -110,27 +116,55 @@ def np_mega(layer, x, mask=None):
     scale, offset = to_np(layer.qk_scale), to_np(layer.qk_offset)
     q, k = z * scale[0] + offset[0], z * scale[1] + offset[1]
     o = np_attention(layer, q, k, v, mask)
-    h = silu(h_in + np_linear(gamma * o, layer.proj_h))
-    y = phi * h + (1.0 - phi) * x
-    ffn = layer.ffn
-    if layer.prenorm:
-        return y + np_linear(silu(np_linear(np_layernorm(y, ffn.norm), ffn.fc1)), ffn.fc2)
-    y = np_layernorm(y, layer.norm)
-    return np_layernorm(y + np_linear(silu(np_linear(y, ffn.fc1)), ffn.fc2), ffn.norm)
+    return phi, silu(h_in + np_linear(gamma * o, layer.proj_h))
 
 
-def perturbed(layer, key):
-    """The layer with every floating parameter jittered, so no init symmetry hides a bug."""
-    params, static = eqx.partition(layer, eqx.is_inexact_array)
+def np_ffn(ffn, y):
+    return np_linear(silu(np_linear(y, ffn.up)), ffn.down)
+
+
+def np_mega_block(block, x, mask=None):
+    """The whole block. Post-norm, the paper's: `Y = LN(φ ⊙ Ĥ + (1 − φ) ⊙ X)`,
+    `out = LN₂(Y + FFN(Y))`. Pre-norm, as documented: `X_n = LN(X)`,
+    `Y = X + φ ⊙ (Ĥ − X_n)` with `φ, Ĥ` from `X_n`, `out = Y + FFN(LN₂(Y))`."""
+    x = to_np(x)
+    mask = np.ones(x.shape[0], bool) if mask is None else np.asarray(mask)
+    if block.prenorm:
+        xn = np_layernorm(x, block.norm)
+        phi, h = np_gated(block.mixer, xn, mask)
+        y = x + phi * (h - xn)
+        return y + np_ffn(block.ffn, np_layernorm(y, block.ffn_norm))
+    phi, h = np_gated(block.mixer, x, mask)
+    y = np_layernorm(phi * h + (1.0 - phi) * x, block.norm)
+    return np_layernorm(y + np_ffn(block.ffn, y), block.ffn_norm)
+
+
+def perturbed(module, key):
+    """`module` with every floating leaf jittered, so no init symmetry hides a bug."""
+    params, static = eqx.partition(module, eqx.is_inexact_array)
     leaves, tree = jax.tree.flatten(params)
     keys = jr.split(key, len(leaves))
-    leaves = [p + 0.3 * jr.normal(k_, p.shape) for p, k_ in zip(leaves, keys, strict=True)]
+    leaves = [p + 0.3 * jr.normal(k_, p.shape, p.dtype) for p, k_ in zip(leaves, keys, strict=True)]
     return eqx.combine(jax.tree.unflatten(tree, leaves), static)
 
 
-def make(getkey, d=4, **kw):
+def make(getkey, **kw):
     kw = {"z_dim": 4, "v_dim": 6, "ema_ndim": 3, **kw}
-    return perturbed(Mega(d, **kw, key=getkey()), getkey())
+    return Mega(D, **kw, key=getkey())
+
+
+def block_of(getkey, prenorm=True, **kw):
+    mixer = make(getkey, **kw)
+    block = ResidualBlock(mixer, D, prenorm=prenorm, ffn_mult=2, ffn_activation="silu", key=getkey())
+    return perturbed(block, getkey())
+
+
+def run(block, x, mask=None):
+    return block(x, eqx.nn.State(block), mask=mask)[0]
+
+
+def case_id(case):
+    return "-".join(f"{k}={v}" for k, v in case.items())
 
 
 CASES = [
@@ -139,67 +173,136 @@ CASES = [
     {"attention": "softmax", "relative_position": "simple", "chunk_size": 4, "causal": True},
     {"attention": "laplace", "relative_position": "rotary", "causal": True},
     {"attention": "laplace", "relative_position": "simple", "chunk_size": 3, "prenorm": False},
-    {"attention": "relu2", "relative_position": "rotary", "chunk_size": 4, "causal": True},
+    {"attention": "relu2", "relative_position": "rotary", "chunk_size": 4, "causal": True, "prenorm": False},
     {"attention": "relu2", "relative_position": "simple", "max_length": 10, "prenorm": False},
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
-def test_mega_matches_dense_reference(getkey, case):
-    layer = make(getkey, **case)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_mega_block_matches_dense_reference(x64, getkey, case):
+    block = block_of(getkey, **case)
     L = 10
-    x = jr.normal(getkey(), (L, 4))
+    x = jr.normal(getkey(), (L, D))
     mask = np.ones(L, bool)
     mask[[3, 9]] = False
-    assert_close(layer(x), np_mega(layer, x), rtol=2e-4)
-    y = layer(x, mask=jnp.asarray(mask))
-    assert_close(y[mask], np_mega(layer, x, mask)[mask], rtol=2e-4)
+    assert_close(run(block, x), np_mega_block(block, x), rtol=1e-10)
+    y = run(block, x, jnp.asarray(mask))
+    assert_close(y[mask], np_mega_block(block, x, mask)[mask], rtol=1e-10)
+
+
+def test_mega_float32_matches_reference(getkey):
+    block = block_of(getkey, **CASES[1])
+    x = jr.normal(getkey(), (10, D))
+    y = run(block, x)
+    assert y.dtype == jnp.float32
+    assert_close(y, np_mega_block(block, x), rtol=2e-4)
+
+
+def test_mega_mixer_is_the_gated_update(x64, getkey):
+    # Post-norm, the mixer alone is φ ⊙ (Ĥ − X): X + mixer(X) is Mega's gated residual.
+    m = perturbed(make(getkey, chunk_size=4), getkey())
+    x = jr.normal(getkey(), (8, D))
+    phi, h = np_gated(m, to_np(x), np.ones(8, bool))
+    assert_close(x + m(x), phi * h + (1.0 - phi) * to_np(x), rtol=1e-10)
+
+
+def np_dense_chunked_attention(q, k, v, bias, keep, attention, causal):
+    """`mega_attention` as one dense `(L, L)` computation: the block-diagonal mask
+    `M[i, j] = (⌊i/c⌋ = ⌊j/c⌋) ∧ keep_j ∧ (j ≤ i if causal)` and the tiled bias
+    `B[i, j] = bias[i mod c, j mod c]`."""
+    q, k, v, bias = (to_np(a) for a in (q, k, v, bias))
+    L, z = q.shape
+    c = bias.shape[0]
+    i, j = np.arange(L)[:, None], np.arange(L)[None, :]
+    M = (i // c == j // c) & keep[None, :]
+    if causal:
+        M &= j <= i
+    B = bias[i % c, j % c]
+    S = q @ k.T
+    if attention == "softmax":
+        logits = np.where(M, S / math.sqrt(z) + B, -np.inf)
+        top = np.max(logits, axis=-1, keepdims=True)
+        E = np.where(M, np.exp(logits - np.where(np.isfinite(top), top, 0.0)), 0.0)
+        W = E / np.maximum(E.sum(-1, keepdims=True), 1e-300)
+    else:
+        logits = S / np.maximum(M.sum(-1, keepdims=True), 1) + B
+        f = np.square(np.maximum(logits, 0.0)) if attention == "relu2" else np.vectorize(np_laplace)(logits)
+        W = np.where(M, f, 0.0)
+    return W @ v
 
 
 @pytest.mark.parametrize("attention", ["softmax", "laplace", "relu2"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_mega_chunk_at_least_length_is_unchunked(getkey, attention, causal):
-    key, L = getkey(), 10
-    kw = {
-        "z_dim": 4,
-        "v_dim": 6,
-        "ema_ndim": 2,
-        "attention": attention,
-        "causal": causal,
-        "max_length": 12,
-    }
-    full = Mega(4, **kw, key=key)
-    chunked = Mega(4, chunk_size=12, **kw, key=key)
-    x = jr.normal(getkey(), (L, 4))
-    mask = jnp.arange(L) < 7
-    assert np.array_equal(full(x), chunked(x))
-    assert np.array_equal(full(x, mask=mask), chunked(x, mask=mask))
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        {"chunk_size": 4},
-        {"causal": True, "chunk_size": 4, "attention": "laplace"},
-        {"max_length": 10},
-    ],
-)
-def test_mega_padding_does_not_change_real_outputs(getkey, case):
-    layer = make(getkey, **case)
+def test_chunked_attention_matches_dense_block_diagonal(x64, getkey, attention, causal):
     L = 10
-    mask = np.ones(L, bool)
-    mask[[0, 4, 5, 8, 9]] = False
-    x1 = jr.normal(getkey(), (L, 4))
-    x2 = jnp.where(jnp.asarray(mask)[:, None], x1, 100.0 * jr.normal(getkey(), (L, 4)))
-    y1, y2 = layer(x1, mask=jnp.asarray(mask)), layer(x2, mask=jnp.asarray(mask))
-    assert np.isfinite(np.asarray(y1)).all()
-    assert_close(y1[mask], y2[mask], rtol=1e-5)
+    q, k, v = (jr.normal(getkey(), (L, n)) for n in (4, 4, 6))
+    keep = np.ones(L, bool)
+    keep[[1, 6, 7]] = False
+    # c divides L, leaves a ragged last chunk, equals L, exceeds L (one padded chunk: plain attention).
+    for c in (2, 4, 10, 13):
+        bias = jr.normal(getkey(), (c, c))
+        got = mega_attention(q, k, v, bias, jnp.asarray(keep), attention=attention, causal=causal)
+        want = np_dense_chunked_attention(q, k, v, bias, keep, attention, causal)
+        assert_close(got, want, rtol=1e-12)
+
+
+STEP_CASES = [
+    {"chunk_size": 4},
+    {"chunk_size": 4, "attention": "laplace", "relative_position": "rotary"},
+    {"max_length": 12},
+    {"attention": "relu2", "relative_position": "rotary"},
+]
+
+
+@pytest.mark.parametrize("case", STEP_CASES, ids=case_id)
+def test_mega_step_matches_parallel(x64, getkey, case):
+    m = perturbed(make(getkey, causal=True, **case), getkey())
+    L = 10
+    x = jr.normal(getkey(), (L, D))
+    state = m.init_state(12)  # a longer unchunked cache is fine: unused slots stay hidden
+    assert isinstance(state, MegaState)
+    assert state.keys.shape == (4 if "chunk_size" in case else 12, 4)
+    assert_close(scan_steps(m, x, state), m(x), rtol=1e-10)
+
+
+def test_mega_block_steps_like_its_parallel_call(x64, getkey):
+    block = block_of(getkey, chunk_size=4, causal=True, prenorm=False)
+    L = 10
+    x = jr.normal(getkey(), (L, D))
+    model_state = eqx.nn.State(block)
+
+    def body(state, x_t):
+        y_t, state = block.step(x_t, state, model_state)
+        return state, y_t
+
+    assert_close(jax.lax.scan(body, block.init_state(L), x)[1], run(block, x), rtol=1e-10)
+
+
+PAD_CASES = [
+    {"chunk_size": 4},
+    {"chunk_size": 4, "causal": True, "attention": "laplace", "prenorm": False},
+    {"max_length": 12, "relative_position": "rotary"},
+    {"max_length": 12, "causal": True, "attention": "relu2", "prenorm": False},
+    {"relative_position": "rotary", "causal": True},
+]
+
+
+@pytest.mark.parametrize("case", PAD_CASES, ids=case_id)
+def test_mega_block_padding_gives_unpadded_outputs(x64, getkey, case):
+    block = block_of(getkey, **case)
+    n_real, n_pad = 8, 4  # multiples of the chunk size
+    x = jr.normal(getkey(), (n_real, D))
+    padded = jnp.concatenate([x, 100.0 * jr.normal(getkey(), (n_pad, D))])
+    mask = jnp.arange(n_real + n_pad) < n_real
+    y = run(block, padded, mask)
+    assert np.isfinite(np.asarray(y)).all()
+    assert_close(y[:n_real], run(block, x), rtol=1e-10)
 
 
 def test_mega_causal_no_leak(getkey):
-    layer = make(getkey, chunk_size=4, causal=True, relative_position="rotary")
+    layer = perturbed(make(getkey, chunk_size=4, causal=True, relative_position="rotary"), getkey())
     L = 10
-    x = jr.normal(getkey(), (L, 4))
+    x = jr.normal(getkey(), (L, D))
     J, future = future_dependence(layer, x)
     # The EMA's FFT convolution gives float32 round-off on future taps; the
     # attention path is exactly causal (next test).
@@ -224,42 +327,92 @@ def test_mega_attention_causal_jacobian_is_exactly_zero(getkey, attention):
         assert (J[~future] > 0).any()
 
 
+def test_mega_is_a_recurrent_mixer_with_ema_parameters(getkey):
+    m = make(getkey, chunk_size=4)
+    assert isinstance(m, AbstractRecurrentMixer)
+    assert m.ssm_parameters() == m.ema.ssm_parameters()
+
+
+def test_mega_construction_vmaps_over_keys(getkey):
+    keys = jr.split(getkey(), 3)
+    kw = {"chunk_size": 4, "relative_position": "rotary", "causal": True}
+    stacked = eqx.filter_vmap(lambda k: make(lambda: k, **kw))(keys)
+    assert stacked.qk_scale.shape == (3, 2, 4)
+    member = jax.tree.map(lambda a: a[2] if eqx.is_array(a) else a, stacked)
+    single = make(lambda: keys[2], **kw)
+    for a, b in zip(jax.tree.leaves(member), jax.tree.leaves(single), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = jr.normal(getkey(), (8, D))
+    ys = eqx.filter_jit(eqx.filter_vmap(lambda m: m(x)))(stacked)
+    assert_close(ys[2], single(x), rtol=1e-5)
+
+
 def test_mega_dropout_is_keyed(getkey):
-    layer = Mega(4, z_dim=4, v_dim=6, ema_ndim=3, chunk_size=4, dropout=0.3, key=getkey())
-    x = jr.normal(getkey(), (10, 4))
+    layer = make(getkey, chunk_size=4, dropout=0.3)
+    x = jr.normal(getkey(), (10, D))
     k1, k2 = getkey(), getkey()
     assert np.array_equal(layer(x, key=k1), layer(x, key=k1))
     assert not np.allclose(layer(x, key=k1), layer(x, key=k2))
     with pytest.raises(RuntimeError, match="key"):
         layer(x)
-    assert np.isfinite(np.asarray(eqx.nn.inference_mode(layer)(x))).all()
+    no_drop = eqx.tree_at(lambda m: m.dropout, layer, eqx.nn.Dropout(0.0))
+    assert np.array_equal(eqx.nn.inference_mode(layer)(x), no_drop(x))
 
 
 def test_mega_errors(getkey):
     with pytest.raises(ValueError, match="max_length"):
         Mega(4, z_dim=4, v_dim=6, relative_position="simple", key=getkey())
-    with pytest.raises(ValueError, match="attention must be"):
+    with pytest.raises(ValueError, match="max_length must be at least chunk_size=4"):
+        Mega(4, z_dim=4, v_dim=6, chunk_size=4, max_length=3, key=getkey())
+    with pytest.raises((ValueError, TypeError), match="attention"):
         Mega(4, z_dim=4, v_dim=6, chunk_size=4, attention="linear", key=getkey())
-    with pytest.raises(ValueError, match="relative_position must be"):
+    with pytest.raises((ValueError, TypeError), match="relative_position"):
         Mega(4, z_dim=4, v_dim=6, chunk_size=4, relative_position="alibi", key=getkey())
     with pytest.raises(ValueError, match="even z_dim"):
         Mega(4, z_dim=3, v_dim=6, relative_position="rotary", key=getkey())
     with pytest.raises(ValueError, match="chunk_size"):
         Mega(4, z_dim=4, v_dim=6, chunk_size=0, key=getkey())
-    layer = Mega(4, z_dim=4, v_dim=6, ema_ndim=3, max_length=8, key=getkey())
+    layer = make(getkey, max_length=8)
     with pytest.raises(ValueError, match="exceeds max_length=8"):
-        layer(jnp.zeros((9, 4)))
+        layer(jnp.zeros((9, D)))
     with pytest.raises(ValueError, match=r"expected input of shape \(L, 4\)"):
         layer(jnp.zeros((5, 3)))
     with pytest.raises(ValueError, match="padding mask of shape"):
-        layer(jnp.zeros((5, 4)), mask=jnp.ones(6, bool))
+        layer(jnp.zeros((5, D)), mask=jnp.ones(6, bool))
+    with pytest.raises(ValueError, match="causal"):
+        layer.init_state(8)
     # Chunked: any length, the span is the chunk.
-    chunked = Mega(4, z_dim=4, v_dim=6, ema_ndim=3, chunk_size=4, key=getkey())
-    assert chunked(jnp.ones((11, 4))).shape == (11, 4)
+    chunked = make(getkey, chunk_size=4)
+    assert chunked(jnp.ones((11, D))).shape == (11, D)
+    causal = make(getkey, max_length=8, causal=True)
+    with pytest.raises(ValueError, match=r"init_state\(L\)"):
+        causal.init_state()
+    with pytest.raises(ValueError, match="exceeds max_length=8"):
+        causal.init_state(9)
+    with pytest.raises(ValueError, match="step input of shape"):
+        causal.step(jnp.zeros(3), causal.init_state(8))
+    # Stepping past the preallocated cache is an error, not a silent overwrite.
+    with pytest.raises(Exception, match="stepped past"):
+        jax.block_until_ready(scan_steps(causal, jnp.ones((4, D)), causal.init_state(3)))
+
+
+class Layer(eqx.Module):
+    """A LayerNorm `ResidualBlock` as a plain `(L, d) → (L, d)` function (its state is empty)."""
+
+    block: ResidualBlock
+
+    def __call__(self, x):
+        return self.block(x, eqx.nn.State(self.block))[0]
+
+
+def mega_layer(key, d, **kw):
+    k1, k2 = jr.split(key)
+    mixer = Mega(d, z_dim=8, v_dim=16, **kw, key=k1)
+    return Layer(ResidualBlock(mixer, d, ffn_mult=2, ffn_activation="silu", key=k2))
 
 
 def test_mega_trains_on_recall(getkey):
-    layer = Mega(16, z_dim=8, v_dim=16, ema_ndim=4, chunk_size=16, relative_position="rotary", key=getkey())
+    layer = mega_layer(getkey(), 16, ema_ndim=4, chunk_size=16, relative_position="rotary")
     acc = fit_recall(layer, 16, key=getkey(), hi=32, readout="mean", steps=100, **QUICK_RECALL)
     assert acc > 0.6, acc  # chance is 0.25
 
@@ -267,15 +420,8 @@ def test_mega_trains_on_recall(getkey):
 @pytest.mark.slow
 @pytest.mark.parametrize("attention", ["softmax", "laplace", "relu2"])
 def test_mega_chunk_trains_on_long_recall(getkey, attention):
-    layer = Mega(
-        16,
-        z_dim=8,
-        v_dim=16,
-        ema_ndim=8,
-        chunk_size=32,
-        attention=attention,
-        relative_position="simple",
-        key=getkey(),
+    layer = mega_layer(
+        getkey(), 16, ema_ndim=8, chunk_size=32, attention=attention, relative_position="simple"
     )
     acc = fit_recall(
         layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=128, readout="mean", steps=400, lr=1e-2
@@ -286,15 +432,6 @@ def test_mega_chunk_trains_on_long_recall(getkey, attention):
 @pytest.mark.slow
 def test_mega_causal_trains_on_far_recall(getkey):
     # Read out at the last position only; the marked token is 64–127 steps back.
-    layer = Mega(
-        16,
-        z_dim=8,
-        v_dim=16,
-        ema_ndim=8,
-        relative_position="simple",
-        max_length=128,
-        causal=True,
-        key=getkey(),
-    )
+    layer = mega_layer(getkey(), 16, ema_ndim=8, relative_position="simple", max_length=128, causal=True)
     acc = fit_recall(layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=64, readout="last", steps=400, lr=1e-2)
     assert acc > 0.4, acc  # chance is 0.125
