@@ -73,6 +73,7 @@ class SequenceModel(eqx.Module):
     d_model: int = eqx.field(static=True)
     n_classes: int = eqx.field(static=True)
     pooling: str = eqx.field(static=True)
+    check_finite: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class SequenceModel(eqx.Module):
         ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
         pool: Literal["mean", "last", "cls"] = "mean",
         axis_name: Hashable = "batch",
+        check_finite: bool = False,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -107,6 +109,12 @@ class SequenceModel(eqx.Module):
         - `ffn_activation`: the FFN's activation (`"gelu"`, `"silu"` or `"relu"`).
         - `pool`: `"mean"`, `"last"` or `"cls"` (a learned token prepended at position 0).
         - `axis_name`: the vmapped batch axis BatchNorm reduces over.
+        - `check_finite`: raise a runtime error (`equinox.error_if`, which works under
+          `jit` and `vmap`) when the input has a NaN or infinity at a real position.
+          Off by default: the check costs a reduction and a host callback per call.
+          Worth turning on when a NaN loss appears: in convolution mode an FFT mixes
+          every position, so one NaN in a channel turns that channel's whole output
+          into NaN, earlier positions included, and the source is hard to see later.
         - `key`: PRNG key.
         """
         if (d_in is None) == (vocab_size is None):
@@ -159,6 +167,7 @@ class SequenceModel(eqx.Module):
         self.d_model = d_model
         self.n_classes = n_classes
         self.pooling = pool
+        self.check_finite = check_finite
 
     def _encode(self, x: Array) -> Float[Array, "L d_model"]:
         if isinstance(self.encoder, eqx.nn.Embedding):
@@ -197,6 +206,13 @@ class SequenceModel(eqx.Module):
         mask = check_mask(mask, h.shape[0])
         if mask is not None:
             h = jnp.where(mask[:, None], h, jnp.zeros_like(h))
+        if self.check_finite:
+            h = eqx.error_if(
+                h,
+                ~jnp.all(jnp.isfinite(h)),
+                "SequenceModel: the input has a NaN or infinity at a real position "
+                "(check_finite=True); in convolution mode it would spread to every position",
+            )
         if self.cls_token is not None:
             h = jnp.concatenate([self.cls_token[None].astype(h.dtype), h], axis=0)
             if mask is not None:

@@ -207,3 +207,40 @@ def test_errors(getkey):
         snn.SequenceModel(
             d_in=1, d_model=4, n_classes=2, n_layers=3, mixer=[TimeMix(4, key=getkey())], key=getkey()
         )
+
+
+def test_nonfinite_inputs_spread_in_conv_mode_and_the_check_catches_them(getkey):
+    d, L = 4, 16
+    core = S4D(d, state_size=4, key=getkey())
+    u = jr.normal(getkey(), (L, d)).at[L - 1, 0].set(jnp.nan)
+    # Convolution mode: the FFT mixes every position, so the NaN reaches the
+    # *earlier* outputs of its channel too; the recurrence keeps them finite.
+    y = core(u)
+    assert bool(jnp.isnan(y[0, 0])) and bool(jnp.all(jnp.isfinite(y[:, 1:])))
+    from helpers import scan_steps
+
+    assert bool(jnp.all(jnp.isfinite(scan_steps(core, u, core.init_state())[:-1])))
+
+    def mixer(i, key):
+        k1, k2 = jr.split(key)
+        return snn.SSMLayer(S4D(d, key=k1), key=k2)
+
+    kwargs = dict(d_in=1, d_model=d, n_classes=2, n_layers=1, mixer=mixer, key=getkey())
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(check_finite=True, **kwargs)
+    call = eqx.filter_jit(lambda m, x, mask: batched_masked(m)(x, mask, state)[0])
+    x = jr.normal(getkey(), (2, L, 1))
+    mask = jnp.ones((2, L), bool).at[1, L - 3 :].set(False)
+    assert bool(jnp.all(jnp.isfinite(call(model, x, mask))))
+    # A NaN in the padding is fine: padded positions are never read.
+    assert bool(jnp.all(jnp.isfinite(call(model, x.at[1, L - 1, 0].set(jnp.nan), mask))))
+    with pytest.raises(Exception, match="NaN or infinity at a real position"):
+        jax.block_until_ready(call(model, x.at[1, 3, 0].set(jnp.inf), mask))
+    # Off by default: the NaN just spreads to the logits.
+    plain, _ = eqx.nn.make_with_state(snn.SequenceModel)(**kwargs)
+    assert bool(jnp.isnan(call(plain, x.at[1, 3, 0].set(jnp.nan), mask)[1]).any())
+
+
+def batched_masked(model):
+    return jax.vmap(
+        lambda x, m, s: model(x, s, mask=m), axis_name="batch", in_axes=(0, 0, None), out_axes=(0, None)
+    )
