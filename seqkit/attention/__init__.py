@@ -1,7 +1,31 @@
-"""Attention mixers: vanilla softmax attention and the efficient-attention family (SPEC §2)."""
+"""Attention mixers: vanilla softmax attention (Vaswani et al., "Attention Is All
+You Need", 2017) and the efficient-attention family compared in Tay et al.,
+"Long Range Arena: A Benchmark for Efficient Transformers", 2021."""
 
-from ._base import AbstractAttention as AbstractAttention, Projections as Projections
+from ._base import (
+    AbstractAttention as AbstractAttention,
+    AbstractRecurrentAttention as AbstractRecurrentAttention,
+    AttentionHeads as AttentionHeads,
+    Projections as Projections,
+)
 from ._blocks import band_attention as band_attention, gathered_block_attention as gathered_block_attention
+from ._configs import (
+    BigBirdConfig as BigBirdConfig,
+    ContextPoolConfig as ContextPoolConfig,
+    KernelizedAttentionConfig as KernelizedAttentionConfig,
+    LinearAttentionConfig as LinearAttentionConfig,
+    LinformerConfig as LinformerConfig,
+    LocalAttentionConfig as LocalAttentionConfig,
+    LongformerConfig as LongformerConfig,
+    LongShortAttentionConfig as LongShortAttentionConfig,
+    LunaAttentionConfig as LunaAttentionConfig,
+    MultiHeadAttentionConfig as MultiHeadAttentionConfig,
+    PerformerConfig as PerformerConfig,
+    ReformerAttentionConfig as ReformerAttentionConfig,
+    SinkhornAttentionConfig as SinkhornAttentionConfig,
+    SparseAttentionConfig as SparseAttentionConfig,
+    SynthesizerConfig as SynthesizerConfig,
+)
 from ._context_pool import ContextPool as ContextPool, context_pool as context_pool
 from ._core import (
     attention_with_lse as attention_with_lse,
@@ -26,7 +50,11 @@ from ._linear import (
     positive_random_features as positive_random_features,
 )
 from ._linformer import Linformer as Linformer, linformer_attention as linformer_attention
-from ._local import LocalAttention as LocalAttention, local_attention as local_attention
+from ._local import (
+    LocalAttention as LocalAttention,
+    LocalCache as LocalCache,
+    local_attention as local_attention,
+)
 from ._longshort import LongShortAttention as LongShortAttention, segment_projection as segment_projection
 from ._luna import LunaAttention as LunaAttention
 from ._reformer import (
@@ -46,4 +74,4 @@ from ._sparse import (
     strided_sparse_attention as strided_sparse_attention,
 )
 from ._synthesizer import Synthesizer as Synthesizer
-from ._vanilla import MultiHeadAttention as MultiHeadAttention
+from ._vanilla import KVCache as KVCache, MultiHeadAttention as MultiHeadAttention

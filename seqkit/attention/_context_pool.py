@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections, map_heads
+from ._base import AbstractAttention, AttentionHeads
 from ._core import chunked_dot_product_attention
 
 
@@ -48,20 +48,17 @@ class ContextPool(AbstractAttention):
     `σ_i = 1 + (max_support − 1) · sigmoid(x_i · s + s_0)`; softmax attention then
     runs with queries from `x` and keys and values from the pooled features
     (chunked: memory linear in `L`). `causal=True` pools only `j <= i` and masks
-    future keys.
+    future keys. Padded tokens get pooling weight 0 and are masked as keys, and
+    the pooling window is relative to each position, so a sequence padded at
+    the end gives its real positions the same outputs as the unpadded one.
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
     `max_support` (default 8).
     """
 
-    proj: Projections
+    heads: AttentionHeads
     pool_net: eqx.nn.Linear
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
     max_support: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -77,35 +74,27 @@ class ContextPool(AbstractAttention):
         if max_support < 1:
             raise ValueError(f"expected max_support >= 1, got {max_support}")
         kp, kn = jr.split(key)
-        self.proj = Projections(d_model, num_heads, key=kp)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
         self.pool_net = eqx.nn.Linear(d_model, 2, key=kn)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.max_support, self.inference = max_support, inference
+        self.max_support = max_support
 
     def pooled(self, x: Float[Array, "L d"], mask: Array | None = None) -> Float[Array, "L d"]:
-        """The pooled context features `c`."""
+        """The pooled context features `c` (padded positions weigh nothing)."""
         a = jax.vmap(self.pool_net)(x)
         w = jax.nn.sigmoid(a[:, 0])
         sigma = 1.0 + (self.max_support - 1) * jax.nn.sigmoid(a[:, 1])
         return context_pool(x, w, sigma, max_support=self.max_support, causal=self.causal, key_mask=mask)
 
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        return chunked_dot_product_attention(
+            q, k, v, key_mask=key_mask, causal=self.causal, dropout_rate=dropout_rate, key=key
+        )
+
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        x, mask = self._check(x, mask)
-        c = self.pooled(x, mask)
-        q = self.proj.split(self.proj.query, x)
-        k = self.proj.split(self.proj.key, c)
-        v = self.proj.split(self.proj.value, c)
-        rate = self._rate()
-        o = map_heads(
-            lambda q, k, v, kk: chunked_dot_product_attention(
-                q, k, v, key_mask=mask, causal=self.causal, dropout_rate=rate, key=kk
-            ),
-            self._head_keys(key),
-            q,
-            k,
-            v,
-        )
-        return self.proj.merge(o)
+        x, mask = self.heads.check(x, mask)
+        return self._attend(self._pattern, x, mask, key, kv=self.pooled(x, mask))

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray, UInt32
 
-from ._base import AbstractAttention, Projections, output_dropout
+from ._base import AbstractRecurrentAttention, AttentionHeads, as_key, key_data, map_heads, output_dropout
 
 # ---------------------------------------------------------------------------
 # feature maps
@@ -35,28 +35,40 @@ def orthogonal_gaussian(key: PRNGKeyArray, m: int, d: int) -> Float[Array, "m d"
     return W * norms[:, None]
 
 
-def _prf(x, W, per_row: bool):
-    """Positive random features and the (stop-gradient) shift taken out of their log."""
+def _prf(x, W, per_row: bool, key_mask=None):
+    """Positive random features and the (stop-gradient) shift taken out of their log.
+
+    Keys share one shift, the largest exponent over the real keys (`key_mask`),
+    so padded keys never change the real ones' features."""
     d = x.shape[-1]
     m = W.shape[0]
     xs = x * jnp.asarray(d**-0.25, x.dtype)
     z = xs @ W.T - 0.5 * jnp.sum(xs * xs, axis=-1, keepdims=True)
-    shift = jnp.max(z, axis=-1, keepdims=True) if per_row else jnp.max(z, keepdims=True)
+    if per_row:
+        shift = jnp.max(z, axis=-1, keepdims=True)
+    else:
+        zr = z if key_mask is None else jnp.where(key_mask[:, None], z, -jnp.inf)
+        shift = jnp.max(zr, keepdims=True)
+        shift = jnp.where(jnp.isfinite(shift), shift, jnp.zeros_like(shift))
     shift = lax.stop_gradient(shift)
     return jnp.exp(z - shift) / jnp.asarray(math.sqrt(m), x.dtype), shift[..., 0]
 
 
 def positive_random_features(
-    x: Float[Array, "L d"], W: Float[Array, "m d"], *, is_query: bool
+    x: Float[Array, "L d"],
+    W: Float[Array, "m d"],
+    *,
+    is_query: bool,
+    key_mask: Bool[Array, " L"] | None = None,
 ) -> Float[Array, "L m"]:
     """FAVOR+ positive random features of the softmax kernel (Choromanski et al.,
     "Rethinking Attention with Performers", 2021):
     `φ(x) = exp(W x' − |x'|²/2) / sqrt(m)`, `x' = x / d^{1/4}`, so that
     `E[φ(q)·φ(k)] = exp(q·k / sqrt(d))`. For stability a constant is taken out of
-    the exponent: per row for queries, one for all keys; both cancel in the
-    attention normalizer.
+    the exponent: per row for queries, one for all keys (the largest over the
+    real keys, `key_mask`); both cancel in the attention normalizer.
     """
-    return _prf(x, W, per_row=is_query)[0]
+    return _prf(x, W, per_row=is_query, key_mask=key_mask)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -123,70 +135,94 @@ class LinearState(NamedTuple):
     shift: Array
 
 
-class _FeatureAttention(AbstractAttention):
-    """Linear attention with a feature map given by the subclass."""
-
-    proj: eqx.AbstractVar[Projections]
+class _FeatureAttention(AbstractRecurrentAttention):
+    """Linear attention with a feature map given by the subclass; the parallel
+    (bidirectional or causal) call and the causal recurrence."""
 
     @abc.abstractmethod
-    def _features(self, x: Float[Array, "h L dh"], is_query: bool) -> Float[Array, "h L m"]:
-        """Feature map per head."""
+    def _feature_weights(self) -> Float[Array, "h m dh"] | None:
+        """The feature map's per-head weights (computed once per call), or `None`."""
 
-    def _step_key_features(self, k: Float[Array, "h 1 dh"]) -> tuple[Array, Array]:
+    @abc.abstractmethod
+    def _features(
+        self, x: Float[Array, "h L dh"], W: Array | None, is_query: bool, key_mask: Array | None = None
+    ) -> Float[Array, "h L m"]:
+        """Feature map per head (`key_mask`: the real keys, for a shared key shift)."""
+
+    @abc.abstractmethod
+    def _step_key_features(self, k: Float[Array, "h 1 dh"], W: Array | None) -> tuple[Array, Array]:
         """Key features of one step and the log-shift taken out of them `(h,)`."""
-        return self._features(k, False)[:, 0], jnp.zeros(k.shape[0], k.dtype)
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token.
         Dropout, if any, acts on each head's attention output."""
-        x, mask = self._check(x, mask)
+        x, mask = self.heads.check(x, mask)
         q, k, v = self.proj.qkv(x)
-        fq, fk = self._features(q, True), self._features(k, False)
-        o = jax.vmap(lambda a, b, c: linear_attention(a, b, c, causal=self.causal, key_mask=mask))(fq, fk, v)
-        drop_key = key if self._head_keys(key) is not None else None
-        return self.proj.merge(output_dropout(o, self._rate(), drop_key))
+        W = self._feature_weights()
+        fq, fk = self._features(q, W, True), self._features(k, W, False, mask)
+        rate = self.heads.rate()
+        o = map_heads(
+            lambda a, b, c, kk: output_dropout(
+                linear_attention(a, b, c, causal=self.causal, key_mask=mask), rate, kk
+            ),
+            self.heads.head_keys(key, type(self).__name__),
+            fq,
+            fk,
+            v,
+        )
+        return self.proj.merge(o)
 
-    def init_state(self) -> LinearState:
-        """A zero state for recurrent mode (causal only)."""
-        if not self.causal:
-            raise ValueError(f"{type(self).__name__}.init_state needs causal=True")
+    def init_state(self, L: int | None = None) -> LinearState:
+        """A zero state for recurrent mode (causal only; `L` is not needed)."""
+        self._need_causal("init_state")
         h = self.num_heads
         dh = self.d_model // h
-        m = self._features(jnp.zeros((h, 1, dh), self.proj.query.weight.dtype), True).shape[-1]
-        dt = self.proj.query.weight.dtype
+        dt = self.proj.value.weight.dtype
+        zeros = jnp.zeros((h, 1, dh), dt)
+        m = jax.eval_shape(lambda: self._features(zeros, self._feature_weights(), True)).shape[-1]
         return LinearState(
             S=jnp.zeros((h, m, dh), dt), z=jnp.zeros((h, m), dt), shift=jnp.full((h,), -jnp.inf, dt)
         )
 
-    def step(self, x_t: Array, state: LinearState) -> tuple[Float[Array, " d_model"], LinearState]:
+    def step(
+        self, x_t: Float[Array, " d_model"], state: LinearState, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], LinearState]:
         """One step of the recurrence `S ← S + φ(k_t) v_tᵀ`, `z ← z + φ(k_t)`,
         `y_t = φ(q_t) S / φ(q_t)·z` (equal to the causal parallel form).
 
         **Returns:** `(y_t, state)`.
         """
-        if not self.causal:
-            raise ValueError(f"{type(self).__name__}.step needs causal=True")
-        x_t = jnp.asarray(x_t)
-        if x_t.shape != (self.d_model,):
-            raise ValueError(f"expected a step input of shape ({self.d_model},), got {x_t.shape}")
+        self._need_causal("step")
+        x_t = self.heads.check_step(x_t)
         q, k, v = self.proj.qkv(x_t[None])
-        fq = self._features(q, True)[:, 0]
-        fk, s_t = self._step_key_features(k)
+        W = self._feature_weights()
+        fq = self._features(q, W, True)[:, 0]
+        fk, s_t = self._step_key_features(k, W)
         shift = jnp.maximum(state.shift, s_t)
         old = jnp.exp(state.shift - shift)  # 0 at the first step (shift −inf)
         new = jnp.exp(s_t - shift)[:, None]
         S = state.S * old[:, None, None] + (new * fk)[:, :, None] * v[:, 0, None, :]
         z = state.z * old[:, None] + new * fk
         o = jnp.einsum("hm,hmd->hd", fq, S) / _safe(jnp.einsum("hm,hm->h", fq, z))[:, None]
+        keys = self.heads.head_keys(key, type(self).__name__)
+        if keys is not None:
+            o = jax.vmap(lambda a, kk: output_dropout(a, self.heads.rate(), kk))(o[:, None], keys)[:, 0]
         return self.proj.merge(o[:, None])[0], LinearState(S=S, z=z, shift=shift)
 
 
-def _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, key):
-    self.proj = Projections(d_model, num_heads, key=key)
-    self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
-    self.dropout, self.inference = dropout, inference
+class _RandomFeatureAttention(_FeatureAttention):
+    """Linear attention with positive random features of given per-head weights
+    (FAVOR+ and its learned-kernel variant)."""
+
+    def _features(self, x, W, is_query, key_mask=None):
+        prf = lambda a, w: positive_random_features(a, w, is_query=is_query, key_mask=key_mask)  # noqa: E731
+        return jax.vmap(prf)(x, W)
+
+    def _step_key_features(self, k, W):
+        f, sh = jax.vmap(lambda a, w: _prf(a, w, per_row=True))(k, W)
+        return f[:, 0], sh[:, 0]
 
 
 class LinearAttention(_FeatureAttention):
@@ -203,14 +239,11 @@ class LinearAttention(_FeatureAttention):
     state = attn.init_state()
     y0, state = attn.step(x[0], state)  # equals y[0]
     ```
+
+    **Arguments:** as [`seqkit.attention.MultiHeadAttention`][].
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
-    inference: bool
+    heads: AttentionHeads
 
     def __init__(
         self,
@@ -222,32 +255,36 @@ class LinearAttention(_FeatureAttention):
         inference: bool = False,
         key: PRNGKeyArray,
     ):
-        _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, key)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
+        )
 
-    def _features(self, x, is_query):
+    def _feature_weights(self):
+        return None
+
+    def _features(self, x, W, is_query, key_mask=None):
         return elu_feature_map(x)
 
+    def _step_key_features(self, k, W):
+        return elu_feature_map(k)[:, 0], jnp.zeros(k.shape[0], k.dtype)
 
-class Performer(_FeatureAttention):
+
+class Performer(_RandomFeatureAttention):
     """Performer attention with FAVOR+ (Choromanski et al., "Rethinking Attention
     with Performers", 2021): softmax attention estimated with `num_features`
     positive orthogonal random features, `φ(x) = exp(W x' − |x'|²/2)/sqrt(m)`.
-    The features are fixed at construction (regenerated from a stored seed, so
-    they are not trainable leaves). Causal form and recurrent mode as
-    [`seqkit.attention.LinearAttention`][].
+    The features are fixed at construction: regenerated on every call from
+    the raw key bits stored in `seed` (an integer array, so never trained, and
+    `eqx.filter_vmap` can build a stack of layers). Causal form and recurrent
+    mode as [`seqkit.attention.LinearAttention`][].
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
     `num_features` (default 256).
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
+    seed: UInt32[Array, "..."]
     num_features: int = eqx.field(static=True)
-    seed: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -260,54 +297,48 @@ class Performer(_FeatureAttention):
         inference: bool = False,
         key: PRNGKeyArray,
     ):
+        if num_features < 1:
+            raise ValueError(f"expected num_features >= 1, got {num_features}")
         kp, ks = jr.split(key)
-        _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, kp)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
+        self.seed = key_data(ks)
         self.num_features = num_features
-        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
 
     def random_matrix(self) -> Float[Array, "h m dh"]:
         """The random feature directions `W`, one `(m, d_h)` matrix per head."""
         dh = self.d_model // self.num_heads
-        keys = jr.split(jr.key(self.seed), self.num_heads)
-        W = jnp.stack([orthogonal_gaussian(k, self.num_features, dh) for k in keys])
-        return W.astype(self.proj.query.weight.dtype)
+        keys = jr.split(as_key(self.seed), self.num_heads)
+        W = jax.vmap(lambda k: orthogonal_gaussian(k, self.num_features, dh))(keys)
+        return W.astype(self.proj.value.weight.dtype)
 
-    def _features(self, x, is_query):
-        return jax.vmap(lambda a, W: positive_random_features(a, W, is_query=is_query))(
-            x, self.random_matrix()
-        )
-
-    def _step_key_features(self, k):
-        f, sh = jax.vmap(lambda a, W: _prf(a, W, per_row=True))(k, self.random_matrix())
-        return f[:, 0], sh[:, 0]
+    def _feature_weights(self):
+        return self.random_matrix()
 
 
-class KernelizedAttention(_FeatureAttention):
+class KernelizedAttention(_RandomFeatureAttention):
     """Kernelized attention with a learned spectral distribution (Chowdhury et al.,
     "Learning the Transformer Kernel", 2022; the GMM-PRF variant).
 
     Random features `φ(x) = exp(ω x' − |x'|²/2)/sqrt(m)` (as FAVOR+) whose
     frequencies come from a learned Gaussian mixture per head:
     `ω_{c,i} = μ_c + exp(log σ_c) ⊙ ε_{c,i}`, `ε` fixed standard normal (the
-    reparameterization), `c = 1..num_components`. The kernel the features
-    estimate is learned with the model. Causal and recurrent forms as
+    reparameterization; regenerated from the raw key bits in `seed`),
+    `c = 1..num_components`. The kernel the features estimate is learned with
+    the model. Causal and recurrent forms as
     [`seqkit.attention.LinearAttention`][].
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
     `num_features` (default 128) and `num_components` (default 2).
     """
 
-    proj: Projections
+    heads: AttentionHeads
     means: Float[Array, "h C dh"]
     log_scales: Float[Array, "h C dh"]
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    seed: UInt32[Array, "..."]
     num_features: int = eqx.field(static=True)
     num_components: int = eqx.field(static=True)
-    seed: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -321,28 +352,27 @@ class KernelizedAttention(_FeatureAttention):
         inference: bool = False,
         key: PRNGKeyArray,
     ):
-        if num_features % num_components:
+        if num_components < 1 or num_features % num_components:
             raise ValueError(
-                f"num_features={num_features} must be divisible by num_components={num_components}"
+                f"num_features={num_features} must be a multiple of num_components={num_components} >= 1"
             )
         kp, km, ks = jr.split(key, 3)
-        _linear_fields_init(self, d_model, num_heads, causal, dropout, inference, kp)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
         dh = d_model // num_heads
         self.means = 0.1 * jr.normal(km, (num_heads, num_components, dh))
         self.log_scales = jnp.zeros((num_heads, num_components, dh))
-        self.num_features, self.num_components = num_features, num_components
-        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
+        self.seed = key_data(ks)
+        self.num_features = num_features
+        self.num_components = num_components
 
     def frequencies(self) -> Float[Array, "h m dh"]:
         """The current frequencies `ω`, `(h, num_features, d_h)`."""
         h, C, dh = self.means.shape
-        eps = jr.normal(jr.key(self.seed), (h, C, self.num_features // C, dh), self.means.dtype)
+        eps = jr.normal(as_key(self.seed), (h, C, self.num_features // C, dh), self.means.dtype)
         w = self.means[:, :, None, :] + jnp.exp(self.log_scales)[:, :, None, :] * eps
         return w.reshape(h, self.num_features, dh)
 
-    def _features(self, x, is_query):
-        return jax.vmap(lambda a, W: positive_random_features(a, W, is_query=is_query))(x, self.frequencies())
-
-    def _step_key_features(self, k):
-        f, sh = jax.vmap(lambda a, W: _prf(a, W, per_row=True))(k, self.frequencies())
-        return f[:, 0], sh[:, 0]
+    def _feature_weights(self):
+        return self.frequencies()

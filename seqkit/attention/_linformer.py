@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections
+from ._base import AbstractAttention, AttentionHeads
 from ._core import dot_product_attention
 
 
@@ -33,7 +33,9 @@ class Linformer(AbstractAttention):
     Complexity", 2020): keys and values are projected along the length by learned
     `k × L` maps `E`, `F` (shared by the heads),
     `head = softmax(Q (E K)ᵀ / sqrt(d_h)) (F V)`, memory `O(L · k)`. Sequences up
-    to `max_len` are accepted (a shorter one uses the first `L` columns). No causal
+    to `max_len` are accepted (a shorter one uses the first `L` columns). Padded
+    positions are zeroed before the projection, so a sequence padded at the end
+    gives its real positions the same outputs as the unpadded one. No causal
     form.
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
@@ -41,16 +43,11 @@ class Linformer(AbstractAttention):
     (default 4096).
     """
 
-    proj: Projections
+    heads: AttentionHeads
     E: Float[Array, "k n"]
     F: Float[Array, "k n"]
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
     proj_dim: int = eqx.field(static=True)
     max_len: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -65,28 +62,26 @@ class Linformer(AbstractAttention):
         key: PRNGKeyArray,
     ):
         kp, ke, kf = jr.split(key, 3)
-        self.proj = Projections(d_model, num_heads, key=kp)
-        std = 1.0 / jnp.sqrt(proj_dim)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
+        std = proj_dim**-0.5
         self.E = std * jr.normal(ke, (proj_dim, max_len))
         self.F = std * jr.normal(kf, (proj_dim, max_len))
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.proj_dim, self.max_len, self.inference = proj_dim, max_len, inference
+        self.proj_dim = proj_dim
+        self.max_len = max_len
         self._no_causal("its length projection mixes all positions")
+
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        L = q.shape[0]
+        E, F = self.E[:, :L], self.F[:, :L]
+        return linformer_attention(q, k, v, E, F, key_mask=key_mask, dropout_rate=dropout_rate, key=key)
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)` for `L <= max_len`; `mask` `(L,)`, `True` = real."""
-        x, mask = self._check(x, mask)
-        L = x.shape[0]
-        if L > self.max_len:
-            raise ValueError(f"Linformer built for max_len={self.max_len}, got length {L}")
-        E, F = self.E[:, :L], self.F[:, :L]
-        return self._standard(
-            x,
-            mask,
-            key,
-            lambda q, k, v, m, rate, kk: linformer_attention(
-                q, k, v, E, F, key_mask=m, dropout_rate=rate, key=kk
-            ),
-        )
+        x, mask = self.heads.check(x, mask)
+        if x.shape[0] > self.max_len:
+            raise ValueError(f"Linformer built for max_len={self.max_len}, got length {x.shape[0]}")
+        return self._attend(self._pattern, x, mask, key)

@@ -1,11 +1,16 @@
-"""Local attention: disjoint blocks or a sliding window, computed blockwise."""
+"""Local attention: disjoint blocks or a sliding window, computed blockwise,
+and its bounded cache for recurrent mode."""
+
+from typing import NamedTuple
 
 import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections
+from ._base import AbstractRecurrentAttention, AttentionHeads, map_heads
 from ._blocks import band_attention, gathered_block_attention, num_blocks
+from ._core import dot_product_attention
 
 
 def local_attention(
@@ -60,7 +65,22 @@ def local_attention(
     raise ValueError(f"mode must be 'block' or 'sliding', got {mode!r}")
 
 
-class LocalAttention(AbstractAttention):
+class LocalCache(NamedTuple):
+    """Recurrent state of causal local attention, per head: `k`, `v` `(h, c, d_h)`
+    and which of the `c` slots hold a key, `valid` `(c,)`; `t` the next position.
+
+    `mode="sliding"`: the last `window_size − 1` keys and values, oldest first.
+    `mode="block"`: the current block's, `c = window_size` slots, position `t`
+    in slot `t mod window_size`.
+    """
+
+    k: Float[Array, "h c dh"]
+    v: Float[Array, "h c dh"]
+    valid: Bool[Array, " c"]
+    t: Int[Array, ""]
+
+
+class LocalAttention(AbstractRecurrentAttention):
     """Multi-head local attention (Xiong et al., "Simple Local Attentions Remain
     Competitive for Long-Context Tasks", 2022; the "Local Attention" baseline of
     Tay et al., "Long Range Arena", 2021).
@@ -68,6 +88,13 @@ class LocalAttention(AbstractAttention):
     `mode="block"`: attention within disjoint blocks of `window_size`;
     `mode="sliding"`: each token sees the tokens closer than `window_size`.
     Never builds an `L × L` mask; see [`seqkit.attention.local_attention`][].
+    Blocks are counted from position 0, so padding at the end of a sequence
+    never changes the real positions' outputs, whatever the lengths.
+
+    Recurrent mode (causal only): `init_state()`, `step(x_t, state)` keep a
+    bounded cache ([`seqkit.attention.LocalCache`][]): the last
+    `window_size − 1` keys and values (`"sliding"`) or the current block's
+    (`"block"`); equal to the parallel causal call at any length.
 
     ```python
     attn = LocalAttention(128, 2, window_size=64, mode="sliding", key=key)
@@ -79,14 +106,9 @@ class LocalAttention(AbstractAttention):
     Long Range Arena setting) and `mode` (`"block"` default, or `"sliding"`).
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
     window_size: int = eqx.field(static=True)
     mode: str = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -104,27 +126,68 @@ class LocalAttention(AbstractAttention):
             raise ValueError(f"mode must be 'block' or 'sliding', got {mode!r}")
         if window_size < 1:
             raise ValueError(f"expected window_size >= 1, got {window_size}")
-        self.proj = Projections(d_model, num_heads, key=key)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.window_size, self.mode, self.inference = window_size, mode, inference
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
+        )
+        self.window_size = window_size
+        self.mode = mode
+
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        return local_attention(
+            q,
+            k,
+            v,
+            window_size=self.window_size,
+            mode=self.mode,
+            causal=self.causal,
+            key_mask=key_mask,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        return self._standard(
-            x,
-            mask,
-            key,
-            lambda q, k, v, m, rate, kk: local_attention(
-                q,
-                k,
-                v,
-                window_size=self.window_size,
-                mode=self.mode,
-                causal=self.causal,
-                key_mask=m,
-                dropout_rate=rate,
-                key=kk,
-            ),
+        return self._attend(self._pattern, x, mask, key)
+
+    def init_state(self, L: int | None = None) -> LocalCache:
+        """An empty cache (causal only; `L` is not needed: the cache is bounded)."""
+        self._need_causal("init_state")
+        h = self.num_heads
+        c = self.window_size - 1 if self.mode == "sliding" else self.window_size
+        zeros = jnp.zeros((h, c, self.d_model // h), self.proj.value.weight.dtype)
+        return LocalCache(k=zeros, v=zeros, valid=jnp.zeros((c,), bool), t=jnp.zeros((), jnp.int32))
+
+    def step(
+        self, x_t: Float[Array, " d_model"], state: LocalCache, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], LocalCache]:
+        """Position `t`: attend to the cached keys and its own, then update the
+        cache. **Returns:** `(y_t, state)`."""
+        self._need_causal("step")
+        x_t = self.heads.check_step(x_t)
+        q, k, v = self.proj.qkv(x_t[None])
+        if self.mode == "sliding":
+            # keys t − w + 1 .. t: the cache and this one; then drop the oldest
+            K = jnp.concatenate([state.k, k], axis=1)
+            V = jnp.concatenate([state.v, v], axis=1)
+            ok = jnp.concatenate([state.valid, jnp.ones((1,), bool)])
+            new = LocalCache(k=K[:, 1:], v=V[:, 1:], valid=ok[1:], t=state.t + 1)
+        else:
+            # block of t: slots 0 .. t mod w; a new block starts by overwriting slot 0
+            w = self.window_size
+            s = state.t % w
+            slots = jnp.arange(w, dtype=s.dtype)
+            K = jnp.where((slots == s)[None, :, None], k, state.k)
+            V = jnp.where((slots == s)[None, :, None], v, state.v)
+            ok = slots <= s
+            new = LocalCache(k=K, v=V, valid=ok, t=state.t + 1)
+        rate = self.heads.rate()
+        o = map_heads(
+            lambda q, k, v, kk: dot_product_attention(q, k, v, ok[None, :], dropout_rate=rate, key=kk),
+            self.heads.head_keys(key, type(self).__name__),
+            q,
+            K,
+            V,
         )
+        return self.proj.merge(o)[0], new

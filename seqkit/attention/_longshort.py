@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections, map_heads
+from ._base import AbstractAttention, AttentionHeads
 from ._blocks import _pad_rows, band_attention, num_blocks
 from ._core import attention_with_lse, merge_attention, softmax_attend
 
@@ -56,6 +56,11 @@ class LongShortAttention(AbstractAttention):
     segment. The two parts are merged exactly through their log normalizers.
     Cost `O(L · (w + rank · L / l))`.
 
+    Padding: the projection's softmax runs over the real tokens only and the
+    windows and segments are counted from position 0, so a sequence padded at
+    the end gives its real positions the same outputs as the unpadded one,
+    whatever the lengths.
+
     ```python
     attn = LongShortAttention(128, 2, window_size=128, rank=32, causal=True, key=key)
     y = attn(x)  # (L, 128); batch with jax.vmap
@@ -65,17 +70,12 @@ class LongShortAttention(AbstractAttention):
     `window_size` (default 128) and `rank` (default 32).
     """
 
-    proj: Projections
+    heads: AttentionHeads
     dproj: eqx.nn.Linear
     ln_local: eqx.nn.LayerNorm
     ln_global: eqx.nn.LayerNorm
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
     window_size: int = eqx.field(static=True)
     rank: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -89,88 +89,81 @@ class LongShortAttention(AbstractAttention):
         inference: bool = False,
         key: PRNGKeyArray,
     ):
+        if window_size < 0 or rank < 1:
+            raise ValueError(f"expected window_size >= 0 and rank >= 1, got {window_size}, {rank}")
         kp, kd = jr.split(key)
-        self.proj = Projections(d_model, num_heads, key=kp)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
         self.dproj = eqx.nn.Linear(d_model, num_heads * rank, key=kd)
         dh = d_model // num_heads
         self.ln_local = eqx.nn.LayerNorm(dh)
         self.ln_global = eqx.nn.LayerNorm(dh)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.window_size, self.rank, self.inference = window_size, rank, inference
+        self.window_size = window_size
+        self.rank = rank
+
+    def _norm(self, ln: eqx.nn.LayerNorm, a: Array) -> Array:
+        return jax.vmap(ln)(a)
+
+    def _pattern(self, q, k, v, logits, *, key_mask, dropout_rate, key):
+        """One head, bidirectional: band + dynamic projection over the real tokens."""
+        L = q.shape[0]
+        km = jnp.ones((L,), bool) if key_mask is None else key_mask
+        k1, k2 = (None, None) if key is None else tuple(jr.split(key))
+        r = self.window_size // 2
+        o1, l1 = band_attention(
+            q,
+            self._norm(self.ln_local, k),
+            self._norm(self.ln_local, v),
+            lo=r,
+            hi=r,
+            key_mask=km,
+            dropout_rate=dropout_rate,
+            key=k1,
+        )
+        # P = softmax over the real positions of X W_p: (L, r), padded rows 0
+        lg = jnp.where(km[:, None], logits, -jnp.inf)
+        P = jax.nn.softmax(lg, axis=0)
+        kz = jnp.where(km[:, None], k, jnp.zeros_like(k))
+        vz = jnp.where(km[:, None], v, jnp.zeros_like(v))
+        kg, vg = self._norm(self.ln_global, P.T @ kz), self._norm(self.ln_global, P.T @ vz)
+        o2, l2 = attention_with_lse(q, kg, vg, dropout_rate=dropout_rate, key=k2)
+        return merge_attention([o1, o2], [l1, l2])[0]
+
+    def _causal_pattern(self, q, k, v, logits, *, key_mask, dropout_rate, key):
+        """One head, causal: causal band + compressed earlier segments."""
+        L = q.shape[0]
+        km = jnp.ones((L,), bool) if key_mask is None else key_mask
+        k1, k2 = (None, None) if key is None else tuple(jr.split(key))
+        w = self.window_size // 2
+        seg = max(w, 1)
+        n = num_blocks(L, seg)
+        o1, l1 = band_attention(
+            q,
+            self._norm(self.ln_local, k),
+            self._norm(self.ln_local, v),
+            lo=w,
+            hi=0,
+            key_mask=km,
+            dropout_rate=dropout_rate,
+            key=k1,
+        )
+        comp, ok = segment_projection(logits, jnp.concatenate([k, v], 1), seg, km)  # (n, r, 2 dh)
+        comp = comp.reshape(n * self.rank, -1)
+        dk = k.shape[1]
+        kg, vg = self._norm(self.ln_global, comp[:, :dk]), self._norm(self.ln_global, comp[:, dk:])
+        # query i may see the compressed segments m < i // seg
+        see = (jnp.arange(n)[None, :] < (jnp.arange(L) // seg)[:, None])[:, :, None]  # (L, n, 1)
+        allowed = jnp.broadcast_to(see & ok[None, :, None], (L, n, self.rank)).reshape(L, -1)
+        o2, l2 = attention_with_lse(q, kg, vg, allowed, dropout_rate=dropout_rate, key=k2)
+        return merge_attention([o1, o2], [l1, l2])[0]
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        x, mask = self._check(x, mask)
-        if self.causal:
-            return self._causal(x, mask, key)
+        x, mask = self.heads.check(x, mask)
         L = x.shape[0]
-        km = jnp.ones((L,), bool) if mask is None else mask
         logits = jax.vmap(self.dproj)(x).reshape(L, self.num_heads, self.rank).transpose(1, 0, 2)
-        logits = jnp.where(km[None, :, None], logits, -jnp.inf)
-        P = jax.nn.softmax(logits, axis=1)  # (h, L, r): over length
-        q, k, v = self.proj.qkv(x)
-        keys = self._head_keys(key)
-        rate = self._rate()
-        r = self.window_size // 2
-
-        def head(q, k, v, P, kk):
-            k1, k2 = (None, None) if kk is None else tuple(jr.split(kk))
-            ln = lambda f, a: jax.vmap(f)(a)  # noqa: E731
-            kz = jnp.where(km[:, None], k, jnp.zeros_like(k))
-            vz = jnp.where(km[:, None], v, jnp.zeros_like(v))
-            o1, l1 = band_attention(
-                q,
-                ln(self.ln_local, k),
-                ln(self.ln_local, v),
-                lo=r,
-                hi=r,
-                key_mask=km,
-                dropout_rate=rate,
-                key=k1,
-            )
-            kg, vg = ln(self.ln_global, P.T @ kz), ln(self.ln_global, P.T @ vz)
-            o2, l2 = attention_with_lse(q, kg, vg, dropout_rate=rate, key=k2)
-            return merge_attention([o1, o2], [l1, l2])[0]
-
-        if keys is None:
-            o = jax.vmap(lambda *a: head(*a, None))(q, k, v, P)
-        else:
-            o = jax.vmap(head)(q, k, v, P, keys)
-        return self.proj.merge(o)
-
-    def _causal(self, x: Float[Array, "L d"], mask: Array | None, key: PRNGKeyArray | None) -> Array:
-        L = x.shape[0]
-        km = jnp.ones((L,), bool) if mask is None else mask
-        w = self.window_size // 2
-        seg = max(w, 1)
-        n = num_blocks(L, seg)
-        logits = jax.vmap(self.dproj)(x).reshape(L, self.num_heads, self.rank).transpose(1, 0, 2)
-        q, k, v = self.proj.qkv(x)
-        rate = self._rate()
-        # query i may see the compressed segments m < i // seg
-        see = (jnp.arange(n)[None, :] < (jnp.arange(L) // seg)[:, None])[:, :, None]  # (L, n, 1)
-
-        def head(q, k, v, lg, kk):
-            k1, k2 = (None, None) if kk is None else tuple(jr.split(kk))
-            ln = lambda f, a: jax.vmap(f)(a)  # noqa: E731
-            o1, l1 = band_attention(
-                q,
-                ln(self.ln_local, k),
-                ln(self.ln_local, v),
-                lo=w,
-                hi=0,
-                key_mask=km,
-                dropout_rate=rate,
-                key=k1,
-            )
-            comp, ok = segment_projection(lg, jnp.concatenate([k, v], 1), seg, km)  # (n, r, 2 dh)
-            comp = comp.reshape(n * self.rank, -1)
-            kg, vg = ln(self.ln_global, comp[:, : k.shape[1]]), ln(self.ln_global, comp[:, k.shape[1] :])
-            allowed = jnp.broadcast_to(see & ok[None, :, None], (L, n, self.rank)).reshape(L, -1)
-            o2, l2 = attention_with_lse(q, kg, vg, allowed, dropout_rate=rate, key=k2)
-            return merge_attention([o1, o2], [l1, l2])[0]
-
-        o = map_heads(head, self._head_keys(key), q, k, v, logits)
-        return self.proj.merge(o)
+        pattern = self._causal_pattern if self.causal else self._pattern
+        return self._attend(pattern, x, mask, key, logits)

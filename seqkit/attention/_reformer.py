@@ -4,9 +4,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt32
 
-from ._base import AbstractAttention, Projections, map_heads
+from ._base import AbstractAttention, AttentionHeads, as_key, key_data
 from ._blocks import _pad_rows
 from ._core import merge_attention, softmax_attend
 
@@ -15,11 +15,19 @@ from ._core import merge_attention, softmax_attend
 SELF_PENALTY = 1e4
 
 
-def lsh_buckets(x: Float[Array, "L d"], rotations: Float[Array, "d nb2"]) -> Int[Array, " L"]:
-    """Angular LSH: `h(x) = argmax([x R; −x R])` (Andoni et al., 2015), with
-    `2 · nb2` buckets."""
+def lsh_buckets(
+    x: Float[Array, "L d"], rotations: Float[Array, "d nb2"], num_active: Int[Array, ""] | int | None = None
+) -> Int[Array, " L"]:
+    """Angular LSH: `h(x) = argmax([x R; −x R])` (Andoni et al., "Practical and
+    Optimal LSH for Angular Distance", 2015), with `2 · nb2` buckets; with
+    `num_active`, only the first `num_active` columns of `R` (and their
+    negatives) are buckets."""
     xr = x @ rotations
-    return jnp.argmax(jnp.concatenate([xr, -xr], axis=-1), axis=-1)
+    if num_active is None:
+        return jnp.argmax(jnp.concatenate([xr, -xr], axis=-1), axis=-1)
+    on = jnp.arange(xr.shape[-1]) < num_active
+    neg_inf = jnp.full_like(xr, -jnp.inf)
+    return jnp.argmax(jnp.concatenate([jnp.where(on, xr, neg_inf), jnp.where(on, -xr, neg_inf)], -1), -1)
 
 
 def lsh_attention(
@@ -30,6 +38,7 @@ def lsh_attention(
     chunk_size: int,
     causal: bool = False,
     key_mask: Bool[Array, " L"] | None = None,
+    num_active: Int[Array, ""] | int | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
 ) -> Float[Array, "L dv"]:
@@ -39,6 +48,12 @@ def lsh_attention(
     chunks of `chunk_size`; each chunk attends to itself and the previous chunk
     (memory `O(r · L · chunk_size)`), attending to oneself only when nothing else
     is allowed. The rounds are merged through their log normalizers.
+
+    Padded positions (`key_mask` False) sort after every real one and never
+    share a chunk with them; the first chunk's "previous" chunk is the last one
+    that holds a real position. So the real positions' chunks, and outputs, are
+    those of the unpadded sequence. `num_active` (see
+    [`seqkit.attention.lsh_buckets`][]) limits the buckets in use.
     """
     L = q.shape[0]
     c = chunk_size
@@ -48,10 +63,16 @@ def lsh_attention(
     qp, vp = _pad_rows(q, Lp), _pad_rows(v, Lp)
     kp = qp / (jnp.linalg.norm(qp, axis=-1, keepdims=True) + 1e-6)
     pos = jnp.arange(Lp)
+    # previous chunk of each chunk, wrapping around among the chunks of real positions
+    chunk = jnp.arange(n)
+    n_real = jnp.maximum(-(-jnp.sum(km) // c), 1)
+    prev = jnp.where(chunk == 0, n_real - 1, chunk - 1)
+    # a chunk that is its own previous one (a single real chunk) counts it once
+    once = ~((prev == chunk)[:, None, None] & (jnp.arange(2 * c) < c)[None, None, :])
     keys = [None] * rotations.shape[0] if key is None else list(jr.split(key, rotations.shape[0]))
     outs, lses = [], []
     for r in range(rotations.shape[0]):
-        bucket = lsh_buckets(jax.lax.stop_gradient(kp), rotations[r])
+        bucket = lsh_buckets(jax.lax.stop_gradient(kp), rotations[r], num_active)
         # padded positions sort after every real one, so they never share or shift chunks
         bucket = jnp.where(km, bucket, 2 * rotations.shape[-1])
         order = jnp.argsort(bucket * Lp + pos)
@@ -60,13 +81,11 @@ def lsh_attention(
         sp, sm = pos[order].reshape(n, c), km[order].reshape(n, c)
 
         def with_prev(a):
-            return jnp.concatenate([jnp.roll(a, 1, axis=0), a], axis=1)
+            return jnp.concatenate([a[prev], a], axis=1)
 
         kk, vv, kpos, kmask = with_prev(sk), with_prev(sv), with_prev(sp), with_prev(sm)
         qpos = sp[:, :, None]
-        valid = kmask[:, None, :]
-        if n == 1:  # the "previous" chunk is the chunk itself: count it once
-            valid = valid & (jnp.arange(2 * c) >= c)[None, None, :]
+        valid = kmask[:, None, :] & once
         if causal:
             valid = valid & (kpos[:, None, :] <= qpos)
         s = jnp.einsum("nqd,nkd->nqk", sq, kk) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
@@ -79,26 +98,31 @@ def lsh_attention(
 
 class ReformerAttention(AbstractAttention):
     """Reformer LSH self-attention (Kitaev et al., "Reformer: The Efficient
-    Transformer", 2020): shared query-key projection, `num_hashes` rounds of
-    angular LSH with fixed random rotations (regenerated from a stored seed),
-    attention within sorted chunks and the previous chunk. Memory
+    Transformer", 2020): shared query-key projection (there is no key map),
+    `num_hashes` rounds of angular LSH with fixed random rotations, attention
+    within sorted chunks and the previous chunk. Memory
     `O(num_hashes · L · chunk_size)`. `causal=True` masks `j > i`.
+
+    The rotations are regenerated on every call from the raw key bits stored in
+    `seed` (an integer array: never trained, and `eqx.filter_vmap` can build a
+    stack of layers), one column per bucket pair, so a longer sequence adds
+    columns without changing the earlier ones. With `num_buckets=None` the
+    buckets in use follow the number of *real* tokens `n`,
+    `2 · max(1, ceil(n / (2 · chunk_size)))`; with the padded positions sorted
+    last (see [`seqkit.attention.lsh_attention`][]), a sequence padded at the
+    end gives its real positions the same outputs as the unpadded one, whatever
+    the lengths.
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus
     `chunk_size` (default 32), `num_hashes` (default 2), `num_buckets` (default
-    `None`: about `L / chunk_size`, rounded up to even).
+    `None`: about `n / chunk_size`, rounded up to even).
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
+    seed: UInt32[Array, "..."]
     chunk_size: int = eqx.field(static=True)
     num_hashes: int = eqx.field(static=True)
     num_buckets: int | None = eqx.field(static=True)
-    seed: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -115,41 +139,47 @@ class ReformerAttention(AbstractAttention):
     ):
         if num_buckets is not None and (num_buckets < 2 or num_buckets % 2):
             raise ValueError(f"num_buckets must be even and >= 2, got {num_buckets}")
+        if chunk_size < 1 or num_hashes < 1:
+            raise ValueError(f"expected chunk_size, num_hashes >= 1, got {chunk_size}, {num_hashes}")
         kp, ks = jr.split(key)
-        self.proj = Projections(d_model, num_heads, key=kp)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.chunk_size, self.num_hashes, self.num_buckets = chunk_size, num_hashes, num_buckets
-        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
-        self.inference = inference
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, qk="shared", key=kp
+        )
+        self.seed = key_data(ks)
+        self.chunk_size = chunk_size
+        self.num_hashes = num_hashes
+        self.num_buckets = num_buckets
 
     def rotations(self, L: int) -> Float[Array, "h r dh nb2"]:
-        nbk = self.num_buckets or max(2, 2 * -(-L // (2 * self.chunk_size)))
-        dh = self.d_model // self.num_heads
-        shape = (self.num_heads, self.num_hashes, dh, nbk // 2)
-        return jr.normal(jr.key(self.seed), shape, self.proj.query.weight.dtype)
+        """The random rotations for a sequence of length `L`: column `j` (bucket
+        pair `j`) is drawn from `seed` and `j` alone."""
+        nb2 = self.num_buckets // 2 if self.num_buckets else max(1, -(-L // (2 * self.chunk_size)))
+        h = self.num_heads
+        shape = (h, self.num_hashes, self.d_model // h)
+        key = as_key(self.seed)
+        dt = self.proj.value.weight.dtype
+        cols = jax.vmap(lambda j: jr.normal(jr.fold_in(key, j), shape, dt))(jnp.arange(nb2))
+        return jnp.moveaxis(cols, 0, -1)
+
+    def _pattern(self, q, k, v, R, *, key_mask, dropout_rate, key):
+        num_active = None
+        if self.num_buckets is None and key_mask is not None:
+            num_active = jnp.maximum(-(-jnp.sum(key_mask) // (2 * self.chunk_size)), 1)
+        return lsh_attention(
+            q,  # shared QK: the keys are these queries, normalized
+            v,
+            R,
+            chunk_size=self.chunk_size,
+            causal=self.causal,
+            key_mask=key_mask,
+            num_active=num_active,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        x, mask = self._check(x, mask)
-        q = self.proj.split(self.proj.query, x)
-        v = self.proj.split(self.proj.value, x)
-        rate = self._rate()
-        o = map_heads(
-            lambda q, v, R, kk: lsh_attention(
-                q,
-                v,
-                R,
-                chunk_size=self.chunk_size,
-                causal=self.causal,
-                key_mask=mask,
-                dropout_rate=rate,
-                key=kk,
-            ),
-            self._head_keys(key),
-            q,
-            v,
-            self.rotations(x.shape[0]),
-        )
-        return self.proj.merge(o)
+        x, mask = self.heads.check(x, mask)
+        return self._attend(self._pattern, x, mask, key, self.rotations(x.shape[0]))

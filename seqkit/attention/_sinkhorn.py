@@ -1,13 +1,14 @@
 """Sinkhorn attention: learned soft block sorting, then local attention."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jax.scipy.special import logsumexp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections, map_heads
+from ._base import AbstractAttention, AttentionHeads
 from ._blocks import _pad_rows, num_blocks
 from ._core import attention_with_lse
 
@@ -23,10 +24,21 @@ def _masked_lse(x: Array, valid: Array, axis: int) -> Array:
     return m + jnp.log(jnp.where(tot > 0, tot, jnp.ones_like(tot)))
 
 
-def sinkhorn(log_alpha: Float[Array, "n n"], num_iters: int, *, causal: bool = False) -> Float[Array, "n n"]:
+def sinkhorn(
+    log_alpha: Float[Array, "n n"],
+    num_iters: int,
+    *,
+    causal: bool = False,
+    valid: Bool[Array, " n"] | None = None,
+) -> Float[Array, "n n"]:
     """Sinkhorn normalization in log space: alternately normalize rows and
     columns of `exp(log_alpha)`, approaching a doubly stochastic matrix (Adams &
     Zemel, 2011; Mena et al., 2018).
+
+    `valid` (default all) marks the rows and columns that take part: the
+    others are zero in the result and never enter a normalization, so the
+    valid block of the result depends on the valid block of `log_alpha` alone
+    (padded blocks of a sequence take no part in the sorting).
 
     `causal=True` is the causal balancing of Tay et al. (2020): only entries
     `(n, m)` with `m < n` exist (row `n` may only sort in strictly earlier
@@ -35,22 +47,25 @@ def sinkhorn(log_alpha: Float[Array, "n n"], num_iters: int, *, causal: bool = F
     column sum), so row `n` of the result depends on rows `0..n` of `log_alpha`
     alone. The result is exactly zero on and above the diagonal.
     """
+    n = log_alpha.shape[0]
+    real = jnp.ones((n,), bool) if valid is None else valid
+    ok = real[:, None] & real[None, :]
+    x = jnp.where(ok, log_alpha, jnp.zeros_like(log_alpha))
     if not causal:
         for _ in range(num_iters):
-            log_alpha = log_alpha - logsumexp(log_alpha, axis=1, keepdims=True)
-            log_alpha = log_alpha - logsumexp(log_alpha, axis=0, keepdims=True)
-        return jnp.exp(log_alpha)
-    n = log_alpha.shape[0]
+            x = jnp.where(ok, x - _masked_lse(x, ok, 1), x)
+            x = jnp.where(ok, x - _masked_lse(x, ok, 0), x)
+        return jnp.where(ok, jnp.exp(x), jnp.zeros_like(x))
     idx = jnp.arange(n)
-    valid = idx[None, :] < idx[:, None]  # (n, m): m < n
+    ok = ok & (idx[None, :] < idx[:, None])  # (n, m): m < n
     upto = idx[None, :] <= idx[:, None]  # (n, n'): n' <= n
-    x = jnp.where(valid, log_alpha, jnp.zeros_like(log_alpha))
+    x = jnp.where(ok, x, jnp.zeros_like(x))
     for _ in range(num_iters):
-        x = jnp.where(valid, x - _masked_lse(x, valid, 1), x)
+        x = jnp.where(ok, x - _masked_lse(x, ok, 1), x)
         # (n, n', m): rows n' <= n of column m
-        col = _masked_lse(jnp.broadcast_to(x[None], (n, n, n)), upto[:, :, None] & valid[None], 1)[:, 0, :]
-        x = jnp.where(valid, x - col, x)
-    return jnp.where(valid, jnp.exp(x), jnp.zeros_like(x))
+        col = _masked_lse(jnp.broadcast_to(x[None], (n, n, n)), upto[:, :, None] & ok[None], 1)[:, 0, :]
+        x = jnp.where(ok, x - col, x)
+    return jnp.where(ok, jnp.exp(x), jnp.zeros_like(x))
 
 
 class SinkhornAttention(AbstractAttention):
@@ -73,6 +88,12 @@ class SinkhornAttention(AbstractAttention):
     [`seqkit.attention.sinkhorn`][]). Block 0 has no sorted block. No input at
     a position after `i` reaches output `i`.
 
+    Padding: blocks with no real token take no part in the sorting (their rows
+    and columns of `P` are zero, and Sinkhorn normalizes over the real blocks
+    only), and blocks are counted from position 0, so a sequence padded at the
+    end gives its real positions the same outputs as the unpadded one, whatever
+    the lengths.
+
     ```python
     attn = SinkhornAttention(128, 2, block_size=64, causal=True, key=key)
     y = attn(x)  # (L, 128); batch with jax.vmap
@@ -83,16 +104,11 @@ class SinkhornAttention(AbstractAttention):
     (default 0.75).
     """
 
-    proj: Projections
+    heads: AttentionHeads
     sort_net: eqx.nn.Linear
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
     block_size: int = eqx.field(static=True)
     sinkhorn_iters: int = eqx.field(static=True)
     temperature: float = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -107,16 +123,21 @@ class SinkhornAttention(AbstractAttention):
         inference: bool = False,
         key: PRNGKeyArray,
     ):
+        if block_size < 1:
+            raise ValueError(f"expected block_size >= 1, got {block_size}")
         kp, ks = jr.split(key)
-        self.proj = Projections(d_model, num_heads, key=kp)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
         self.sort_net = eqx.nn.Linear(d_model, d_model, use_bias=False, key=ks)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.block_size, self.sinkhorn_iters = block_size, sinkhorn_iters
-        self.temperature, self.inference = temperature, inference
+        self.block_size = block_size
+        self.sinkhorn_iters = sinkhorn_iters
+        self.temperature = temperature
 
     def sort_matrix(self, x: Float[Array, "L d"], mask: Array | None = None) -> Float[Array, "n n"]:
         """The soft block permutation `P`, `(num_blocks, num_blocks)` (strictly
-        lower triangular when causal)."""
+        lower triangular when causal); rows and columns of blocks with no real
+        token are zero."""
         L = x.shape[0]
         b = self.block_size
         n = num_blocks(L, b)
@@ -132,43 +153,42 @@ class SinkhornAttention(AbstractAttention):
         else:
             rows = s
         R = jax.vmap(self.sort_net)(rows) @ s.T / jnp.sqrt(jnp.asarray(self.d_model, x.dtype))
-        return sinkhorn(R / self.temperature, self.sinkhorn_iters, causal=self.causal)
+        return sinkhorn(R / self.temperature, self.sinkhorn_iters, causal=self.causal, valid=cnt > 0)
 
-    def __call__(
-        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "L d_model"]:
-        """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        x, mask = self._check(x, mask)
-        L = x.shape[0]
+    def _pattern(self, q, k, v, *, P, key_mask, dropout_rate, key):
+        L = q.shape[0]
         b = self.block_size
         n = num_blocks(L, b)
-        km = jnp.ones((L,), bool) if mask is None else mask
-        P = self.sort_matrix(x, mask)
+        km = jnp.ones((L,), bool) if key_mask is None else key_mask
         mb = _pad_rows(km, n * b).reshape(n, b)
-        msort = (P @ mb.astype(x.dtype)) > 0
+        msort = (P @ mb.astype(P.dtype)) > 0
         own = mb[:, None, :]  # (n, 1, b)
         if self.causal:  # within the own block, key u <= query t
             own = own & jnp.tril(jnp.ones((b, b), bool))[None]
         own = jnp.broadcast_to(own, (n, b, b))
         valid = jnp.concatenate([own, jnp.broadcast_to(msort[:, None, :], (n, b, b))], axis=2)
 
-        def attend(q, k, v, kk):
-            def blocks(a):  # padded keys are zeroed so they never mix into sorted blocks
-                a = jnp.where(km[:, None], a, jnp.zeros_like(a))
-                return _pad_rows(a, n * b).reshape(n, b, -1)
+        def blocks(a):  # padded keys are zeroed so they never mix into sorted blocks
+            a = jnp.where(km[:, None], a, jnp.zeros_like(a))
+            return _pad_rows(a, n * b).reshape(n, b, -1)
 
-            qb, kb, vb = _pad_rows(q, n * b).reshape(n, b, -1), blocks(k), blocks(v)
-            ks = jnp.einsum("nm,mbd->nbd", P, kb)
-            vs = jnp.einsum("nm,mbd->nbd", P, vb)
-            o, _ = attention_with_lse(
-                qb,
-                jnp.concatenate([kb, ks], 1),
-                jnp.concatenate([vb, vs], 1),
-                valid,
-                dropout_rate=self._rate(),
-                key=kk,
-            )
-            return o.reshape(n * b, -1)[:L]
+        qb, kb, vb = _pad_rows(q, n * b).reshape(n, b, -1), blocks(k), blocks(v)
+        ks = jnp.einsum("nm,mbd->nbd", P, kb)
+        vs = jnp.einsum("nm,mbd->nbd", P, vb)
+        o, _ = attention_with_lse(
+            qb,
+            jnp.concatenate([kb, ks], 1),
+            jnp.concatenate([vb, vs], 1),
+            valid,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
+        return o.reshape(n * b, -1)[:L]
 
-        q, k, v = self.proj.qkv(x)
-        return self.proj.merge(map_heads(attend, self._head_keys(key), q, k, v))
+    def __call__(
+        self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "L d_model"]:
+        """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
+        x, mask = self.heads.check(x, mask)
+        P = self.sort_matrix(x, mask)
+        return self._attend(functools.partial(self._pattern, P=P), x, mask, key)

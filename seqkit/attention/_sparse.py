@@ -3,12 +3,13 @@ BigBird, each as gathered blocks plus a few small dense parts merged exactly
 through their log normalizers."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt32
 
-from ._base import AbstractAttention, Projections
+from ._base import AbstractAttention, AttentionHeads, as_key, key_data
 from ._blocks import _pad_rows, band_attention, gathered_block_attention, num_blocks
 from ._core import attention_with_lse, chunked_dot_product_attention, merge_attention
 
@@ -131,15 +132,10 @@ class SparseAttention(AbstractAttention):
     Long Range Arena setting (fixed pattern, blocks of 50, summaries of 10).
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
     pattern: str = eqx.field(static=True)
     stride: int = eqx.field(static=True)
     summary: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -158,40 +154,42 @@ class SparseAttention(AbstractAttention):
             raise ValueError(f"pattern must be 'strided' or 'fixed', got {pattern!r}")
         if stride < 1 or summary < 1:
             raise ValueError(f"expected stride, summary >= 1, got {stride}, {summary}")
-        self.proj = Projections(d_model, num_heads, key=key)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.pattern, self.stride, self.summary, self.inference = pattern, stride, summary, inference
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
+        )
+        self.pattern = pattern
+        self.stride = stride
+        self.summary = summary
+
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        if self.pattern == "strided":
+            return strided_sparse_attention(
+                q,
+                k,
+                v,
+                stride=self.stride,
+                causal=self.causal,
+                key_mask=key_mask,
+                dropout_rate=dropout_rate,
+                key=key,
+            )
+        return fixed_sparse_attention(
+            q,
+            k,
+            v,
+            stride=self.stride,
+            summary=self.summary,
+            causal=self.causal,
+            key_mask=key_mask,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-
-        def attend(q, k, v, m, rate, kk):
-            if self.pattern == "strided":
-                return strided_sparse_attention(
-                    q,
-                    k,
-                    v,
-                    stride=self.stride,
-                    causal=self.causal,
-                    key_mask=m,
-                    dropout_rate=rate,
-                    key=kk,
-                )
-            return fixed_sparse_attention(
-                q,
-                k,
-                v,
-                stride=self.stride,
-                summary=self.summary,
-                causal=self.causal,
-                key_mask=m,
-                dropout_rate=rate,
-                key=kk,
-            )
-
-        return self._standard(x, mask, key, attend)
+        return self._attend(self._pattern, x, mask, key)
 
 
 def _global_rows(q, k, v, n_global, kmask, causal, rate, key):
@@ -270,14 +268,9 @@ class Longformer(AbstractAttention):
     (default 1: the first token, e.g. a CLS token, is global).
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
     window_size: int = eqx.field(static=True)
     num_global: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -293,51 +286,93 @@ class Longformer(AbstractAttention):
     ):
         if window_size < 0 or num_global < 0:
             raise ValueError(f"expected window_size, num_global >= 0, got {window_size}, {num_global}")
-        self.proj = Projections(d_model, num_heads, key=key)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.window_size, self.num_global, self.inference = window_size, num_global, inference
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
+        )
+        self.window_size = window_size
+        self.num_global = num_global
+
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        return longformer_attention(
+            q,
+            k,
+            v,
+            window_size=self.window_size,
+            num_global=self.num_global,
+            causal=self.causal,
+            key_mask=key_mask,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        return self._standard(
-            x,
-            mask,
-            key,
-            lambda q, k, v, m, rate, kk: longformer_attention(
-                q,
-                k,
-                v,
-                window_size=self.window_size,
-                num_global=self.num_global,
-                causal=self.causal,
-                key_mask=m,
-                dropout_rate=rate,
-                key=kk,
-            ),
-        )
+        return self._attend(self._pattern, x, mask, key)
 
 
 def bigbird_block_indices(
-    L: int, block_size: int, num_random: int, num_global: int, causal: bool, seed: int
-) -> np.ndarray:
+    L: int,
+    block_size: int,
+    num_random: int,
+    num_global: int,
+    causal: bool,
+    seed: PRNGKeyArray | UInt32[Array, "..."],
+    key_mask: Bool[Array, " L"] | None = None,
+) -> Int[Array, "nb g"]:
     """Key blocks per query block for BigBird: global blocks, the window (previous,
     own, next; previous and own when causal) and `num_random` distinct random
     blocks drawn from the rest (earlier ones when causal). `−1` marks an empty slot.
+
+    Random blocks are drawn only among *real* blocks (those holding a real token
+    of `key_mask`), and the draw for the pair (query block `n`, key block `m`)
+    depends on `seed`, `n` and `m` alone: block `n` takes the `num_random`
+    candidates with the largest scores `u(seed, n, m)`. So padding at the end of a
+    sequence changes no real block's choice, and the indices are traced arrays
+    (a stack of layers built with `eqx.filter_vmap` draws per layer).
+
+    **Arguments:** `seed`, a PRNG key or its raw bits
+    (`jax.random.key_data`); `key_mask` optional `(L,)`, `True` = real token.
     """
     nb = num_blocks(L, block_size)
-    rng = np.random.default_rng(seed)
+    fixed = jnp.asarray(_bigbird_fixed_blocks(nb, num_global, causal))
+    if num_random == 0:
+        return fixed
+    rand = _bigbird_random_blocks(nb, block_size, num_random, num_global, causal, seed, key_mask, L)
+    return jnp.concatenate([fixed, rand.astype(fixed.dtype)], axis=1)
+
+
+def _bigbird_fixed_blocks(nb: int, num_global: int, causal: bool) -> np.ndarray:
+    """Global blocks and the window per query block (`−1` outside the sequence)."""
+    n = np.arange(nb)
     window = (-1, 0) if causal else (-1, 0, 1)
-    rows = []
-    for n in range(nb):
-        fixed = [b for b in range(min(num_global, nb))] + [n + o for o in window]
-        taken = set(b for b in fixed if 0 <= b < nb)
-        pool = [b for b in range(nb) if b not in taken and (not causal or b < n)]
-        rand = list(rng.permutation(pool)[:num_random]) if pool else []
-        rand += [-1] * (num_random - len(rand))
-        rows.append(fixed + rand)
-    return np.asarray(rows, np.int32)
+    g = min(num_global, nb)
+    fixed = np.concatenate([np.broadcast_to(np.arange(g), (nb, g)), n[:, None] + np.asarray(window)], 1)
+    return np.where((fixed >= 0) & (fixed < nb), fixed, -1)
+
+
+def _bigbird_random_blocks(nb, block_size, num_random, num_global, causal, seed, key_mask, L):
+    """`num_random` random key blocks per query block (traced), `−1` where none is left."""
+    key = as_key(jnp.asarray(seed))
+    n = jnp.arange(nb)
+    fixed = jnp.asarray(_bigbird_fixed_blocks(nb, num_global, causal))
+    km = jnp.ones((L,), bool) if key_mask is None else key_mask
+    real = jnp.any(_pad_rows(km, nb * block_size).reshape(nb, block_size), axis=1)
+    taken = jnp.any(n[None, None, :] == fixed[:, :, None], axis=1)  # (nb, nb): [query block, key block]
+    cand = ~taken & real[None, :]
+    if causal:
+        cand = cand & (n[None, :] < n[:, None])
+    row_keys = jax.vmap(lambda i: jr.fold_in(key, i))(n)
+    u = jax.vmap(lambda kr: jax.vmap(lambda j: jr.uniform(jr.fold_in(kr, j)))(n))(row_keys)
+    score = jnp.where(cand, u, -1.0)  # u in [0, 1): candidates first
+    r = min(num_random, nb)
+    _, pick = jax.lax.top_k(score, r)
+    ok = jnp.take_along_axis(cand, pick, axis=1)
+    rand = jnp.where(ok, pick.astype(n.dtype), -1)
+    if r < num_random:
+        rand = jnp.concatenate([rand, jnp.full((nb, num_random - r), -1, rand.dtype)], axis=1)
+    return rand
 
 
 def bigbird_attention(
@@ -348,30 +383,42 @@ def bigbird_attention(
     block_size: int,
     num_random: int,
     num_global: int,
+    seed: PRNGKeyArray | UInt32[Array, "..."],
     causal: bool = False,
-    seed: int = 0,
     key_mask: Bool[Array, " L"] | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
 ) -> Float[Array, "L dv"]:
     """BigBird block-sparse attention, one head (window + random + global blocks
-    as gathered blocks; the global blocks' queries see every key).
+    as gathered blocks; the global blocks' queries see every key). The random
+    blocks come from [`seqkit.attention.bigbird_block_indices`][] with `seed`
+    (a PRNG key or its raw bits); `key` is for dropout.
     """
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
     k1, k2 = (None, None) if key is None else tuple(jr.split(key))
-    idx = bigbird_block_indices(L, block_size, num_random, num_global, causal, seed)
-    o, _ = gathered_block_attention(
-        q,
-        k,
-        v,
-        idx,
-        block_size=block_size,
-        key_mask=kmask,
-        causal=causal,
-        dropout_rate=dropout_rate,
-        key=k1,
-    )
+    nb = num_blocks(L, block_size)
+    # the window and global blocks are static and the random ones traced: two
+    # gathered parts over disjoint key blocks, merged exactly (constant indices
+    # let XLA simplify the static part's gathers and their gradients)
+    def part(idx, kk):
+        return gathered_block_attention(
+            q,
+            k,
+            v,
+            idx,
+            block_size=block_size,
+            key_mask=kmask,
+            causal=causal,
+            dropout_rate=dropout_rate,
+            key=kk,
+        )
+
+    o, lse = part(_bigbird_fixed_blocks(nb, num_global, causal), k1)
+    if num_random > 0:
+        rand = _bigbird_random_blocks(nb, block_size, num_random, num_global, causal, seed, kmask, L)
+        o2, lse2 = part(rand, None if k1 is None else jr.fold_in(k1, 1))
+        o, lse = merge_attention([o, o2], [lse, lse2])
     g = min(num_global * block_size, L)
     if g == 0:
         return o
@@ -382,9 +429,16 @@ class BigBird(AbstractAttention):
     """BigBird block-sparse attention (Zaheer et al., "Big Bird: Transformers for
     Longer Sequences", 2020): blocks of `block_size` tokens; each query block sees
     its window (3 blocks), `num_random` random blocks and `num_global` global
-    blocks (the first ones), whose queries see every key. Random blocks are fixed
-    per layer and length (drawn from a seed taken from `key`). Memory
+    blocks (the first ones), whose queries see every key. Memory
     `O(L · b · (3 + r + g))`.
+
+    The random blocks are fixed per layer: drawn on every call from the raw key
+    bits stored in `seed` (an integer array: never trained, and
+    `eqx.filter_vmap` can build a stack of layers, each with its own draw),
+    among the blocks that hold a real token only. Blocks are counted from
+    position 0 and each (query block, key block) pair's draw does not depend on
+    the length, so padding at the end of a sequence never changes the real
+    positions' outputs, whatever the lengths.
 
     ```python
     attn = BigBird(128, 2, block_size=64, num_random=3, num_global=2, key=key)
@@ -394,16 +448,11 @@ class BigBird(AbstractAttention):
     `block_size` (default 64), `num_random` (default 3), `num_global` (default 2).
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
+    seed: UInt32[Array, "..."]
     block_size: int = eqx.field(static=True)
     num_random: int = eqx.field(static=True)
     num_global: int = eqx.field(static=True)
-    seed: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -424,31 +473,31 @@ class BigBird(AbstractAttention):
                 f"{block_size}, {num_random}, {num_global}"
             )
         kp, ks = jr.split(key)
-        self.proj = Projections(d_model, num_heads, key=kp)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.block_size, self.num_random, self.num_global = block_size, num_random, num_global
-        self.seed = int(jr.randint(ks, (), 0, 2**31 - 1))
-        self.inference = inference
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp
+        )
+        self.seed = key_data(ks)
+        self.block_size = block_size
+        self.num_random = num_random
+        self.num_global = num_global
+
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        return bigbird_attention(
+            q,
+            k,
+            v,
+            block_size=self.block_size,
+            num_random=self.num_random,
+            num_global=self.num_global,
+            seed=self.seed,
+            causal=self.causal,
+            key_mask=key_mask,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)`; `mask` `(L,)` boolean, `True` = real token."""
-        return self._standard(
-            x,
-            mask,
-            key,
-            lambda q, k, v, m, rate, kk: bigbird_attention(
-                q,
-                k,
-                v,
-                block_size=self.block_size,
-                num_random=self.num_random,
-                num_global=self.num_global,
-                causal=self.causal,
-                seed=self.seed,
-                key_mask=m,
-                dropout_rate=rate,
-                key=kk,
-            ),
-        )
+        return self._attend(self._pattern, x, mask, key)

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractAttention, map_heads
-from ._core import causal_mask, combine_masks, softmax_attend
+from ._base import AbstractAttention, AttentionHeads, map_heads
+from ._core import causal_mask, combine_masks, padding_mask, softmax_attend
 
 
 class Synthesizer(AbstractAttention):
@@ -21,8 +21,10 @@ class Synthesizer(AbstractAttention):
       (`factorized=True`: `R = R_1 R_2ᵀ` of rank `factor`; `trainable=False`
       keeps it fixed at its random init).
 
-    A length `L <= max_len` uses the leading `L × L` block. The `L × L` map is
-    the method, so memory is quadratic. `causal=True` masks `j > i`.
+    A length `L <= max_len` uses the leading `L × L` block, and padded keys are
+    masked in the softmax, so a sequence padded at the end gives its real
+    positions the same outputs as the unpadded one. The `L × L` map is the
+    method, so memory is quadratic. `causal=True` masks `j > i`.
 
     **Arguments:** as [`seqkit.attention.MultiHeadAttention`][], plus `mode`
     (`"dense"` default), `factorized` (False), `max_len` (default 1024),
@@ -30,21 +32,15 @@ class Synthesizer(AbstractAttention):
     `trainable` (True).
     """
 
+    heads: AttentionHeads
     w1: eqx.nn.Linear | None
     w2: eqx.nn.Linear | None
     R: Array | None
-    value: eqx.nn.Linear
-    output: eqx.nn.Linear
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
     mode: str = eqx.field(static=True)
     factorized: bool = eqx.field(static=True)
     max_len: int = eqx.field(static=True)
     factor: int = eqx.field(static=True)
     trainable: bool = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -63,28 +59,30 @@ class Synthesizer(AbstractAttention):
     ):
         if mode not in ("dense", "random"):
             raise ValueError(f"mode must be 'dense' or 'random', got {mode!r}")
-        if d_model % num_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         if mode == "dense" and factorized and max_len % factor:
             raise ValueError(f"factorized dense needs max_len % factor == 0, got {max_len}, {factor}")
         if mode == "dense" and not trainable:
             raise ValueError("trainable=False applies to mode='random' only")
-        k1, k2, k3, kv, ko = jr.split(key, 5)
+        k1, k2, k3, kp = jr.split(key, 4)
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, qk="none", key=kp
+        )
         h = num_heads
-        self.w1 = self.w2 = self.R = None
+        w1 = w2 = R = None
         if mode == "dense":
             out = h * (factor + max_len // factor) if factorized else h * max_len
-            self.w1 = eqx.nn.Linear(d_model, d_model, key=k1)
-            self.w2 = eqx.nn.Linear(d_model, out, key=k2)
+            w1 = eqx.nn.Linear(d_model, d_model, key=k1)
+            w2 = eqx.nn.Linear(d_model, out, key=k2)
         elif factorized:
-            self.R = jr.normal(k3, (2, h, max_len, factor)) / factor**0.25
+            R = jr.normal(k3, (2, h, max_len, factor)) / factor**0.25
         else:
-            self.R = jr.normal(k3, (h, max_len, max_len))
-        self.value = eqx.nn.Linear(d_model, d_model, key=kv)
-        self.output = eqx.nn.Linear(d_model, d_model, key=ko)
-        self.d_model, self.num_heads, self.causal, self.dropout = d_model, num_heads, causal, dropout
-        self.mode, self.factorized, self.max_len = mode, factorized, max_len
-        self.factor, self.trainable, self.inference = factor, trainable, inference
+            R = jr.normal(k3, (h, max_len, max_len))
+        self.w1, self.w2, self.R = w1, w2, R
+        self.mode = mode
+        self.factorized = factorized
+        self.max_len = max_len
+        self.factor = factor
+        self.trainable = trainable
 
     def logits(self, x: Float[Array, "L d_model"]) -> Float[Array, "h L L"]:
         """The synthesized logits `B`, `(h, L, L)`."""
@@ -102,24 +100,27 @@ class Synthesizer(AbstractAttention):
             return jnp.einsum("hik,hjk->hij", R[0, :, :L], R[1, :, :L])
         return R[:, :L, :L]
 
+    def _pattern(self, s, v, *, key_mask, dropout_rate, key):
+        L = s.shape[0]
+        m = combine_masks(
+            causal_mask(L) if self.causal else None,
+            None if key_mask is None else padding_mask(key_mask, L),
+        )
+        return softmax_attend(s, v, m, dropout_rate=dropout_rate, key=key)[0]
+
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:
         """`(L, d_model) → (L, d_model)` for `L <= max_len`; `mask` `(L,)`, `True` = real."""
-        x, mask = self._check(x, mask)
+        x, mask = self.heads.check(x, mask)
         L = x.shape[0]
         if L > self.max_len:
             raise ValueError(f"Synthesizer built for max_len={self.max_len}, got length {L}")
-        v = (jax.vmap(self.value)(x)).reshape(L, self.num_heads, -1).transpose(1, 0, 2)
-        m = combine_masks(
-            causal_mask(L) if self.causal else None,
-            None if mask is None else jnp.broadcast_to(mask[None, :], (L, L)),
-        )
-        rate = self._rate()
+        rate = self.heads.rate()
         o = map_heads(
-            lambda s, v, kk: softmax_attend(s, v, m, dropout_rate=rate, key=kk)[0],
-            self._head_keys(key),
+            lambda s, v, kk: self._pattern(s, v, key_mask=mask, dropout_rate=rate, key=kk),
+            self.heads.head_keys(key, type(self).__name__),
             self.logits(x),
-            v,
+            self.proj.split(self.proj.value, x),
         )
-        return jax.vmap(self.output)(o.transpose(1, 0, 2).reshape(L, -1))
+        return self.proj.merge(o)

@@ -1,14 +1,33 @@
-"""Vanilla multi-head softmax attention."""
+"""Vanilla multi-head softmax attention, and its key/value cache for recurrent mode."""
+
+from typing import NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jax import lax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._base import AbstractAttention, Projections, map_heads
-from ._core import causal_mask, chunked_dot_product_attention, combine_masks, dot_product_attention
+from ._base import AbstractRecurrentAttention, AttentionHeads, map_heads
+from ._core import (
+    causal_mask,
+    chunked_dot_product_attention,
+    combine_masks,
+    dot_product_attention,
+    padding_mask,
+)
 
 
-class MultiHeadAttention(AbstractAttention):
+class KVCache(NamedTuple):
+    """Recurrent state of causal softmax attention: the keys and values of every
+    position seen so far, `(h, L, d_h)` each, preallocated for `L` positions, and
+    the next position `t` (an int32 scalar)."""
+
+    k: Float[Array, "h L dh"]
+    v: Float[Array, "h L dh"]
+    t: Int[Array, ""]
+
+
+class MultiHeadAttention(AbstractRecurrentAttention):
     """Multi-head softmax self-attention.
 
     `head_i = softmax(Q_i K_iᵀ / sqrt(d_h) + log mask) V_i`,
@@ -21,10 +40,16 @@ class MultiHeadAttention(AbstractAttention):
     heads and examples becomes one batched kernel. `impl="dense"` builds the
     `L × L` scores and is the reference.
 
+    Recurrent mode (causal only): `init_state(L)` preallocates a key/value cache
+    for `L` positions ([`seqkit.attention.KVCache`][]); `step` writes position
+    `t` and attends to positions `<= t`, equal to the parallel causal call.
+
     ```python
     mha = MultiHeadAttention(128, 2, causal=True, key=jax.random.key(0))
     y = mha(x)                                   # x: (L, 128)
     y = jax.vmap(lambda x, m: mha(x, mask=m))(xs, masks)  # a batch
+    state = mha.init_state(L)
+    y0, state = mha.step(x[0], state)            # equals y[0]
     ```
 
     **Arguments:**
@@ -37,14 +62,9 @@ class MultiHeadAttention(AbstractAttention):
     - `key`: PRNG key for the initial parameters.
     """
 
-    proj: Projections
-    d_model: int = eqx.field(static=True)
-    num_heads: int = eqx.field(static=True)
-    causal: bool = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
+    heads: AttentionHeads
     impl: str = eqx.field(static=True)
     chunk_size: int = eqx.field(static=True)
-    inference: bool
 
     def __init__(
         self,
@@ -60,14 +80,32 @@ class MultiHeadAttention(AbstractAttention):
     ):
         if impl not in ("chunked", "dense"):
             raise ValueError(f"impl must be 'chunked' or 'dense', got {impl!r}")
-        self.proj = Projections(d_model, num_heads, key=key)
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.causal = causal
-        self.dropout = dropout
+        if chunk_size < 1:
+            raise ValueError(f"expected chunk_size >= 1, got {chunk_size}")
+        self.heads = AttentionHeads(
+            d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
+        )
         self.impl = impl
         self.chunk_size = chunk_size
-        self.inference = inference
+
+    def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
+        if self.impl == "dense":
+            L = q.shape[0]
+            m = combine_masks(
+                causal_mask(L) if self.causal else None,
+                None if key_mask is None else padding_mask(key_mask, L),
+            )
+            return dot_product_attention(q, k, v, m, dropout_rate=dropout_rate, key=key)
+        return chunked_dot_product_attention(
+            q,
+            k,
+            v,
+            key_mask=key_mask,
+            causal=self.causal,
+            chunk_size=self.chunk_size,
+            dropout_rate=dropout_rate,
+            key=key,
+        )
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
@@ -77,38 +115,44 @@ class MultiHeadAttention(AbstractAttention):
 
         **Returns:** `(L, d_model)`.
         """
-        x, mask = self._check(x, mask)
-        L = x.shape[0]
-        q, k, v = self.proj.qkv(x)
-        keys = self._head_keys(key)
-        rate = self._rate()
-        if self.impl == "dense":
-            m = combine_masks(
-                causal_mask(L) if self.causal else None,
-                None if mask is None else jnp.broadcast_to(mask[None, :], (L, L)),
+        return self._attend(self._pattern, x, mask, key)
+
+    def init_state(self, L: int | None = None) -> KVCache:
+        """An empty key/value cache for up to `L` positions (causal only; `L` is
+        required: the cache is preallocated)."""
+        self._need_causal("init_state")
+        if L is None:
+            raise ValueError(
+                "MultiHeadAttention.init_state needs L, the longest sequence to step through "
+                "(its key/value cache is preallocated for L positions), got L=None"
             )
-            o = map_heads(
-                lambda q, k, v, kk: dot_product_attention(q, k, v, m, dropout_rate=rate, key=kk),
-                keys,
-                q,
-                k,
-                v,
-            )
-        else:
-            o = map_heads(
-                lambda q, k, v, kk: chunked_dot_product_attention(
-                    q,
-                    k,
-                    v,
-                    key_mask=mask,
-                    causal=self.causal,
-                    chunk_size=self.chunk_size,
-                    dropout_rate=rate,
-                    key=kk,
-                ),
-                keys,
-                q,
-                k,
-                v,
-            )
-        return self.proj.merge(o)
+        if L < 1:
+            raise ValueError(f"expected L >= 1, got {L}")
+        h = self.num_heads
+        dh = self.d_model // h
+        dt = self.proj.value.weight.dtype
+        zeros = jnp.zeros((h, L, dh), dt)
+        return KVCache(k=zeros, v=zeros, t=jnp.zeros((), jnp.int32))
+
+    def step(
+        self, x_t: Float[Array, " d_model"], state: KVCache, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], KVCache]:
+        """Position `t`: write its key and value into the cache, attend to the
+        positions `<= t`. **Returns:** `(y_t, state)`."""
+        self._need_causal("step")
+        x_t = self.heads.check_step(x_t)
+        L = state.k.shape[1]
+        t = eqx.error_if(state.t, state.t >= L, "MultiHeadAttention.step: the key/value cache is full")
+        q, k, v = self.proj.qkv(x_t[None])
+        K = lax.dynamic_update_slice_in_dim(state.k, k, t, axis=1)
+        V = lax.dynamic_update_slice_in_dim(state.v, v, t, axis=1)
+        seen = (jnp.arange(L, dtype=t.dtype) <= t)[None, :]
+        rate = self.heads.rate()
+        o = map_heads(
+            lambda q, k, v, kk: dot_product_attention(q, k, v, seen, dropout_rate=rate, key=kk),
+            self.heads.head_keys(key, type(self).__name__),
+            q,
+            K,
+            V,
+        )
+        return self.proj.merge(o)[0], KVCache(k=K, v=V, t=t + 1)

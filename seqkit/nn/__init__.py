@@ -4,13 +4,22 @@ from seqkit._mixer import AbstractMixer as AbstractMixer, AbstractRecurrentMixer
 
 from ._blocks import FeedForward as FeedForward, ResidualBlock as ResidualBlock
 from ._gss import GSS as GSS
+from ._gss_mega_configs import GSSConfig as GSSConfig, MegaConfig as MegaConfig
 from ._mega import (
     Mega as Mega,
+    MegaState as MegaState,
     mega_attention as mega_attention,
     rotary_relative_bias as rotary_relative_bias,
     simple_relative_bias as simple_relative_bias,
 )
+from ._mixer_config import MixerConfig as MixerConfig
 from ._norm import SequenceNorm as SequenceNorm
 from ._pool import pool as pool
 from ._sequence_model import SequenceModel as SequenceModel, SequenceModelState as SequenceModelState
+from ._ssm_configs import (
+    DSSConfig as DSSConfig,
+    EMAConfig as EMAConfig,
+    S4Config as S4Config,
+    S4DConfig as S4DConfig,
+)
 from ._ssm_layer import SSMLayer as SSMLayer

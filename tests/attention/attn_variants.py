@@ -41,3 +41,16 @@ def params(variants):
 
 CAUSAL = [v for v in VARIANTS if v[3]]
 NON_CAUSAL = [v for v in VARIANTS if not v[3]]
+
+
+def forms(variants):
+    """pytest params of every (variant, causal) form: the bidirectional one, and
+    the causal one where it exists (ids `name` and `name-causal`)."""
+    import pytest
+
+    out = []
+    for v in variants:
+        for causal in (False, True) if v[3] else (False,):
+            marks = pytest.mark.slow if v[0] in SLOW_IDS else ()
+            out.append(pytest.param(*v[:3], causal, id=v[0] + ("-causal" if causal else ""), marks=marks))
+    return out

@@ -76,20 +76,24 @@ def np_causal_sinkhorn(m, x, km):
             xs[t // b] += x[t]
             cnt[t // b] += 1
     W = _np(m.sort_net.weight)
-    R = np.full((n, n), -np.inf)
+    R = np.full((n, n), -np.inf)  # blocks with no real token take no part in the sorting
     for r in range(n):
         c = xs[:r].sum(0) / max(cnt[:r].sum(), 1.0)  # summary of blocks before r
         for c_ in range(r):
+            if cnt[r] == 0 or cnt[c_] == 0:
+                continue
             s = xs[c_] / max(cnt[c_], 1.0)
             R[r, c_] = (W @ c) @ s / np.sqrt(D) / m.temperature
     X = R.copy()
     for _ in range(m.sinkhorn_iters):
         for r in range(1, n):
-            X[r, :r] -= np.log(np.exp(X[r, :r]).sum())
+            if np.isfinite(X[r, :r]).any():
+                X[r, :r] -= np.log(np.exp(X[r, :r]).sum())
         Y = X.copy()
         for r in range(n):
             for c_ in range(r):
-                Y[r, c_] = X[r, c_] - np.log(sum(np.exp(X[rr, c_]) for rr in range(c_ + 1, r + 1)))
+                if np.isfinite(X[r, c_]):
+                    Y[r, c_] = X[r, c_] - np.log(sum(np.exp(X[rr, c_]) for rr in range(c_ + 1, r + 1)))
         X = Y
     P = np.where(np.isfinite(X), np.exp(X), 0.0)
     q, k, v = heads(m, x)

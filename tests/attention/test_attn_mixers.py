@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from attn_variants import CAUSAL, NON_CAUSAL, VARIANTS, params
+from attn_variants import CAUSAL, NON_CAUSAL, VARIANTS, forms, params
 
 import seqkit.attention as sa
 
@@ -85,3 +85,20 @@ def test_vmap_batch_and_luna_packed(getkey):
     y2a, _ = m2.forward_with_packed(xs[2], p)
     y2b, _ = m2.forward_with_packed(xs[2], m2.packed)
     assert not np.allclose(np.asarray(y2a), np.asarray(y2b))
+
+
+N_REAL, L_PAD = 13, 21  # no block size used here divides 13: partial blocks are covered
+
+
+@pytest.mark.parametrize("name,cls,opts,causal", forms(VARIANTS))
+def test_padding_equals_unpadded(x64, getkey, name, cls, opts, causal):
+    """`m(x[:n]) == m(concat(x[:n], junk), mask=arange(L) < n)[:n]` in float64:
+    padding at the end takes no part at all, whatever the lengths."""
+    m = cls(D, H, causal=causal, key=getkey(), **opts)
+    x = jr.normal(getkey(), (L_PAD, D), jnp.float64)
+    x = x.at[N_REAL:].multiply(10.0)  # large junk: a leak would show
+    f = eqx.filter_jit(lambda m, x, mask: m(x, mask=mask))
+    y = f(m, x[:N_REAL], None)
+    y_pad = f(m, x, jnp.arange(L_PAD) < N_REAL)
+    assert y.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(y_pad[:N_REAL]), np.asarray(y), rtol=0, atol=1e-10)

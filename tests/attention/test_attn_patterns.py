@@ -79,7 +79,8 @@ def test_bigbird_pattern(getkey, causal):
     L, b, r, g = 22, 3, 2, 1
     q, k, v = _qkv(getkey, L)
     km = _key_mask(L, 2)
-    idx = sa.bigbird_block_indices(L, b, r, g, causal, seed=7)
+    seed = jr.key(7)
+    idx = np.asarray(sa.bigbird_block_indices(L, b, r, g, causal, seed, jnp.asarray(km)))
     # the dense rule from the block list, checked by loops: global blocks see all
     rule = lambda i, j: i // b < g or j // b in set(idx[i // b].tolist())  # noqa: E731
     got = _jit(
@@ -92,7 +93,7 @@ def test_bigbird_pattern(getkey, causal):
         num_random=r,
         num_global=g,
         causal=causal,
-        seed=7,
+        seed=seed,
     )
     assert_close(got, np_attention(q, k, v, combined_mask(L, rule, km, causal)), rtol=1e-5)
     # window and global blocks are always present; random ones are distinct
@@ -101,6 +102,14 @@ def test_bigbird_pattern(getkey, causal):
         assert want & set(range(len(idx))) <= set(row.tolist())
         rnd = [x for x in row[g + (2 if causal else 3) :] if x >= 0]
         assert len(set(rnd)) == len(rnd)
+    # random blocks come from the real blocks only (here blocks 0..3 hold real tokens)
+    short = np.asarray(sa.bigbird_block_indices(L, b, r, g, causal, seed, jnp.arange(L) < 10))
+    rnd = short[:, g + (2 if causal else 3) :]
+    assert np.all(rnd < 4) and np.any(rnd >= 0)
+    # the raw key bits stored on a module give the same draw as the key
+    np.testing.assert_array_equal(
+        np.asarray(sa.bigbird_block_indices(L, b, r, g, causal, jr.key_data(seed), jnp.asarray(km))), idx
+    )
 
 
 # ---- exact limits of the modules: equal to vanilla attention from a dense reference
