@@ -17,9 +17,12 @@ def _masked_lse(x: Array, valid: Array, axis: int) -> Array:
     """`log Σ exp(x)` over the `valid` entries along `axis` (`0` where none are:
     harmless, as those entries are masked again). Invalid entries never reach
     `exp`, so gradients stay finite and exactly zero there."""
-    m = jnp.max(jnp.where(valid, x, -jnp.inf), axis=axis, keepdims=True)
-    m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-    e = jnp.exp(jnp.where(valid, x - m, -jnp.inf))
+    lowest = jnp.finfo(x.dtype).min
+    m = jax.lax.stop_gradient(jnp.max(jnp.where(valid, x, lowest), axis=axis, keepdims=True))
+    m = jnp.where(m > lowest, m, jnp.zeros_like(m))
+    # No infinities anywhere (not even in branches `where` discards), so no 0 · inf
+    # can reach a gradient whatever XLA's simplifications do.
+    e = jnp.where(valid, jnp.exp(jnp.where(valid, x - m, jnp.zeros_like(x))), jnp.zeros_like(x))
     tot = jnp.sum(e, axis=axis, keepdims=True)
     return m + jnp.log(jnp.where(tot > 0, tot, jnp.ones_like(tot)))
 
