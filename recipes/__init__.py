@@ -11,9 +11,9 @@ import types
 
 from seqkit.train import Recipe, RecipeError
 
-from . import s4_pathfinder, s4_pathx, s4_scifar
+from . import mega, s4_pathfinder, s4_pathx, s4_scifar, spade
 
-_MODULES: tuple[types.ModuleType, ...] = (s4_pathfinder, s4_scifar, s4_pathx)
+_MODULES: tuple[types.ModuleType, ...] = (s4_pathfinder, s4_scifar, s4_pathx, spade, mega)
 RECIPES: dict[str, types.ModuleType] = {m.NAME: m for m in _MODULES}
 DEFAULT = "s4-pathfinder"
 DEFAULT_PRESET = "cpu"

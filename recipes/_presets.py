@@ -20,11 +20,15 @@ def shrink(
     **data,
 ) -> Recipe:
     """`r` scaled down: model width/depth, split sizes (train, val, test), schedule and
-    trainer cadence; `data` sets further `DataConfig` fields."""
+    trainer cadence; `data` sets further `DataConfig` fields. A layer `pattern` keeps
+    its first `n_layers` entries (SPADE's `[0, 1, 1, 1, 1, 1]` becomes `[0, 1, 1]`)."""
     train, val, test = sizes
+    pattern = r.model.pattern
+    if pattern is not None:  # keep the first layers' mixers; repeat the last one if deeper
+        pattern = (list(pattern) + [pattern[-1]] * n_layers)[:n_layers]
     return dataclasses.replace(
         r,
-        model=dataclasses.replace(r.model, d_model=d_model, n_layers=n_layers),
+        model=dataclasses.replace(r.model, d_model=d_model, n_layers=n_layers, pattern=pattern),
         data=dataclasses.replace(r.data, train_size=train, val_size=val, test_size=test, **data),
         schedule=ScheduleConfig(warmup_steps=warmup_steps, total_steps=total_steps),
         trainer=dataclasses.replace(

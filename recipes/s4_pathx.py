@@ -1,11 +1,13 @@
-"""`s4-pathx`: S4 on LRA Path-X (128 × 128, L = 16384, contour length 14), SPEC §6.
+"""`s4-pathx`: S4 on LRA Path-X (128 × 128, L = 16384, contour length 14).
 
-Published: 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈ [1e-4, 1e-1], AdamW
-lr 0.001 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 16, 50 epochs, warmup
-50k of 500k steps. Data are generated on the fly, or read from a cache written by
-`seqkit data pathfinder --preset pathx` (`--set data.data_dir=DIR`).
+Published (Gu, Goel and Ré, "Efficiently Modeling Long Sequences with Structured State
+Spaces", ICLR 2022, appendix, LRA table): 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈
+[1e-4, 1e-1], AdamW lr 0.001 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 16, 50
+epochs, warmup 50k of 500k steps. Data are generated on the fly, or read from a cache
+written by `seqkit data pathfinder --preset pathx` (`--set data.data_dir=DIR`).
 """
 
+from seqkit.nn import S4Config
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
 from ._presets import shrink
@@ -19,13 +21,9 @@ def recipe() -> Recipe:
         name=NAME,
         description=DESCRIPTION,
         model=ModelConfig(
-            mixer="s4",
             d_model=256,
             n_layers=6,
-            state_size=64,
-            dt_min=1e-4,
-            dt_max=1e-1,
-            bidirectional=True,
+            mixers=[S4Config(state_size=64, dt_min=1e-4, dt_max=1e-1, bidirectional=True)],
             norm="batch",
             prenorm=True,
             dropout=0.0,

@@ -1,13 +1,15 @@
-"""`s4-scifar`: S4 on sequential CIFAR-10 (RGB, L = 1024, 3 channels), SPEC §6.
+"""`s4-scifar`: S4 on sequential CIFAR-10 (RGB, L = 1024, 3 channels).
 
-Published: 512 × 6, LayerNorm, post-norm, dropout 0.1, Δ ∈ [1e-3, 1e-1], AdamW
-lr 0.01 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 50, 200 epochs,
+Published (Gu, Goel and Ré, "Efficiently Modeling Long Sequences with Structured State
+Spaces", ICLR 2022, appendix): 512 × 6, LayerNorm, post-norm, dropout 0.1, Δ ∈ [1e-3,
+1e-1], AdamW lr 0.01 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 50, 200 epochs,
 warmup 900 of 180k steps (45k train images / 50 × 200). Needs the CIFAR-10 python
 archive in `--set data.data_dir=DIR` or `$SEQKIT_DATA`.
 """
 
 import dataclasses
 
+from seqkit.nn import S4Config
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
 from ._presets import smoke
@@ -21,13 +23,9 @@ def recipe() -> Recipe:
         name=NAME,
         description=DESCRIPTION,
         model=ModelConfig(
-            mixer="s4",
             d_model=512,
             n_layers=6,
-            state_size=64,
-            dt_min=1e-3,
-            dt_max=1e-1,
-            bidirectional=True,
+            mixers=[S4Config(state_size=64, dt_min=1e-3, dt_max=1e-1, bidirectional=True, dropout=0.1)],
             norm="layer",
             prenorm=False,
             dropout=0.1,
@@ -41,7 +39,7 @@ def recipe() -> Recipe:
 
 
 def gray(r: Recipe) -> Recipe:
-    """LRA Image: grayscale CIFAR-10, BatchNorm, warmup 18k of 180k steps (SPEC §6)."""
+    """LRA Image: grayscale CIFAR-10, BatchNorm, warmup 18k of 180k steps (the S4 paper's LRA setting)."""
     return dataclasses.replace(
         r,
         model=dataclasses.replace(r.model, norm="batch"),

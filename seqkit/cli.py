@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from seqkit._cli_data import add_data_parser
+
 
 class _Usage(Exception):
     """A one-line user error: printed without a traceback, exit code 2."""
@@ -60,13 +62,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(results: dict, run_dir: str) -> str:
-    from seqkit.train._logging import format_duration
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
+
+def _summary(results: dict, run_dir: str) -> str:
     return (
         f"{results['recipe']} ({results['preset']}): val accuracy {100 * results['val_accuracy']:.2f}%, "
         f"test accuracy {100 * results['test_accuracy']:.2f}% after {results['steps']} steps "
-        f"in {format_duration(results['wall_time_s'])} ({results['train_examples_per_s']:.1f} ex/s); "
+        f"in {_duration(results['wall_time_s'])} ({results['train_examples_per_s']:.1f} ex/s); "
         f"run directory {run_dir}"
     )
 
@@ -85,32 +91,28 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or os.path.join("runs", f"{args.recipe}-{args.preset}")
     try:
         recipe = override(recipes.get(args.recipe, args.preset), args.sets)
-        if recipe.steps < 1:
-            raise RecipeError(f"the run needs at least one step, got {recipe.steps}")
+        recipe.validate()  # keys, kinds, types and pattern, before generating any data
         sources = recipe.make_sources()
-        for split, src in sources.items():
-            if len(src) < (recipe.trainer.batch_size if split == "train" else 1):
-                raise RecipeError(f"the {split} split has {len(src)} examples; too few for this run")
     except _setup_errors() as e:
         raise _Usage(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     try:
+        # train() validates the model against the data before it writes or compiles anything.
         results = train(recipe, out, resume=args.resume, progress=not args.no_progress, sources=sources)
     except RecipeError as e:
-        raise _Usage(str(e)) from None
+        raise _Usage(str(e).splitlines()[0]) from None
     print(_summary(results, out))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from seqkit.data import batches
     from seqkit.train import evaluate, load_run
-    from seqkit.train._loop import _default_batches
 
     try:
         recipe, model, state, sources, meta = load_run(args.run_dir)
     except _setup_errors() as e:
         raise _Usage(str(e).splitlines()[0]) from None
     bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
-    batches = _default_batches()
     t0 = time.perf_counter()
     res = {
         split: evaluate(model, state, sources[split], batch_size=bs, batches=batches)
@@ -172,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = sub.add_parser("recipes", help="list the recipes with one-line descriptions")
     rc.set_defaults(func=_recipes)
 
-    try:
-        from seqkit.data import add_data_parser
-    except ImportError:
-        pass
-    else:
-        add_data_parser(sub)
+    add_data_parser(sub)
 
     demo = sub.add_parser("demo", help="run every SSM core in conv and step mode on a generated signal")
     demo.add_argument("--length", type=int, default=1024)

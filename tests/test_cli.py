@@ -18,14 +18,17 @@ def run(*args):
 def test_recipes_lists_every_recipe(capsys):
     assert cli.main(["recipes"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["s4-pathfinder", "s4-pathx", "s4-scifar"]
+    assert [line.split()[0] for line in out] == ["mega", "s4-pathfinder", "s4-pathx", "s4-scifar", "spade"]
     assert all("smoke" in line for line in out)
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "nope"], "unknown recipe 'nope'; available: s4-pathfinder, s4-pathx, s4-scifar"),
+        (
+            ["train", "nope"],
+            "unknown recipe 'nope'; available: mega, s4-pathfinder, s4-pathx, s4-scifar, spade",
+        ),
         (["train", "s4-pathx", "--preset", "huge"], "unknown preset 'huge' for s4-pathx"),
         (
             ["train", "s4-pathx", "--set", "model.depth=3"],
@@ -37,6 +40,24 @@ def test_recipes_lists_every_recipe(capsys):
             "/nonexistent/dir/cifar-10-python.tar.gz",
         ),
         (["eval", "/nonexistent/run"], "is not a run directory"),
+        (
+            ["train", "spade", "--set", "model.mixers.1=locl"],
+            "model.mixers.1: unknown mixer kind 'locl'; expected",
+        ),
+        (
+            ["train", "spade", "--set", "model.mixers.1.widow_size=3"],
+            "unknown option 'model.mixers.1.widow_size' for mixer kind 'local'; expected one of: num_heads,",
+        ),
+        (
+            ["train", "spade", "--set", "model.mixers.1.mode=diag"],
+            "expected one of block, sliding; got 'diag'",
+        ),
+        (["train", "spade", "--set", "model.pattern=0,1,1"], "model.pattern: expected 6 mixer indices"),
+        # A constructor's objection, found before anything is written or compiled.
+        (
+            ["train", "spade", "--set", "model.mixers.1.num_heads=3"],
+            "model.mixers.1 (local, layer 1): d_model=256 must be divisible by num_heads=3",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(capsys, args, message):
@@ -50,15 +71,19 @@ def test_train_then_eval_smoke(tmp_path, capsys):
     out = tmp_path / "run"
     sets = [
         "model.d_model=8",
-        "model.n_layers=1",
-        "model.state_size=8",
         "data.train_size=32",
         "data.val_size=8",
         "data.test_size=8",
         "trainer.batch_size=8",
         "schedule.total_steps=3",
         "trainer.log_every=1",
-        "model.mixer=s4d",
+        # A hybrid from the command line: S4D below, sliding local attention above.
+        "model.mixers=s4d,local",
+        "model.mixers.0.state_size=8",
+        "model.mixers.1.mode=sliding",
+        "model.mixers.1.num_heads=2",
+        "model.n_layers=2",
+        "model.pattern=0,1",
     ]
     args = ["train", "s4-pathfinder", "--preset", "smoke", "--out", str(out), "--no-progress"]
     for s in sets:
@@ -70,6 +95,8 @@ def test_train_then_eval_smoke(tmp_path, capsys):
     assert res["steps"] == 3 and 0 <= res["test_accuracy"] <= 1 and res["wall_time_s"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["d_model"] == 8 and config["preset"] == "smoke"
+    assert [m["kind"] for m in config["model"]["mixers"]] == ["s4d", "local"]
+    assert config["model"]["mixers"][1]["mode"] == "sliding" and config["model"]["pattern"] == [0, 1]
     assert (out / "metrics.jsonl").exists() and (out / "checkpoint.eqx").exists()
     assert cli.main(args) == 2  # the run exists: resume it or choose another --out
     assert "already holds a run" in capsys.readouterr().err

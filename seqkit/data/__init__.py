@@ -5,11 +5,9 @@
 - Pathfinder/Path-X: `generate_pathfinder`, `pathfinder_config`, `PATHFINDER_PRESETS`,
   `write_pathfinder` (memory-mapped cache) and the sources behind `make_source`.
 - Sequential CIFAR-10: `CifarSource`, read from the standard python archive.
-- `add_data_parser`, `data_command`, `cli_data`: the `seqkit data` subcommand.
 """
 
 from ._cifar import CifarSource as CifarSource, DataNotFoundError as DataNotFoundError
-from ._cli import add_data_parser as add_data_parser, cli_data as cli_data, data_command as data_command
 from ._pathfinder import (
     PATHFINDER_PRESETS as PATHFINDER_PRESETS,
     PathfinderCacheNotFoundError as PathfinderCacheNotFoundError,

@@ -1,5 +1,6 @@
 """The training loop: a jit-compiled pure step, evaluation, checkpoints, metrics."""
 
+import dataclasses
 import json
 import os
 import time
@@ -146,6 +147,17 @@ def _n_params(model) -> int:
     return int(sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))))
 
 
+@dataclasses.dataclass
+class _Run:
+    """What a run carries from step to step, and what its checkpoint holds."""
+
+    model: eqx.Module
+    state: eqx.nn.State
+    opt_state: Any
+    step: int = 0
+    elapsed: float = 0.0
+
+
 def train(
     recipe: Recipe,
     run_dir: str | os.PathLike,
@@ -162,6 +174,10 @@ def train(
     step, data position and seed; written atomically every
     `trainer.checkpoint_every` steps and at the end) and finally `results.json`
     (`val_accuracy`, `test_accuracy`, `steps`, `wall_time_s`, ...).
+
+    The recipe is validated (`Recipe.validate`, the model built shapes-only)
+    before anything is written or compiled, so a bad recipe raises a one-line
+    `RecipeError` and leaves `run_dir` untouched.
 
     Every random choice is a pure function of the seed and the step: the model
     init key, the per-step dropout key (`fold_in(key, step)`), and the data order
@@ -180,56 +196,73 @@ def train(
     **Returns:** the results dict (also written to `results.json`).
     """
     run_dir = os.fspath(run_dir)
+    srcs = dict(sources) if sources is not None else recipe.make_sources()
+    recipe.validate(srcs)
+    batches = batches if batches is not None else _default_batches()
+    _check_run_dir(recipe, run_dir, resume=resume)
+    model, state, optimizer, srcs = recipe.build(sources=srcs)
+    run = _Run(model, state, optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
+    bar = Progress(recipe.steps, enabled=progress)
+    run = _start_or_resume(recipe, run_dir, run, resume=resume, bar=bar)
+    run = _step_loop(recipe, run_dir, run, make_train_step(optimizer), srcs, batches, bar)
+    bar.close()
+    return _finish(recipe, run_dir, run, srcs, batches)
+
+
+def _check_run_dir(recipe: Recipe, run_dir: str, *, resume: bool) -> None:
+    """Create `run_dir`; refuse to overwrite a run, or to resume one of another recipe."""
     os.makedirs(run_dir, exist_ok=True)
-    ckpt_path = os.path.join(run_dir, CHECKPOINT)
     config_path = os.path.join(run_dir, CONFIG)
-    config = recipe_to_dict(recipe)
-    if os.path.exists(ckpt_path) and not resume:
+    if os.path.exists(os.path.join(run_dir, CHECKPOINT)) and not resume:
         raise RecipeError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     if resume and os.path.exists(config_path):
         with open(config_path) as f:
             saved = json.load(f)
-        if saved != config:
+        if saved != recipe_to_dict(recipe):
             raise RecipeError(
                 f"{run_dir} holds a run of a different configuration; "
                 "resume it with the same recipe, preset and --set"
             )
-    batches = batches if batches is not None else _default_batches()
+
+
+def _start_or_resume(recipe: Recipe, run_dir: str, run: _Run, *, resume: bool, bar: Progress) -> _Run:
+    """The run restored from `run_dir`'s checkpoint (`resume`), or `run` at step 0
+    with `config.json` written and the metrics log emptied."""
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    log = MetricsLog(os.path.join(run_dir, METRICS))
+    if resume and os.path.exists(ckpt_path):
+        (model, state, opt_state), meta = load_checkpoint(ckpt_path, (run.model, run.state, run.opt_state))
+        if meta["seed"] != recipe.trainer.seed:
+            raise RecipeError(
+                f"checkpoint seed {meta['seed']} differs from trainer.seed {recipe.trainer.seed}"
+            )
+        bar.message(f"resuming {run_dir} at step {meta['step']}/{recipe.steps}")
+        log.truncate(meta["step"])
+        return _Run(model, state, opt_state, meta["step"], meta["elapsed_s"])
+    log.truncate(-1)
+    _write_json(os.path.join(run_dir, CONFIG), recipe_to_dict(recipe))
+    return run
+
+
+def _step_loop(
+    recipe: Recipe,
+    run_dir: str,
+    run: _Run,
+    train_step: Callable,
+    srcs: Mapping[str, Any],
+    batches: Callable[..., Iterator[Mapping[str, np.ndarray]]],
+    bar: Progress,
+) -> _Run:
+    """Steps from `run.step` to `recipe.steps`: logging every `log_every`, validation
+    every `eval_every`, a checkpoint every `checkpoint_every` and at the end."""
     tc = recipe.trainer
     total = recipe.steps
     eval_bs = tc.eval_batch_size or tc.batch_size
-
-    model, state, optimizer, srcs = recipe.build(sources=sources)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    step, elapsed = 0, 0.0
     log = MetricsLog(os.path.join(run_dir, METRICS))
-    bar = Progress(total, enabled=progress)
-    if resume and os.path.exists(ckpt_path):
-        (model, state, opt_state), meta = load_checkpoint(ckpt_path, (model, state, opt_state))
-        step, elapsed = meta["step"], meta["elapsed_s"]
-        if meta["seed"] != tc.seed:
-            raise RecipeError(f"checkpoint seed {meta['seed']} differs from trainer.seed {tc.seed}")
-        bar.message(f"resuming {run_dir} at step {step}/{total}")
-        log.truncate(step)
-    else:
-        log.truncate(-1)
-        with open(config_path + ".tmp", "w") as f:
-            json.dump(config, f, indent=2)
-        os.replace(config_path + ".tmp", config_path)
-
-    def checkpoint():
-        meta = {
-            "step": step,
-            "data_position": step,
-            "seed": tc.seed,
-            "elapsed_s": elapsed,
-            "recipe": recipe.name,
-        }
-        save_checkpoint(ckpt_path, (model, state, opt_state), meta)
-
-    train_step = make_train_step(optimizer)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    model, state, opt_state, step, elapsed = run.model, run.state, run.opt_state, run.step, run.elapsed
     it = batches(
         srcs["train"],
         batch_size=tc.batch_size,
@@ -250,21 +283,16 @@ def train(
         window.append(metrics)
         elapsed = elapsed_at_segment + time.perf_counter() - t_segment
         if step % tc.log_every == 0 or step == total:
-            means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-            now = time.perf_counter()
-            eps = len(window) * tc.batch_size / max(now - t_window, 1e-9)
-            skipped = int(opt_state.total_notfinite)
-            log.write(
-                {
-                    "step": step,
-                    "split": "train",
-                    **means,
-                    "examples_per_s": eps,
-                    "skipped_updates": skipped,
-                    "elapsed_s": elapsed,
-                }
+            _log_train(
+                log,
+                bar,
+                window,
+                step=step,
+                elapsed=elapsed,
+                t_window=t_window,
+                recipe=recipe,
+                skipped=int(opt_state.total_notfinite),
             )
-            bar.update(step, loss=means["loss"], accuracy=means["accuracy"], examples_per_s=eps)
             window, t_window = [], time.perf_counter()
         if step % tc.eval_every == 0 and step < total:
             res = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches)
@@ -272,19 +300,56 @@ def train(
             bar.message(f"step {step}: val accuracy {100 * res['accuracy']:.2f}% (loss {res['loss']:.4f})")
             t_window = time.perf_counter()
         if step % tc.checkpoint_every == 0 or step == total:
-            checkpoint()
-    bar.close()
-    return finish(recipe, run_dir, model, state, opt_state, srcs, batches, step, elapsed)
+            _save(ckpt_path, recipe, _Run(model, state, opt_state, step, elapsed))
+    return _Run(model, state, opt_state, step, elapsed)
 
 
-def finish(recipe, run_dir, model, state, opt_state, srcs, batches, step, elapsed) -> dict[str, Any]:
+def _log_train(
+    log: MetricsLog,
+    bar: Progress,
+    window: list[dict[str, Array]],
+    *,
+    step: int,
+    elapsed: float,
+    t_window: float,
+    recipe: Recipe,
+    skipped: int,
+) -> None:
+    """One train record: the window's mean metrics, throughput and skipped updates."""
+    means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+    eps = len(window) * recipe.trainer.batch_size / max(time.perf_counter() - t_window, 1e-9)
+    log.write(
+        {
+            "step": step,
+            "split": "train",
+            **means,
+            "examples_per_s": eps,
+            "skipped_updates": skipped,
+            "elapsed_s": elapsed,
+        }
+    )
+    bar.update(step, loss=means["loss"], accuracy=means["accuracy"], examples_per_s=eps)
+
+
+def _save(path: str, recipe: Recipe, run: _Run) -> None:
+    meta = {
+        "step": run.step,
+        "data_position": run.step,
+        "seed": recipe.trainer.seed,
+        "elapsed_s": run.elapsed,
+        "recipe": recipe.name,
+    }
+    save_checkpoint(path, (run.model, run.state, run.opt_state), meta)
+
+
+def _finish(recipe: Recipe, run_dir: str, run: _Run, srcs: Mapping[str, Any], batches) -> dict[str, Any]:
     """Evaluate on val and test, write `results.json`, return the results."""
     eval_bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
-    val = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches)
-    test = evaluate(model, state, srcs["test"], batch_size=eval_bs, batches=batches)
+    val = evaluate(run.model, run.state, srcs["val"], batch_size=eval_bs, batches=batches)
+    test = evaluate(run.model, run.state, srcs["test"], batch_size=eval_bs, batches=batches)
     log = MetricsLog(os.path.join(run_dir, METRICS))
-    log.write({"step": step, "split": "val", **val})
-    log.write({"step": step, "split": "test", **test})
+    log.write({"step": run.step, "split": "val", **val})
+    log.write({"step": run.step, "split": "test", **test})
     results = {
         "recipe": recipe.name,
         "preset": recipe.preset,
@@ -294,17 +359,21 @@ def finish(recipe, run_dir, model, state, opt_state, srcs, batches, step, elapse
         "test_loss": test["loss"],
         "val_examples": val["examples"],
         "test_examples": test["examples"],
-        "steps": step,
-        "skipped_updates": int(opt_state.total_notfinite),
-        "n_params": _n_params(model),
-        "wall_time_s": elapsed,
-        "train_examples_per_s": step * recipe.trainer.batch_size / max(elapsed, 1e-9),
+        "steps": run.step,
+        "skipped_updates": int(run.opt_state.total_notfinite),
+        "n_params": _n_params(run.model),
+        "wall_time_s": run.elapsed,
+        "train_examples_per_s": run.step * recipe.trainer.batch_size / max(run.elapsed, 1e-9),
     }
-    tmp = os.path.join(run_dir, RESULTS + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, os.path.join(run_dir, RESULTS))
+    _write_json(os.path.join(run_dir, RESULTS), results)
     return results
+
+
+def _write_json(path: str, data: Any) -> None:
+    """Write `data` to `path` atomically (a temporary file, then `os.replace`)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def load_run(

@@ -8,12 +8,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.random as jr
 import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from seqkit import nn as snn, ssm
+# seqkit.attention registers the attention mixer configs (kinds "local", "mha", ...).
+import seqkit.attention  # noqa: F401
+from seqkit import nn as snn
+from seqkit.nn import MixerConfig
 
 from ._optim import make_optimizer
 
@@ -24,22 +28,64 @@ class RecipeError(ValueError):
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The `SequenceModel`: SSM mixers in residual blocks (SPEC §6)."""
+    """The `SequenceModel`: residual blocks around any mixers, a typed config per mixer.
 
-    mixer: Literal["s4", "s4d", "dss"] = "s4"
+    `mixers` lists [`seqkit.nn.MixerConfig`][]s (`S4Config`, `LocalAttentionConfig`,
+    `MegaConfig`, ...); `pattern[i]` picks the mixer of layer `i`. With no
+    `pattern`, one mixer serves every layer, or `n_layers` mixers one layer each.
+    Every layer builds its own mixer (no shared weights). SPADE (Zuo et al.,
+    "Efficient Long Sequence Modeling via State Space Augmented Transformer",
+    2022) is `mixers=[S4Config(), LocalAttentionConfig(mode="sliding")]`,
+    `pattern=[0, 1, 1, 1, 1, 1]`.
+
+    The block options (`norm`, `prenorm`, residual `dropout`, `ffn_mult`,
+    `ffn_activation`) and `pool` are those of [`seqkit.nn.SequenceModel`][].
+    """
+
     d_model: int = 256
     n_layers: int = 6
-    state_size: int = 64
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    bidirectional: bool = True
+    mixers: list[MixerConfig] = dataclasses.field(default_factory=lambda: [snn.S4Config()])
+    pattern: list[int] | None = None
     norm: Literal["layer", "batch"] = "batch"
     prenorm: bool = True
     dropout: float = 0.0
     ffn_mult: int = 0
+    ffn_activation: Literal["gelu", "silu", "relu"] = "gelu"
     pool: Literal["mean", "last", "cls"] = "mean"
-    activation: Literal["gelu", "relu", "silu", "identity"] = "gelu"
-    output: Literal["glu", "linear"] = "glu"
+
+    def layer_pattern(self) -> list[int]:
+        """The index into `mixers` of every layer; a `RecipeError` when `mixers`,
+        `pattern` and `n_layers` do not fit together."""
+        n, k = self.n_layers, len(self.mixers)
+        if n < 1:
+            raise RecipeError(f"model.n_layers: expected at least 1, got {n}")
+        if k == 0:
+            raise RecipeError("model.mixers: expected at least one mixer, got none")
+        if self.pattern is None:
+            if k == 1:
+                return [0] * n
+            if k == n:
+                return list(range(n))
+            raise RecipeError(
+                f"model.mixers: {k} mixers for n_layers={n}; expected 1 (used by every layer), {n} "
+                f"(one per layer), or a model.pattern of {n} indices in 0..{k - 1}"
+            )
+        if len(self.pattern) != n:
+            raise RecipeError(
+                f"model.pattern: expected {n} mixer indices (one per layer, n_layers={n}), "
+                f"got {len(self.pattern)}"
+            )
+        for i, p in enumerate(self.pattern):
+            if not 0 <= p < k:
+                raise RecipeError(
+                    f"model.pattern: expected indices in 0..{k - 1} (model.mixers has {k}), "
+                    f"got {p} at layer {i}"
+                )
+        return list(self.pattern)
+
+    def layer_mixers(self) -> list[MixerConfig]:
+        """The mixer config of every layer, `mixers[pattern[i]]`."""
+        return [self.mixers[j] for j in self.layer_pattern()]
 
 
 @dataclasses.dataclass
@@ -129,7 +175,9 @@ class Recipe:
     """A training recipe: everything a run needs, as plain data.
 
     Edit it in code (`dataclasses.replace`) or with `override(recipe, ["model.n_layers=4"])`;
-    `build()` makes the model, its state, the optimizer and the data sources.
+    `validate()` checks it whole (types, layer pattern, and the model built
+    shapes-only); `build()` makes the model, its state, the optimizer and the
+    data sources.
     """
 
     name: str = "custom"
@@ -165,7 +213,12 @@ class Recipe:
     def build_model(
         self, example_inputs: np.ndarray, *, key: PRNGKeyArray
     ) -> tuple[eqx.Module, eqx.nn.State]:
-        """The model for inputs shaped like `example_inputs` (one example)."""
+        """The model for inputs shaped like `example_inputs` (one example).
+
+        Layer `i` gets `model.layer_mixers()[i].build(d_model, max_length=L, key=k_i)`
+        with `L` the input length (plus one with `pool="cls"`). A mixer that
+        cannot be built raises a one-line `RecipeError` naming its entry.
+        """
         m = self.model
         x = np.asarray(example_inputs)
         L = x.shape[0] + (1 if m.pool == "cls" else 0)
@@ -175,31 +228,38 @@ class Recipe:
             enc = {"d_in": x.shape[1]}
         else:
             raise RecipeError(f"expected examples of shape (L, C) or integer (L,), got {x.dtype} {x.shape}")
+        pattern = m.layer_pattern()
 
         def mixer(i: int, k: PRNGKeyArray):
-            k1, k2 = jr.split(k)
-            common = dict(bidirectional=m.bidirectional, dt_min=m.dt_min, dt_max=m.dt_max, key=k1)
-            if m.mixer == "s4":
-                core = ssm.S4(m.d_model, m.state_size, l_max=L, **common)
-            elif m.mixer == "s4d":
-                core = ssm.S4D(m.d_model, m.state_size, **common)
-            else:
-                core = ssm.DSS(m.d_model, m.state_size, **common)
-            return snn.SSMLayer(core, activation=m.activation, output=m.output, dropout=m.dropout, key=k2)
+            config = m.mixers[pattern[i]]
+            try:
+                return config.build(m.d_model, max_length=L, key=k)
+            except jax.errors.ConcretizationTypeError:
+                raise  # not the recipe's fault: see `validate`
+            except (ValueError, TypeError) as e:
+                raise RecipeError(
+                    f"model.mixers.{pattern[i]} ({config.kind}, layer {i}): {_first_line(e)}"
+                ) from e
 
-        return eqx.nn.make_with_state(snn.SequenceModel)(
-            d_model=m.d_model,
-            n_classes=self.data.n_classes,
-            n_layers=m.n_layers,
-            mixer=mixer,
-            norm=m.norm,
-            prenorm=m.prenorm,
-            dropout=m.dropout,
-            ffn_mult=m.ffn_mult,
-            pool=m.pool,
-            key=key,
-            **enc,
-        )
+        try:
+            return eqx.nn.make_with_state(snn.SequenceModel)(
+                d_model=m.d_model,
+                n_classes=self.data.n_classes,
+                n_layers=m.n_layers,
+                mixer=mixer,
+                norm=m.norm,
+                prenorm=m.prenorm,
+                dropout=m.dropout,
+                ffn_mult=m.ffn_mult,
+                ffn_activation=m.ffn_activation,
+                pool=m.pool,
+                key=key,
+                **enc,
+            )
+        except (RecipeError, jax.errors.ConcretizationTypeError):
+            raise
+        except (ValueError, TypeError) as e:
+            raise RecipeError(f"model: {_first_line(e)}") from e
 
     def build_optimizer(self) -> optax.GradientTransformation:
         o, s = self.optimizer, self.schedule
@@ -229,6 +289,43 @@ class Recipe:
         model, state = self.build_model(srcs["train"][0]["inputs"], key=key)
         return Built(model, state, self.build_optimizer(), srcs)
 
+    def validate(self, sources: Mapping[str, Any] | None = None) -> None:
+        """Check the whole recipe before anything is written or compiled.
+
+        Every value against its field's type, the mixers against `pattern` and
+        `n_layers`, the schedule, and, given `sources`, the split sizes and the
+        model itself: it is built under `eqx.filter_eval_shape` (shapes only, no
+        arrays), so any constructor's objection surfaces here.
+
+        **Raises:** `RecipeError` with a one-line message naming the key and what
+        was expected.
+        """
+        _check(self, Recipe, "")
+        self.model.layer_pattern()
+        if self.steps < 1:
+            raise RecipeError(f"the run needs at least one step, got {self.steps}")
+        try:
+            self.build_optimizer()
+        except ValueError as e:
+            raise RecipeError(f"optimizer/schedule: {_first_line(e)}") from e
+        if sources is None:
+            return
+        for split in ("train", "val", "test"):
+            if split not in sources:
+                raise RecipeError(f"expected a {split!r} source, got splits {sorted(sources)}")
+            need = self.trainer.batch_size if split == "train" else 1
+            if len(sources[split]) < need:
+                raise RecipeError(
+                    f"the {split} split has {len(sources[split])} examples; expected at least {need}"
+                )
+        example = np.asarray(sources["train"][0]["inputs"])
+        try:
+            eqx.filter_eval_shape(lambda k: self.build_model(example, key=k), jr.key(0))
+        except jax.errors.ConcretizationTypeError:
+            # A constructor that needs concrete values (e.g. turns its key into a
+            # Python int) cannot be traced: build the model for real instead.
+            self.build_model(example, key=jr.key(0))
+
 
 def init_key(seed: int) -> PRNGKeyArray:
     """The model-initialization key of a run with this seed."""
@@ -240,7 +337,41 @@ def step_key(seed: int, step: int) -> PRNGKeyArray:
     return jr.fold_in(jr.fold_in(jr.key(seed), 1), step)
 
 
-# --- overrides --------------------------------------------------------------------------
+# --- overrides, type checks and JSON ------------------------------------------------
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_mixer_type(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, MixerConfig)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin is list:
+        (elt,) = typing.get_args(tp)
+        return f"a comma-separated list of {_describe(elt)}"
+    if tp is type(None):
+        return "none"
+    if _is_mixer_type(tp):
+        return "a mixer kind"
+    return {bool: "a bool (true/false)", int: "an int", float: "a float", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _parse_kind(text: str, where: str) -> MixerConfig:
+    try:
+        return MixerConfig.from_kind(text.strip())
+    except ValueError as e:
+        raise RecipeError(f"{where}: {_first_line(e)}") from None
 
 
 def _parse(text: str, tp: Any, where: str) -> Any:
@@ -258,6 +389,12 @@ def _parse(text: str, tp: Any, where: str) -> Any:
             except RecipeError as e:
                 errors.append(str(e))
         raise RecipeError(errors[0] if errors else f"{where}: cannot parse {text!r}")
+    if origin is list:
+        (elt,) = typing.get_args(tp)
+        parts = [p.strip() for p in text.split(",")] if text.strip() else []
+        if _is_mixer_type(elt):
+            return [_parse_kind(p, f"{where}.{i}") for i, p in enumerate(parts)]
+        return [_parse(p, elt, f"{where}.{i}") for i, p in enumerate(parts)]
     if origin is Literal:
         choices = typing.get_args(tp)
         if text not in choices:
@@ -295,8 +432,20 @@ def override(recipe: Recipe, assignments: Sequence[str]) -> Recipe:
     """A copy of `recipe` with `key=value` edits applied (`model.n_layers=4`).
 
     Values are parsed by the field's type (int, float, bool, str, a `Literal`'s
-    choices, `none` for optional fields). An unknown key raises `RecipeError` naming
-    the keys accepted at that level.
+    choices, `none` for optional fields, comma-separated lists). Mixers are edited
+    by index and replaced by kind:
+
+    - `model.mixers.0.state_size=32`: an option of the first mixer;
+    - `model.mixers.1=local`: replace (or, at the end, append) an entry by the
+      defaults of a kind;
+    - `model.mixers=s4,local`: the whole list, each kind at its defaults;
+    - `model.pattern=0,1,1,1`: the mixer index of every layer (`none`: one
+      mixer for all layers, or one per layer).
+
+    An unknown key, kind or option raises `RecipeError` naming the accepted
+    ones; a value that does not parse names the expected type. Whether mixers,
+    pattern and `n_layers` fit together is checked by `Recipe.validate`, after
+    every edit (their order does not matter).
     """
     for assignment in assignments:
         if "=" not in assignment:
@@ -312,41 +461,156 @@ def _set(node: Any, keys: list[str], text: str, *, prefix: str) -> Any:
     key = keys[0]
     where = prefix + key
     if key not in names:
+        if isinstance(node, MixerConfig):
+            hint = f"; to change the kind use {prefix[:-1]}=KIND" if key == "kind" else ""
+            raise RecipeError(
+                f"unknown option {where!r} for mixer kind {node.kind!r}; "
+                f"expected one of: {', '.join(names) or '(none)'}{hint}"
+            )
         level = f"under {prefix[:-1]!r}" if prefix else "at the top level"
         raise RecipeError(f"unknown key {where!r}; accepted {level}: {', '.join(names)}")
     value = getattr(node, key)
-    if dataclasses.is_dataclass(value):
+    tp = hints[key]
+    if dataclasses.is_dataclass(value) and not isinstance(value, MixerConfig):
         if len(keys) == 1:
             sub = ", ".join(f.name for f in dataclasses.fields(value))
             raise RecipeError(f"{where!r} is a section; set one of its keys: {where}.KEY ({sub})")
         new = _set(value, keys[1:], text, prefix=where + ".")
+    elif len(keys) > 1 and typing.get_origin(tp) is list and _is_mixer_type(typing.get_args(tp)[0]):
+        new = _set_item(value, keys[1:], text, prefix=where + ".")
     else:
         if len(keys) > 1:
             raise RecipeError(f"{where!r} is a value, not a section; use {where}=VALUE")
-        new = _parse(text, hints[key], where)
+        new = _parse(text, tp, where)
     return dataclasses.replace(node, **{key: new})
 
 
+def _set_item(items: list[MixerConfig], keys: list[str], text: str, *, prefix: str) -> list[MixerConfig]:
+    where = prefix + keys[0]
+    n = len(items)
+    last = n if len(keys) == 1 else n - 1  # assigning a kind one past the end appends
+    try:
+        i = int(keys[0])
+    except ValueError:
+        i = -1
+    if not 0 <= i <= last:
+        has = f"{prefix[:-1]} has {n} {'entry' if n == 1 else 'entries'}"
+        append = f", or {n} to append a mixer" if len(keys) == 1 else ""
+        raise RecipeError(f"{where}: expected an index in 0..{n - 1}{append} ({has}), got {keys[0]!r}")
+    items = list(items)
+    if len(keys) == 1:
+        entry = _parse_kind(text, where)
+    else:
+        entry = _set(items[i], keys[1:], text, prefix=where + ".")
+    if i == n:
+        items.append(entry)
+    else:
+        items[i] = entry
+    return items
+
+
+def _check(value: Any, tp: Any, where: str) -> None:
+    """A `RecipeError` unless `value` has type `tp` (recursing into dataclasses and lists)."""
+    name = where or "recipe"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            try:
+                return _check(value, a, where)
+            except RecipeError:
+                pass
+        raise RecipeError(f"{name}: expected {_describe(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{name}: expected a list, got {value!r}")
+        (elt,) = typing.get_args(tp)
+        for i, v in enumerate(value):
+            _check(v, elt, f"{where}.{i}")
+        return
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise RecipeError(f"{name}: expected {_describe(tp)}; got {value!r}")
+        return
+    if tp is type(None):
+        ok = value is None
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, tp):
+            raise RecipeError(f"{name}: expected {_describe(tp)}, got {value!r}")
+        hints = typing.get_type_hints(type(value))
+        for f in dataclasses.fields(value):
+            _check(getattr(value, f.name), hints[f.name], f"{where}.{f.name}" if where else f.name)
+        return
+    else:
+        ok = True  # a type this checker does not know: the constructors check it
+    if not ok:
+        raise RecipeError(f"{name}: expected {_describe(tp)}, got {value!r}")
+
+
+def _to_data(x: Any) -> Any:
+    if isinstance(x, MixerConfig):
+        return {"kind": x.kind, **{k: _to_data(v) for k, v in x.options().items()}}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _to_data(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, (list, tuple)):
+        return [_to_data(v) for v in x]
+    return x
+
+
+def _from_data(data: Any, tp: Any, where: str) -> Any:
+    name = where or "recipe"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) != 1:
+            return data
+        tp = options[0]
+        origin = typing.get_origin(tp)
+    if origin is list and isinstance(data, list):
+        (elt,) = typing.get_args(tp)
+        return [_from_data(v, elt, f"{where}.{i}") for i, v in enumerate(data)]
+    if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        return data
+    if not isinstance(data, Mapping):
+        raise RecipeError(f"{name}: expected a mapping of {tp.__name__} fields, got {data!r}")
+    data = dict(data)
+    cls = tp
+    if _is_mixer_type(tp):
+        if "kind" not in data:
+            raise RecipeError(f"{name}: expected a 'kind' (one of: {', '.join(MixerConfig.kinds())})")
+        try:
+            cls = MixerConfig.config_class(data.pop("kind"))
+        except ValueError as e:
+            raise RecipeError(f"{name}: {_first_line(e)}") from None
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise RecipeError(f"unknown keys {unknown} for {cls.__name__} ({name}); accepted: {', '.join(names)}")
+    prefix = f"{where}." if where else ""
+    kwargs = {k: _from_data(v, hints[k], prefix + k) for k, v in data.items()}
+    for k, v in kwargs.items():
+        _check(v, hints[k], prefix + k)
+    return cls(**kwargs)
+
+
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    """The recipe as plain JSON-ready data."""
-    return dataclasses.asdict(recipe)
+    """The recipe as plain JSON-ready data (each mixer config carries its `"kind"`)."""
+    return _to_data(recipe)
 
 
 def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
-    """Inverse of `recipe_to_dict` (unknown keys are an error)."""
-
-    def build(cls, d):
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise RecipeError(
-                f"unknown keys {sorted(unknown)} for {cls.__name__}; accepted: {', '.join(sorted(names))}"
-            )
-        kwargs = {}
-        for k, v in d.items():
-            tp = hints[k]
-            kwargs[k] = build(tp, v) if dataclasses.is_dataclass(tp) else v
-        return cls(**kwargs)
-
-    return build(Recipe, data)
+    """Inverse of `recipe_to_dict`; unknown keys, kinds and ill-typed values are a
+    `RecipeError`."""
+    recipe = _from_data(data, Recipe, "")
+    _check(recipe, Recipe, "")
+    return recipe

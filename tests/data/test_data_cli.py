@@ -1,15 +1,15 @@
-"""The `seqkit data` subcommand."""
-
-import argparse
+"""The `seqkit data` subcommand (part of `seqkit.cli`)."""
 
 import numpy as np
 
-from seqkit.data import DATASETS, add_data_parser, cli_data, make_source
+from seqkit import cli
+from seqkit.data import DATASETS, make_source
 
 
 def test_data_cli_pathfinder_writes_cache(tmp_path, capsys):
     out = tmp_path / "pf"
     argv = [
+        "data",
         "pathfinder",
         "--preset",
         "pathfinder32",
@@ -22,7 +22,7 @@ def test_data_cli_pathfinder_writes_cache(tmp_path, capsys):
         "--seed",
         "3",
     ]
-    assert cli_data(argv) == 0
+    assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert "20/20 images" in captured.err and "images/s" in captured.err
     assert "wrote 20 pathfinder32 images" in captured.out
@@ -31,19 +31,20 @@ def test_data_cli_pathfinder_writes_cache(tmp_path, capsys):
     assert len(src) == 16
     np.testing.assert_array_equal(src[5]["inputs"], fly[5]["inputs"])
     # an existing cache is kept unless --overwrite
-    assert cli_data(argv) == 2
+    assert cli.main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cli_data([*argv, "--overwrite"]) == 0
+    assert cli.main([*argv, "--overwrite"]) == 0
 
 
-def test_data_cli_registers_on_a_parser(capsys):
-    parser = argparse.ArgumentParser(prog="seqkit")
-    add_data_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", "list"])
-    assert args.func(args) == 0
+def test_data_cli_lists_and_rejects_bad_arguments(tmp_path, capsys):
+    assert cli.main(["data", "list"]) == 0
     listed = capsys.readouterr().out
     for name in DATASETS:
         assert name in listed
-    args = parser.parse_args(["data", "pathfinder", "--preset", "pathx", "--size", "0", "--out", "x"])
-    assert args.func(args) == 2
+    out = str(tmp_path / "x")
+    assert cli.main(["data", "pathfinder", "--preset", "pathx", "--size", "0", "--out", out]) == 2
     assert "--size" in capsys.readouterr().err
+    # A level the generator does not have: one line naming the accepted ones.
+    assert cli.main(["data", "pathfinder", "--size", "4", "--contour-length", "7", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqkit data: error: ") and "(6, 9, 14)" in err and err.count("\n") == 1

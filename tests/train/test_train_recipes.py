@@ -1,13 +1,18 @@
-"""Recipes: the published hyperparameters (SPEC §6), presets, and `--set` overrides."""
+"""Recipes: the published hyperparameters, presets, `--set` overrides (mixers and
+layer patterns included) and their JSON round trip."""
 
 import dataclasses
+import json
 
 import pytest
 
+import seqkit.attention as sa
+import seqkit.nn as snn
 import seqkit.recipes as recipes
 import seqkit.train as st
 
-# SPEC §6: d_model × layers, norm, prenorm, dropout, dt range, lr / wd, batch, warmup / total.
+# Gu, Goel and Ré, ICLR 2022 (appendix): d_model × layers, norm, prenorm, dropout, dt range,
+# lr / wd, batch, warmup / total.
 PUBLISHED = {
     "s4-scifar": (512, 6, "layer", False, 0.1, (1e-3, 1e-1), (0.01, 0.05), 50, (900, 180_000)),
     "s4-pathfinder": (256, 6, "batch", True, 0.0, (1e-3, 1e-1), (0.004, 0.05), 64, (50_000, 500_000)),
@@ -21,15 +26,16 @@ def test_published_hyperparameters(name):
     d, n, norm, pre, drop, dt, (lr, wd), bs, (warm, total) = PUBLISHED[name]
     m = r.model
     assert (m.d_model, m.n_layers, m.norm, m.prenorm, m.dropout) == (d, n, norm, pre, drop)
-    assert (m.dt_min, m.dt_max) == dt
-    assert (m.mixer, m.state_size, m.bidirectional, m.pool, m.activation, m.output) == (
-        "s4",
+    (s4,) = m.mixers
+    assert isinstance(s4, snn.S4Config) and m.pattern is None and m.pool == "mean"
+    assert (s4.dt_min, s4.dt_max, s4.state_size, s4.bidirectional, s4.activation, s4.output) == (
+        *dt,
         64,
         True,
-        "mean",
         "gelu",
         "glu",
     )
+    assert s4.dropout == drop  # the S4 layer's own dropout, as the residual's
     o = r.optimizer
     assert (o.lr, o.weight_decay, o.ssm_lr, o.ssm_weight_decay, o.b1, o.b2) == (
         lr,
@@ -54,10 +60,59 @@ def test_lra_image_preset():
     )
 
 
+def test_spade_recipe():
+    r = recipes.get("spade")
+    m = r.model
+    s4, local = m.mixers
+    # Zuo et al. 2022: an SSM in the bottom layer, local attention in the others.
+    assert m.pattern == [0, 1, 1, 1, 1, 1] and m.n_layers == 6
+    assert isinstance(s4, snn.S4Config) and s4.bidirectional
+    assert isinstance(local, sa.LocalAttentionConfig) and local.mode == "sliding" and not local.causal
+    assert (m.d_model, m.norm, m.prenorm, m.ffn_mult) == (256, "batch", True, 2)
+    assert (r.data.name, r.data.contour_length) == ("pathfinder32", 14)
+    cpu = recipes.get("spade", "cpu")
+    assert cpu.model.pattern == [0] + [1] * (cpu.model.n_layers - 1) and cpu.data.contour_length == 6
+    cpu.validate()
+    recipes.get("spade", "smoke").validate()
+
+
+def test_mega_recipe():
+    r = recipes.get("mega")
+    m = r.model
+    (mega,) = m.mixers
+    # Ma et al. 2023, the LRA Pathfinder setting (examples/mega/README.lra.md, mega_lra_pf32).
+    assert isinstance(mega, snn.MegaConfig)
+    assert (mega.z_dim, mega.v_dim, mega.ema_ndim, mega.chunk_size) == (64, 256, 16, None)
+    assert (mega.attention, mega.relative_position, mega.causal, mega.dropout) == (
+        "laplace",
+        "simple",
+        False,
+        0.0,
+    )
+    assert (m.d_model, m.n_layers, m.norm, m.prenorm, m.dropout) == (128, 6, "batch", True, 0.0)
+    assert (m.ffn_mult, m.ffn_activation, m.pool) == (2, "silu", "mean")
+    o = r.optimizer
+    assert (o.lr, o.weight_decay, o.ssm_lr, o.ssm_weight_decay, o.b1, o.b2, o.grad_clip) == (
+        0.01,
+        0.01,
+        0.01,
+        0.01,
+        0.9,
+        0.98,
+        1.0,
+    )
+    assert r.trainer.batch_size == 128 and (r.schedule.warmup_steps, r.schedule.total_steps) == (
+        50_000,
+        250_000,
+    )
+    recipes.get("mega", "cpu").validate()
+    recipes.get("mega", "smoke").validate()
+
+
 def test_registry_errors_and_listing():
-    assert recipes.names() == ["s4-pathfinder", "s4-pathx", "s4-scifar"]
+    assert recipes.names() == ["mega", "s4-pathfinder", "s4-pathx", "s4-scifar", "spade"]
     assert all(desc for _, desc, _ in recipes.describe())
-    with pytest.raises(st.RecipeError, match="unknown recipe 'x'; available: s4-pathfinder"):
+    with pytest.raises(st.RecipeError, match="unknown recipe 'x'; available: mega, s4-pathfinder"):
         recipes.get("x")
     with pytest.raises(st.RecipeError, match="unknown preset 'big' for s4-pathx; available: default, smoke"):
         recipes.get("s4-pathx", "big")
@@ -87,7 +142,7 @@ def test_override_types_and_errors():
     )
     assert r.model.n_layers == 2  # the original is untouched
     cases = {
-        "model.widht=3": "unknown key 'model.widht'; accepted under 'model': mixer, d_model",
+        "model.widht=3": "unknown key 'model.widht'; accepted under 'model': d_model, n_layers, mixers",
         "optim.lr=1": "unknown key 'optim'; accepted at the top level: name, description, preset, model",
         "model.n_layers=2.5": "model.n_layers: expected an int, got '2.5'",
         "model.prenorm=maybe": "expected a bool",
@@ -102,12 +157,136 @@ def test_override_types_and_errors():
         assert msg in str(e.value) and "\n" not in str(e.value)
 
 
+def test_mixer_overrides():
+    r = recipes.get("s4-pathfinder", "smoke")
+    spade = st.override(
+        r,
+        [
+            "model.mixers.0.state_size=32",
+            "model.mixers.1=local",  # one past the end: appended at the kind's defaults
+            "model.mixers.1.mode=sliding",
+            "model.mixers.1.window_size=64",
+            "model.n_layers=4",
+            "model.pattern=0,1,1,1",
+        ],
+    )
+    s4, local = spade.model.mixers
+    assert s4 == dataclasses.replace(r.model.mixers[0], state_size=32)
+    assert local == sa.LocalAttentionConfig(mode="sliding", window_size=64)
+    assert spade.model.pattern == [0, 1, 1, 1] and spade.model.layer_mixers() == [s4, local, local, local]
+    assert r.model.mixers == [snn.S4Config()] and r.model.pattern is None  # the original is untouched
+    # A list of kinds, each at its defaults; an entry replaced by another kind.
+    hybrid = st.override(r, ["model.mixers=s4d,mega", "model.mixers.1=gss", "model.pattern=none"])
+    assert hybrid.model.mixers == [snn.S4DConfig(), snn.GSSConfig()] and hybrid.model.pattern is None
+    hybrid.validate()  # 2 mixers, n_layers 2: one per layer
+    # Options typed by their kind: Literal choices, optional ints, bools.
+    e = st.override(
+        r, ["model.mixers=mega", "model.mixers.0.chunk_size=64", "model.mixers.0.attention=laplace"]
+    )
+    assert e.model.mixers == [snn.MegaConfig(chunk_size=64, attention="laplace")]
+    e = st.override(e, ["model.mixers.0.chunk_size=none", "model.mixers.0.causal=true"])
+    assert e.model.mixers[0].chunk_size is None and e.model.mixers[0].causal is True
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        # unknown kind: the valid kinds
+        (["model.mixers.0=s5"], "model.mixers.0: unknown mixer kind 's5'; expected one of: bigbird,"),
+        (["model.mixers=s4,locl"], "model.mixers.1: unknown mixer kind 'locl'; expected one of:"),
+        # unknown option: the valid options of that kind
+        (
+            ["model.mixers.0.stat_size=32"],
+            "unknown option 'model.mixers.0.stat_size' for mixer kind 's4'; expected one of: activation, "
+            "output, dropout, state_size, dt_min, dt_max, bidirectional",
+        ),
+        (["model.mixers=local", "model.mixers.0.state_size=8"], "for mixer kind 'local'; expected one of:"),
+        (["model.mixers.0.kind=local"], "to change the kind use model.mixers.0=KIND"),
+        # bad values: what was expected
+        (["model.mixers.0.state_size=big"], "model.mixers.0.state_size: expected an int, got 'big'"),
+        (
+            ["model.mixers=local", "model.mixers.0.mode=diagonal"],
+            "expected one of block, sliding; got 'diagonal'",
+        ),
+        (["model.mixers.0.bidirectional=maybe"], "model.mixers.0.bidirectional: expected a bool"),
+        (["model.pattern=0,one"], "model.pattern.1: expected an int, got 'one'"),
+        # indices that do not exist
+        (["model.mixers.3=local"], "model.mixers.3: expected an index in 0..0, or 1 to append a mixer"),
+        (
+            ["model.mixers.1.state_size=8"],
+            "model.mixers.1: expected an index in 0..0 (model.mixers has 1 entry)",
+        ),
+        (["model.mixers.x.state_size=8"], "model.mixers.x: expected an index in 0..0"),
+    ],
+)
+def test_mixer_override_errors(sets, message):
+    with pytest.raises(st.RecipeError) as e:
+        st.override(recipes.get("s4-pathfinder", "smoke"), sets)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (
+            ["model.mixers=s4,local,mha"],
+            "model.mixers: 3 mixers for n_layers=2; expected 1 (used by every layer), 2 (one per layer), "
+            "or a model.pattern of 2 indices in 0..2",
+        ),
+        (
+            ["model.mixers=s4,local", "model.pattern=0,1,1"],
+            "model.pattern: expected 2 mixer indices (one per",
+        ),
+        (
+            ["model.mixers=s4,local", "model.pattern=0,2"],
+            "model.pattern: expected indices in 0..1 (model.mixers ",
+        ),
+        (["model.mixers="], "model.mixers: expected at least one mixer, got none"),
+        (["model.n_layers=0"], "model.n_layers: expected at least 1, got 0"),
+        (["schedule.total_steps=0"], "the run needs at least one step, got 0"),
+    ],
+)
+def test_pattern_errors_are_caught_by_validate(sets, message):
+    # Edits apply in any order (n_layers may come after pattern); validate judges the result.
+    recipe = st.override(recipes.get("s4-pathfinder", "smoke"), sets)
+    with pytest.raises(st.RecipeError) as e:
+        recipe.validate()
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
 def test_dict_roundtrip():
     r = st.override(recipes.get("s4-scifar", "smoke"), ["data.data_dir=/d"])
     assert st.recipe_from_dict(st.recipe_to_dict(r)) == r
+    for name in recipes.names():
+        r = recipes.get(name)
+        assert st.recipe_from_dict(json.loads(json.dumps(st.recipe_to_dict(r)))) == r
+    hybrid = st.override(
+        recipes.get("spade", "cpu"),
+        ["model.mixers.1.window_size=8", "model.mixers=s4,local,mega", "model.mixers.2.chunk_size=16"],
+    )
+    data = json.loads(json.dumps(st.recipe_to_dict(hybrid)))
+    assert [m["kind"] for m in data["model"]["mixers"]] == ["s4", "local", "mega"]
+    assert data["model"]["mixers"][2]["chunk_size"] == 16 and data["model"]["pattern"] == [0, 1]
+    assert st.recipe_from_dict(data) == hybrid
     bad = st.recipe_to_dict(r)
     bad["model"]["depth"] = 3
     with pytest.raises(st.RecipeError, match="unknown keys"):
+        st.recipe_from_dict(bad)
+    cases = {
+        ("kind", "s5"): "model.mixers.1: unknown mixer kind 's5'; expected one of:",
+        ("window", 8): "unknown keys ['window'] for LocalAttentionConfig (model.mixers.1)",
+        ("window_size", "8"): "model.mixers.1.window_size: expected an int, got '8'",
+        ("mode", "diagonal"): "model.mixers.1.mode: expected one of block, sliding; got 'diagonal'",
+    }
+    for (key, value), message in cases.items():
+        bad = json.loads(json.dumps(data))
+        bad["model"]["mixers"][1][key] = value
+        with pytest.raises(st.RecipeError) as e:
+            st.recipe_from_dict(bad)
+        assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    bad = json.loads(json.dumps(data))
+    del bad["model"]["mixers"][0]["kind"]
+    with pytest.raises(st.RecipeError, match="model.mixers.0: expected a 'kind'"):
         st.recipe_from_dict(bad)
 
 
@@ -119,4 +298,4 @@ def test_build_from_sources():
     )
     built = r.build(sources=sources(n_train=32, n_eval=8))
     assert built.model.d_model == 32 and len(built.model.blocks) == 2
-    assert built.model.blocks[0].mixer.core.l_max == 16
+    assert built.model.blocks[0].mixer.core.l_max == 16  # S4's kernel length: the data's

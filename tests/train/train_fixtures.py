@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from seqkit.nn import S4DConfig
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
 
@@ -64,7 +65,13 @@ def tiny_recipe(**trainer):
     tc.update(trainer)
     return Recipe(
         name="tiny",
-        model=ModelConfig(mixer="s4d", d_model=8, n_layers=2, state_size=8, norm="batch", dropout=0.1),
+        model=ModelConfig(
+            d_model=8,
+            n_layers=2,
+            mixers=[S4DConfig(state_size=8, dropout=0.1)],
+            norm="batch",
+            dropout=0.1,
+        ),
         data=DataConfig(name="sign", n_classes=2),
         optimizer=OptimizerConfig(lr=0.01, weight_decay=0.05, grad_clip=1.0),
         schedule=ScheduleConfig(warmup_steps=5, total_steps=40),

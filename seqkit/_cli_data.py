@@ -1,14 +1,15 @@
-"""The `seqkit data` subcommand: write dataset caches."""
+"""The `seqkit data` subcommand: list the datasets, write Pathfinder/Path-X caches.
 
-from __future__ import annotations
+Part of the command line (`seqkit.cli`), built on `seqkit.data`'s public names only.
+"""
 
 import argparse
 import os
 import sys
 import time
 
-from ._pathfinder import CONTOUR_LENGTHS, METADATA, PATHFINDER_PRESETS, write_pathfinder
-from ._registry import DATASETS
+# The file `write_pathfinder` writes last: a directory holding it holds a complete cache.
+_CACHE_METADATA = "metadata.json"
 
 
 class _Progress:
@@ -30,35 +31,39 @@ class _Progress:
         self.stream.flush()
 
 
+def _error(message: str) -> int:
+    print(f"seqkit data: error: {message}", file=sys.stderr)
+    return 2
+
+
 def data_command(args: argparse.Namespace) -> int:
     """Run `seqkit data ...` from parsed arguments; returns the exit code."""
+    from seqkit.data import DATASETS, write_pathfinder
+
     if args.data_command == "list":
         for name, text in DATASETS.items():
             print(f"{name:<14} {text}")
         return 0
     # data pathfinder
     if args.size < 1:
-        print(f"seqkit data: error: expected --size >= 1, got {args.size}", file=sys.stderr)
-        return 2
+        return _error(f"expected --size >= 1, got {args.size}")
     if args.workers < 1:
-        print(f"seqkit data: error: expected --workers >= 1, got {args.workers}", file=sys.stderr)
-        return 2
-    if os.path.exists(os.path.join(args.out, METADATA)) and not args.overwrite:
-        print(
-            f"seqkit data: error: {args.out} already holds a cache; pass --overwrite or choose another --out",
-            file=sys.stderr,
-        )
-        return 2
+        return _error(f"expected --workers >= 1, got {args.workers}")
+    if os.path.exists(os.path.join(args.out, _CACHE_METADATA)) and not args.overwrite:
+        return _error(f"{args.out} already holds a cache; pass --overwrite or choose another --out")
     progress = _Progress(f"{args.preset} (contour length {args.contour_length})")
-    meta = write_pathfinder(
-        args.out,
-        args.preset,
-        args.size,
-        seed=args.seed,
-        contour_length=args.contour_length,
-        workers=args.workers,
-        progress=progress,
-    )
+    try:
+        meta = write_pathfinder(
+            args.out,
+            args.preset,
+            args.size,
+            seed=args.seed,
+            contour_length=args.contour_length,
+            workers=args.workers,
+            progress=progress,
+        )
+    except ValueError as e:  # e.g. a contour length the generator does not have
+        return _error(str(e).splitlines()[0])
     elapsed = time.perf_counter() - progress.t0
     sys.stderr.write("\n")
     counts = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
@@ -71,6 +76,8 @@ def data_command(args: argparse.Namespace) -> int:
 
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `data` subcommand on an argparse subparsers object."""
+    from seqkit.data import PATHFINDER_PRESETS
+
     data = subparsers.add_parser("data", help="write dataset caches (Pathfinder/Path-X) or list the datasets")
     sub = data.add_subparsers(dest="data_command", required=True)
     sub.add_parser("list", help="list the datasets with one-line descriptions")
@@ -84,20 +91,11 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     pf.add_argument(
         "--contour-length",
         type=int,
-        choices=CONTOUR_LENGTHS,
         default=14,
-        help="paddles per target snake (difficulty; LRA uses 14)",
+        help="paddles per target snake: 6, 9 or 14 (difficulty; LRA uses 14)",
     )
     pf.add_argument("--workers", type=int, default=1, help="generator processes")
     pf.add_argument("--seed", type=int, default=0, help="data seed")
     pf.add_argument("--overwrite", action="store_true", help="replace an existing cache")
     data.set_defaults(func=data_command)
     return data
-
-
-def cli_data(argv: list[str] | None = None) -> int:
-    """`seqkit data ...` as a standalone entry point: `cli_data(["pathfinder", ...])`."""
-    parser = argparse.ArgumentParser(prog="seqkit")
-    add_data_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)

@@ -1,0 +1,20 @@
+"""The `cpu` presets of the hybrid and Mega recipes train from the command line on
+generated Pathfinder (contour length 6) and end clearly above chance (50%)."""
+
+import json
+
+import pytest
+
+from seqkit import cli
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spade", "mega"])
+def test_cpu_preset_learns_pathfinder(name, tmp_path, capsys):
+    out = tmp_path / name
+    assert cli.main(["train", name, "--preset", "cpu", "--out", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith(f"{name} (cpu): val accuracy")
+    res = json.loads((out / "results.json").read_text())
+    assert res["steps"] == 400 and res["skipped_updates"] == 0
+    # 512 examples per split: chance is 0.50 ± 0.022, so 0.65 is far outside it.
+    assert res["val_accuracy"] > 0.65 and res["test_accuracy"] > 0.65, res
