@@ -26,6 +26,33 @@ class RecipeError(ValueError):
     """A recipe, preset, key or value that is not accepted (a one-line message)."""
 
 
+def _bounded(
+    default: Any, *, lo: float | int | None = None, below: float | None = None, above: float | None = None
+):
+    """A dataclass field whose value `Recipe.validate` keeps in range: `>= lo`,
+    `< below`, `> above` (`None` passes, for optional fields)."""
+    bounds = {k: v for k, v in (("lo", lo), ("below", below), ("above", above)) if v is not None}
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
+
+
+def _range_text(bounds: Mapping[str, float | int]) -> str:
+    parts = {"lo": ">= {}", "above": "> {}", "below": "< {}"}
+    return " and ".join(parts[k].format(v) for k, v in bounds.items())
+
+
+def _check_bounds(value: Any, bounds: Mapping[str, float | int], where: str, tp: Any) -> None:
+    if value is None or not bounds:
+        return
+    ok = (
+        ("lo" not in bounds or value >= bounds["lo"])
+        and ("above" not in bounds or value > bounds["above"])
+        and ("below" not in bounds or value < bounds["below"])
+    )
+    if not ok:
+        kind = "an int" if tp is int or int in typing.get_args(tp) else "a number"
+        raise RecipeError(f"{where}: expected {kind} {_range_text(bounds)}, got {value!r}")
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """The `SequenceModel`: residual blocks around any mixers, a typed config per mixer.
@@ -42,14 +69,14 @@ class ModelConfig:
     `ffn_activation`) and `pool` are those of [`seqkit.nn.SequenceModel`][].
     """
 
-    d_model: int = 256
-    n_layers: int = 6
+    d_model: int = _bounded(256, lo=1)
+    n_layers: int = _bounded(6, lo=1)
     mixers: list[MixerConfig] = dataclasses.field(default_factory=lambda: [snn.S4Config()])
     pattern: list[int] | None = None
     norm: Literal["layer", "batch"] = "batch"
     prenorm: bool = True
-    dropout: float = 0.0
-    ffn_mult: int = 0
+    dropout: float = _bounded(0.0, lo=0.0, below=1.0)
+    ffn_mult: int = _bounded(0, lo=0)
     ffn_activation: Literal["gelu", "silu", "relu"] = "gelu"
     pool: Literal["mean", "last", "cls"] = "mean"
 
@@ -95,13 +122,13 @@ class DataConfig:
     name: str = "pathfinder32"
     contour_length: int | None = None
     data_dir: str | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    test_size: int | None = None
-    seed: int = 0
-    n_classes: int = 2
-    vocab_size: int = 256
-    worker_count: int = 0
+    train_size: int | None = _bounded(None, lo=1)
+    val_size: int | None = _bounded(None, lo=1)
+    test_size: int | None = _bounded(None, lo=1)
+    seed: int = _bounded(0, lo=0)
+    n_classes: int = _bounded(2, lo=2)
+    vocab_size: int = _bounded(256, lo=1)
+    worker_count: int = _bounded(0, lo=0)
     memory_cache: bool = False
 
 
@@ -109,35 +136,35 @@ class DataConfig:
 class OptimizerConfig:
     """AdamW with parameter groups: SSM parameters (Λ, p, B, log Δ) at `ssm_lr`."""
 
-    lr: float = 0.004
-    weight_decay: float = 0.05
-    ssm_lr: float = 0.001
-    ssm_weight_decay: float = 0.0
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    grad_clip: float = 0.0
+    lr: float = _bounded(0.004, lo=0.0)
+    weight_decay: float = _bounded(0.05, lo=0.0)
+    ssm_lr: float = _bounded(0.001, lo=0.0)
+    ssm_weight_decay: float = _bounded(0.0, lo=0.0)
+    b1: float = _bounded(0.9, lo=0.0, below=1.0)
+    b2: float = _bounded(0.999, lo=0.0, below=1.0)
+    eps: float = _bounded(1e-8, above=0.0)
+    grad_clip: float = _bounded(0.0, lo=0.0)  # 0: no clipping
 
 
 @dataclasses.dataclass
 class ScheduleConfig:
     """Linear warmup then cosine decay, stepped per optimizer step."""
 
-    warmup_steps: int = 1000
-    total_steps: int = 10000
+    warmup_steps: int = _bounded(1000, lo=0)
+    total_steps: int = _bounded(10000, lo=1)
 
 
 @dataclasses.dataclass
 class TrainerConfig:
     """The training loop: batch size, length, evaluation, checkpoints, logging."""
 
-    batch_size: int = 64
-    steps: int | None = None
-    eval_every: int = 1000
-    eval_batch_size: int | None = None
-    checkpoint_every: int = 500
-    log_every: int = 50
-    seed: int = 0
+    batch_size: int = _bounded(64, lo=1)
+    steps: int | None = _bounded(None, lo=1)
+    eval_every: int = _bounded(1000, lo=1)
+    eval_batch_size: int | None = _bounded(None, lo=1)
+    checkpoint_every: int = _bounded(500, lo=1)
+    log_every: int = _bounded(50, lo=1)
+    seed: int = _bounded(0, lo=0)
 
 
 class MemoryCache:
@@ -546,7 +573,9 @@ def _check(value: Any, tp: Any, where: str) -> None:
             raise RecipeError(f"{name}: expected {_describe(tp)}, got {value!r}")
         hints = typing.get_type_hints(type(value))
         for f in dataclasses.fields(value):
-            _check(getattr(value, f.name), hints[f.name], f"{where}.{f.name}" if where else f.name)
+            key = f"{where}.{f.name}" if where else f.name
+            _check(getattr(value, f.name), hints[f.name], key)
+            _check_bounds(getattr(value, f.name), f.metadata.get("bounds", {}), key, hints[f.name])
         return
     else:
         ok = True  # a type this checker does not know: the constructors check it

@@ -242,8 +242,8 @@ def test_mixer_override_errors(sets, message):
             "model.pattern: expected indices in 0..1 (model.mixers ",
         ),
         (["model.mixers="], "model.mixers: expected at least one mixer, got none"),
-        (["model.n_layers=0"], "model.n_layers: expected at least 1, got 0"),
-        (["schedule.total_steps=0"], "the run needs at least one step, got 0"),
+        (["model.n_layers=0"], "model.n_layers: expected an int >= 1, got 0"),
+        (["schedule.total_steps=0"], "schedule.total_steps: expected an int >= 1, got 0"),
     ],
 )
 def test_pattern_errors_are_caught_by_validate(sets, message):
