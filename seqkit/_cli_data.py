@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+from seqkit._paths import expand_path
+
 # The file `write_pathfinder` writes last: a directory holding it holds a complete cache.
 _CACHE_METADATA = "metadata.json"
 
@@ -19,6 +21,7 @@ class _Progress:
         self.label = label
         self.stream = sys.stderr if stream is None else stream
         self.t0 = time.perf_counter()
+        self.started = False
 
     def line(self, done: int, total: int) -> str:
         elapsed = time.perf_counter() - self.t0
@@ -27,8 +30,15 @@ class _Progress:
         return f"{self.label}: {done}/{total} images, {rate:.1f} images/s, ETA {eta:.0f} s"
 
     def __call__(self, done: int, total: int):
+        self.started = True
         self.stream.write("\r" + self.line(done, total))
         self.stream.flush()
+
+    def end(self):
+        """End the progress line (if one was written), so what follows gets its own line."""
+        if self.started:
+            self.stream.write("\n")
+            self.started = False
 
 
 def _error(message: str) -> int:
@@ -44,17 +54,16 @@ def data_command(args: argparse.Namespace) -> int:
         for name, text in DATASETS.items():
             print(f"{name:<14} {text}")
         return 0
-    # data pathfinder
-    if args.size < 1:
-        return _error(f"expected --size >= 1, got {args.size}")
+    # data pathfinder; write_pathfinder checks --size (every split gets an image) itself.
     if args.workers < 1:
         return _error(f"expected --workers >= 1, got {args.workers}")
-    if os.path.exists(os.path.join(args.out, _CACHE_METADATA)) and not args.overwrite:
-        return _error(f"{args.out} already holds a cache; pass --overwrite or choose another --out")
+    out = expand_path(args.out)
+    if os.path.exists(os.path.join(out, _CACHE_METADATA)) and not args.overwrite:
+        return _error(f"{out} already holds a cache; pass --overwrite or choose another --out")
     progress = _Progress(f"{args.preset} (contour length {args.contour_length})")
     try:
         meta = write_pathfinder(
-            args.out,
+            out,
             args.preset,
             args.size,
             seed=args.seed,
@@ -62,13 +71,20 @@ def data_command(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
         )
-    except ValueError as e:  # e.g. a contour length the generator does not have
+    except ValueError as e:  # e.g. a contour length the generator does not have, --size too small
+        progress.end()
         return _error(str(e).splitlines()[0])
+    except OSError as e:  # --out (or a parent) not writable or a file, the disk full: nothing is left
+        progress.end()
+        if e.filename is None:  # write_pathfinder's own message names the path
+            return _error(str(e).splitlines()[0])
+        where = f" ({e.filename})" if os.fspath(e.filename) != out else ""
+        return _error(f"cannot write the cache to {out}: {e.strerror or e}{where}")
     elapsed = time.perf_counter() - progress.t0
-    sys.stderr.write("\n")
+    progress.end()
     counts = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
     print(
-        f"wrote {args.size} {args.preset} images ({counts}) to {args.out} "
+        f"wrote {args.size} {args.preset} images ({counts}) to {out} "
         f"in {elapsed:.1f} s ({args.size / max(elapsed, 1e-9):.1f} images/s)"
     )
     return 0

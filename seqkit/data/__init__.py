@@ -5,9 +5,12 @@
 - Pathfinder/Path-X: `generate_pathfinder`, `pathfinder_config`, `PATHFINDER_PRESETS`,
   `write_pathfinder` (memory-mapped cache) and the sources behind `make_source`.
 - Sequential CIFAR-10: `CifarSource`, read from the standard python archive.
+- Errors: `DataNotFoundError` / `PathfinderCacheNotFoundError` (missing files, a
+  `FileNotFoundError`), `DataError` (a file there but truncated or corrupt, a `ValueError`).
 """
 
 from ._cifar import CifarSource as CifarSource, DataNotFoundError as DataNotFoundError
+from ._files import DataError as DataError
 from ._pathfinder import (
     PATHFINDER_PRESETS as PATHFINDER_PRESETS,
     PathfinderCacheNotFoundError as PathfinderCacheNotFoundError,

@@ -1,7 +1,7 @@
 """Sequential CIFAR-10 read from the standard CIFAR-10 python archive (no downloads).
 
 The files are looked up in a directory given explicitly or by the environment
-variable `SEQKIT_DATA`, in this order:
+variable `SEQKIT_DATA` (`~` and `$VAR` expanded), in this order:
 
 1. `DIR/cifar-10-batches-py/{data_batch_1..5, test_batch}` (the extracted archive),
 2. `DIR/{data_batch_1..5, test_batch}` (DIR is the extracted folder itself),
@@ -12,17 +12,25 @@ blue 32x32 planes, row-major) and `b"labels"` (n ints in 0..9).
 
 Splits: `train` is the first 90% of the 50k training images (45k), `val` the last
 10% (5k), `test` the 10k test images.
+
+Every file is read when a source is built, so a truncated or corrupt archive or
+batch raises `DataError` (naming the file) before any training starts.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
 import tarfile
 import threading
+import zlib
 
 import numpy as np
 
+from seqkit._paths import expand_path
+
+from ._files import DataError, one_line
 from ._index import check_index
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -49,15 +57,16 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
-    """`data_dir`, else `$SEQKIT_DATA`; DataNotFoundError when neither is given."""
+    """`data_dir`, else `$SEQKIT_DATA`, `~` and `$VAR` expanded; DataNotFoundError when neither is given."""
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR)
     if not data_dir:
         raise DataNotFoundError(
-            f"no data directory given: pass --data-dir DIR (data_dir=...) or set {ENV_VAR}=DIR, "
-            f"and put {ARCHIVE} ({ARCHIVE_URL}) in DIR"
+            f"no CIFAR-10 data directory given: expected `--set data.data_dir=DIR` (seqkit train), "
+            f"data_dir=DIR (make_source) or the environment variable {ENV_VAR}=DIR, "
+            f"with {ARCHIVE} ({ARCHIVE_URL}) in DIR"
         )
-    return os.fspath(data_dir)
+    return expand_path(data_dir)
 
 
 def _locate(data_dir: str) -> tuple[str, str]:
@@ -83,16 +92,58 @@ def _locate(data_dir: str) -> tuple[str, str]:
     )
 
 
-def _unpickle(f, name: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = pickle.load(f, encoding="bytes")
+def _unpickle(raw: bytes, name: str, again: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one batch file's bytes; `again` says how to get the file again."""
+    expected = "expected a pickled dict with b'data' (n, 3072) uint8 and b'labels' (n ints in 0..9)"
+    try:
+        batch = pickle.loads(raw, encoding="bytes")
+    except Exception as e:  # noqa: BLE001 - garbage makes pickle raise almost any type
+        raise DataError(
+            f"{name} is not a readable CIFAR-10 python batch (truncated or corrupt?): {one_line(e)}; "
+            f"{expected}; {again}"
+        ) from None
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int32)
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{name} is not a CIFAR-10 python batch (expected b'data' and b'labels')") from e
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise DataError(
+            f"{name} is not a CIFAR-10 python batch: {one_line(e)}; {expected}; {again}"
+        ) from None
     if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise ValueError(f"{name}: expected data (n, 3072) and n labels, got {data.shape} and {labels.shape}")
+        raise DataError(
+            f"{name}: expected data (n, 3072) and n labels, got {data.shape} and {labels.shape}; {again}"
+        )
+    if labels.size and not (labels.min() >= 0 and labels.max() <= 9):
+        raise DataError(f"{name}: expected labels in 0..9, got {labels.min()}..{labels.max()}; {again}")
     return data, labels
+
+
+def _read_archive(path: str) -> dict[str, bytes]:
+    """The bytes of every batch in the archive; DataError when it is not a readable .tar.gz."""
+    wanted = {f"{FOLDER}/{b}": b for b in BATCHES}
+    raw = {}
+    try:
+        # One forward pass, then the rest of the stream: gzip checks its length and
+        # CRC only at the end, and tarfile stops quietly at a garbled header.
+        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r:") as tar:
+            for member in tar:
+                if member.name in wanted and member.isfile():
+                    raw[wanted[member.name]] = tar.extractfile(member).read()
+            while gz.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        # A short download ends the gzip stream early (EOFError); other bytes are not gzip.
+        raise DataError(
+            f"{path} is not a readable gzip tar archive (truncated or corrupt?): {one_line(e)}; "
+            f"expected the CIFAR-10 python archive ({ARCHIVE_URL}); download it again"
+        ) from None
+    missing = [name for name, b in wanted.items() if b not in raw]
+    if missing:
+        raise DataNotFoundError(
+            f"{path} lacks {', '.join(missing)}: expected the CIFAR-10 python archive "
+            f"({ARCHIVE_URL}); download it again"
+        )
+    return raw
 
 
 def load_cifar10(data_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -100,24 +151,15 @@ def load_cifar10(data_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     kind, where = _locate(data_dir)
     parts = {}
     if kind == "dir":
+        again = f"extract {ARCHIVE} ({ARCHIVE_URL}) again"
         for b in BATCHES:
             path = os.path.join(where, b)
             with open(path, "rb") as f:
-                parts[b] = _unpickle(f, path)
+                parts[b] = _unpickle(f.read(), path, again)
     else:
-        with tarfile.open(where, "r:gz") as tar:
-            for b in BATCHES:
-                name = f"{FOLDER}/{b}"
-                try:
-                    f = tar.extractfile(name)
-                except KeyError:
-                    f = None
-                if f is None:
-                    raise DataNotFoundError(
-                        f"{where} has no member {name}: expected the CIFAR-10 python archive ({ARCHIVE_URL})"
-                    )
-                with f:
-                    parts[b] = _unpickle(f, f"{where}:{name}")
+        again = f"download {ARCHIVE} ({ARCHIVE_URL}) again"
+        for b, raw in _read_archive(where).items():
+            parts[b] = _unpickle(raw, f"{where}:{FOLDER}/{b}", again)
     train_x = np.concatenate([parts[b][0] for b in TRAIN_BATCHES])
     train_y = np.concatenate([parts[b][1] for b in TRAIN_BATCHES])
     return {"train": (train_x, train_y), "test": parts[TEST_BATCH]}
@@ -156,8 +198,9 @@ class CifarSource:
       tokens with `as_tokens=True`, else float32 `(1024, 1)` as
       `(gray - 122.6) / 61`.
 
-    `label` is int32 in 0..9. The arrays load on first access (once per process)
-    and are not pickled, so the source pickles small.
+    `label` is int32 in 0..9. The arrays load when the first source of a
+    directory is built (once per process; a bad file raises `DataError` here, not
+    on first access) and are not pickled, so the source pickles small.
     """
 
     def __init__(

@@ -36,6 +36,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from seqkit._paths import expand_path
+
+from ._files import DataError, one_line
 from ._index import check_index
 
 # Bumped whenever the pixels produced for a given (preset, seed, split, index) change.
@@ -473,6 +476,30 @@ def _split_sizes(size: int, splits: Sequence[float]) -> dict[str, int]:
     return {"train": size - val - test, "val": val, "test": test}
 
 
+def _short_splits(size: int, splits: Sequence[float]) -> list[str]:
+    """The splits with a fraction > 0 that get no image out of `size`."""
+    counts = _split_sizes(size, splits)
+    return [s for s, f in zip(counts, splits, strict=True) if f > 0 and counts[s] < 1]
+
+
+def _check_split_sizes(size: int, splits: Sequence[float]) -> dict[str, int]:
+    """The images per split; ValueError unless every split with a fraction > 0 gets one."""
+    counts = _split_sizes(size, splits)
+    if size >= 1 and not _short_splits(size, splits):
+        return counts
+    # Rounding makes the least size no closed form; it is near 0.5 / (least fraction).
+    least = max(1, size + 1, *(math.floor(0.5 / f) for f in splits if f > 0))
+    while _short_splits(least, splits):
+        least += 1
+    short = ", ".join(_short_splits(size, splits)) if size >= 1 else "every split"
+    fractions = ", ".join(f"{s} {f:g}" for s, f in zip(counts, splits, strict=True))
+    got = ", ".join(f"{s} {n}" for s, n in counts.items())
+    raise ValueError(
+        f"expected size >= {least} so that every split ({fractions}) gets at least one image, "
+        f"got {size} ({got}: {short} would be empty)"
+    )
+
+
 def _cache_paths(out_dir: str, split: str) -> tuple[str, str]:
     return (
         os.path.join(out_dir, f"{split}_images.npy"),
@@ -481,8 +508,7 @@ def _cache_paths(out_dir: str, split: str) -> tuple[str, str]:
 
 
 def _write_chunk(job):
-    out_dir, cfg, seed, split, start, stop = job
-    img_path, lab_path = _cache_paths(out_dir, split)
+    img_path, lab_path, cfg, seed, split, start, stop = job
     images = np.load(img_path, mmap_mode="r+")
     labels = np.load(lab_path, mmap_mode="r+")
     for i in range(start, stop):
@@ -515,11 +541,18 @@ def write_pathfinder(
     `generate_pathfinder(cfg, seed, split, i)`, i.e. the on-the-fly source with the
     same seed: the cache only saves the generation time.
 
+    Every argument is checked before anything is written. The arrays are written
+    to temporary files renamed into place at the end; on any failure (or an
+    interrupt) the temporaries and the directories this call created are removed,
+    and a cache that was in `out_dir` before is left as it was.
+
     **Arguments:**
 
-    - `out_dir`: target directory (created if needed).
+    - `out_dir`: target directory (created if needed; `~` and `$VAR` expanded).
     - `preset`, `contour_length`: the level; `seed`: the data seed.
-    - `size`: total number of images; `splits`: train/val/test fractions.
+    - `size`: total number of images; `splits`: train/val/test fractions. Every
+      split with a fraction > 0 must get an image (80/10/10: `size >= 6`), else
+      `ValueError`.
     - `workers`: processes generating chunks of `chunk` images in parallel.
     - `progress`: called as `progress(done, total)` after every chunk.
 
@@ -528,66 +561,140 @@ def write_pathfinder(
     The metadata dictionary that was written.
     """
     cfg = pathfinder_config(preset, contour_length)
-    if size < 1:
-        raise ValueError(f"expected size >= 1, got {size}")
     if workers < 1:
         raise ValueError(f"expected workers >= 1, got {workers}")
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    meta_path = os.path.join(out_dir, METADATA)
-    if os.path.exists(meta_path):
-        os.remove(meta_path)  # the cache is incomplete until it is written again
-    counts = _split_sizes(int(size), splits)
-    jobs = []
-    for split, n in counts.items():
-        img_path, lab_path = _cache_paths(out_dir, split)
-        np.lib.format.open_memmap(img_path, mode="w+", dtype=np.uint8, shape=(n, cfg.size, cfg.size))
-        np.lib.format.open_memmap(lab_path, mode="w+", dtype=np.uint8, shape=(n,))
-        for start in range(0, n, chunk):
-            jobs.append((out_dir, cfg, int(seed), split, start, min(n, start + chunk)))
-    total, done = int(size), 0
-    if workers == 1:
-        results = map(_write_chunk, jobs)
-        for r in results:
-            done += r
-            if progress is not None:
-                progress(done, total)
-    else:
-        import multiprocessing
-
-        # spawn: the caller may hold JAX or grain threads, which fork does not survive.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for r in pool.imap_unordered(_write_chunk, jobs):
+    if chunk < 1:
+        raise ValueError(f"expected chunk >= 1, got {chunk}")
+    counts = _check_split_sizes(int(size), splits)
+    out_dir = expand_path(out_dir)
+    # The directories this call creates, deepest first: removed again on failure.
+    created, d = [], os.path.abspath(out_dir)
+    while not os.path.exists(d) and os.path.dirname(d) != d:
+        created.append(d)
+        d = os.path.dirname(d)
+    if not os.path.isdir(d):  # out_dir or the first existing directory above it is a file
+        got = f"the file {out_dir}" if not created else f"{out_dir}, which is under the file {d}"
+        raise NotADirectoryError(f"expected a directory for the Pathfinder cache, got {got}")
+    temporaries = []
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        jobs, finals = [], []
+        for split, n in counts.items():
+            for final, shape in zip(
+                _cache_paths(out_dir, split), ((n, cfg.size, cfg.size), (n,)), strict=True
+            ):
+                tmp = final + ".tmp"
+                temporaries.append(tmp)
+                finals.append((tmp, final))
+                np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            img_tmp, lab_tmp = temporaries[-2:]
+            for start in range(0, n, chunk):
+                jobs.append((img_tmp, lab_tmp, cfg, int(seed), split, start, min(n, start + chunk)))
+        total, done = int(size), 0
+        if workers == 1:
+            results = map(_write_chunk, jobs)
+            for r in results:
                 done += r
                 if progress is not None:
                     progress(done, total)
-    meta = {
+        else:
+            import multiprocessing
+
+            # spawn: the caller may hold JAX or grain threads, which fork does not survive.
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for r in pool.imap_unordered(_write_chunk, jobs):
+                    done += r
+                    if progress is not None:
+                        progress(done, total)
+        meta_path = os.path.join(out_dir, METADATA)
+        if os.path.exists(meta_path):
+            os.remove(meta_path)  # the cache is incomplete until its metadata is written again
+        for tmp, final in finals:
+            os.replace(tmp, final)
+        meta = _metadata(preset, cfg, int(seed), counts)
+        tmp = meta_path + ".tmp"
+        temporaries.append(tmp)
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=2)
+        os.replace(tmp, meta_path)
+    except BaseException:
+        for tmp in temporaries:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        for d in created:
+            try:
+                os.rmdir(d)  # only while empty: never what someone else put there
+            except OSError:
+                break
+        raise
+    return meta
+
+
+def _metadata(preset: str, cfg: PathfinderConfig, seed: int, counts: dict[str, int]) -> dict:
+    return {
         "kind": "pathfinder",
         "preset": preset,
         "contour_length": cfg.contour_length,
-        "seed": int(seed),
+        "seed": seed,
         "image_size": cfg.size,
         "splits": counts,
         "generator_version": GENERATOR_VERSION,
         "config": dataclasses.asdict(cfg),
     }
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(tmp, meta_path)
-    return meta
+
+
+def _rewrite_advice(directory: str, meta: object = None) -> str:
+    """The command that writes the cache in `directory` again (its level, when known)."""
+    known = meta if isinstance(meta, dict) else {}
+    preset = known.get("preset")
+    preset = preset if isinstance(preset, str) and preset in PATHFINDER_PRESETS else "PRESET"
+    level = known.get("contour_length")
+    level = f" --contour-length {level}" if level in CONTOUR_LENGTHS and level != 14 else ""
+    return (
+        f"write the cache again with `seqkit data pathfinder --preset {preset}{level} --size N "
+        f"--out {directory} --overwrite`"
+    )
 
 
 def read_pathfinder_metadata(directory: str | os.PathLike) -> dict:
-    """The metadata of a cache written by `write_pathfinder`; FileNotFoundError if absent."""
-    path = os.path.join(os.fspath(directory), METADATA)
+    """The metadata of a cache written by `write_pathfinder`.
+
+    PathfinderCacheNotFoundError if absent; DataError if it is not the JSON object
+    `write_pathfinder` writes (with `preset`, `image_size` and the `splits` sizes).
+    """
+    directory = expand_path(directory)
+    path = os.path.join(directory, METADATA)
     if not os.path.exists(path):
         raise PathfinderCacheNotFoundError(
-            f"no Pathfinder cache in {os.fspath(directory)} ({path} is missing); write one with "
-            f"`seqkit data pathfinder --preset PRESET --size N --out {os.fspath(directory)}`"
+            f"no Pathfinder cache in {directory} ({path} is missing); write one with "
+            f"`seqkit data pathfinder --preset PRESET --size N --out {directory}`"
         )
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(
+            f"{path} is not readable JSON (truncated or corrupt?): {one_line(e)}; expected the metadata "
+            f"write_pathfinder writes; {_rewrite_advice(directory)}"
+        ) from None
+    splits = meta.get("splits") if isinstance(meta, dict) else None
+    sizes_ok = isinstance(splits, dict) and all(
+        type(splits.get(s)) is int and splits[s] >= 0 for s in SPLIT_IDS
+    )
+    preset = meta.get("preset") if isinstance(meta, dict) else None
+    known = isinstance(preset, str) and preset in PATHFINDER_PRESETS
+    if not (sizes_ok and known and type(meta.get("image_size")) is int):
+        raise DataError(
+            f"{path}: expected a JSON object with 'preset' (one of {sorted(PATHFINDER_PRESETS)}), "
+            f"'image_size' and 'splits' (an image count per train/val/test), got {_clip(meta)}; "
+            f"{_rewrite_advice(directory, meta)}"
+        )
+    return meta
+
+
+def _clip(value, n: int = 120) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 class PathfinderCacheNotFoundError(FileNotFoundError):
@@ -598,7 +705,9 @@ class PathfinderCacheSource:
     """Random-access source over a cache written by `write_pathfinder`.
 
     Holds only paths: the memory maps open lazily on first access, so the source
-    pickles small (for grain worker processes).
+    pickles small (for grain worker processes). The metadata and both arrays are
+    checked when the source is built: a missing file raises
+    `PathfinderCacheNotFoundError`, a truncated or corrupt one `DataError`.
     """
 
     def __init__(
@@ -610,16 +719,39 @@ class PathfinderCacheSource:
         as_tokens: bool = False,
     ):
         split_id(split)
-        self.directory = os.fspath(directory)
+        self.directory = expand_path(directory)
         self.split = split
         self.metadata = read_pathfinder_metadata(self.directory)
-        available = int(self.metadata["splits"][split])
+        available = self.metadata["splits"][split]
+        self._check_arrays(available)  # a bad file fails here, before any training
         if size is not None and not 0 <= size <= available:
             raise ValueError(f"expected size <= {available} (the cached {split} split), got {size}")
         self.size = available if size is None else int(size)
         self.as_tokens = bool(as_tokens)
         self._images = None
         self._labels = None
+
+    def _check_arrays(self, n: int):
+        """Open both arrays once: DataError unless they have the shapes the metadata says."""
+        side = self.metadata["image_size"]
+        advice = _rewrite_advice(self.directory, self.metadata)
+        for path, shape in zip(
+            _cache_paths(self.directory, self.split), ((n, side, side), (n,)), strict=True
+        ):
+            expected = f"a {shape} uint8 array ({METADATA} says {n} {self.split} images of {side}x{side})"
+            if not os.path.exists(path):
+                raise PathfinderCacheNotFoundError(f"{path} is missing: expected {expected}; {advice}")
+            try:
+                array = np.lib.format.open_memmap(path, mode="r")
+            except (ValueError, EOFError) as e:  # a short or foreign file: header or size mismatch
+                raise DataError(
+                    f"{path} is not a readable .npy array (truncated or corrupt?): {one_line(e)}; "
+                    f"expected {expected}; {advice}"
+                ) from None
+            found = (array.shape, array.dtype)
+            del array  # the maps open lazily (in each worker), see _open
+            if found != (shape, np.dtype(np.uint8)):
+                raise DataError(f"{path}: expected {expected}, got {found[0]} {found[1]}; {advice}")
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from seqkit._paths import expand_path
+
 from ._cifar import CifarSource
 from ._pathfinder import (
     METADATA,
@@ -30,15 +32,16 @@ _OPTIONS = {
 }
 
 
-def _pathfinder_cache_dir(data_dir: str, name: str) -> str:
+def _pathfinder_cache_dir(data_dir: str, name: str, contour_length: int) -> str:
     for candidate in (data_dir, os.path.join(data_dir, name)):
         if os.path.isfile(os.path.join(candidate, METADATA)):
             return candidate
+    level = f" --contour-length {contour_length}" if contour_length != 14 else ""
     raise PathfinderCacheNotFoundError(
         f"no {name} cache in {data_dir} (no {os.path.join(data_dir, METADATA)} or "
-        f"{os.path.join(data_dir, name, METADATA)}); write one with "
-        f"`seqkit data pathfinder --preset {name} --size N --out {os.path.join(data_dir, name)}`, "
-        f"or give no data directory to generate examples on the fly"
+        f"{os.path.join(data_dir, name, METADATA)}); write one with `seqkit data pathfinder "
+        f"--preset {name}{level} --size N --out {os.path.join(data_dir, name)}`, or set no data "
+        f"directory (`--set data.data_dir=none`, data_dir=None) to generate examples on the fly"
     )
 
 
@@ -61,6 +64,7 @@ def make_source(
     - `data_dir`: Pathfinder: a cache written by `write_pathfinder` (the directory
       itself or `data_dir/name`); without it examples are generated on the fly.
       CIFAR: the directory holding the CIFAR-10 archive (default `$SEQKIT_DATA`).
+      `~` and `$VAR` are expanded.
     - `seed`: the data seed of sets generated on the fly (the example stream, not the
       shuffle); a cache keeps the seed it was written with (in its metadata).
     - `size`: number of examples of the split (default: all; for generated sets
@@ -71,7 +75,10 @@ def make_source(
     **Returns:**
 
     A source whose items have `inputs` float32 `(L, C)` (real-valued) or int32
-    `(L,)` (tokens) and `label` int32.
+    `(L,)` (tokens) and `label` int32. Files are read (CIFAR) or checked
+    (Pathfinder cache) here: a missing one raises `DataNotFoundError` or
+    `PathfinderCacheNotFoundError` (`FileNotFoundError`s), a truncated or corrupt
+    one `DataError` (a `ValueError`), each naming the file.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
@@ -89,7 +96,7 @@ def make_source(
         cfg = pathfinder_config(name, contour_length)
         if data_dir is None:
             return PathfinderSource(cfg, split, seed=seed, size=size, as_tokens=as_tokens)
-        directory = _pathfinder_cache_dir(os.fspath(data_dir), name)
+        directory = _pathfinder_cache_dir(expand_path(data_dir), name, contour_length)
         source = PathfinderCacheSource(directory, split, size=size, as_tokens=as_tokens)
         meta = source.metadata
         found = (meta.get("preset"), meta.get("contour_length"))

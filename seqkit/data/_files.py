@@ -1,0 +1,18 @@
+"""The error for dataset files that are there but unreadable, and how its messages quote a cause."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """A dataset file is there but unreadable: truncated, corrupt or in another format.
+
+    The message is one line naming the file, what was expected and how to get it
+    again. A `ValueError`, so a command line reports it like any other bad setting;
+    files that are missing raise `DataNotFoundError` (a `FileNotFoundError`) instead.
+    """
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as `Type: message` on one line, for messages that quote a cause."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
