@@ -1,12 +1,13 @@
 """The `seqkit` command: train, eval, recipes, data, demo."""
 
 import argparse
-import json
 import os
 import sys
 import time
 
+import seqkit
 from seqkit._cli_data import add_data_parser
+from seqkit._paths import expand_path
 
 
 class _Usage(Exception):
@@ -77,61 +78,52 @@ def _summary(results: dict, run_dir: str) -> str:
     )
 
 
-def _setup_errors():
-    from seqkit.train import RecipeError
+def _one_line(e: BaseException) -> str:
+    """A user error as one line: an OS error names its file, others their first line."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or type(e).__name__}"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
-    # What a user can get wrong before training starts: names, keys, values, files.
-    return (RecipeError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can get wrong: recipe names, keys and values (`RecipeError`,
+    and the `ValueError`s of data and model constructors at setup), missing or
+    corrupt data and checkpoints, paths that cannot be read or written."""
+    from seqkit.train import CheckpointError, RecipeError
+
+    return (RecipeError, CheckpointError, ValueError, OSError)
 
 
 def _train(args: argparse.Namespace) -> int:
     from seqkit import recipes
-    from seqkit.train import RecipeError, override, train
+    from seqkit.train import CheckpointError, RecipeError, override, train
 
-    out = args.out or os.path.join("runs", f"{args.recipe}-{args.preset}")
+    out = expand_path(args.out or os.path.join("runs", f"{args.recipe}-{args.preset}"))
     try:
         recipe = override(recipes.get(args.recipe, args.preset), args.sets)
-        recipe.validate()  # keys, kinds, types and pattern, before generating any data
+        recipe.validate()  # keys, kinds, types, ranges and pattern, before generating any data
         sources = recipe.make_sources()
-    except _setup_errors() as e:
-        raise _Usage(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    except _user_errors() as e:
+        raise _Usage(_one_line(e)) from None
     try:
         # train() validates the model against the data before it writes or compiles anything.
         results = train(recipe, out, resume=args.resume, progress=not args.no_progress, sources=sources)
-    except RecipeError as e:
-        raise _Usage(str(e).splitlines()[0]) from None
+    except (RecipeError, CheckpointError, OSError) as e:
+        raise _Usage(_one_line(e)) from None
     print(_summary(results, out))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from seqkit.data import batches
-    from seqkit.train import evaluate, load_run
+    from seqkit.train import evaluate_run
 
     try:
-        recipe, model, state, sources, meta = load_run(args.run_dir)
-    except _setup_errors() as e:
-        raise _Usage(str(e).splitlines()[0]) from None
-    bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
-    t0 = time.perf_counter()
-    res = {
-        split: evaluate(model, state, sources[split], batch_size=bs, batches=batches)
-        for split in ("val", "test")
-    }
-    out = {
-        "recipe": recipe.name,
-        "preset": recipe.preset,
-        "step": meta["step"],
-        "val_accuracy": res["val"]["accuracy"],
-        "val_loss": res["val"]["loss"],
-        "test_accuracy": res["test"]["accuracy"],
-        "test_loss": res["test"]["loss"],
-        "eval_time_s": time.perf_counter() - t0,
-    }
-    with open(os.path.join(args.run_dir, "eval.json"), "w") as f:
-        json.dump(out, f, indent=2)
+        out = evaluate_run(args.run_dir)
+    except _user_errors() as e:
+        raise _Usage(_one_line(e)) from None
     print(
-        f"{recipe.name} ({recipe.preset}) at step {meta['step']}: val accuracy "
+        f"{out['recipe']} ({out['preset']}) at step {out['step']}: val accuracy "
         f"{100 * out['val_accuracy']:.2f}%, test accuracy {100 * out['test_accuracy']:.2f}%"
     )
     return 0
@@ -149,6 +141,7 @@ def _recipes(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seqkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"seqkit {seqkit.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train a recipe; writes a run directory ending with results.json")

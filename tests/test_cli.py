@@ -39,7 +39,7 @@ def test_recipes_lists_every_recipe(capsys):
             ["train", "s4-scifar", "--preset", "smoke", "--set", "data.data_dir=/nonexistent/dir"],
             "/nonexistent/dir/cifar-10-python.tar.gz",
         ),
-        (["eval", "/nonexistent/run"], "is not a run directory"),
+        (["eval", "/nonexistent/run"], "no run directory at /nonexistent/run"),
         (
             ["train", "spade", "--set", "model.mixers.1=locl"],
             "model.mixers.1: unknown mixer kind 'locl'; expected",

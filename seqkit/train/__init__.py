@@ -1,9 +1,15 @@
 """Training: recipes, the trainer, optimizers with parameter groups, checkpoints, metrics."""
 
-from ._checkpoint import load_checkpoint as load_checkpoint, save_checkpoint as save_checkpoint
+from ._checkpoint import (
+    CheckpointError as CheckpointError,
+    load_checkpoint as load_checkpoint,
+    remove_temporaries as remove_temporaries,
+    save_checkpoint as save_checkpoint,
+)
 from ._logging import MetricsLog as MetricsLog, Progress as Progress
 from ._loop import (
     evaluate as evaluate,
+    evaluate_run as evaluate_run,
     load_run as load_run,
     make_train_step as make_train_step,
     train as train,

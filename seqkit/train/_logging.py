@@ -90,8 +90,13 @@ class Progress:
         self.stream.flush()
 
     def message(self, text: str) -> None:
-        if not self.enabled:
-            return
+        """A line of progress (compiling, evaluation results); nothing when disabled."""
+        if self.enabled:
+            self.notice(text)
+
+    def notice(self, text: str) -> None:
+        """A line the user must see even without progress output (a fresh start
+        under `--resume`, a finished run, removed temporaries)."""
         self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
         self.stream.flush()
 

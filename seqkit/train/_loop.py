@@ -1,8 +1,8 @@
 """The training loop: a jit-compiled pure step, evaluation, checkpoints, metrics."""
 
 import dataclasses
-import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -14,7 +14,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checkpoint import load_checkpoint, save_checkpoint
+from seqkit._paths import expand_path
+
+from ._checkpoint import load_checkpoint, read_json, remove_temporaries, save_checkpoint, write_json
 from ._logging import MetricsLog, Progress
 from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
 
@@ -175,9 +177,11 @@ def train(
     `trainer.checkpoint_every` steps and at the end) and finally `results.json`
     (`val_accuracy`, `test_accuracy`, `steps`, `wall_time_s`, ...).
 
-    The recipe is validated (`Recipe.validate`, the model built shapes-only)
-    before anything is written or compiled, so a bad recipe raises a one-line
-    `RecipeError` and leaves `run_dir` untouched.
+    The recipe is validated (`Recipe.validate`: types, value ranges, the model
+    built shapes-only) before anything is written or compiled, so a bad recipe
+    raises a one-line `RecipeError` and leaves `run_dir` untouched; a run that fails
+    before its first checkpoint removes what it wrote. Temporaries of an
+    interrupted write (a kill during a checkpoint) are removed on the next start.
 
     Every random choice is a pure function of the seed and the step: the model
     init key, the per-step dropout key (`fold_in(key, step)`), and the data order
@@ -188,43 +192,100 @@ def train(
 
     - `recipe`: the `Recipe`.
     - `run_dir`: output directory (created).
-    - `resume`: continue from `run_dir`'s checkpoint (start fresh if there is none).
+    - `resume`: continue from `run_dir`'s checkpoint; with none, start fresh and say
+      so; a finished run returns its saved results and writes nothing.
     - `progress`: print a progress line to stderr.
     - `sources`: `{"train", "val", "test"}` sources to use instead of the recipe's.
     - `batches`: batching function with the signature of `seqkit.data.batches`.
 
     **Returns:** the results dict (also written to `results.json`).
     """
-    run_dir = os.fspath(run_dir)
+    run_dir = expand_path(run_dir)
     srcs = dict(sources) if sources is not None else recipe.make_sources()
     recipe.validate(srcs)
     batches = batches if batches is not None else _default_batches()
-    _check_run_dir(recipe, run_dir, resume=resume)
-    model, state, optimizer, srcs = recipe.build(sources=srcs)
-    run = _Run(model, state, optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
     bar = Progress(recipe.steps, enabled=progress)
-    run = _start_or_resume(recipe, run_dir, run, resume=resume, bar=bar)
-    run = _step_loop(recipe, run_dir, run, make_train_step(optimizer), srcs, batches, bar)
-    bar.close()
-    return _finish(recipe, run_dir, run, srcs, batches)
+    created = _open_run_dir(recipe, run_dir, resume=resume, bar=bar)
+    if resume and (done := _finished_results(recipe, run_dir)) is not None:
+        bar.notice(f"{run_dir} finished at step {done['steps']}: nothing to resume, nothing written")
+        return done
+    try:
+        model, state, optimizer, srcs = recipe.build(sources=srcs)
+        run = _Run(model, state, optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
+        run = _start_or_resume(recipe, run_dir, run, resume=resume, bar=bar)
+        run = _step_loop(recipe, run_dir, run, make_train_step(optimizer), srcs, batches, bar)
+        bar.close()
+        return _finish(recipe, run_dir, run, srcs, batches)
+    except BaseException:
+        _discard_unstarted(run_dir, created)
+        raise
 
 
-def _check_run_dir(recipe: Recipe, run_dir: str, *, resume: bool) -> None:
-    """Create `run_dir`; refuse to overwrite a run, or to resume one of another recipe."""
-    os.makedirs(run_dir, exist_ok=True)
+def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) -> bool:
+    """Make `run_dir` ready: refuse to overwrite a run or to resume one of another
+    configuration, say when `resume` finds no checkpoint, create the directory and
+    remove the temporaries of interrupted writes. Returns whether it was created."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RecipeError(f"run directory {run_dir} is a file; expected a directory (or a new path)")
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
     config_path = os.path.join(run_dir, CONFIG)
-    if os.path.exists(os.path.join(run_dir, CHECKPOINT)) and not resume:
+    if os.path.exists(ckpt_path) and not resume:
         raise RecipeError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     if resume and os.path.exists(config_path):
-        with open(config_path) as f:
-            saved = json.load(f)
-        if saved != recipe_to_dict(recipe):
+        if read_json(config_path, "the run's configuration") != recipe_to_dict(recipe):
             raise RecipeError(
                 f"{run_dir} holds a run of a different configuration; "
                 "resume it with the same recipe, preset and --set"
             )
+    if resume and not os.path.exists(ckpt_path):
+        # Restart scripts pass --resume every time: a first start is normal, a typo is visible.
+        bar.notice(f"no checkpoint in {run_dir}: starting a fresh run")
+    created = not os.path.exists(run_dir)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as e:
+        raise RecipeError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
+    _check_writable(run_dir)
+    removed = remove_temporaries(run_dir)
+    if removed:
+        names = ", ".join(os.path.basename(p) for p in removed)
+        bar.notice(f"removed {len(removed)} temporary file(s) of an interrupted write in {run_dir}: {names}")
+    return created
+
+
+def _check_writable(directory: str) -> None:
+    """A `RecipeError` naming `directory` unless a file can be created in it (a real
+    attempt: permission bits do not bind root, a read-only file system does)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise RecipeError(f"cannot write to {directory}: {e.strerror or e}") from None
+
+
+def _finished_results(recipe: Recipe, run_dir: str) -> dict[str, Any] | None:
+    """The saved results of a run that already ran all its steps, else `None`."""
+    results_path = os.path.join(run_dir, RESULTS)
+    if not (os.path.exists(results_path) and os.path.exists(os.path.join(run_dir, CHECKPOINT))):
+        return None
+    results = read_json(results_path, "the run's results")
+    return results if results.get("steps") == recipe.steps else None
+
+
+def _discard_unstarted(run_dir: str, created: bool) -> None:
+    """After a failure before the first checkpoint, remove what this run wrote, so a
+    failed start leaves no half-made run directory behind."""
+    if os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+        return  # a resumable run: keep everything
+    for name in (CONFIG, METRICS):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    remove_temporaries(run_dir)
+    if created and os.path.isdir(run_dir) and not os.listdir(run_dir):
+        os.rmdir(run_dir)
 
 
 def _start_or_resume(recipe: Recipe, run_dir: str, run: _Run, *, resume: bool, bar: Progress) -> _Run:
@@ -242,7 +303,7 @@ def _start_or_resume(recipe: Recipe, run_dir: str, run: _Run, *, resume: bool, b
         log.truncate(meta["step"])
         return _Run(model, state, opt_state, meta["step"], meta["elapsed_s"])
     log.truncate(-1)
-    _write_json(os.path.join(run_dir, CONFIG), recipe_to_dict(recipe))
+    write_json(os.path.join(run_dir, CONFIG), recipe_to_dict(recipe))
     return run
 
 
@@ -272,6 +333,12 @@ def _step_loop(
         start_step=step,
         worker_count=recipe.data.worker_count,
     )
+    if step < total:
+        shape = "x".join(map(str, np.shape(srcs["train"][0]["inputs"])))
+        bar.message(
+            f"compiling the training step ({_n_params(model):,} parameters, batch {tc.batch_size} of {shape})"
+        )
+    first = True
     window: list[dict[str, Array]] = []
     t_window = time.perf_counter()
     t_segment = time.perf_counter()
@@ -280,6 +347,10 @@ def _step_loop(
         batch = next(it)
         model, state, opt_state, metrics = train_step(model, state, opt_state, batch, step_key(tc.seed, step))
         step += 1
+        if first:
+            jax.block_until_ready(metrics)
+            bar.message(f"compiled; first step done in {time.perf_counter() - t_window:.1f} s")
+            first = False
         window.append(metrics)
         elapsed = elapsed_at_segment + time.perf_counter() - t_segment
         if step % tc.log_every == 0 or step == total:
@@ -365,15 +436,8 @@ def _finish(recipe: Recipe, run_dir: str, run: _Run, srcs: Mapping[str, Any], ba
         "wall_time_s": run.elapsed,
         "train_examples_per_s": run.step * recipe.trainer.batch_size / max(run.elapsed, 1e-9),
     }
-    _write_json(os.path.join(run_dir, RESULTS), results)
+    write_json(os.path.join(run_dir, RESULTS), results)
     return results
-
-
-def _write_json(path: str, data: Any) -> None:
-    """Write `data` to `path` atomically (a temporary file, then `os.replace`)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def load_run(
@@ -385,15 +449,52 @@ def load_run(
     """
     from ._recipe import recipe_from_dict
 
-    run_dir = os.fspath(run_dir)
+    run_dir = expand_path(run_dir)
     config_path = os.path.join(run_dir, CONFIG)
     ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.isdir(run_dir):
+        raise RecipeError(f"no run directory at {run_dir}; expected the --out of a `seqkit train` run")
     for p in (config_path, ckpt_path):
         if not os.path.exists(p):
             raise RecipeError(f"{run_dir} is not a run directory: {os.path.basename(p)} is missing")
-    with open(config_path) as f:
-        recipe = recipe_from_dict(json.load(f))
+    recipe = recipe_from_dict(read_json(config_path, "the run's configuration"))
     model, state, optimizer, srcs = recipe.build(sources=sources)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     (model, state, _), meta = load_checkpoint(ckpt_path, (model, state, opt_state))
     return recipe, model, state, srcs, meta
+
+
+EVAL = "eval.json"
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, sources=None) -> dict[str, Any]:
+    """Evaluate a run directory's checkpoint on val and test; write `eval.json`.
+
+    The directory is checked to be writable before the (possibly long) evaluation,
+    and `eval.json` is written atomically.
+
+    **Returns:** `{"recipe", "preset", "step", "val_accuracy", "val_loss",
+    "test_accuracy", "test_loss", "eval_time_s"}` (the content of `eval.json`).
+    """
+    run_dir = expand_path(run_dir)
+    recipe, model, state, srcs, meta = load_run(run_dir, sources=sources)
+    _check_writable(run_dir)  # before the evaluation, not after it
+    bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
+    batches = _default_batches()
+    t0 = time.perf_counter()
+    res = {
+        split: evaluate(model, state, srcs[split], batch_size=bs, batches=batches)
+        for split in ("val", "test")
+    }
+    out = {
+        "recipe": recipe.name,
+        "preset": recipe.preset,
+        "step": meta["step"],
+        "val_accuracy": res["val"]["accuracy"],
+        "val_loss": res["val"]["loss"],
+        "test_accuracy": res["test"]["accuracy"],
+        "test_loss": res["test"]["loss"],
+        "eval_time_s": time.perf_counter() - t0,
+    }
+    write_json(os.path.join(run_dir, EVAL), out)
+    return out
