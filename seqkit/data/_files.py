@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class DataError(ValueError):
     """A dataset file is there but unreadable: truncated, corrupt or in another format.
@@ -16,3 +18,15 @@ def one_line(e: BaseException) -> str:
     """An exception as `Type: message` on one line, for messages that quote a cause."""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class FileCheck(NamedTuple):
+    """One file or folder a dataset reads, as `seqkit data check` reports it.
+
+    `path`: where it must be; `present`: whether it is there (and looks right);
+    `note`: what it is and how to get it (one line).
+    """
+
+    path: str
+    present: bool
+    note: str
