@@ -76,7 +76,7 @@ def snapshot(path):
 def assert_one_line_error(proc, message):
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     err = proc.stderr
-    assert err.count("\n") == 1 and err.startswith("seqkit: error: "), err
+    assert err.count("\n") == 1 and err.startswith(("seqkit: error: ", "seqkit data: error: ")), err
     assert "Traceback" not in err
     assert message in err, err
 
@@ -215,6 +215,22 @@ def case_eval_missing_dir(tmp_path, finished):
     return ["eval", tmp_path / "no-such-run"], tmp_path / "no-such-run"
 
 
+def case_cifar_truncated(tmp_path, finished):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 60)  # a gzip header, cut
+    return ["train", "s4-scifar", "--preset", "smoke", "--set", f"data.data_dir={data}"], tmp_path
+
+
+def case_pathfinder_too_small(tmp_path, finished):
+    return ["data", "pathfinder", "--size", "2", "--out", tmp_path / "pf"], tmp_path
+
+
+def case_pathfinder_out_under_a_file(tmp_path, finished):
+    (tmp_path / "notes.txt").write_text("my notes")
+    return ["data", "pathfinder", "--size", "20", "--out", tmp_path / "notes.txt" / "pf"], tmp_path
+
+
 CASES = {
     "negative width": (case_value("model.d_model=-5"), "model.d_model: expected an int >= 1, got -5"),
     "batch size 0": (case_value("trainer.batch_size=0"), "trainer.batch_size: expected an int >= 1, got 0"),
@@ -242,6 +258,9 @@ CASES = {
         case_eval_garbage_config,
         "config.json is not readable: expected the run's configuration (JSON)",
     ),
+    "truncated CIFAR archive": (case_cifar_truncated, "cifar-10-python.tar.gz is not a readable gzip tar"),
+    "pathfinder size 2": (case_pathfinder_too_small, "expected size >= 6 so that every split"),
+    "pathfinder out under a file": (case_pathfinder_out_under_a_file, "notes.txt"),
     "eval, no run directory": (
         case_eval_missing_dir,
         "no-such-run; expected the --out of a `seqkit train` run",
