@@ -7,7 +7,6 @@ subclass it; the public names are `seqkit.nn.AbstractMixer` and
 
 import abc
 import dataclasses
-from typing import Any
 
 import equinox as eqx
 import jax

@@ -398,6 +398,7 @@ def bigbird_attention(
     kmask = _kmask(key_mask, L)
     k1, k2 = (None, None) if key is None else tuple(jr.split(key))
     nb = num_blocks(L, block_size)
+
     # the window and global blocks are static and the random ones traced: two
     # gathered parts over disjoint key blocks, merged exactly (constant indices
     # let XLA simplify the static part's gathers and their gradients)

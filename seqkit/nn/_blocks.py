@@ -13,7 +13,6 @@ from seqkit._mixer import AbstractMixer, AbstractRecurrentMixer
 
 from ._norm import SequenceNorm
 
-
 _FFN_ACTIVATIONS = {"gelu": jax.nn.gelu, "silu": jax.nn.silu, "relu": jax.nn.relu}
 
 
@@ -182,5 +181,7 @@ class ResidualBlock(eqx.Module):
         y, state = self._sub_step(lambda h, k: mixer.step(h, state, key=k), self.norm, x_t, model_state, k1)
         if self.ffn is not None:
             ffn = self.ffn
-            y, _ = self._sub_step(lambda h, k: (ffn(h[None], key=k)[0], None), self.ffn_norm, y, model_state, k2)
+            y, _ = self._sub_step(
+                lambda h, k: (ffn(h[None], key=k)[0], None), self.ffn_norm, y, model_state, k2
+            )
         return y, state

@@ -174,7 +174,11 @@ class DSS(AbstractSSMCore):
 
     def ssm_parameters(self) -> tuple:
         """Λ and log Δ (DSS: SSM learning rate, no weight decay)."""
-        return (self.lambda_re, self.lambda_im, self.log_dt,)
+        return (
+            self.lambda_re,
+            self.lambda_im,
+            self.log_dt,
+        )
 
     def skip(self) -> Float[Array, " d_model"]:
         return self.D

@@ -91,7 +91,11 @@ class EMA(AbstractSSMCore):
 
     def ssm_parameters(self) -> tuple:
         """α, δ and β, as in Mega's optimizer groups (no weight decay, own learning rate)."""
-        return (self.alpha_logit, self.delta_logit, self.beta,)
+        return (
+            self.alpha_logit,
+            self.delta_logit,
+            self.beta,
+        )
 
     def skip(self) -> Float[Array, " d_model"]:
         return self.omega

@@ -192,7 +192,15 @@ class S4(AbstractSSMCore):
 
     def ssm_parameters(self) -> tuple:
         """Λ, the low-rank factor p, B and log Δ (S4: SSM learning rate, no weight decay)."""
-        return (self.log_neg_re, self.lambda_im, self.p_re, self.p_im, self.b_re, self.b_im, self.log_dt,)
+        return (
+            self.log_neg_re,
+            self.lambda_im,
+            self.p_re,
+            self.p_im,
+            self.b_re,
+            self.b_im,
+            self.log_dt,
+        )
 
     def skip(self) -> Float[Array, " d_model"]:
         return self.D

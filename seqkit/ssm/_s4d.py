@@ -152,7 +152,13 @@ class S4D(AbstractSSMCore):
 
     def ssm_parameters(self) -> tuple:
         """Λ, B and log Δ (S4D: SSM learning rate, no weight decay)."""
-        return (self.log_neg_re, self.lambda_im, self.b_re, self.b_im, self.log_dt,)
+        return (
+            self.log_neg_re,
+            self.lambda_im,
+            self.b_re,
+            self.b_im,
+            self.log_dt,
+        )
 
     def skip(self) -> Float[Array, " d_model"]:
         return self.D

@@ -25,7 +25,7 @@ def test_vmapped_construction_matches_each_key(getkey, name, cls, opts, _):
     call = eqx.filter_jit(lambda m, x: m(x))  # members and lone layers share one compilation
     for i in range(3):
         alone = cls(D, H, key=keys[i], **opts)
-        member = jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, stacked)
+        member = jax.tree.map(lambda a, i=i: a[i] if eqx.is_array(a) else a, stacked)
         assert tree_allclose(member, alone, rtol=1e-6, atol=1e-7)
         assert_close(call(member, x), call(alone, x), rtol=1e-6)
 

@@ -55,7 +55,11 @@ MIXERS = [
     ("luna", _attn(sa.LunaAttention, packed_len=4), ("bidirectional",)),
     ("longshort", _attn(sa.LongShortAttention, window_size=4, rank=2), BOTH),
     ("contextpool", _attn(sa.ContextPool, max_support=3), BOTH),
-    ("gss", lambda d, causal, key: snn.GSS(d, ssm_dim=4, expansion=2, state_size=8, causal=causal, key=key), BOTH),
+    (
+        "gss",
+        lambda d, causal, key: snn.GSS(d, ssm_dim=4, expansion=2, state_size=8, causal=causal, key=key),
+        BOTH,
+    ),
     (
         "mega",
         lambda d, causal, key: snn.Mega(
@@ -68,6 +72,4 @@ MIXERS = [
 
 def cases():
     """`(id, factory, causal)` for every mixer and each of its forms."""
-    return [
-        (f"{name}-{form}", make, form == "causal") for name, make, forms in MIXERS for form in forms
-    ]
+    return [(f"{name}-{form}", make, form == "causal") for name, make, forms in MIXERS for form in forms]

@@ -17,8 +17,10 @@ from helpers import assert_close
 
 D_IN, D, N_REAL, N_PAD = 3, 8, 8, 4
 CASES = [pytest.param(make, causal, id=name) for name, make, causal in cases()]
-RECURRENT = {"s4", "s4d", "dss", "dss-softmax", "ema", "mha", "local-block", "local-sliding", "linear", "performer",
-             "kernelized", "gss", "mega"}  # fmt: skip
+RECURRENT = {
+    "s4", "s4d", "dss", "dss-softmax", "ema", "mha", "local-block", "local-sliding",
+    "linear", "performer", "kernelized", "gss", "mega",
+}  # fmt: skip
 
 
 def _model(make, causal, norm, key, n_layers=2):
@@ -81,7 +83,9 @@ def test_every_mixer_follows_the_protocol(getkey, name, make, forms):
 
 
 # Attention variants have their own construction test (tests/attention).
-NON_ATTENTION = [c for c in CASES if not isinstance(c.values[0](D, c.values[1], jr.key(0)), sa.AbstractAttention)]
+NON_ATTENTION = [
+    c for c in CASES if not isinstance(c.values[0](D, c.values[1], jr.key(0)), sa.AbstractAttention)
+]
 
 
 @pytest.mark.parametrize("make,causal", NON_ATTENTION)
@@ -93,8 +97,10 @@ def test_construction_vmaps_over_keys(getkey, make, causal):
     assert jax.tree.structure(member) == jax.tree.structure(single)
     for a, b in zip(jax.tree.leaves(member), jax.tree.leaves(single), strict=True):
         if eqx.is_array(a):
-            np.testing.assert_array_equal(np.asarray(jax.random.key_data(a) if _is_key(a) else a),
-                                          np.asarray(jax.random.key_data(b) if _is_key(b) else b))
+            np.testing.assert_array_equal(
+                np.asarray(jax.random.key_data(a) if _is_key(a) else a),
+                np.asarray(jax.random.key_data(b) if _is_key(b) else b),
+            )
         else:
             assert a == b
 
@@ -136,7 +142,7 @@ def test_causal_model_steps_like_its_parallel_call(x64, getkey):
         _, state = _batched(model)(x[None], jnp.ones((1, L), bool), state)
         model = eqx.nn.inference_mode(model)
 
-        def body(carry, x_t):
+        def body(carry, x_t, model=model, state=state):
             logits, carry = model.step(x_t, carry, state)
             return carry, logits
 
