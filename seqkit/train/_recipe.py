@@ -115,12 +115,25 @@ class ModelConfig:
         return [self.mixers[j] for j in self.layer_pattern()]
 
 
+# DataConfig fields that are options of one dataset's source: `make_source` gets
+# those that are set (not None), and refuses one its dataset does not have.
+_SOURCE_OPTIONS = ("contour_length", "style", "max_length", "as_tokens")
+
+
 @dataclasses.dataclass
 class DataConfig:
-    """The data source (`seqkit.data.make_source`) and its splits."""
+    """The data source (`seqkit.data.make_source`) and its splits.
+
+    `contour_length` and `style` (Pathfinder), `max_length` (ListOps, IMDb, AAN)
+    and `as_tokens` (Pathfinder, grayscale CIFAR) are options of the dataset's
+    source, passed only when set; `None` keeps the dataset's default.
+    """
 
     name: str = "pathfinder32"
     contour_length: int | None = None
+    style: str | None = None
+    max_length: int | None = _bounded(None, lo=1)
+    as_tokens: bool | None = None
     data_dir: str | None = None
     train_size: int | None = _bounded(None, lo=1)
     val_size: int | None = _bounded(None, lo=1)
@@ -227,7 +240,7 @@ class Recipe:
         except ImportError as e:  # the data pipelines are an optional part of an install
             raise RecipeError(f"seqkit.data.make_source is not available: {e}") from None
         d = self.data
-        options = {} if d.contour_length is None else {"contour_length": d.contour_length}
+        options = {k: getattr(d, k) for k in _SOURCE_OPTIONS if getattr(d, k) is not None}
         sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
         sources = {
             split: make_source(d.name, split, data_dir=d.data_dir, seed=d.seed, size=size, **options)

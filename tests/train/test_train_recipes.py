@@ -299,3 +299,22 @@ def test_build_from_sources():
     built = r.build(sources=sources(n_train=32, n_eval=8))
     assert built.model.d_model == 32 and len(built.model.blocks) == 2
     assert built.model.blocks[0].mixer.core.l_max == 16  # S4's kernel length: the data's
+
+
+def test_data_options_reach_the_source_only_when_set(monkeypatch):
+    import seqkit.data
+
+    seen = []
+
+    def fake_make_source(name, split, **kw):
+        seen.append(kw)
+        return [0]
+
+    monkeypatch.setattr(seqkit.data, "make_source", fake_make_source)
+    sets = ["data.max_length=512", "data.as_tokens=true"]
+    recipe = st.override(recipes.get("s4-pathfinder", "smoke"), sets)
+    recipe.make_sources()
+    assert all(kw["max_length"] == 512 and kw["as_tokens"] is True for kw in seen)
+    assert all("style" not in kw for kw in seen)  # unset: the dataset's default
+    with pytest.raises(st.RecipeError, match="data.max_length: expected an int >= 1, got 0"):
+        st.override(recipe, ["data.max_length=0"]).validate()
