@@ -27,6 +27,9 @@ from ._presets import shrink, smoke
 
 NAME = "mega"
 DESCRIPTION = "Mega (EMA + gated Laplace attention) on Pathfinder-32, published setting; preset cpu"
+TASK = "Pathfinder"
+MODEL = "Mega"
+SOURCE = "Ma et al. 2023 (Mega), LRA appendix table + the authors' mega_lra_pf32 command"
 
 
 def recipe() -> Recipe:

@@ -19,6 +19,9 @@ from ._presets import shrink, smoke
 
 NAME = "s4-pathfinder"
 DESCRIPTION = "S4 on Pathfinder-32 (L=1024, generated), published setting; preset cpu is the quick CPU job"
+TASK = "Pathfinder"
+MODEL = "S4"
+SOURCE = "Gu et al. 2022 (S4), appendix LRA table"
 
 
 def recipe() -> Recipe:

@@ -14,6 +14,9 @@ from ._presets import shrink
 
 NAME = "s4-pathx"
 DESCRIPTION = "S4 on Path-X (128x128, L=16384, generated), published setting"
+TASK = "Path-X"
+MODEL = "S4"
+SOURCE = "Gu et al. 2022 (S4), appendix LRA table"
 
 
 def recipe() -> Recipe:

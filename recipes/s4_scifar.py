@@ -16,6 +16,9 @@ from ._presets import smoke
 
 NAME = "s4-scifar"
 DESCRIPTION = "S4 on sequential CIFAR-10 (RGB, L=1024), published setting; needs the CIFAR-10 archive"
+TASK = "sCIFAR"
+MODEL = "S4"
+SOURCE = "Gu et al. 2022 (S4), appendix sCIFAR setting"
 
 
 def recipe() -> Recipe:

@@ -31,6 +31,9 @@ from ._presets import shrink, smoke
 
 NAME = "spade"
 DESCRIPTION = "SPADE (S4 bottom layer, sliding local attention above) on Pathfinder-32; preset cpu"
+TASK = "Pathfinder"
+MODEL = "SPADE (S4 + local attention)"
+SOURCE = "Zuo et al. 2022 (SPADE) structure; S4 LRA optimizer settings"
 
 
 def recipe() -> Recipe:

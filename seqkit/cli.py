@@ -132,10 +132,13 @@ def _eval(args: argparse.Namespace) -> int:
 def _recipes(args: argparse.Namespace) -> int:
     from seqkit import recipes
 
-    rows = recipes.describe()
-    width = max(len(n) for n, _, _ in rows)
-    for name, desc, presets in rows:
-        print(f"{name:<{width}}  {desc} [presets: {', '.join(presets)}]")
+    specs = [recipes.SPECS[n] for n in recipes.names()]
+    rows = [("recipe", "task", "model", "presets", "source")] + [
+        (s.name, s.task, s.model, ", ".join(["default", *s.presets]), s.source) for s in specs
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
     return 0
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import seqkit.recipes
 from seqkit import cli
 
 
@@ -18,8 +19,10 @@ def run(*args):
 def test_recipes_lists_every_recipe(capsys):
     assert cli.main(["recipes"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["mega", "s4-pathfinder", "s4-pathx", "s4-scifar", "spade"]
-    assert all("smoke" in line for line in out)
+    assert out[0].split() == ["recipe", "task", "model", "presets", "source"]
+    assert [line.split()[0] for line in out[1:]] == seqkit.recipes.names()
+    assert all("smoke" in line for line in out[1:])
+    assert all(spec.task and spec.model and spec.source for spec in seqkit.recipes.SPECS.values())
 
 
 @pytest.mark.parametrize(

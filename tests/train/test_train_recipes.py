@@ -47,7 +47,7 @@ def test_published_hyperparameters(name):
     )
     assert r.trainer.batch_size == bs and (r.schedule.warmup_steps, r.schedule.total_steps) == (warm, total)
     assert r.steps == total
-    assert "smoke" in recipes.RECIPES[name].PRESETS
+    assert "smoke" in recipes.SPECS[name].presets
 
 
 def test_lra_image_preset():
