@@ -1,4 +1,4 @@
-"""The `seqkit data` subcommand: list the datasets, write Pathfinder/Path-X caches.
+"""The `seqkit data` subcommand: list the datasets, write Pathfinder/Path-X caches, check files.
 
 Part of the command line (`seqkit.cli`), built on `seqkit.data`'s public names only.
 """
@@ -15,10 +15,11 @@ _CACHE_METADATA = "metadata.json"
 
 
 class _Progress:
-    """A single updating line on stderr: images written/total and images/s."""
+    """A single updating line on stderr: images (or another `unit`) written/total and rate."""
 
-    def __init__(self, label: str, stream=None):
+    def __init__(self, label: str, stream=None, unit: str = "images"):
         self.label = label
+        self.unit = unit
         self.stream = sys.stderr if stream is None else stream
         self.t0 = time.perf_counter()
         self.started = False
@@ -27,7 +28,8 @@ class _Progress:
         elapsed = time.perf_counter() - self.t0
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("inf")
-        return f"{self.label}: {done}/{total} images, {rate:.1f} images/s, ETA {eta:.0f} s"
+        u = self.unit
+        return f"{self.label}: {done}/{total} {u}, {rate:.1f} {u}/s, ETA {eta:.0f} s"
 
     def __call__(self, done: int, total: int):
         self.started = True
@@ -54,6 +56,10 @@ def data_command(args: argparse.Namespace) -> int:
         for name, text in DATASETS.items():
             print(f"{name:<14} {text}")
         return 0
+    if args.data_command == "listops":
+        return _listops_command(args)
+    if args.data_command == "check":
+        return _check_command(args)
     # data pathfinder; write_pathfinder checks --size (every split gets an image) itself.
     if args.workers < 1:
         return _error(f"expected --workers >= 1, got {args.workers}")
@@ -90,6 +96,60 @@ def data_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listops_command(args: argparse.Namespace) -> int:
+    """`seqkit data listops`: write (or keep) a ListOps cache."""
+    from seqkit.data import write_listops
+
+    if args.workers < 1:
+        return _error(f"expected --workers >= 1, got {args.workers}")
+    out = expand_path(args.out)
+    existed = os.path.exists(os.path.join(out, _CACHE_METADATA))
+    progress = _Progress("listops", unit="examples")
+    try:
+        # An existing cache with the same settings is kept; other settings are refused
+        # (the message shows both) unless --overwrite.
+        meta = write_listops(
+            out, args.size, seed=args.seed, workers=args.workers, overwrite=args.overwrite, progress=progress
+        )
+    except ValueError as e:
+        progress.end()
+        return _error(str(e).splitlines()[0])
+    except OSError as e:
+        progress.end()
+        return _error(f"cannot write the cache to {out}: {e.strerror or e}")
+    elapsed = time.perf_counter() - progress.t0
+    progress.end()
+    counts = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
+    if existed and not progress.started and not args.overwrite:
+        print(f"{out} already holds this ListOps cache ({counts}, seed {meta['seed']}); nothing to do")
+        return 0
+    print(
+        f"wrote {args.size} ListOps examples ({counts}) to {out} "
+        f"in {elapsed:.1f} s ({args.size / max(elapsed, 1e-9):.1f} examples/s)"
+    )
+    return 0
+
+
+def _check_command(args: argparse.Namespace) -> int:
+    """`seqkit data check NAME`: one line per file (`ok`/`missing`, path, note), then a summary.
+
+    Exit code 0 when the dataset can be read (every file there, or one of the
+    alternatives), 1 when something is missing, 2 for a usage error (unknown
+    NAME, an option that does not apply, no data directory for a dataset that
+    needs files).
+    """
+    from seqkit.data import DataNotFoundError, check_dataset
+
+    try:
+        report = check_dataset(args.name, args.data_dir, contour_length=args.contour_length)
+    except (ValueError, DataNotFoundError) as e:
+        return _error(str(e).splitlines()[0])
+    for f in report.files:
+        print(f"{'ok' if f.present else 'missing':<8} {f.path}  {f.note}")
+    print(report.summary)
+    return 0 if report.complete else 1
+
+
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `data` subcommand on an argparse subparsers object."""
     from seqkit.data import PATHFINDER_PRESETS
@@ -113,5 +173,27 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     pf.add_argument("--workers", type=int, default=1, help="generator processes")
     pf.add_argument("--seed", type=int, default=0, help="data seed")
     pf.add_argument("--overwrite", action="store_true", help="replace an existing cache")
+    lo = sub.add_parser(
+        "listops",
+        help="generate LRA ListOps (96k/2k/2k by default) into a memory-mapped cache",
+    )
+    lo.add_argument("--size", type=int, default=100_000, help="total number of examples (split 96/2/2)")
+    lo.add_argument("--out", required=True, help="output directory")
+    lo.add_argument("--workers", type=int, default=1, help="generator processes")
+    lo.add_argument("--seed", type=int, default=0, help="data seed")
+    lo.add_argument(
+        "--overwrite", action="store_true", help="replace an existing cache (other settings are refused)"
+    )
+    ck = sub.add_parser(
+        "check",
+        help="say which files a dataset reads, which are there and where the others go "
+        "(exit 0: ready, 1: something missing)",
+    )
+    ck.add_argument("name", help="dataset name (see `seqkit data list`)")
+    ck.add_argument(
+        "--data-dir",
+        help="data directory (default: $SEQKIT_DATA for datasets read from files; generated ones need none)",
+    )
+    ck.add_argument("--contour-length", type=int, help="Pathfinder level to check: 6, 9 or 14 (default 14)")
     data.set_defaults(func=data_command)
     return data

@@ -4,13 +4,53 @@
   (`DATASETS` lists the names); `batches(source, ...)`: seeded, resumable batches.
 - Pathfinder/Path-X: `generate_pathfinder`, `pathfinder_config`, `PATHFINDER_PRESETS`,
   `write_pathfinder` (memory-mapped cache) and the sources behind `make_source`.
+- ListOps: `generate_listops` (LRA's generator, seeded per example), `write_listops`
+  (memory-mapped cache), `evaluate_listops`, `listops_text` and the sources behind
+  `make_source`.
 - Sequential CIFAR-10: `CifarSource`, read from the standard python archive.
+- LRA Text / Retrieval: `ImdbSource` (IMDb reviews as bytes, from `aclImdb_v1.tar.gz`)
+  and `AanSource` (AAN paper pairs as bytes, from LRA's `new_aan_pairs.*.tsv`);
+  `check_imdb_files` / `check_aan_files` list the files each reads (`FileCheck`).
+- Published LRA files (`lra_release.gz`): `ListOpsReleaseSource` (`basic_*.tsv`) and
+  `PathfinderReleaseSource` (PNG folders, split as S4 splits them: `s4_permutation`),
+  chosen by `make_source` when the data directory holds them.
+- `check_dataset(name, data_dir)` (`seqkit data check`): which files a dataset reads,
+  which are there and where the others go (`CHECKERS`, `check_cifar_files`,
+  `check_listops_files`, `check_pathfinder_files`).
 - Errors: `DataNotFoundError` / `PathfinderCacheNotFoundError` (missing files, a
   `FileNotFoundError`), `DataError` (a file there but truncated or corrupt, a `ValueError`).
 """
 
-from ._cifar import CifarSource as CifarSource, DataNotFoundError as DataNotFoundError
-from ._files import DataError as DataError
+from ._aan import AanSource as AanSource, check_aan_files as check_aan_files
+from ._check import CHECKERS as CHECKERS, DataCheck as DataCheck, check_dataset as check_dataset
+from ._cifar import (
+    CifarSource as CifarSource,
+    DataNotFoundError as DataNotFoundError,
+    check_cifar_files as check_cifar_files,
+)
+from ._files import DataError as DataError, FileCheck as FileCheck
+from ._imdb import ImdbSource as ImdbSource, check_imdb_files as check_imdb_files
+from ._listops import (
+    ListOpsCacheNotFoundError as ListOpsCacheNotFoundError,
+    ListOpsCacheSource as ListOpsCacheSource,
+    ListOpsConfig as ListOpsConfig,
+    ListOpsExample as ListOpsExample,
+    ListOpsSource as ListOpsSource,
+    evaluate_listops as evaluate_listops,
+    generate_listops as generate_listops,
+    generate_listops_batch as generate_listops_batch,
+    listops_split_of as listops_split_of,
+    listops_text as listops_text,
+    tokenize_listops as tokenize_listops,
+    write_listops as write_listops,
+)
+from ._lra_release import (
+    ListOpsReleaseSource as ListOpsReleaseSource,
+    PathfinderReleaseSource as PathfinderReleaseSource,
+    check_listops_files as check_listops_files,
+    check_pathfinder_files as check_pathfinder_files,
+    s4_permutation as s4_permutation,
+)
 from ._pathfinder import (
     PATHFINDER_PRESETS as PATHFINDER_PRESETS,
     PathfinderCacheNotFoundError as PathfinderCacheNotFoundError,

@@ -6,7 +6,24 @@ import os
 
 from seqkit._paths import expand_path
 
+from ._aan import AanSource
 from ._cifar import CifarSource
+from ._imdb import ImdbSource
+from ._listops import (
+    ListOpsCacheNotFoundError,
+    ListOpsCacheSource,
+    ListOpsConfig,
+    ListOpsSource,
+    find_listops_cache,
+)
+from ._lra_release import (
+    ListOpsReleaseSource,
+    PathfinderReleaseSource,
+    listops_release_advice,
+    listops_release_dir,
+    pathfinder_release_advice,
+    pathfinder_release_dir,
+)
 from ._pathfinder import (
     METADATA,
     PATHFINDER_PRESETS,
@@ -17,18 +34,24 @@ from ._pathfinder import (
 )
 
 DATASETS: dict[str, str] = {
-    "pathfinder32": "Pathfinder 32x32 (L=1024), generated on the fly or read from a cache; 2 classes",
-    "pathfinder64": "Pathfinder 64x64 (L=4096), generated on the fly or read from a cache; 2 classes",
-    "pathx": "Path-X 128x128 (L=16384), generated on the fly or read from a cache; 2 classes",
-    "pathfinder256": "Pathfinder 256x256 (L=65536), generated on the fly or read from a cache; 2 classes",
+    "pathfinder32": "Pathfinder 32x32 (L=1024): generated, or a cache, or the LRA files; 2 classes",
+    "pathfinder64": "Pathfinder 64x64 (L=4096): generated, or a cache, or the LRA files; 2 classes",
+    "pathx": "Path-X 128x128 (L=16384): generated, or a cache, or the LRA files; 2 classes",
+    "pathfinder256": "Pathfinder 256x256 (L=65536): generated, or a cache, or the LRA files; 2 classes",
     "scifar": "sequential CIFAR-10, RGB (L=1024, 3 channels, normalized); needs the CIFAR-10 archive",
     "cifar_gray": "LRA Image: grayscale CIFAR-10 (L=1024, tokens 0..255 or a scalar); needs the archive",
+    "imdb": "LRA Text: IMDb reviews as bytes (L=4096, with a mask); needs aclImdb_v1.tar.gz; 2 classes",
+    "aan": "LRA Retrieval: AAN paper pairs as bytes (2 x L=4000, with masks); needs LRA's TSVs; 2 classes",
+    "listops": "LRA ListOps (tokens, L=2048, with a mask), generated or read from a cache; 10 classes",
 }
 
 _OPTIONS = {
     **{name: ("contour_length", "as_tokens") for name in PATHFINDER_PRESETS},
     "scifar": (),
     "cifar_gray": ("as_tokens",),
+    "imdb": ("max_length",),
+    "aan": ("max_length",),
+    "listops": ("max_length",),
 }
 
 
@@ -59,18 +82,28 @@ def make_source(
     **Arguments:**
 
     - `name`: one of `DATASETS` (`pathfinder32`, `pathfinder64`, `pathx`,
-      `pathfinder256`, `scifar`, `cifar_gray`).
+      `pathfinder256`, `scifar`, `cifar_gray`, `listops`, `imdb`, `aan`).
     - `split`: `"train"`, `"val"` or `"test"`.
-    - `data_dir`: Pathfinder: a cache written by `write_pathfinder` (the directory
-      itself or `data_dir/name`); without it examples are generated on the fly.
+    - `data_dir`: Pathfinder / ListOps: a cache written by `write_pathfinder` /
+      `write_listops` (the directory itself or `data_dir/name`), else the published
+      LRA files unpacked from `lra_release.gz` there (`DIR/lra_release/listops-1000/
+      basic_*.tsv`, `DIR/lra_release/pathfinder{32,64,128,256}/<level>/`; Pathfinder
+      split as S4's pipeline splits it, see `seqkit.data._lra_release`); without
+      it examples are generated on the fly.
       CIFAR: the directory holding the CIFAR-10 archive (default `$SEQKIT_DATA`).
+      `imdb`: the directory holding `aclImdb_v1.tar.gz` or `aclImdb/`; `aan`: the
+      directory holding LRA's `lra_release/tsv_data/` (both default `$SEQKIT_DATA`).
       `~` and `$VAR` are expanded.
     - `seed`: the data seed of sets generated on the fly (the example stream, not the
       shuffle); a cache keeps the seed it was written with (in its metadata).
+      `imdb`: picks the 10% of the training reviews that form `val`.
     - `size`: number of examples of the split (default: all; for generated sets
-      the published 160k/20k/20k).
+      the published 160k/20k/20k, ListOps 96k/2k/2k).
     - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14) and
-      `as_tokens`; `cifar_gray`: `as_tokens`.
+      `as_tokens`; `cifar_gray`: `as_tokens`; `listops`: `max_length` (padded
+      length, default 2048; items also hold a bool `mask`); `imdb`, `aan`:
+      `max_length` (bytes kept per document, default 4096 / 4000; items also hold
+      a bool `mask`, and `aan` inputs are `(2, max_length)`, one row per paper).
 
     **Returns:**
 
@@ -96,7 +129,17 @@ def make_source(
         cfg = pathfinder_config(name, contour_length)
         if data_dir is None:
             return PathfinderSource(cfg, split, seed=seed, size=size, as_tokens=as_tokens)
-        directory = _pathfinder_cache_dir(expand_path(data_dir), name, contour_length)
+        data_dir = expand_path(data_dir)
+        try:
+            directory = _pathfinder_cache_dir(data_dir, name, contour_length)
+        except PathfinderCacheNotFoundError as e:  # no cache: the LRA release files, if there
+            release = pathfinder_release_dir(data_dir, name)
+            if release is None:
+                advice = pathfinder_release_advice(data_dir, name, contour_length)
+                raise PathfinderCacheNotFoundError(f"{e}; {advice}") from None
+            return PathfinderReleaseSource(
+                release, name, split, contour_length=contour_length, size=size, as_tokens=as_tokens
+            )
         source = PathfinderCacheSource(directory, split, size=size, as_tokens=as_tokens)
         meta = source.metadata
         found = (meta.get("preset"), meta.get("contour_length"))
@@ -106,6 +149,24 @@ def make_source(
                 f"{found[1]}, not {name!r} at {contour_length}"
             )
         return source
+    if name == "listops":
+        seq_len = int(options.get("max_length", 2048))
+        if data_dir is None:
+            return ListOpsSource(split, seed=seed, size=size, seq_len=seq_len)
+        data_dir = expand_path(data_dir)
+        try:
+            directory = find_listops_cache(data_dir, name)
+        except ListOpsCacheNotFoundError as e:  # no cache: the LRA release files, if there
+            release = listops_release_dir(data_dir)
+            if release is None:
+                raise ListOpsCacheNotFoundError(f"{e}; {listops_release_advice(data_dir)}") from None
+            return ListOpsReleaseSource(release, split, size=size, seq_len=seq_len)
+        # The LRA grammar: a cache written with another one is refused.
+        return ListOpsCacheSource(directory, split, size=size, seq_len=seq_len, config=ListOpsConfig())
+    if name == "imdb":
+        return ImdbSource(split, data_dir=data_dir, seed=seed, size=size, **options)
+    if name == "aan":
+        return AanSource(split, data_dir=data_dir, size=size, **options)
     return CifarSource(
         split, data_dir=data_dir, grayscale=name == "cifar_gray", as_tokens=as_tokens, size=size
     )

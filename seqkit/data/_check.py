@@ -1,0 +1,185 @@
+"""`check_dataset`: which files a dataset reads, which are there and where the others go
+(behind `seqkit data check NAME --data-dir DIR`).
+
+Each dataset has a `Checker`: a function `files(data_dir, **options) ->
+list[FileCheck]` from the module that reads the files, and how to judge them.
+A dataset read by a new module is added with one line, e.g.
+`CHECKERS["name"] = Checker(_module.check_files)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+from seqkit._paths import expand_path
+
+from . import _aan, _cifar, _imdb, _listops, _pathfinder
+from ._files import DataError, FileCheck, one_line
+from ._lra_release import (
+    PATHFINDER_FOLDERS,
+    check_listops_files,
+    check_pathfinder_files,
+)
+
+
+class Checker(NamedTuple):
+    """How `check_dataset` checks one dataset.
+
+    - `files`: `files(data_dir, **options) -> list[FileCheck]`; `data_dir` is the
+      expanded directory, or None (then a reader that needs files falls back to
+      `$SEQKIT_DATA` or raises `DataNotFoundError`).
+    - `either`: the files are alternatives (an archive or its extracted folder): one
+      present is enough. Otherwise every file is needed.
+    - `generated`: without a data directory the examples are generated, so nothing
+      is needed.
+    - `options`: the keyword options `files` accepts.
+    - `otherwise`: what else can be done when files are missing (`{out}`, the
+      cache folder `DIR/NAME`, and `{level}`, ` --contour-length N`, are filled in).
+    """
+
+    files: Callable[..., list[FileCheck]]
+    either: bool = False
+    generated: bool = False
+    options: tuple[str, ...] = ()
+    otherwise: str = ""
+
+
+class DataCheck(NamedTuple):
+    """The result of `check_dataset`: the files, whether the dataset can be read,
+    and a one-line summary."""
+
+    name: str
+    files: list[FileCheck]
+    complete: bool
+    summary: str
+
+
+def _cache(directory: str, name: str, metadata: str, what: str, command: str) -> list[FileCheck] | None:
+    """The metadata of a generated cache in `directory` or `directory/name`, if one is there."""
+    for candidate in (directory, os.path.join(directory, name)):
+        path = os.path.join(candidate, metadata)
+        if os.path.isfile(path):
+            return [
+                FileCheck(
+                    path, True, f"a {what} cache written by `{command}`; its arrays are checked when read"
+                )
+            ]
+    return None
+
+
+def _pathfinder_files(name: str):
+    def files(data_dir: str, contour_length: int = 14) -> list[FileCheck]:
+        cached = _cache(data_dir, name, _pathfinder.METADATA, "Pathfinder", "seqkit data pathfinder")
+        if not cached:
+            return check_pathfinder_files(data_dir, name, contour_length)
+        (path, _, note) = cached[0]
+        try:
+            meta = _pathfinder.read_pathfinder_metadata(os.path.dirname(path))
+        except DataError as e:
+            return [FileCheck(path, False, one_line(e))]
+        found = (meta.get("preset"), meta.get("contour_length"))
+        if found != (name, contour_length):
+            return [
+                FileCheck(
+                    path, False, f"a cache of {found[0]} at contour length {found[1]}, not {contour_length}"
+                )
+            ]
+        return cached
+
+    return files
+
+
+def _listops_files(data_dir: str) -> list[FileCheck]:
+    cached = _cache(data_dir, "listops", _listops.METADATA, "ListOps", "seqkit data listops")
+    return cached or check_listops_files(data_dir)
+
+
+_GENERATE = "or give no data directory (`--set data.data_dir=none`) to generate the examples on the fly"
+
+CHECKERS: dict[str, Checker] = {
+    **{
+        name: Checker(
+            _pathfinder_files(name),
+            generated=True,
+            options=("contour_length",),
+            otherwise=(
+                f"or write a cache with `seqkit data pathfinder --preset {name}{{level}} --size N "
+                f"--out {{out}}`, {_GENERATE}"
+            ),
+        )
+        for name in PATHFINDER_FOLDERS
+    },
+    "listops": Checker(
+        _listops_files,
+        generated=True,
+        otherwise=f"or write a cache with `seqkit data listops --size N --out {{out}}`, {_GENERATE}",
+    ),
+    "scifar": Checker(_cifar.check_files, either=True),
+    "cifar_gray": Checker(_cifar.check_files, either=True),
+    "imdb": Checker(_imdb.check_files, either=True),
+    "aan": Checker(_aan.check_files),
+}
+
+
+def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **options) -> DataCheck:
+    """Which files dataset `name` reads from `data_dir`, which are there and where the others go.
+
+    **Arguments:**
+
+    - `name`: a key of `CHECKERS` (the datasets of `DATASETS` that read files).
+    - `data_dir`: the data directory (`~` and `$VAR` expanded). Generated datasets
+      (Pathfinder, ListOps) need nothing without one; with one, they read a cache
+      written by seqkit or the LRA release files there. CIFAR-10 and IMDb default to
+      `$SEQKIT_DATA`.
+    - `options`: `contour_length` for Pathfinder (6, 9 or 14; default 14).
+
+    **Returns:**
+
+    A `DataCheck`: `files` (one `FileCheck` per file or folder: path, present,
+    note), `complete` (True when the dataset can be read: every file there, or one
+    of the alternatives) and `summary` (one line).
+
+    Raises `ValueError` for an unknown name or option, `DataNotFoundError` when a
+    dataset that needs files has no data directory.
+    """
+    if name not in CHECKERS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(CHECKERS)}")
+    checker = CHECKERS[name]
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in checker.options)
+    if unknown:
+        accepted = ", ".join(checker.options) or "none"
+        raise ValueError(f"option(s) {unknown} do not apply to {name!r}; accepted: {accepted}")
+    options = {k: v for k, v in options.items() if v is not None}
+    if data_dir is None and checker.generated:
+        return DataCheck(
+            name,
+            [],
+            True,
+            f"{name}: generated on the fly, no files needed (give a data directory to check a cache "
+            f"or the LRA release files there)",
+        )
+    directory = None if data_dir is None else expand_path(data_dir)
+    files = checker.files(directory, **options)
+    present = sum(f.present for f in files)
+    if checker.either:
+        complete = present > 0
+        summary = (
+            f"{name}: ready ({next(f.path for f in files if f.present)} is there)"
+            if complete
+            else f"{name}: missing: put one of the {len(files)} above where shown"
+        )
+    else:
+        complete = present == len(files)
+        summary = (
+            f"{name}: ready (all {len(files)} there)"
+            if complete
+            else f"{name}: {len(files) - present} of {len(files)} missing: put each where shown"
+        )
+    if not complete and checker.otherwise:
+        where = directory if directory is not None else "DIR"
+        level = options.get("contour_length", 14)
+        level = f" --contour-length {level}" if level != 14 else ""
+        summary += "; " + checker.otherwise.format(out=os.path.join(where, name), level=level)
+    return DataCheck(name, files, complete, summary)

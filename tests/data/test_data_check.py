@@ -1,0 +1,145 @@
+"""`seqkit data check NAME --data-dir DIR` (and `check_dataset`): which files a dataset
+reads, which are there, where the others go; exit 0 ready, 1 missing, 2 usage error."""
+
+import gzip
+import os
+
+from test_data_cifar import _batches, _write_folder
+from test_data_lra_release import write_level, write_listops_release
+
+from seqkit import cli
+from seqkit.data import CHECKERS, DATASETS, check_dataset, write_listops, write_pathfinder
+
+
+def _run(capsys, *argv):
+    code = cli.main(["data", "check", *argv])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err
+
+
+def _rows(lines):
+    """(status, path) of each file line; the last line is the summary."""
+    return [tuple(line.split()[:2]) for line in lines[:-1]]
+
+
+def test_data_check_every_dataset_has_a_checker():
+    assert set(DATASETS) <= set(CHECKERS)
+
+
+def test_data_check_generated_needs_nothing(capsys, monkeypatch):
+    monkeypatch.delenv("SEQKIT_DATA", raising=False)
+    for name in ("pathfinder32", "pathx", "listops"):
+        code, lines, err = _run(capsys, name)
+        assert (code, err) == (0, "")
+        assert lines == [
+            f"{name}: generated on the fly, no files needed (give a data directory to check a cache "
+            f"or the LRA release files there)"
+        ]
+
+
+def test_data_check_listops_release(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "lra_release" / "listops-1000"
+    write_listops_release(folder)
+    monkeypatch.setenv("LRA_DIR", str(tmp_path))  # `$VAR` expanded where no shell does it
+    code, lines, _ = _run(capsys, "listops", "--data-dir", "$LRA_DIR")
+    assert code == 0
+    assert _rows(lines) == [("ok", str(folder / f"basic_{s}.tsv")) for s in ("train", "val", "test")]
+    assert lines[-1] == "listops: ready (all 3 there)"
+    os.remove(folder / "basic_val.tsv")
+    (folder / "basic_test.tsv").write_text("not a tsv\n")
+    code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
+    assert code == 1
+    assert [r[0] for r in _rows(lines)] == ["ok", "missing", "missing"]
+    assert "without the header 'Source\\tTarget'" in lines[2]
+    assert lines[-1].startswith("listops: 2 of 3 missing: put each where shown; or write a cache with ")
+    assert f"--out {tmp_path / 'listops'}" in lines[-1]
+
+
+def test_data_check_says_where_files_go(tmp_path, capsys):
+    code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
+    assert code == 1
+    release = tmp_path / "lra_release" / "listops-1000"
+    assert _rows(lines) == [("missing", str(release / f"basic_{s}.tsv")) for s in ("train", "val", "test")]
+    assert "lra_release.gz" in lines[0]
+    code, lines, _ = _run(capsys, "pathx", "--data-dir", str(tmp_path), "--contour-length", "9")
+    assert code == 1
+    level = tmp_path / "lra_release" / "pathfinder128" / "curv_contour_length_9"
+    assert _rows(lines) == [("missing", str(level / "metadata")), ("missing", str(level / "imgs"))]
+    assert "128x128 grayscale PNGs" in lines[1]
+
+
+def test_data_check_pathfinder_release(tmp_path, capsys):
+    level = tmp_path / "lra_release" / "pathfinder32" / "curv_contour_length_14"
+    write_level(level)
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert _rows(lines) == [("ok", str(level / "metadata")), ("ok", str(level / "imgs"))]
+    assert "2 label files, 20 rows (train 16, val 2, test 2)" in lines[0]
+    assert lines[-1] == "pathfinder32: ready (all 2 there)"
+    os.remove(level / "imgs" / "10" / "sample_7.png")
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path))
+    assert code == 1
+    assert _rows(lines) == [("ok", str(level / "metadata")), ("missing", str(level / "imgs"))]
+    assert str(level / "imgs" / "10" / "sample_7.png") in lines[1]
+    # a level that is not there
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--contour-length", "6")
+    assert code == 1 and "curv_baseline" in lines[0]
+
+
+def test_data_check_caches(tmp_path, capsys):
+    write_pathfinder(tmp_path / "pathfinder32", "pathfinder32", 6, contour_length=14)
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path))
+    assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "pathfinder32" / "metadata.json"))]
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--contour-length", "9")
+    assert code == 1 and "a cache of pathfinder32 at contour length 14, not 9" in lines[0]
+    assert "seqkit data pathfinder --preset pathfinder32 --contour-length 9 --size N" in lines[-1]
+    write_listops(tmp_path / "listops", 50)
+    code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
+    assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "listops" / "metadata.json"))]
+
+
+def test_data_check_cifar(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEQKIT_DATA", raising=False)
+    archive, folder = tmp_path / "cifar-10-python.tar.gz", tmp_path / "cifar-10-batches-py"
+    code, lines, _ = _run(capsys, "scifar", "--data-dir", str(tmp_path))
+    assert code == 1
+    assert _rows(lines) == [("missing", str(archive)), ("missing", str(folder))]
+    assert lines[-1] == "scifar: missing: put one of the 2 above where shown"
+    archive.write_bytes(gzip.compress(b"x"))  # only its magic is checked here
+    monkeypatch.setenv("SEQKIT_DATA", str(tmp_path))  # the default data directory
+    code, lines, _ = _run(capsys, "cifar_gray")
+    assert code == 0 and lines[-1] == f"cifar_gray: ready ({archive} is there)"
+    # an incomplete extracted folder is read first (and refused): not ready
+    data, labels = _batches()
+    _write_folder(folder, data, labels, skip=("data_batch_3",))
+    code, lines, _ = _run(capsys, "scifar")
+    assert code == 1
+    assert _rows(lines) == [("missing", str(archive)), ("missing", str(folder))]
+    assert "lacks data_batch_3" in lines[1] and "incomplete folder" in lines[0]
+    _write_folder(folder, data, labels)
+    assert _run(capsys, "scifar")[0] == 0
+
+
+def test_data_check_usage_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEQKIT_DATA", raising=False)
+    for argv, expected in [
+        (["nosuch"], "unknown dataset 'nosuch'; expected one of ["),
+        (["listops", "--contour-length", "9"], "option(s) ['contour_length'] do not apply to 'listops'"),
+        (
+            ["pathfinder32", "--data-dir", str(tmp_path), "--contour-length", "7"],
+            "expected contour_length in",
+        ),
+        (["scifar"], "no CIFAR-10 data directory given"),
+        (["imdb"], "no IMDb data directory given"),
+    ]:
+        code, lines, err = _run(capsys, *argv)
+        assert (code, lines) == (2, [])
+        assert err.startswith(f"seqkit data: error: {expected}") and err.count("\n") == 1, err
+
+
+def test_data_check_readers_of_other_modules(tmp_path, capsys):
+    for name in ("imdb", "aan"):
+        code, lines, _ = _run(capsys, name, "--data-dir", str(tmp_path))
+        assert code == 1 and all(status == "missing" for status, _ in _rows(lines))
+    report = check_dataset("aan", tmp_path)
+    assert not report.complete and len(report.files) == 3
