@@ -3,6 +3,7 @@
 from seqkit._mixer import AbstractMixer as AbstractMixer, AbstractRecurrentMixer as AbstractRecurrentMixer
 
 from ._blocks import FeedForward as FeedForward, ResidualBlock as ResidualBlock
+from ._dual_encoder import DualEncoder as DualEncoder
 from ._gss import GSS as GSS
 from ._gss_mega_configs import GSSConfig as GSSConfig, MegaConfig as MegaConfig
 from ._mega import (

@@ -69,9 +69,9 @@ class SequenceModel(eqx.Module):
     cls_token: Float[Array, " d_model"] | None
     blocks: tuple[ResidualBlock, ...]
     final_norm: SequenceNorm | None
-    head: eqx.nn.Linear
+    head: eqx.nn.Linear | None
     d_model: int = eqx.field(static=True)
-    n_classes: int = eqx.field(static=True)
+    n_classes: int | None = eqx.field(static=True)
     pooling: str = eqx.field(static=True)
     check_finite: bool = eqx.field(static=True)
 
@@ -79,7 +79,7 @@ class SequenceModel(eqx.Module):
         self,
         *,
         d_model: int,
-        n_classes: int,
+        n_classes: int | None,
         mixer: Sequence[AbstractMixer] | Callable[[int, PRNGKeyArray], AbstractMixer],
         n_layers: int | None = None,
         d_in: int | None = None,
@@ -97,7 +97,9 @@ class SequenceModel(eqx.Module):
         """**Arguments:**
 
         - `d_model`: width of the residual stream.
-        - `n_classes`: number of output logits.
+        - `n_classes`: number of output logits; `None` builds no head, and the model
+          returns its pooled features `(d_model,)` (the shared encoder of a
+          [`seqkit.nn.DualEncoder`][]).
         - `mixer`: a list of `n_layers` mixers, or a factory `mixer(i, key)`.
         - `n_layers`: number of blocks (defaults to the length of a mixer list).
         - `d_in`: channels of real-valued inputs (Linear encoder), or
@@ -163,7 +165,7 @@ class SequenceModel(eqx.Module):
             for m, k in zip(mixers, jr.split(bkey, n_layers), strict=True)
         )
         self.final_norm = SequenceNorm(d_model, norm, axis_name=axis_name) if prenorm else None
-        self.head = eqx.nn.Linear(d_model, n_classes, key=hkey)
+        self.head = None if n_classes is None else eqx.nn.Linear(d_model, n_classes, key=hkey)
         self.d_model = d_model
         self.n_classes = n_classes
         self.pooling = pool
@@ -185,22 +187,18 @@ class SequenceModel(eqx.Module):
             )
         return jax.vmap(self.encoder)(x.astype(self.encoder.weight.dtype))
 
-    def __call__(
+    def features(
         self,
         x: Array,
         state: eqx.nn.State,
         *,
         mask: Array | None = None,
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, " n_classes"], eqx.nn.State]:
-        """**Arguments:**
+    ) -> tuple[Float[Array, " d_model"], eqx.nn.State]:
+        """The pooled features, everything but the head: encoder → blocks → (final
+        norm) → pool. Arguments as for `__call__`.
 
-        - `x`: one example, `(L, d_in)` real or `(L,)` integer tokens.
-        - `state`: the model state (`eqx.nn.State`; BatchNorm statistics).
-        - `mask`: optional `(L,)` bool, True at real positions; pooling ignores the rest.
-        - `key`: PRNG key for dropout (unused in inference mode).
-
-        **Returns:** `(logits, state)`, logits of shape `(n_classes,)`.
+        **Returns:** `(features, state)`, features of shape `(d_model,)`.
         """
         h = self._encode(x)
         mask = check_mask(mask, h.shape[0])
@@ -222,7 +220,28 @@ class SequenceModel(eqx.Module):
             h, state = block(h, state, mask=mask, key=k)
         if self.final_norm is not None:
             h, state = self.final_norm(h, state, mask=mask)
-        return self.head(pool(h, self.pooling, mask)), state
+        return pool(h, self.pooling, mask), state
+
+    def __call__(
+        self,
+        x: Array,
+        state: eqx.nn.State,
+        *,
+        mask: Array | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, " n_classes"], eqx.nn.State]:
+        """**Arguments:**
+
+        - `x`: one example, `(L, d_in)` real or `(L,)` integer tokens.
+        - `state`: the model state (`eqx.nn.State`; BatchNorm statistics).
+        - `mask`: optional `(L,)` bool, True at real positions; pooling ignores the rest.
+        - `key`: PRNG key for dropout (unused in inference mode).
+
+        **Returns:** `(logits, state)`, logits of shape `(n_classes,)` (the pooled
+        features `(d_model,)` for a model built with `n_classes=None`).
+        """
+        feat, state = self.features(x, state, mask=mask, key=key)
+        return (feat if self.head is None else self.head(feat)), state
 
     def init_state(self, L: int | None = None) -> SequenceModelState:
         """The recurrent state before the first position (every mixer recurrent and
@@ -233,7 +252,7 @@ class SequenceModel(eqx.Module):
         """
         if self.pooling == "cls":
             raise ValueError("a model with pool='cls' has no recurrent mode (the class token comes first)")
-        dtype = self.head.weight.dtype
+        dtype = self.encoder.weight.dtype
         return SequenceModelState(
             blocks=tuple(b.init_state(L) for b in self.blocks),
             total=jnp.zeros((self.d_model,), dtype),
@@ -272,4 +291,5 @@ class SequenceModel(eqx.Module):
         total = state.total + h.astype(state.total.dtype)
         count = state.count + 1
         feat = h if self.pooling == "last" else total / count
-        return self.head(feat), SequenceModelState(tuple(new), total, count)
+        out = feat if self.head is None else self.head(feat)
+        return out, SequenceModelState(tuple(new), total, count)

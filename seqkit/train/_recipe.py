@@ -67,6 +67,9 @@ class ModelConfig:
 
     The block options (`norm`, `prenorm`, residual `dropout`, `ffn_mult`,
     `ffn_activation`) and `pool` are those of [`seqkit.nn.SequenceModel`][].
+
+    `dual`: two sequences per example through one shared encoder, combined
+    `[u, v, u⊙v, u−v]`, MLP head (LRA Retrieval; [`seqkit.nn.DualEncoder`][]).
     """
 
     d_model: int = _bounded(256, lo=1)
@@ -79,6 +82,7 @@ class ModelConfig:
     ffn_mult: int = _bounded(0, lo=0)
     ffn_activation: Literal["gelu", "silu", "relu"] = "gelu"
     pool: Literal["mean", "last", "cls"] = "mean"
+    dual: bool = False
 
     def layer_pattern(self) -> list[int]:
         """The index into `mixers` of every layer; a `RecipeError` when `mixers`,
@@ -253,21 +257,37 @@ class Recipe:
     def build_model(
         self, example_inputs: np.ndarray, *, key: PRNGKeyArray
     ) -> tuple[eqx.Module, eqx.nn.State]:
-        """The model for inputs shaped like `example_inputs` (one example).
+        """The model for inputs shaped like `example_inputs` (one example): a
+        `SequenceModel` for one sequence, `(L,)` tokens or `(L, C)` real, or with
+        `model.dual` a `DualEncoder` for two, `(2, L)` or `(2, L, C)`.
 
         Layer `i` gets `model.layer_mixers()[i].build(d_model, max_length=L, key=k_i)`
-        with `L` the input length (plus one with `pool="cls"`). A mixer that
-        cannot be built raises a one-line `RecipeError` naming its entry.
+        with `L` the length of one sequence (plus one with `pool="cls"`). A mixer
+        that cannot be built raises a one-line `RecipeError` naming its entry.
         """
         m = self.model
         x = np.asarray(example_inputs)
-        L = x.shape[0] + (1 if m.pool == "cls" else 0)
-        if np.issubdtype(x.dtype, np.integer):
+        tokens = np.issubdtype(x.dtype, np.integer)
+        # Two sequences: one more (leading) axis than a single sequence, of size 2.
+        pair = x.ndim == (2 if tokens else 3) and x.shape[0] == 2
+        if m.dual and not pair:
+            raise RecipeError(
+                f"model.dual=true needs examples holding two sequences, inputs (2, L) or (2, L, C); "
+                f"data.name={self.data.name} gives {x.dtype} {x.shape}"
+            )
+        if pair and not m.dual:
+            raise RecipeError(
+                f"data.name={self.data.name} gives examples holding two sequences, inputs {x.dtype} "
+                f"{x.shape}; a single-sequence model reads (L,) or (L, C): use --set model.dual=true"
+            )
+        one = x[0] if m.dual else x
+        if tokens and one.ndim == 1:
             enc = {"vocab_size": self.data.vocab_size}
-        elif x.ndim == 2:
-            enc = {"d_in": x.shape[1]}
+        elif not tokens and one.ndim == 2:
+            enc = {"d_in": one.shape[1]}
         else:
             raise RecipeError(f"expected examples of shape (L, C) or integer (L,), got {x.dtype} {x.shape}")
+        L = one.shape[0] + (1 if m.pool == "cls" else 0)
         pattern = m.layer_pattern()
 
         def mixer(i: int, k: PRNGKeyArray):
@@ -282,7 +302,7 @@ class Recipe:
                 ) from e
 
         try:
-            return eqx.nn.make_with_state(snn.SequenceModel)(
+            return eqx.nn.make_with_state(snn.DualEncoder if m.dual else snn.SequenceModel)(
                 d_model=m.d_model,
                 n_classes=self.data.n_classes,
                 n_layers=m.n_layers,

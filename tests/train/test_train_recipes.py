@@ -4,6 +4,7 @@ layer patterns included) and their JSON round trip."""
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 import seqkit.attention as sa
@@ -318,3 +319,96 @@ def test_data_options_reach_the_source_only_when_set(monkeypatch):
     assert all("style" not in kw for kw in seen)  # unset: the dataset's default
     with pytest.raises(st.RecipeError, match="data.max_length: expected an int >= 1, got 0"):
         st.override(recipe, ["data.max_length=0"]).validate()
+
+
+class PairSource:
+    """Items like AAN's: `inputs` int32 (2, L), `mask` bool (2, L), `label` int32 (1 when
+    the two documents are drawn from the same half of the vocabulary)."""
+
+    def __init__(self, n, *, L=16, vocab=32, seed=0):
+        self.n, self.L, self.vocab, self.seed = n, L, vocab, seed
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([self.seed, i])
+        label = np.int32(i % 2)
+        half = self.vocab // 2
+        lo = rng.integers(0, 2)
+        his = (lo, lo if label else 1 - lo)
+        lengths = rng.integers(self.L // 2, self.L + 1, size=2)
+        inputs = np.zeros((2, self.L), np.int32)
+        mask = np.arange(self.L)[None, :] < lengths[:, None]
+        for j, h in enumerate(his):
+            inputs[j, : lengths[j]] = rng.integers(1 + h * half, (h + 1) * half, size=lengths[j])
+        return {"inputs": inputs, "mask": mask, "label": label}
+
+
+def pair_sources(n_train=32, n_eval=8, **kw):
+    return {
+        split: PairSource(n, seed=s, **kw)
+        for split, n, s in (("train", n_train, 0), ("val", n_eval, 1), ("test", n_eval, 2))
+    }
+
+
+def test_dual_recipe_builds_a_dual_encoder():
+    r = recipes.get("s4-pathfinder", "smoke")
+    r = st.override(r, ["model.dual=true", "data.name=pairs", "data.vocab_size=32", "data.n_classes=2"])
+    assert r.model.dual and st.recipe_from_dict(json.loads(json.dumps(st.recipe_to_dict(r)))) == r
+    r.validate(pair_sources())
+    built = r.build(sources=pair_sources())
+    assert isinstance(built.model, snn.DualEncoder) and built.model.n_classes == 2
+    encoder = built.model.encoder
+    assert encoder.head is None and encoder.encoder.num_embeddings == 32
+    assert encoder.blocks[0].mixer.core.l_max == 16  # one document's length, not 2 × 16
+
+
+def test_dual_recipe_trains(tmp_path):
+    from train_fixtures import batches, tiny_recipe
+
+    recipe = tiny_recipe(steps=2, eval_every=100, log_every=1, checkpoint_every=100, batch_size=4)
+    recipe = st.override(recipe, ["model.dual=true", "data.name=pairs", "data.vocab_size=32"])
+    res = st.train(recipe, tmp_path, sources=pair_sources(), batches=batches, progress=False)
+    assert res["steps"] == 2 and res["skipped_updates"] == 0
+    assert np.isfinite(res["val_loss"]) and np.isfinite(res["test_loss"])
+    train_recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in train_recs if r["split"] == "train"] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in train_recs)
+    _, model, state, srcs, meta = st.load_run(tmp_path, sources=pair_sources())
+    assert isinstance(model, snn.DualEncoder) and meta["step"] == 2
+    ev = st.evaluate(model, state, srcs["test"], batch_size=4, batches=batches)
+    assert ev["accuracy"] == res["test_accuracy"]
+
+
+def test_dual_and_data_disagree(tmp_path):
+    from train_fixtures import batches, sources, tiny_recipe
+
+    single = tiny_recipe(steps=2)
+    cases = [
+        (
+            st.override(single, ["model.dual=true"]),
+            sources(n_train=32, n_eval=8, tokens=True),
+            "model.dual=true needs examples holding two sequences, inputs (2, L) or (2, L, C); "
+            "data.name=sign gives int32 (16,)",
+        ),
+        (
+            st.override(single, ["model.dual=true"]),
+            sources(n_train=32, n_eval=8),
+            "data.name=sign gives float32 (16, 1)",
+        ),
+        (
+            st.override(single, ["data.name=pairs"]),
+            pair_sources(),
+            "data.name=pairs gives examples holding two sequences, inputs int32 (2, 16); "
+            "a single-sequence model reads (L,) or (L, C): use --set model.dual=true",
+        ),
+    ]
+    for recipe, srcs, message in cases:
+        with pytest.raises(st.RecipeError) as e:
+            recipe.validate(srcs)
+        assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+        # train() refuses before anything is written.
+        with pytest.raises(st.RecipeError, match="model.dual"):
+            st.train(recipe, tmp_path / "run", sources=srcs, batches=batches, progress=False)
+        assert not (tmp_path / "run").exists()
