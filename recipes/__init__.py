@@ -10,33 +10,13 @@ model and source.
 """
 
 import dataclasses
+import difflib
 import types
-from collections.abc import Callable
 
 from seqkit.train import Recipe, RecipeError
 
-from . import mega, s4_pathfinder, s4_pathx, s4_scifar, spade
-
-
-@dataclasses.dataclass(frozen=True)
-class RecipeSpec:
-    """One recipe: its name (`FAMILY-TASK`), what it trains, where its settings come from.
-
-    - `name`: e.g. `"s4d-listops"`.
-    - `description`: one line.
-    - `build`: `() -> Recipe`, the published setting.
-    - `presets`: `{name: Recipe -> Recipe}`; every recipe has `smoke`.
-    - `task`, `model`: e.g. `"ListOps"`, `"S4D"`.
-    - `source`: the paper table or config the values come from.
-    """
-
-    name: str
-    description: str
-    build: Callable[[], Recipe]
-    presets: dict[str, Callable[[Recipe], Recipe]]
-    task: str = ""
-    model: str = ""
-    source: str = ""
+from . import dss_lra, mega, mega_lra, s4_lra, s4_pathfinder, s4_pathx, s4_scifar, s4d_lra, spade
+from ._spec import RecipeSpec as RecipeSpec
 
 
 def _from_module(m: types.ModuleType) -> RecipeSpec:
@@ -64,7 +44,17 @@ def _specs(modules: tuple[types.ModuleType, ...]) -> dict[str, RecipeSpec]:
     return specs
 
 
-_MODULES: tuple[types.ModuleType, ...] = (s4_pathfinder, s4_scifar, s4_pathx, spade, mega)
+_MODULES: tuple[types.ModuleType, ...] = (
+    s4_pathfinder,
+    s4_scifar,
+    s4_pathx,
+    spade,
+    mega,
+    s4_lra,
+    s4d_lra,
+    dss_lra,
+    mega_lra,
+)
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
 DEFAULT = "s4-pathfinder"
 DEFAULT_PRESET = "cpu"
@@ -83,7 +73,9 @@ def describe() -> list[tuple[str, str, list[str]]]:
 def get(name: str, preset: str = "default") -> Recipe:
     """The recipe `name` with `preset` applied (`"default"`: the published setting)."""
     if name not in SPECS:
-        raise RecipeError(f"unknown recipe {name!r}; available: {', '.join(names())}")
+        close = difflib.get_close_matches(name, names(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise RecipeError(f"unknown recipe {name!r}; {hint}`seqkit recipes` lists all {len(SPECS)}")
     spec = SPECS[name]
     recipe = spec.build()
     if preset == "default":

@@ -1,7 +1,8 @@
 """`s4-pathfinder`: S4 on LRA Pathfinder (32 × 32, L = 1024, contour length 14).
 
 Published (Gu, Goel and Ré, "Efficiently Modeling Long Sequences with Structured State
-Spaces", ICLR 2022, appendix, LRA table): 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈
+Spaces", ICLR 2022, updated; the authors' config state-spaces/s4 at e757cef,
+`configs/experiment/lra/s4-pathfinder.yaml`): 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈
 [1e-3, 1e-1], AdamW lr 0.004 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 64, 200
 epochs, warmup 50k of 500k steps. Data are generated on the fly (160k/20k/20k, the LRA
 split sizes).
@@ -21,7 +22,7 @@ NAME = "s4-pathfinder"
 DESCRIPTION = "S4 on Pathfinder-32 (L=1024, generated), published setting; preset cpu is the quick CPU job"
 TASK = "Pathfinder"
 MODEL = "S4"
-SOURCE = "Gu et al. 2022 (S4), appendix LRA table"
+SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-pathfinder.yaml (updated S4, Gu et al. 2022)"
 
 
 def recipe() -> Recipe:

@@ -1,10 +1,29 @@
 """`s4-pathx`: S4 on LRA Path-X (128 × 128, L = 16384, contour length 14).
 
-Published (Gu, Goel and Ré, "Efficiently Modeling Long Sequences with Structured State
-Spaces", ICLR 2022, appendix, LRA table): 256 × 6, BatchNorm, pre-norm, no dropout, Δ ∈
-[1e-4, 1e-1], AdamW lr 0.001 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 16, 50
-epochs, warmup 50k of 500k steps. Data are generated on the fly, or read from a cache
-written by `seqkit data pathfinder --preset pathx` (`--set data.data_dir=DIR`).
+Published setting: the authors' current Path-X config, state-spaces/s4 at e757cef,
+`configs/experiment/lra/s4-pathx.yaml` (the updated S4 of Gu, Goel and Ré,
+"Efficiently Modeling Long Sequences with Structured State Spaces", ICLR 2022;
+SPEC.md §6): 256 × 6, BatchNorm, pre-norm, no dropout, N = 64, Δ ∈ [1e-4, 1e-1],
+AdamW lr 0.001 / wd 0.05, the SSM parameters (A, B, Δ) at lr 0.001 without weight
+decay, batch 16, 50 epochs, warmup 50k of 500k steps (cosine).
+
+Which Path-X learning rates. The repository's history holds four settings:
+
+- 2021 (S4 v1, `lra/old/s4-lra-pathx.yaml`): lr 0.0005, plateau schedule, batch 32;
+- 2022-08 (the S4D / HTTYH papers, `lra/s4-lra-pathx.yaml`): lr 0.0005, SSM lr
+  0.0005, warmup 10k of 500k, batch 16;
+- 2023-04-01 (v4, `lra/s4-pathx.yaml`, commit 62a14bb): lr 0.002, SSM lr 0.001,
+  warmup 50k (kept as `lra/old/v3-s4-pathx.yaml` in a variant with lr 0.001, SSM
+  lr 0.0005);
+- 2023-04-15 (commit 8bfbb60, "Update PathX config learning rate", unchanged since):
+  lr 0.001, SSM lr 0.001.
+
+This recipe takes the last: it is the authors' latest word on the config that
+goes with the updated S4 the other `s4-*` recipes follow, and it replaced 0.002
+on purpose. `s4d-pathx` keeps the 2022 setting its paper used.
+
+Data are generated on the fly, or read from a cache written by `seqkit data
+pathfinder --preset pathx` (`--set data.data_dir=DIR`).
 """
 
 from seqkit.nn import S4Config
@@ -16,7 +35,7 @@ NAME = "s4-pathx"
 DESCRIPTION = "S4 on Path-X (128x128, L=16384, generated), published setting"
 TASK = "Path-X"
 MODEL = "S4"
-SOURCE = "Gu et al. 2022 (S4), appendix LRA table"
+SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-pathx.yaml (updated S4, Gu et al. 2022)"
 
 
 def recipe() -> Recipe:

@@ -1,10 +1,15 @@
 """`s4-scifar`: S4 on sequential CIFAR-10 (RGB, L = 1024, 3 channels).
 
 Published (Gu, Goel and Ré, "Efficiently Modeling Long Sequences with Structured State
-Spaces", ICLR 2022, appendix): 512 × 6, LayerNorm, post-norm, dropout 0.1, Δ ∈ [1e-3,
+Spaces", ICLR 2022; the authors' config state-spaces/s4 at e757cef,
+`configs/experiment/cifar/s4-cifar.yaml`): 512 × 6, LayerNorm, post-norm, dropout 0.1, Δ ∈ [1e-3,
 1e-1], AdamW lr 0.01 / wd 0.05 (SSM parameters lr 0.001, no wd), batch 50, 200 epochs,
 warmup 900 of 180k steps (45k train images / 50 × 200). Needs the CIFAR-10 python
 archive in `--set data.data_dir=DIR` or `$SEQKIT_DATA`.
+
+Differences: the config shares (A, B) between pairs of channels (`n_ssm: 2`) and
+ties the dropout mask across positions; seqkit's S4 has one (A, B) per channel and
+drops elements (0.1 on the S4 layer and on the residual).
 """
 
 import dataclasses
@@ -18,7 +23,7 @@ NAME = "s4-scifar"
 DESCRIPTION = "S4 on sequential CIFAR-10 (RGB, L=1024), published setting; needs the CIFAR-10 archive"
 TASK = "sCIFAR"
 MODEL = "S4"
-SOURCE = "Gu et al. 2022 (S4), appendix sCIFAR setting"
+SOURCE = "state-spaces/s4@e757cef configs/experiment/cifar/s4-cifar.yaml (Gu et al. 2022)"
 
 
 def recipe() -> Recipe:
@@ -42,7 +47,7 @@ def recipe() -> Recipe:
 
 
 def gray(r: Recipe) -> Recipe:
-    """LRA Image: grayscale CIFAR-10, BatchNorm, warmup 18k of 180k steps (the S4 paper's LRA setting)."""
+    """LRA Image: grayscale CIFAR-10, BatchNorm, warmup 18k of 180k steps (as the recipe `s4-image`)."""
     return dataclasses.replace(
         r,
         model=dataclasses.replace(r.model, norm="batch"),

@@ -30,7 +30,7 @@ def test_recipes_lists_every_recipe(capsys):
     [
         (
             ["train", "nope"],
-            "unknown recipe 'nope'; available: mega, s4-pathfinder, s4-pathx, s4-scifar, spade",
+            "unknown recipe 'nope'; `seqkit recipes` lists all",
         ),
         (["train", "s4-pathx", "--preset", "huge"], "unknown preset 'huge' for s4-pathx"),
         (
