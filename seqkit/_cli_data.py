@@ -66,7 +66,7 @@ def data_command(args: argparse.Namespace) -> int:
     out = expand_path(args.out)
     if os.path.exists(os.path.join(out, _CACHE_METADATA)) and not args.overwrite:
         return _error(f"{out} already holds a cache; pass --overwrite or choose another --out")
-    progress = _Progress(f"{args.preset} (contour length {args.contour_length})")
+    progress = _Progress(f"{args.preset} (contour length {args.contour_length}, {args.style})")
     try:
         meta = write_pathfinder(
             out,
@@ -74,6 +74,7 @@ def data_command(args: argparse.Namespace) -> int:
             args.size,
             seed=args.seed,
             contour_length=args.contour_length,
+            style=args.style,
             workers=args.workers,
             progress=progress,
         )
@@ -169,6 +170,12 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=14,
         help="paddles per target snake: 6, 9 or 14 (difficulty; LRA uses 14)",
+    )
+    pf.add_argument(
+        "--style",
+        choices=("lra", "continuous"),
+        default="lra",
+        help="lra: dashed snakes as LRA generated them (default); continuous: unbroken snakes (easier)",
     )
     pf.add_argument("--workers", type=int, default=1, help="generator processes")
     pf.add_argument("--seed", type=int, default=0, help="data seed")

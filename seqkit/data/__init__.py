@@ -2,7 +2,9 @@
 
 - `make_source(name, split, ...)`: a random-access source per dataset and split
   (`DATASETS` lists the names); `batches(source, ...)`: seeded, resumable batches.
-- Pathfinder/Path-X: `generate_pathfinder`, `pathfinder_config`, `PATHFINDER_PRESETS`,
+- Pathfinder/Path-X: `generate_pathfinder` (and `generate_pathfinder_batch`),
+  `pathfinder_config` (style `"lra"`, `SnakesConfig`: dashed snakes as LRA generated
+  them; or `"continuous"`, `PathfinderConfig`), `PATHFINDER_PRESETS`,
   `write_pathfinder` (memory-mapped cache) and the sources behind `make_source`.
 - ListOps: `generate_listops` (LRA's generator, seeded per example), `write_listops`
   (memory-mapped cache), `evaluate_listops`, `listops_text` and the sources behind
@@ -59,8 +61,10 @@ from ._pathfinder import (
     PathfinderExample as PathfinderExample,
     PathfinderSource as PathfinderSource,
     generate_pathfinder as generate_pathfinder,
+    generate_pathfinder_batch as generate_pathfinder_batch,
     pathfinder_config as pathfinder_config,
     write_pathfinder as write_pathfinder,
 )
 from ._pipeline import batch_dataset as batch_dataset, batches as batches
 from ._registry import DATASETS as DATASETS, make_source as make_source
+from ._snakes import SnakesConfig as SnakesConfig

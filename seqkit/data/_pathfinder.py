@@ -1,29 +1,35 @@
-"""Pathfinder / Path-X: a seeded, vectorized "snakes" generator, after Linsley et al.,
+"""Pathfinder / Path-X: seeded generators of the "snakes" task, after Linsley et al.,
 "Learning long-range spatial dependencies with horizontal gated recurrent units"
 (NeurIPS 2018), at the Long Range Arena sizes (Tay et al., "Long Range Arena", ICLR 2021).
 
-Each image holds two *target* snakes and a few *distractor* snakes. A snake is a
-chain of straight paddles (short thick segments) whose orientations follow a
-cosine-weighted preference for small turns. Two circular markers sit on snake end
-points: both ends of target snake A (label 1), or A's start and the start of target
-snake B (label 0). The task asks whether the markers are connected.
+Each image holds two *target* snakes and a few *distractor* snakes; two circular
+markers sit on snake ends, on the same snake (label 1) or on the two target snakes
+(label 0). The task asks whether the markers are connected. Two styles:
 
-B starts as far from A's start as A's end is (at least `seed_distance`), in a
-random direction, in both classes; the images of the two classes differ only in
-where the second marker goes, and the distance between the markers has the same
-distribution in both (a distance-only classifier is at chance).
+- `style="lra"` (the default, `SnakesConfig`; the algorithm, its parameters and
+  where it differs from the original are in `_snakes.py`): the snakes generator as
+  LRA ran it. A snake is a *dashed* chain of antialiased paddles with gaps of about
+  `2 margin` px; images are byte-scaled as the original saved them. The lit pixels
+  do not connect the markers exactly when they are on one snake, so a flood fill
+  does not solve the task.
+- `style="continuous"` (`PathfinderConfig`, seqkit's first generator, kept byte for
+  byte): each snake is one unbroken line and different snakes never touch, so the
+  pixels `> 0` connect the two markers exactly when the label is 1 (easier).
 
-Every example is a pure function of `(seed, split, index)` (and the preset): its
-random stream is `numpy.random.SeedSequence([seed, split_id, index])`, so any
-example regenerates alone and a split can be written by parallel workers.
+In both styles the two classes have the same distribution of marker distance (a
+distance-only classifier is at chance), the labels are balanced over every aligned
+pair of indices, and every example is a pure function of `(seed, split, index)` (and
+the level): its random stream is `numpy.random.SeedSequence([seed, split_id,
+index])`, so any example regenerates alone, in any batch, and a split can be written
+by parallel workers.
 
-Drawing guarantees the label. Paddles are drawn end to end, supersampled
+The continuous style, in detail: paddles are drawn end to end, supersampled
 `antialias_scale`x with a thickness that keeps every pixel the centre line passes
 through lit, so one snake's lit pixels are 8-connected. Every paddle and marker is
-checked, before it is drawn, against an occupancy map of the other snakes dilated
-by `margin` pixels (Chebyshev), so different snakes never touch, not even
-diagonally. Hence the pixels `> 0` connect the two markers exactly when the label
-is 1.
+checked, before it is drawn, against an occupancy map of the other snakes dilated by
+`margin` pixels (Chebyshev), so different snakes never touch, not even diagonally.
+B starts as far from A's start as A's end is (at least `seed_distance`), in a random
+direction; the markers are A's two ends (label 1) or the two starts (label 0).
 """
 
 from __future__ import annotations
@@ -40,9 +46,13 @@ from seqkit._paths import expand_path
 
 from ._files import DataError, one_line
 from ._index import check_index
+from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
 
-# Bumped whenever the pixels produced for a given (preset, seed, split, index) change.
-GENERATOR_VERSION = 1
+# Bumped whenever the pixels produced for a given (preset, seed, split, index) change;
+# per style (a cache records the style and its version).
+GENERATOR_VERSIONS = {"continuous": 1, "lra": 2}
+GENERATOR_VERSION = GENERATOR_VERSIONS["lra"]
+STYLES = ("lra", "continuous")
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
@@ -56,7 +66,8 @@ _EMPTY = np.int16(-1)
 
 @dataclasses.dataclass(frozen=True)
 class PathfinderConfig:
-    """Geometry of one Pathfinder level; lengths in output pixels.
+    """Geometry of one Pathfinder level of the `continuous` style (unbroken snakes);
+    lengths in output pixels. The default `lra` style uses `SnakesConfig`.
 
     **Arguments:**
 
@@ -102,6 +113,10 @@ class PathfinderConfig:
             )
 
     @property
+    def style(self) -> str:
+        return "continuous"
+
+    @property
     def distractor_length(self) -> int:
         """Paddles per distractor snake: `contour_length // 3` (Linsley et al. 2018)."""
         return max(1, self.contour_length // 3)
@@ -129,16 +144,24 @@ PATHFINDER_PRESETS: dict[str, PathfinderConfig] = {
 CONTOUR_LENGTHS = (6, 9, 14)
 
 
-def pathfinder_config(preset: str, contour_length: int = 14) -> PathfinderConfig:
+def pathfinder_config(
+    preset: str, contour_length: int = 14, style: str = "lra"
+) -> SnakesConfig | PathfinderConfig:
     """The configuration of a preset (`pathfinder32`, `pathfinder64`, `pathx`,
-    `pathfinder256`) at a difficulty level (`contour_length` 6, 9 or 14)."""
+    `pathfinder256`) at a difficulty level (`contour_length` 6, 9 or 14) in a style:
+    `"lra"` (dashed snakes as LRA generated them, `SnakesConfig`) or `"continuous"`
+    (seqkit's unbroken snakes, `PathfinderConfig`)."""
     if preset not in PATHFINDER_PRESETS:
         raise ValueError(
             f"unknown Pathfinder preset {preset!r}; expected one of {sorted(PATHFINDER_PRESETS)}"
         )
     if contour_length not in CONTOUR_LENGTHS:
         raise ValueError(f"expected contour_length in {CONTOUR_LENGTHS}, got {contour_length}")
-    return dataclasses.replace(PATHFINDER_PRESETS[preset], contour_length=contour_length)
+    if style == "lra":
+        return dataclasses.replace(SNAKES_PRESETS[preset], contour_length=contour_length)
+    if style == "continuous":
+        return dataclasses.replace(PATHFINDER_PRESETS[preset], contour_length=contour_length)
+    raise ValueError(f"expected style in {STYLES}, got {style!r}")
 
 
 def split_id(split: str | int) -> int:
@@ -157,11 +180,19 @@ class _Stuck(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class PathfinderExample:
-    """One generated example: the image, its label and the marker centres."""
+    """One generated example: the image, its label and the marker centres.
+
+    `paddles` (`lra` style only, else None): every paddle drawn, `(n, 7)` float64 in
+    drawing order and without snake ids: its pivot (row, col), its orientation (from
+    the pivot towards the paddle's far end, radians), the stroke's start (row, col;
+    an integer pixel) and end (row, col). A snake's ends are the start of its first
+    paddle and the start of its last; `markers` are two of these.
+    """
 
     image: np.ndarray  # (size, size) uint8
     label: int
     markers: np.ndarray  # (2, 2) float64, (row, col) of the two marker centres
+    paddles: np.ndarray | None = None
 
 
 class _Canvas:
@@ -338,25 +369,36 @@ def _label(seed: int, split: int, index: int) -> int:
     return int(bit) ^ (index & 1)
 
 
-def generate_pathfinder(cfg: PathfinderConfig, seed: int, split: str | int, index: int) -> PathfinderExample:
+def _stream(seed: int, split: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), split, index]))
+
+
+def generate_pathfinder(
+    cfg: SnakesConfig | PathfinderConfig, seed: int, split: str | int, index: int
+) -> PathfinderExample:
     """Generate example `index` of `split` for seed `seed`: a pure function of its arguments.
 
     **Arguments:**
 
-    - `cfg`: the level (see `pathfinder_config`).
+    - `cfg`: the level and style (see `pathfinder_config`).
     - `seed`, `split` (`"train"`, `"val"`, `"test"` or 0, 1, 2), `index`: the example.
 
     **Returns:**
 
     A `PathfinderExample` with `image` (`(size, size)` uint8), `label` (1 when the
-    two markers lie on the same snake) and `markers` (their `(row, col)` centres).
+    two markers lie on the same snake), `markers` (their `(row, col)` centres) and,
+    in the `lra` style, `paddles`. `generate_pathfinder_batch` gives the same
+    examples, faster.
     """
     sid = split_id(split)
     index = int(index)
     if index < 0:
         raise ValueError(f"expected index >= 0, got {index}")
     label = _label(int(seed), sid, index)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), sid, index]))
+    rng = _stream(seed, sid, index)
+    if isinstance(cfg, SnakesConfig):
+        images, markers, paddles = generate_snakes_batch(cfg, [rng], [label], record=True)
+        return PathfinderExample(image=images[0], label=label, markers=markers[0], paddles=paddles[0])
     size, L = cfg.size, cfg.contour_length
     border = cfg.marker_radius + cfg.margin + 1
     for _ in range(200):
@@ -411,6 +453,41 @@ def generate_pathfinder(cfg: PathfinderConfig, seed: int, split: str | int, inde
     return PathfinderExample(image=image, label=label, markers=markers)
 
 
+def generate_pathfinder_batch(
+    cfg: SnakesConfig | PathfinderConfig, seed: int, split: str | int, indices: Sequence[int]
+) -> list[PathfinderExample]:
+    """`[generate_pathfinder(cfg, seed, split, i) for i in indices]`; the `lra` style
+    grows the snakes of many images in lockstep (tens of times faster per image than
+    one at a time, for a few hundred or more)."""
+    sid = split_id(split)
+    indices = [int(i) for i in indices]
+    if any(i < 0 for i in indices):
+        raise ValueError(f"expected indices >= 0, got {min(indices)}")
+    if not isinstance(cfg, SnakesConfig):
+        return [generate_pathfinder(cfg, seed, sid, i) for i in indices]
+    labels = [_label(int(seed), sid, i) for i in indices]
+    rngs = [_stream(seed, sid, i) for i in indices]
+    images, markers, paddles = generate_snakes_batch(cfg, rngs, labels, record=True)
+    return [
+        PathfinderExample(image=images[j], label=labels[j], markers=markers[j], paddles=paddles[j])
+        for j in range(len(indices))
+    ]
+
+
+def _generate_arrays(
+    cfg: SnakesConfig | PathfinderConfig, seed: int, split: str, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images `(n, size, size)` uint8 and labels `(n,)` of examples `start..stop-1`."""
+    sid = split_id(split)
+    labels = np.array([_label(int(seed), sid, i) for i in range(start, stop)], np.uint8)
+    if isinstance(cfg, SnakesConfig):
+        rngs = [_stream(seed, sid, i) for i in range(start, stop)]
+        images, _, _ = generate_snakes_batch(cfg, rngs, labels)
+        return images, labels
+    images = np.stack([generate_pathfinder(cfg, seed, sid, i).image for i in range(start, stop)])
+    return images, labels
+
+
 def _to_inputs(image: np.ndarray, as_tokens: bool) -> np.ndarray:
     flat = image.reshape(-1)
     if as_tokens:
@@ -432,7 +509,7 @@ class PathfinderSource:
 
     def __init__(
         self,
-        cfg: PathfinderConfig,
+        cfg: SnakesConfig | PathfinderConfig,
         split: str,
         *,
         seed: int = 0,
@@ -459,7 +536,7 @@ class PathfinderSource:
     def __repr__(self):
         return (
             f"PathfinderSource(size={self.cfg.size}, contour_length={self.cfg.contour_length}, "
-            f"split={self.split!r}, seed={self.seed}, n={self.size})"
+            f"style={self.cfg.style!r}, split={self.split!r}, seed={self.seed}, n={self.size})"
         )
 
 
@@ -507,14 +584,25 @@ def _cache_paths(out_dir: str, split: str) -> tuple[str, str]:
     )
 
 
+def _worker_context():
+    """Processes for `write_pathfinder`: the caller may hold JAX or grain threads,
+    which a plain fork does not survive. A fork server (a fresh process that has
+    imported this module once, kept for later writes) starts workers fast; spawn
+    where there is none (Windows)."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def _write_chunk(job):
     img_path, lab_path, cfg, seed, split, start, stop = job
     images = np.load(img_path, mmap_mode="r+")
     labels = np.load(lab_path, mmap_mode="r+")
-    for i in range(start, stop):
-        ex = generate_pathfinder(cfg, seed, split, i)
-        images[i] = ex.image
-        labels[i] = ex.label
+    images[start:stop], labels[start:stop] = _generate_arrays(cfg, seed, split, start, stop)
     images.flush()
     labels.flush()
     del images, labels
@@ -530,8 +618,9 @@ def write_pathfinder(
     contour_length: int = 14,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
     workers: int = 1,
-    chunk: int = 256,
+    chunk: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    style: str = "lra",
 ) -> dict:
     """Write a memory-mapped Pathfinder cache of `size` images split train/val/test.
 
@@ -553,16 +642,24 @@ def write_pathfinder(
     - `size`: total number of images; `splits`: train/val/test fractions. Every
       split with a fraction > 0 must get an image (80/10/10: `size >= 6`), else
       `ValueError`.
-    - `workers`: processes generating chunks of `chunk` images in parallel.
+    - `workers`: processes generating chunks of `chunk` images in parallel (default
+      256; for the `lra` style, which is faster on long chunks, about a quarter of
+      each worker's share, 256 to 2048).
     - `progress`: called as `progress(done, total)` after every chunk.
+    - `style`: `"lra"` (default) or `"continuous"` (see `pathfinder_config`); the
+      metadata records it, and a cache is only read with the style it was written
+      with.
 
     **Returns:**
 
     The metadata dictionary that was written.
     """
-    cfg = pathfinder_config(preset, contour_length)
+    cfg = pathfinder_config(preset, contour_length, style)
     if workers < 1:
         raise ValueError(f"expected workers >= 1, got {workers}")
+    if chunk is None:
+        # The lra generator is faster on long chunks; keep about four per worker.
+        chunk = 256 if style != "lra" else max(256, min(2048, -(-int(size) // (4 * workers))))
     if chunk < 1:
         raise ValueError(f"expected chunk >= 1, got {chunk}")
     counts = _check_split_sizes(int(size), splits)
@@ -598,10 +695,7 @@ def write_pathfinder(
                 if progress is not None:
                     progress(done, total)
         else:
-            import multiprocessing
-
-            # spawn: the caller may hold JAX or grain threads, which fork does not survive.
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            with _worker_context().Pool(workers) as pool:
                 for r in pool.imap_unordered(_write_chunk, jobs):
                     done += r
                     if progress is not None:
@@ -630,17 +724,45 @@ def write_pathfinder(
     return meta
 
 
-def _metadata(preset: str, cfg: PathfinderConfig, seed: int, counts: dict[str, int]) -> dict:
+def _metadata(preset: str, cfg: SnakesConfig | PathfinderConfig, seed: int, counts: dict[str, int]) -> dict:
     return {
         "kind": "pathfinder",
         "preset": preset,
         "contour_length": cfg.contour_length,
+        "style": cfg.style,
         "seed": seed,
         "image_size": cfg.size,
         "splits": counts,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": GENERATOR_VERSIONS[cfg.style],
         "config": dataclasses.asdict(cfg),
     }
+
+
+def cache_style(meta: dict) -> tuple[str, object]:
+    """The style and generator version a cache was written with (caches written
+    before styles existed hold the continuous style, version 1)."""
+    return meta.get("style", "continuous"), meta.get("generator_version", 1)
+
+
+def check_pathfinder_cache(meta: dict, directory: str, preset: str, contour_length: int, style: str):
+    """ValueError unless the cache in `directory` (its `meta`) holds `preset` at
+    `contour_length`, written with `style` by the current generator version; the
+    message shows both settings and how to write the cache again."""
+    found_style, found_version = cache_style(meta)
+    found = (meta.get("preset"), meta.get("contour_length"), found_style, found_version)
+    wanted = (preset, contour_length, style, GENERATOR_VERSIONS[style])
+    if found != wanted:
+        level = {"preset": preset, "contour_length": contour_length, "style": style}
+        raise ValueError(
+            f"the cache in {directory} holds {_describe(*found)}, not {_describe(*wanted)}; "
+            f"{_rewrite_advice(directory, level)}"
+        )
+
+
+def _describe(preset, contour_length, style, version) -> str:
+    return (
+        f"preset {preset!r} at contour length {contour_length}, style {style!r} (generator version {version})"
+    )
 
 
 def _rewrite_advice(directory: str, meta: object = None) -> str:
@@ -650,8 +772,10 @@ def _rewrite_advice(directory: str, meta: object = None) -> str:
     preset = preset if isinstance(preset, str) and preset in PATHFINDER_PRESETS else "PRESET"
     level = known.get("contour_length")
     level = f" --contour-length {level}" if level in CONTOUR_LENGTHS and level != 14 else ""
+    style = known.get("style", "lra")
+    style = f" --style {style}" if style in STYLES and style != "lra" else ""
     return (
-        f"write the cache again with `seqkit data pathfinder --preset {preset}{level} --size N "
+        f"write the cache again with `seqkit data pathfinder --preset {preset}{level}{style} --size N "
         f"--out {directory} --overwrite`"
     )
 

@@ -30,6 +30,7 @@ from ._pathfinder import (
     PathfinderCacheNotFoundError,
     PathfinderCacheSource,
     PathfinderSource,
+    check_pathfinder_cache,
     pathfinder_config,
 )
 
@@ -46,7 +47,7 @@ DATASETS: dict[str, str] = {
 }
 
 _OPTIONS = {
-    **{name: ("contour_length", "as_tokens") for name in PATHFINDER_PRESETS},
+    **{name: ("contour_length", "as_tokens", "style") for name in PATHFINDER_PRESETS},
     "scifar": (),
     "cifar_gray": ("as_tokens",),
     "imdb": ("max_length",),
@@ -55,11 +56,12 @@ _OPTIONS = {
 }
 
 
-def _pathfinder_cache_dir(data_dir: str, name: str, contour_length: int) -> str:
+def _pathfinder_cache_dir(data_dir: str, name: str, contour_length: int, style: str = "lra") -> str:
     for candidate in (data_dir, os.path.join(data_dir, name)):
         if os.path.isfile(os.path.join(candidate, METADATA)):
             return candidate
     level = f" --contour-length {contour_length}" if contour_length != 14 else ""
+    level += f" --style {style}" if style != "lra" else ""
     raise PathfinderCacheNotFoundError(
         f"no {name} cache in {data_dir} (no {os.path.join(data_dir, METADATA)} or "
         f"{os.path.join(data_dir, name, METADATA)}); write one with `seqkit data pathfinder "
@@ -99,7 +101,9 @@ def make_source(
       `imdb`: picks the 10% of the training reviews that form `val`.
     - `size`: number of examples of the split (default: all; for generated sets
       the published 160k/20k/20k, ListOps 96k/2k/2k).
-    - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14) and
+    - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14), `style`
+      (`"lra"`, default: dashed snakes as LRA generated them; `"continuous"`:
+      seqkit's unbroken snakes; a cache must have been written with the same) and
       `as_tokens`; `cifar_gray`: `as_tokens`; `listops`: `max_length` (padded
       length, default 2048; items also hold a bool `mask`); `imdb`, `aan`:
       `max_length` (bytes kept per document, default 4096 / 4000; items also hold
@@ -126,12 +130,13 @@ def make_source(
     as_tokens = bool(options.get("as_tokens", False))
     if name in PATHFINDER_PRESETS:
         contour_length = int(options.get("contour_length", 14))
-        cfg = pathfinder_config(name, contour_length)
+        style = str(options.get("style", "lra"))
+        cfg = pathfinder_config(name, contour_length, style)
         if data_dir is None:
             return PathfinderSource(cfg, split, seed=seed, size=size, as_tokens=as_tokens)
         data_dir = expand_path(data_dir)
         try:
-            directory = _pathfinder_cache_dir(data_dir, name, contour_length)
+            directory = _pathfinder_cache_dir(data_dir, name, contour_length, style)
         except PathfinderCacheNotFoundError as e:  # no cache: the LRA release files, if there
             release = pathfinder_release_dir(data_dir, name)
             if release is None:
@@ -141,13 +146,7 @@ def make_source(
                 release, name, split, contour_length=contour_length, size=size, as_tokens=as_tokens
             )
         source = PathfinderCacheSource(directory, split, size=size, as_tokens=as_tokens)
-        meta = source.metadata
-        found = (meta.get("preset"), meta.get("contour_length"))
-        if found != (name, contour_length):
-            raise ValueError(
-                f"the cache in {directory} holds preset {found[0]!r} at contour length "
-                f"{found[1]}, not {name!r} at {contour_length}"
-            )
+        check_pathfinder_cache(source.metadata, directory, name, contour_length, style)
         return source
     if name == "listops":
         seq_len = int(options.get("max_length", 2048))
