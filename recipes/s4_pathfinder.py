@@ -7,8 +7,8 @@ Spaces", ICLR 2022, updated; the authors' config state-spaces/s4 at e757cef,
 epochs, warmup 50k of 500k steps. Data are generated on the fly (160k/20k/20k, the LRA
 split sizes).
 
-Preset `cpu` is the README's main job: an easy level (contour length 6) with a small
-model that learns well above chance in minutes on two CPU cores.
+Preset `cpu` is the README's main job: an easy level (contour length 6, the
+`continuous` style of solid snakes) with a small model that learns well above chance in minutes on two CPU cores.
 """
 
 import dataclasses
@@ -46,7 +46,11 @@ def recipe() -> Recipe:
 
 
 def cpu(r: Recipe) -> Recipe:
-    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps of 32."""
+    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps of 32.
+
+    It reads the `continuous` Pathfinder style (solid snakes, an easier task than
+    LRA's dashed one, generated about 10x faster), so it learns in minutes; the
+    published setting and the other presets use the LRA style."""
     r = shrink(
         r,
         d_model=32,
@@ -59,6 +63,7 @@ def cpu(r: Recipe) -> Recipe:
         checkpoint_every=50,
         log_every=10,
         contour_length=6,
+        style="continuous",
         memory_cache=True,
     )
     return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=0.01))
