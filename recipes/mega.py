@@ -13,9 +13,9 @@ Differences: the learning rate decays on seqkit's cosine schedule (the paper's i
 linear), the head is one linear map (the paper's classifier has a hidden layer),
 and pixels stay in [0, 1] (the paper shifts them to [−1, 1]).
 
-Preset `cpu`: contour length 6 (`continuous` style: solid snakes), a 32-wide
-3-layer Mega with attention in chunks of 128 (Mega-chunk), 400 steps of 32: well above chance in a few minutes on two CPU
-cores.
+Preset `cpu`: contour length 6 (`continuous` style: solid snakes), a 32-wide 3-layer
+Mega with attention in chunks of 128 (Mega-chunk), 400 steps of 32: well above chance in
+a few minutes on two CPU cores.
 """
 
 import dataclasses

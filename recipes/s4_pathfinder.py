@@ -7,8 +7,9 @@ Spaces", ICLR 2022, updated; the authors' config state-spaces/s4 at e757cef,
 epochs, warmup 50k of 500k steps. Data are generated on the fly (160k/20k/20k, the LRA
 split sizes).
 
-Preset `cpu` is the README's main job: an easy level (contour length 6, the
-`continuous` style of solid snakes) with a small model that learns well above chance in minutes on two CPU cores.
+Preset `cpu` is the README's main job: an easy level (contour length 6, the `continuous`
+style of solid snakes) with a small model that learns well above chance in minutes on
+two CPU cores.
 """
 
 import dataclasses
