@@ -17,8 +17,8 @@ from a paper (seqkit's choices): 4 heads, a sliding window of 128 (±127
 positions) and the FFN width (2 × d_model).
 
 Preset `cpu`: contour length 6 (`continuous` style: solid snakes), a 32-wide 2-layer
-model (S4, then a sliding window of 16 with 2 heads), 400 steps of 32: about 75% held-
-out accuracy (chance is 50%) in a few minutes on two CPU cores.
+model (S4, then a sliding window of 16 with 2 heads), 400 steps of 32: about 75%
+held-out accuracy (chance is 50%) in a few minutes on two CPU cores.
 """
 
 import dataclasses
