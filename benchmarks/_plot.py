@@ -39,7 +39,9 @@ def plot_panels(path: str, title: str, xlabel: str, panels: list[dict]) -> bool:
             pts = [(x, y) for x, y in points if y is not None]
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                style = dict(color=plt.cm.tab20(i % 20), linestyle=("-", "--")[i % 2])
+                # 20 colours; past them, the same colours again with dotted/dash-dot lines
+                dash = ("-", "--", ":", "-.")[i % 2 + 2 * (i // 20 % 2)]
+                style = dict(color=plt.cm.tab20(i % 20), linestyle=dash)
                 ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.3, label=name, **style)
         if panel.get("hline") is not None:
             ax.axhline(panel["hline"], color="gray", linestyle="--", linewidth=1)

@@ -1,4 +1,4 @@
-"""The `seqkit` command: train, eval, recipes, data, demo."""
+"""The `seqkit` command: train, eval, recipes, data, plot, demo."""
 
 import argparse
 import os
@@ -7,6 +7,7 @@ import time
 
 import seqkit
 from seqkit._cli_data import add_data_parser
+from seqkit._cli_plot import add_plot_parser
 from seqkit._paths import expand_path
 
 
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     rc.set_defaults(func=_recipes)
 
     add_data_parser(sub)
+    add_plot_parser(sub)
 
     demo = sub.add_parser("demo", help="run every SSM core in conv and step mode on a generated signal")
     demo.add_argument("--length", type=int, default=1024)

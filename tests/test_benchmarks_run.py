@@ -15,7 +15,12 @@ CASES = {
     "attention": "--lengths 64 --batch 1 --d-model 8 --repeats 1 --only vanilla mha-chunked local performer",
     "attention_fused": "--lengths 64 --batch 1 --heads 1 --head-dim 8 --repeats 1",
     "mega_memory": "--lengths 64 128 --d-model 8 --z-dim 4 --v-dim 8 --chunk 32",
+    # both protocols through the trainer's step at toy size: an SSM, a kernel method and
+    # vanilla (every kind trains through a recipe in tests/train/test_train_mixers.py)
+    "lra_efficiency": "--quick --lengths 256 --only s4 linear performer",
 }
+# Seconds a script may take; most take well under the default.
+TIMEOUT = {"lra_efficiency": 900}
 
 
 @pytest.mark.slow
@@ -29,12 +34,15 @@ def test_benchmark_script_runs(tmp_path, script):
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=TIMEOUT.get(script, 600),
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    lines = [ln for ln in res.stdout.splitlines() if ln.strip().startswith(("64 ", "128 "))]
+    lengths = ("64 ", "128 ", "256 ", "512 ")
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip().startswith(lengths)]
     assert lines, res.stdout  # table rows for the requested lengths
     assert plot.exists() or "matplotlib is not installed" in res.stdout
+    if script == "lra_efficiency":  # both tables (LRA's, S4's), each with vanilla and the three
+        assert sorted(ln.split()[1] for ln in lines) == sorted(2 * ["vanilla", "s4", "linear", "performer"])
 
 
 @pytest.mark.slow

@@ -1,0 +1,154 @@
+"""The `seqkit plot` subcommand: training curves of run directories as a PNG.
+
+Part of the command line (`seqkit.cli`). Reads what the trainer writes: each run
+directory's `metrics.jsonl` (records `{"step", "split", "loss", "accuracy", ...}`)
+and, when present, its `config.json` (the recipe's `name` and `preset`, for the
+label). matplotlib is optional (the `bench` extra); it is imported only here.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+DEFAULT_OUT = "plot.png"
+_INSTALL = 'matplotlib is not installed; pip install "seqkit[bench]" (or ".[bench]" in a checkout)'
+
+
+class PlotError(Exception):
+    """A one-line user error: a path that is not a run directory, or holds no metrics."""
+
+
+def read_run(run_dir: str | os.PathLike) -> tuple[str, list[dict[str, Any]]]:
+    """The label and metric records of one run directory.
+
+    The label is the directory as given, with the recipe and preset from
+    `config.json` when it has them. A line cut short by a kill ends the records
+    (as when the trainer resumes). Raises `PlotError` naming the path when
+    `run_dir` is not a directory or its `metrics.jsonl` is missing or holds no
+    records.
+    """
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise PlotError(f"{run_dir}: not a run directory (no such directory)")
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.isfile(path):
+        raise PlotError(f"{path}: no such file; expected a run directory written by `seqkit train`")
+    records = []
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                if isinstance(rec, dict) and "step" in rec:
+                    records.append(rec)
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlotError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    if not any(r.get("split") in ("train", "val") for r in records):
+        raise PlotError(f"{path}: no train or val metric records")
+    label = run_dir.rstrip("/\\") or run_dir
+    try:
+        with open(os.path.join(run_dir, CONFIG)) as f:
+            config = json.load(f)
+        name, preset = config.get("name"), config.get("preset")
+        if name:
+            label = f"{label} ({name}" + (f", {preset})" if preset else ")")
+    except (OSError, ValueError, AttributeError):
+        pass  # no (readable) config: the directory alone labels the run
+    return label, records
+
+
+def plot_runs(run_dirs: Sequence[str | os.PathLike], *, metric: str = "both") -> Any:
+    """A matplotlib `Figure` of train `metric` against step, one line per run,
+    with the run's validation records as points in the same colour.
+
+    **Arguments:**
+
+    - `run_dirs`: run directories (each with a `metrics.jsonl`).
+    - `metric`: `"loss"`, `"accuracy"` or `"both"` (two panels side by side).
+
+    **Returns:** the figure (one axes per metric; not saved). Raises `PlotError`
+    for a bad run directory and `ImportError` without matplotlib.
+    """
+    if metric not in ("loss", "accuracy", "both"):
+        raise ValueError(f"metric must be 'loss', 'accuracy' or 'both', got {metric!r}")
+    runs = [read_run(d) for d in run_dirs]  # every path checked before drawing anything
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    metrics = ["loss", "accuracy"] if metric == "both" else [metric]
+    fig = Figure(figsize=(6.0 * len(metrics), 4.4), dpi=100)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, name in zip(axes, metrics, strict=True):
+        for i, (label, records) in enumerate(runs):
+            color = f"C{i % 10}"
+            for split, style in (("train", dict(linestyle="-")), ("val", dict(linestyle="none", marker="o"))):
+                pts = [(r["step"], r[name]) for r in records if r.get("split") == split and name in r]
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    tag = label if split == "train" else f"{label} val"
+                    ax.plot(xs, ys, color=color, label=tag, linewidth=1.3, markersize=4, **style)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} (line: train, points: val)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    """Run `seqkit plot` from parsed arguments; returns the exit code."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return _error(_INSTALL)
+    try:
+        fig = plot_runs(args.run_dirs, metric=args.metric)
+    except PlotError as e:
+        return _error(str(e))
+    out = args.out or DEFAULT_OUT
+    if not os.path.splitext(out)[1]:  # matplotlib would add it; say the name written
+        out += ".png"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        fig.savefig(out)
+    except FileExistsError:  # a file where the output's directory should be
+        return _error(f"{out}: cannot write the figure: {os.path.dirname(out)} is not a directory")
+    except (OSError, ValueError) as e:  # unwritable path, unknown image format
+        reason = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return _error(f"{out}: cannot write the figure: {reason}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _error(message: str) -> int:
+    print(f"seqkit plot: error: {message}", file=sys.stderr)
+    return 2
+
+
+def add_plot_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the `plot` subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "plot",
+        help="draw train loss/accuracy (and val points) against step for run directories",
+        description=(
+            "Draw each run's train metric against step from its metrics.jsonl (one line per run, "
+            'val records as points) and write a PNG. Needs matplotlib: pip install "seqkit[bench]".'
+        ),
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of `seqkit train`")
+    p.add_argument(
+        "--out",
+        help=f"the figure, PNG unless its name ends in .pdf, .svg, ... (default: ./{DEFAULT_OUT})",
+    )
+    p.add_argument("--metric", choices=("loss", "accuracy", "both"), default="both")
+    p.set_defaults(func=plot_command)
+    return p
