@@ -48,7 +48,9 @@ TINY = [
 def seqkit_cli(*args, cwd=None):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.run(
-        [sys.executable, "-m", "seqkit.cli", *map(str, args)],
+        # -P: the working directory (the repository root under pytest) is not put on
+        # sys.path, so the installed seqkit runs, as for a user, not the source tree.
+        [sys.executable, "-P", "-m", "seqkit.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
