@@ -12,7 +12,7 @@ from seqkit import cli
 
 def run(*args):
     return subprocess.run(
-        [sys.executable, "-m", "seqkit.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-P", "-m", "seqkit.cli", *args], capture_output=True, text=True, timeout=600
     )
 
 
