@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 
@@ -12,6 +13,18 @@ class DataError(ValueError):
     again. A `ValueError`, so a command line reports it like any other bad setting;
     files that are missing raise `DataNotFoundError` (a `FileNotFoundError`) instead.
     """
+
+
+def read_json_file(path: str, advice: str) -> object:
+    """The JSON content of `path`; a `DataError` naming it (and `advice`) when it is
+    truncated, corrupt or not UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(
+            f"{path} is not readable JSON (truncated or corrupt?): {one_line(e)}; {advice}"
+        ) from None
 
 
 def one_line(e: BaseException) -> str:

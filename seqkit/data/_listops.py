@@ -76,7 +76,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, one_line
+from ._files import DataError, one_line, read_json_file
 from ._index import check_index
 
 # Bumped whenever the tokens produced for a given (config, seed, split, index) change.
@@ -760,17 +760,12 @@ def read_listops_metadata(directory: str | os.PathLike) -> dict:
             f"no ListOps cache in {directory} ({path} is missing); write one with "
             f"`seqkit data listops --size N --out {directory}`"
         )
-    try:
-        with open(path, "rb") as f:
-            meta = json.loads(f.read().decode("utf-8"))
-    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DataError(
-            f"{path} is not readable JSON (truncated or corrupt?): {one_line(e)}; {advice}"
-        ) from None
+    meta = read_json_file(path, advice)
     splits = meta.get("splits") if isinstance(meta, dict) else None
     config = meta.get("config") if isinstance(meta, dict) else None
     if not (
-        meta.get("kind") == "listops"
+        isinstance(meta, dict)
+        and meta.get("kind") == "listops"
         and isinstance(splits, dict)
         and all(type(splits.get(s)) is int and splits[s] >= 0 for s in SPLIT_IDS)
         and isinstance(config, dict)

@@ -44,7 +44,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, one_line
+from ._files import DataError, one_line, read_json_file
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
 
@@ -793,14 +793,9 @@ def read_pathfinder_metadata(directory: str | os.PathLike) -> dict:
             f"no Pathfinder cache in {directory} ({path} is missing); write one with "
             f"`seqkit data pathfinder --preset PRESET --size N --out {directory}`"
         )
-    try:
-        with open(path, "rb") as f:
-            meta = json.loads(f.read().decode("utf-8"))
-    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DataError(
-            f"{path} is not readable JSON (truncated or corrupt?): {one_line(e)}; expected the metadata "
-            f"write_pathfinder writes; {_rewrite_advice(directory)}"
-        ) from None
+    meta = read_json_file(
+        path, f"expected the metadata write_pathfinder writes; {_rewrite_advice(directory)}"
+    )
     splits = meta.get("splits") if isinstance(meta, dict) else None
     sizes_ok = isinstance(splits, dict) and all(
         type(splits.get(s)) is int and splits[s] >= 0 for s in SPLIT_IDS

@@ -458,3 +458,13 @@ def test_listops_cache_with_workers(tmp_path):
             src[i]["inputs"][src[i]["mask"]], generate_listops(4, "train", i).tokens
         )
     assert sum(meta["splits"].values()) == 3000
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '"listops"', "null"])
+def test_cache_metadata_that_is_not_an_object_is_named(tmp_path, content):
+    from seqkit.data import DataError
+    from seqkit.data._listops import read_listops_metadata
+
+    (tmp_path / "metadata.json").write_text(content)
+    with pytest.raises(DataError, match=r"metadata.json: expected the JSON object write_listops writes"):
+        read_listops_metadata(tmp_path)
