@@ -36,3 +36,18 @@ def x64():
     """Runs the test with 64-bit types enabled (float64 references, check_grads)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test file.
+
+    Every XLA:CPU executable keeps its machine code in memory maps of its own; a
+    single process running the whole suite accumulates tens of thousands of them
+    and crosses the kernel's per-process limit (`vm.max_map_count`, 65530 by
+    default), where the next compile crashes the interpreter with a segmentation
+    fault. Test files share no compiled programs, so clearing between files costs
+    nothing but keeps the count (and the memory) bounded.
+    """
+    yield
+    jax.clear_caches()
