@@ -3,10 +3,11 @@ against the published settings (a table typed here from the sources, not importe
 from the recipes), every recipe built shapes-only on its data, smoke presets that
 take two finite optimizer steps, and a few small runs that learn.
 
-Default tier: the tables, shapes-only builds of every recipe, and two steps of one
-recipe per family and per task (two steps of all of them, ~29 recipes, take minutes
-on two CPU cores: they run in the slow tier). Slow tier: the rest of the two-step
-runs, and Image, Text and Retrieval learning their fake corpora above chance.
+Default tier: the tables, shapes-only builds of every recipe, and two real steps of
+one recipe per family and per task. Slow tier: every recipe's training step traced
+at its published sizes (shapes only: a real step of most of them is minutes of
+compilation and memory on a CPU), a second per-family-and-task set of two real
+steps, and Image, Text and Retrieval learning their fake corpora above chance.
 Not tested here: ListOps learning (at LRA length a 60 s CPU run stays at the
 majority-class rate, ~17%), Path-X learning (infeasible on a CPU), Pathfinder
 learning (`test_train_cpu_presets.py`).
@@ -14,16 +15,14 @@ learning (`test_train_cpu_presets.py`).
 
 import dataclasses
 
-import equinox as eqx
-import jax
 import numpy as np
 import pytest
 from fake_corpora import write_aan, write_cifar, write_imdb
+from recipe_testing import traced_step, two_steps, with_data, write_corpora
 
 import seqkit.nn as snn
 import seqkit.recipes as recipes
 import seqkit.train as st
-from seqkit.data import batches
 
 # ---------------------------------------------------------------------------------
 # Published settings, typed from the sources.
@@ -207,79 +206,56 @@ def test_smoke_preset_is_tiny(name):
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    """Fake CIFAR-10, IMDb and AAN in their public formats: the `data_dir` of each dataset."""
-    root = tmp_path_factory.mktemp("corpora")
-    cifar = write_cifar(root / "cifar")
-    return {
-        "cifar_gray": cifar,
-        "scifar": cifar,
-        "imdb": write_imdb(root / "imdb", per_class=60),
-        "aan": write_aan(root / "aan", sizes=(120, 20, 20)),
-    }
-
-
-def _with_data(r, corpora):
-    if r.data.name not in corpora:
-        return r  # ListOps and Pathfinder are generated
-    return dataclasses.replace(r, data=dataclasses.replace(r.data, data_dir=str(corpora[r.data.name])))
+    return write_corpora(tmp_path_factory.mktemp("corpora"))
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_published_recipe_builds_on_its_data(name, corpora):
-    r = _with_data(recipes.get(name), corpora)
+    r = with_data(recipes.get(name), corpora)
     sources = r.make_sources()
     r.validate(sources)  # types, ranges, split sizes, and the model built shapes-only
     x = np.asarray(sources["train"][0]["inputs"])
     assert x.shape[0] == 2 if r.model.dual else x.ndim in (1, 2)
 
 
-@pytest.fixture
-def fast_compile():
-    # Two steps of a small model: compile time dominates, XLA's optimizations do not pay.
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", False)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_published_training_step_traces(name, corpora):
+    """The whole training step at the published sizes (batch, width, depth, length),
+    traced shapes-only: every recipe's options reach a step that type-checks."""
+    r = with_data(recipes.get(name), corpora)
+    metrics = traced_step(r, r.make_sources())
+    assert {k: v.shape for k, v in metrics.items()} == {"loss": (), "accuracy": (), "grad_norm": ()}
 
 
-def _two_steps(r):
-    sources = r.make_sources()
-    r.validate(sources)
-    built = r.build(sources=sources)
-    opt_state = built.optimizer.init(eqx.filter(built.model, eqx.is_inexact_array))
-    step = st.make_train_step(built.optimizer)
-    model, state = built.model, built.state
-    it = batches(sources["train"], batch_size=r.trainer.batch_size, seed=0)
-    losses = []
-    for i in range(2):
-        model, state, opt_state, metrics = step(model, state, opt_state, next(it), st.step_key(0, i))
-        losses.append(float(metrics["loss"]))
-    return losses, opt_state
-
-
-# One recipe per family and per task take two steps in the default tier; the others
-# in the slow tier (each takes 5-15 s on two CPU cores, mostly compilation).
+# Two real optimizer steps (compile-bound: 3-6 s each on two CPU cores): one recipe
+# per family and per task in the default tier, a second such set in the slow tier.
+# Every recipe's step is traced at its published sizes above, in the slow tier.
 DEFAULT_TIER = {"s4-listops", "s4d-text", "dss-retrieval", "mega-image", "mega-chunk-pathfinder", "s4d-pathx"}
+SLOW_TIER = {
+    *("s4-image", "s4d-listops", "dss-pathfinder", "mega-retrieval", "mega-chunk-text", "s4-pathx"),
+    "mega",  # the older CPU-sized Mega recipe
+}
 
 
 @pytest.mark.parametrize(
-    "name",
-    [n if n in DEFAULT_TIER else pytest.param(n, marks=pytest.mark.slow) for n in [*ALL_NAMES, "mega"]],
+    "name", [*sorted(DEFAULT_TIER), *[pytest.param(n, marks=pytest.mark.slow) for n in sorted(SLOW_TIER)]]
 )
-def test_smoke_preset_takes_two_finite_steps(name, corpora, fast_compile):
-    r = _with_data(recipes.get(name, "smoke"), corpora)
+def test_smoke_preset_takes_two_finite_steps(name, corpora):
+    r = with_data(recipes.get(name, "smoke"), corpora)
     if name in ("s4-pathfinder", "s4-pathx", "s4-scifar", "mega"):
         # Their `smoke` is the older minutes-long preset: two steps of it on fewer examples.
         r = dataclasses.replace(r, data=dataclasses.replace(r.data, train_size=64, val_size=8, test_size=8))
-    losses, opt_state = _two_steps(r)
+    losses, opt_state = two_steps(r)
     assert all(np.isfinite(losses)), losses
     assert int(opt_state.total_notfinite) == 0
 
 
-def test_default_tier_covers_every_family_and_task():
-    families = {_family_task(n)[0] for n in DEFAULT_TIER}
-    tasks = {_family_task(n)[1] for n in DEFAULT_TIER}
-    assert families == {"s4", "s4d", "dss", "mega", "mega-chunk"}
-    assert tasks == set(MEGA_PUBLISHED)
+@pytest.mark.parametrize("tier", [DEFAULT_TIER, SLOW_TIER - {"mega"}])
+def test_two_step_sets_cover_every_family_and_task(tier):
+    assert tier <= set(ALL_NAMES)
+    assert {_family_task(n)[0] for n in tier} == {"s4", "s4d", "dss", "mega", "mega-chunk"}
+    assert {_family_task(n)[1] for n in tier} == set(MEGA_PUBLISHED)
 
 
 # ---------------------------------------------------------------------------------

@@ -75,15 +75,6 @@ def two_steps(recipe, srcs):
     return built.model, model, opt_state, losses
 
 
-@pytest.fixture
-def fast_compile():
-    # Two steps of a tiny model per kind: compile time dominates, and XLA's
-    # optimizations do not pay for themselves here.
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", False)
-
-
 # Options that keep the default tier fast (the defaults are sized for long sequences);
 # any other kind, a new family's included, trains at its defaults.
 SMALL = {
@@ -105,7 +96,7 @@ SMALL = {
 
 
 @pytest.mark.parametrize("kind", snn.MixerConfig.kinds())
-def test_every_kind_trains_two_steps_through_a_recipe(kind, fast_compile):
+def test_every_kind_trains_two_steps_through_a_recipe(kind):
     # A kind at its defaults, as `--set model.mixers=KIND` gives it, then made small.
     sets = [f"model.mixers={kind}", *(f"model.mixers.0.{o}" for o in SMALL.get(kind, []))]
     recipe = st.override(tiny([]), sets)
