@@ -15,7 +15,18 @@ import types
 
 from seqkit.train import Recipe, RecipeError
 
-from . import dss_lra, mega, mega_lra, s4_lra, s4_pathfinder, s4_pathx, s4_scifar, s4d_lra, spade
+from . import (
+    dss_lra,
+    mega,
+    mega_lra,
+    s4_lra,
+    s4_pathfinder,
+    s4_pathx,
+    s4_scifar,
+    s4d_lra,
+    spade,
+    transformers_lra,
+)
 from ._spec import RecipeSpec as RecipeSpec
 
 
@@ -54,6 +65,7 @@ _MODULES: tuple[types.ModuleType, ...] = (
     s4d_lra,
     dss_lra,
     mega_lra,
+    transformers_lra,
 )
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
 DEFAULT = "s4-pathfinder"

@@ -16,7 +16,11 @@ from ._mega import (
 from ._mixer_config import MixerConfig as MixerConfig
 from ._norm import SequenceNorm as SequenceNorm
 from ._pool import pool as pool
-from ._sequence_model import SequenceModel as SequenceModel, SequenceModelState as SequenceModelState
+from ._sequence_model import (
+    SequenceModel as SequenceModel,
+    SequenceModelState as SequenceModelState,
+    sinusoidal_positions as sinusoidal_positions,
+)
 from ._ssm_configs import (
     DSSConfig as DSSConfig,
     EMAConfig as EMAConfig,

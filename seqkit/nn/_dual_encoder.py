@@ -76,6 +76,8 @@ class DualEncoder(eqx.Module):
         ffn_mult: int = 0,
         ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
         pool: Literal["mean", "last", "cls"] = "mean",
+        positions: Literal["none", "sinusoidal", "learned"] = "none",
+        max_length: int | None = None,
         mlp_widths: Sequence[int] | None = None,
         axis_name: Hashable = "batch",
         check_finite: bool = False,
@@ -84,8 +86,10 @@ class DualEncoder(eqx.Module):
         """**Arguments:**
 
         - `d_model`, `mixer`, `n_layers`, `d_in` or `vocab_size`, `norm`, `prenorm`,
-          `dropout`, `ffn_mult`, `ffn_activation`, `pool`, `check_finite`: the shared
-          encoder's, as for [`seqkit.nn.SequenceModel`][].
+          `dropout`, `ffn_mult`, `ffn_activation`, `pool`, `positions`, `max_length`
+          (the length of one document, plus one with `pool="cls"`), `check_finite`:
+          the shared encoder's, as for [`seqkit.nn.SequenceModel`][]; both
+          documents get the same position embeddings.
         - `n_classes`: number of output logits.
         - `mlp_widths`: the head's hidden widths (ReLU after each); default
           `(d_model,)`, as the S4 code's retrieval head. LRA's Transformer head is
@@ -111,6 +115,8 @@ class DualEncoder(eqx.Module):
             ffn_mult=ffn_mult,
             ffn_activation=ffn_activation,
             pool=pool,
+            positions=positions,
+            max_length=max_length,
             axis_name=(*names, PAIR_AXIS),
             check_finite=check_finite,
             key=ekey,

@@ -1,5 +1,7 @@
-"""SequenceModel: encoder → residual blocks with any mixer per layer → pooling → head."""
+"""SequenceModel: encoder → (position embeddings) → residual blocks with any mixer per
+layer → pooling → head."""
 
+import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Literal, NamedTuple
 
@@ -7,7 +9,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from seqkit._checks import check_mask
 from seqkit._mixer import AbstractMixer
@@ -16,22 +19,63 @@ from ._blocks import ResidualBlock
 from ._norm import SequenceNorm
 from ._pool import pool
 
+Positions = Literal["none", "sinusoidal", "learned"]
+
+
+def sinusoidal_positions(
+    positions: Int[Array, " n"], d: int, *, dtype: DTypeLike = jnp.float32
+) -> Float[Array, "n d"]:
+    """The fixed sinusoidal position embeddings of Vaswani et al. (2017), at the
+    given integer positions `p`:
+
+    `e[p, 2i] = sin(p · 10000^(−2i/d))`, `e[p, 2i+1] = cos(p · 10000^(−2i/d))`
+
+    for `2i < d` (an odd `d` ends with a sine). The Long Range Arena code's table
+    (`lra_benchmarks/models/layers/common_layers.py`, `sinusoidal_init`) holds these
+    values for `p = 0..max_len−1`.
+
+    **Arguments:** `positions`, `(n,)` integers; `d`, the embedding width; `dtype`,
+    the float type of the result (the arithmetic runs in it).
+
+    **Returns:** `(n, d)`.
+    """
+    if d < 1:
+        raise ValueError(f"expected an embedding width d >= 1, got {d}")
+    p = jnp.asarray(positions).astype(dtype)[:, None]
+    inv_freq = jnp.exp(jnp.arange(0, d, 2).astype(dtype) * (-math.log(10000.0) / d))
+    angles = p * inv_freq[None, :]  # (n, ceil(d/2))
+    out = jnp.zeros((p.shape[0], d), dtype)
+    out = out.at[:, 0::2].set(jnp.sin(angles))
+    return out.at[:, 1::2].set(jnp.cos(angles[:, : d // 2]))
+
 
 class SequenceModelState(NamedTuple):
-    """Recurrent state of a [`seqkit.nn.SequenceModel`][]: one state per block, and
-    the running sum and count of the top features (for `pool="mean"`)."""
+    """Recurrent state of a [`seqkit.nn.SequenceModel`][]: one state per block, the
+    running sum and count of the top features (for `pool="mean"`), and the index of
+    the next position (for position embeddings)."""
 
     blocks: tuple[PyTree, ...]
     total: Array
     count: Array
+    position: Int[Array, ""]
 
 
 class SequenceModel(eqx.Module):
     """A sequence classifier built around any mixers.
 
-    `x → encoder → [ResidualBlock(mixer_i)]_{i<n_layers} → (final norm if pre-norm)
-    → pool → Linear → logits`. The encoder is a `Linear(d_in → d_model)` for real
-    inputs `(L, d_in)` or an `Embedding(vocab_size, d_model)` for integer tokens `(L,)`.
+    `x → encoder → (+ position embeddings) → [ResidualBlock(mixer_i)]_{i<n_layers}
+    → (final norm if pre-norm) → pool → Linear → logits`. The encoder is a
+    `Linear(d_in → d_model)` for real inputs `(L, d_in)` or an
+    `Embedding(vocab_size, d_model)` for integer tokens `(L,)`.
+
+    `positions` adds a vector per position to the encoded inputs (attention alone
+    is permutation-invariant; the Transformer and the Long Range Arena models add
+    them): `"sinusoidal"`, the fixed table of
+    [`seqkit.nn.sinusoidal_positions`][], or `"learned"`, a trained
+    `(max_length, d_model)` table initialized `N(0, 0.02²)` (LRA's
+    `AddPositionEmbs` with `learn_pos_emb`). With `pool="cls"` the class token
+    takes position 0 and the inputs take positions `1..L`, as in the LRA code.
+    The default `"none"` adds nothing.
 
     `mixer` is either a list of mixers (one per layer) or a factory
     `mixer(i, key) -> mixer`, so mixing layer kinds is one argument. A mixer is any
@@ -67,6 +111,7 @@ class SequenceModel(eqx.Module):
 
     encoder: eqx.nn.Linear | eqx.nn.Embedding
     cls_token: Float[Array, " d_model"] | None
+    position_table: Float[Array, "max_length d_model"] | None
     blocks: tuple[ResidualBlock, ...]
     final_norm: SequenceNorm | None
     head: eqx.nn.Linear | None
@@ -74,6 +119,8 @@ class SequenceModel(eqx.Module):
     n_classes: int | None = eqx.field(static=True)
     pooling: str = eqx.field(static=True)
     check_finite: bool = eqx.field(static=True)
+    positions: str = eqx.field(static=True)
+    max_length: int | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -90,6 +137,8 @@ class SequenceModel(eqx.Module):
         ffn_mult: int = 0,
         ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
         pool: Literal["mean", "last", "cls"] = "mean",
+        positions: Positions = "none",
+        max_length: int | None = None,
         axis_name: Hashable = "batch",
         check_finite: bool = False,
         key: PRNGKeyArray,
@@ -110,6 +159,11 @@ class SequenceModel(eqx.Module):
         - `ffn_mult`: FFN width multiple in every block; 0 means no FFN.
         - `ffn_activation`: the FFN's activation (`"gelu"`, `"silu"` or `"relu"`).
         - `pool`: `"mean"`, `"last"` or `"cls"` (a learned token prepended at position 0).
+        - `positions`: `"none"` (default), `"sinusoidal"` or `"learned"` position
+          embeddings added to the encoded inputs.
+        - `max_length`: the most positions a call may have (the class token
+          included); needed by `positions="learned"` (the table's length), optional
+          for `"sinusoidal"` (then checked), unused otherwise.
         - `axis_name`: the vmapped batch axis BatchNorm reduces over.
         - `check_finite`: raise a runtime error (`equinox.error_if`, which works under
           `jit` and `vmap`) when the input has a NaN or infinity at a real position.
@@ -123,6 +177,12 @@ class SequenceModel(eqx.Module):
             raise ValueError("give exactly one of d_in (real inputs) or vocab_size (tokens)")
         if pool not in ("mean", "last", "cls"):
             raise ValueError(f"pool must be 'mean', 'last' or 'cls', got {pool!r}")
+        if positions not in ("none", "sinusoidal", "learned"):
+            raise ValueError(f"positions must be 'none', 'sinusoidal' or 'learned', got {positions!r}")
+        if positions == "learned" and max_length is None:
+            raise ValueError("positions='learned' needs max_length (the length of its table)")
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"expected max_length >= 1, got {max_length}")
         if isinstance(mixer, eqx.Module):
             raise ValueError(
                 "mixer must be a list of mixers (one per layer) or a factory mixer(i, key); "
@@ -150,6 +210,13 @@ class SequenceModel(eqx.Module):
         else:
             self.encoder = eqx.nn.Embedding(vocab_size, d_model, key=ekey)
         self.cls_token = 0.02 * jr.normal(ckey, (d_model,)) if pool == "cls" else None
+        if positions == "learned":
+            # A key of its own (not a sixth split), so models without a table keep
+            # every other parameter's initialization.
+            assert max_length is not None
+            self.position_table = 0.02 * jr.normal(jr.fold_in(ckey, 1), (max_length, d_model))
+        else:
+            self.position_table = None
         self.blocks = tuple(
             ResidualBlock(
                 m,
@@ -170,6 +237,34 @@ class SequenceModel(eqx.Module):
         self.n_classes = n_classes
         self.pooling = pool
         self.check_finite = check_finite
+        self.positions = positions
+        self.max_length = None if positions == "none" else max_length
+
+    def position_embedding(self, positions: Int[Array, " n"]) -> Float[Array, "n d_model"]:
+        """The vectors the model adds at the given positions, `(n, d_model)` (zeros
+        with `positions="none"`). A learned table gives NaN beyond `max_length`."""
+        positions = jnp.asarray(positions)
+        dtype = self.encoder.weight.dtype
+        if self.position_table is not None:
+            return jnp.take(self.position_table, positions, axis=0, mode="fill", fill_value=jnp.nan)
+        if self.positions == "sinusoidal":
+            return sinusoidal_positions(positions, self.d_model, dtype=dtype)
+        return jnp.zeros((positions.shape[0], self.d_model), dtype)
+
+    def _add_positions(self, h: Float[Array, "L d_model"], mask: Array | None) -> Float[Array, "L d_model"]:
+        if self.positions == "none":
+            return h
+        L = h.shape[0]
+        if self.max_length is not None and L > self.max_length:
+            cls = " (the class token included)" if self.cls_token is not None else ""
+            raise ValueError(
+                f"expected at most max_length={self.max_length} positions{cls} for "
+                f"positions={self.positions!r}, got {L}"
+            )
+        h = h + self.position_embedding(jnp.arange(L)).astype(h.dtype)
+        if mask is not None:  # padded positions stay zero, as without positions
+            h = jnp.where(mask[:, None], h, jnp.zeros_like(h))
+        return h
 
     def _encode(self, x: Array) -> Float[Array, "L d_model"]:
         if isinstance(self.encoder, eqx.nn.Embedding):
@@ -215,6 +310,7 @@ class SequenceModel(eqx.Module):
             h = jnp.concatenate([self.cls_token[None].astype(h.dtype), h], axis=0)
             if mask is not None:
                 mask = jnp.concatenate([jnp.ones((1,), bool), mask])
+        h = self._add_positions(h, mask)
         keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
         for block, k in zip(self.blocks, keys, strict=True):
             h, state = block(h, state, mask=mask, key=k)
@@ -248,15 +344,21 @@ class SequenceModel(eqx.Module):
         causal; `pool` `"last"` or `"mean"`).
 
         **Arguments:** `L`, the longest sequence to be stepped through (needed by
-        mixers with a key/value cache or a length-dependent system).
+        mixers with a key/value cache or a length-dependent system; with position
+        embeddings, at most `max_length`).
         """
         if self.pooling == "cls":
             raise ValueError("a model with pool='cls' has no recurrent mode (the class token comes first)")
+        if L is not None and self.max_length is not None and L > self.max_length:
+            raise ValueError(
+                f"expected L <= max_length={self.max_length} for positions={self.positions!r}, got L={L}"
+            )
         dtype = self.encoder.weight.dtype
         return SequenceModelState(
             blocks=tuple(b.init_state(L) for b in self.blocks),
             total=jnp.zeros((self.d_model,), dtype),
             count=jnp.zeros((), dtype),
+            position=jnp.zeros((), jnp.int32),
         )
 
     def step(
@@ -271,7 +373,8 @@ class SequenceModel(eqx.Module):
 
         Equal to calling the model (in inference mode) on that prefix: with
         `pool="last"` the head reads the newest position, with `pool="mean"` the
-        running mean. BatchNorm uses its running statistics.
+        running mean. BatchNorm uses its running statistics; position embeddings
+        are those of `state.position`, the number of steps taken.
 
         **Arguments:** `x_t`, one input position, `(d_in,)` real or a scalar integer
         token; `state` from `init_state` or the previous `step`; `model_state`, the
@@ -281,6 +384,8 @@ class SequenceModel(eqx.Module):
         """
         x_t = jnp.asarray(x_t)
         h = self._encode(x_t[None])[0]
+        if self.positions != "none":
+            h = h + self.position_embedding(state.position[None])[0].astype(h.dtype)
         keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
         new = []
         for block, s, k in zip(self.blocks, state.blocks, keys, strict=True):
@@ -292,4 +397,4 @@ class SequenceModel(eqx.Module):
         count = state.count + 1
         feat = h if self.pooling == "last" else total / count
         out = feat if self.head is None else self.head(feat)
-        return out, SequenceModelState(tuple(new), total, count)
+        return out, SequenceModelState(tuple(new), total, count, state.position + 1)

@@ -66,7 +66,10 @@ class ModelConfig:
     `pattern=[0, 1, 1, 1, 1, 1]`.
 
     The block options (`norm`, `prenorm`, residual `dropout`, `ffn_mult`,
-    `ffn_activation`) and `pool` are those of [`seqkit.nn.SequenceModel`][].
+    `ffn_activation`), `pool` and `positions` (`"none"`, `"sinusoidal"` or
+    `"learned"` position embeddings added to the encoded inputs; the table's
+    `max_length` is the data's sequence length) are those of
+    [`seqkit.nn.SequenceModel`][].
 
     `dual`: two sequences per example through one shared encoder, combined
     `[u, v, u⊙v, u−v]`, MLP head (LRA Retrieval; [`seqkit.nn.DualEncoder`][]).
@@ -83,6 +86,7 @@ class ModelConfig:
     ffn_activation: Literal["gelu", "silu", "relu"] = "gelu"
     pool: Literal["mean", "last", "cls"] = "mean"
     dual: bool = False
+    positions: Literal["none", "sinusoidal", "learned"] = "none"
 
     def layer_pattern(self) -> list[int]:
         """The index into `mixers` of every layer; a `RecipeError` when `mixers`,
@@ -289,6 +293,8 @@ class Recipe:
             raise RecipeError(f"expected examples of shape (L, C) or integer (L,), got {x.dtype} {x.shape}")
         L = one.shape[0] + (1 if m.pool == "cls" else 0)
         pattern = m.layer_pattern()
+        # Position embeddings cover the L positions of one sequence (class token included).
+        pos = {} if m.positions == "none" else {"positions": m.positions, "max_length": L}
 
         def mixer(i: int, k: PRNGKeyArray):
             config = m.mixers[pattern[i]]
@@ -315,6 +321,7 @@ class Recipe:
                 pool=m.pool,
                 key=key,
                 **enc,
+                **pos,
             )
         except (RecipeError, jax.errors.ConcretizationTypeError):
             raise

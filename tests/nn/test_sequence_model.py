@@ -53,9 +53,12 @@ def np_linear(lin, x):
     return x @ np.asarray(lin.weight, np.float64).T + np.asarray(lin.bias, np.float64)
 
 
-def np_model(model, xs, norm):
-    """The whole forward pass, batch at once, in float64 NumPy (dropout 0, no FFN)."""
+def np_model(model, xs, norm, table=None):
+    """The whole forward pass, batch at once, in float64 NumPy (dropout 0, no FFN);
+    `table` holds position embeddings added to the encoded inputs."""
     h = np_linear(model.encoder, xs.astype(np.float64))
+    if table is not None:
+        h = h + table[: h.shape[1]]
 
     def nrm(n, h):
         if norm == "layer":
@@ -244,3 +247,177 @@ def batched_masked(model):
     return jax.vmap(
         lambda x, m, s: model(x, s, mask=m), axis_name="batch", in_axes=(0, 0, None), out_axes=(0, None)
     )
+
+
+# --- position embeddings ------------------------------------------------------------
+
+
+def np_sinusoidal(L, d):
+    """Vaswani et al.'s table in float64: sin at even, cos at odd channels."""
+    p = np.arange(L, dtype=np.float64)[:, None]
+    i = np.arange(d)[None, :]
+    angle = p / 10000.0 ** ((i - i % 2) / d)
+    return np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
+
+
+@pytest.mark.parametrize("d", [8, 7, 1])
+def test_sinusoidal_positions_match_the_formula(x64, d):
+    L = 300
+    got = snn.sinusoidal_positions(jnp.arange(L), d, dtype=jnp.float64)
+    assert got.shape == (L, d) and got.dtype == jnp.float64
+    assert_close(got, np_sinusoidal(L, d), rtol=0, atol=1e-12)
+    # Any positions, in any order: rows of the same table.
+    idx = jnp.array([299, 0, 17, 17])
+    assert_close(
+        snn.sinusoidal_positions(idx, d, dtype=jnp.float64),
+        np_sinusoidal(L, d)[np.asarray(idx)],
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+def _positions_model(key, positions, *, pool="mean", norm="layer", max_length=None, d_in=2, d=8, n_layers=2):
+    return eqx.nn.make_with_state(snn.SequenceModel)(
+        d_in=d_in,
+        d_model=d,
+        n_classes=3,
+        n_layers=n_layers,
+        mixer=lambda i, k: TimeMix(d, key=k),
+        norm=norm,
+        pool=pool,
+        positions=positions,
+        max_length=max_length,
+        key=key,
+    )
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_positions_are_added_to_the_encoded_inputs(x64, getkey, positions):
+    d, L, B = 8, 12, 3
+    key = getkey()
+    model, state = _positions_model(key, positions, max_length=L, d=d)
+    x = jr.normal(getkey(), (B, L, 2))
+    logits, _ = batched(model)(x, state)
+    table = np_sinusoidal(L, d) if positions == "sinusoidal" else np.asarray(model.position_table)
+    if positions == "learned":
+        assert table.shape == (L, d) and 0.01 < table.std() < 0.03  # N(0, 0.02²), as LRA's
+    assert_close(logits, np_model(model, np.asarray(x, np.float64), "layer", table), rtol=1e-10)
+    # The same key without positions: the same weights (the table draws from a key
+    # of its own), other logits.
+    plain, _ = _positions_model(key, "none", d=d)
+    others = [leaf for leaf in jax.tree.leaves(model) if leaf is not model.position_table]
+    for a, b in zip(jax.tree.leaves(plain), others, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.allclose(np.asarray(batched(plain)(x, state)[0]), np.asarray(logits), rtol=1e-3)
+
+
+def test_default_adds_no_positions(getkey):
+    model, state = _positions_model(getkey(), "none")
+    assert model.positions == "none" and model.position_table is None and model.max_length is None
+    assert_close(model.position_embedding(jnp.arange(4)), np.zeros((4, 8)), rtol=0)
+
+
+def test_learned_table_is_trained(getkey):
+    model, state = _positions_model(getkey(), "learned", max_length=10)
+    x = jr.normal(getkey(), (10, 2))
+    grads = eqx.filter_grad(lambda m: jnp.sum(m(x, state)[0] ** 2))(model)
+    assert grads.position_table.shape == (10, 8) and bool(jnp.all(jnp.any(grads.position_table != 0, axis=1)))
+    assert any(
+        leaf is model.position_table for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
+    )
+
+
+MHA_D = 8
+
+
+def _mha(i, key):
+    from seqkit.attention import MultiHeadAttention
+
+    return MultiHeadAttention(MHA_D, 2, key=key)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_positions_keep_padding_invisible(x64, getkey, positions, pool):
+    """Padded and unpadded inputs give the same logits and BatchNorm statistics, for a
+    SequenceModel and a DualEncoder (whose documents share the table)."""
+    n_real, n_pad, vocab = 7, 5, 11
+    L = n_real + n_pad + (pool == "cls")
+    toks = jr.randint(getkey(), (2, 2, n_real), 1, vocab)  # (B, pair, L)
+    junk = jr.randint(getkey(), (2, 2, n_pad), 0, vocab)
+    padded = jnp.concatenate([toks, junk], axis=-1)
+    mask = jnp.broadcast_to(jnp.arange(n_real + n_pad) < n_real, padded.shape)
+    full = jnp.ones(toks.shape, bool)
+    kwargs = dict(
+        vocab_size=vocab, d_model=MHA_D, n_classes=3, n_layers=2, mixer=_mha, ffn_mult=2, norm="batch"
+    )
+
+    @eqx.filter_jit
+    def both(model, state, x, m, xp, mp):
+        call = jax.vmap(
+            lambda x, m, s: model(x, s, mask=m), axis_name="batch", in_axes=(0, 0, None), out_axes=(0, None)
+        )
+        return call(x, m, state), call(xp, mp, state)
+
+    for cls, x, xp, m, mp in [
+        (snn.SequenceModel, toks[:, 0], padded[:, 0], full[:, 0], mask[:, 0]),
+        (snn.DualEncoder, toks, padded, full, mask),
+    ]:
+        model, state = eqx.nn.make_with_state(cls)(
+            pool=pool, positions=positions, max_length=L, key=getkey(), **kwargs
+        )
+        (ref, s1), (got, s2) = both(model, state, x, m, xp, mp)
+        assert bool(jnp.all(jnp.isfinite(ref)))
+        assert_close(got, ref, rtol=1e-10)
+        for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
+            assert_close(b, a, rtol=1e-10)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_causal_model_with_positions_steps_like_its_parallel_call(x64, getkey, positions):
+    from seqkit.attention import LinearAttention, MultiHeadAttention
+
+    d, L = 8, 10
+    k1, k2, k3 = jr.split(getkey(), 3)
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        vocab_size=11, d_model=d, n_classes=3, norm="batch", ffn_mult=2, pool="mean",
+        mixer=[MultiHeadAttention(d, 2, causal=True, key=k1), LinearAttention(d, 2, causal=True, key=k2)],
+        positions=positions, max_length=L, key=k3,
+    )  # fmt: skip
+    x = jr.randint(getkey(), (L,), 0, 11)
+    _, state = jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))(x[None], state)
+    model = eqx.nn.inference_mode(model)
+
+    @jax.jit
+    def stepped(reset):
+        def body(carry, x_t):
+            logits, new = model.step(x_t, carry, state)
+            # `reset`: every step sees position 0 (the blocks' states kept).
+            return new._replace(position=jnp.where(reset, 0, new.position)), logits
+
+        return jax.lax.scan(body, model.init_state(L), x)
+
+    carry, logits = stepped(False)
+    assert int(carry.position) == L
+    parallel = eqx.filter_jit(lambda model, x: model(x, state)[0])
+    for t in (3, L - 1):
+        assert_close(logits[t], parallel(model, x[: t + 1]), rtol=1e-10)
+    # The position index matters: without it the logits differ.
+    assert not np.allclose(np.asarray(stepped(True)[1][-1]), np.asarray(logits[-1]))
+
+
+def test_position_errors(getkey):
+    with pytest.raises(ValueError, match="needs max_length"):
+        _positions_model(getkey(), "learned")
+    with pytest.raises((ValueError, TypeError)):  # the type checker or the constructor
+        _positions_model(getkey(), "rotary")
+    model, state = _positions_model(getkey(), "learned", max_length=6)
+    with pytest.raises(ValueError, match="at most max_length=6 positions"):
+        model(jnp.zeros((7, 2)), state)
+    model, state = _positions_model(getkey(), "sinusoidal", pool="cls", max_length=6)
+    model(jnp.zeros((5, 2)), state)  # 5 inputs + the class token
+    with pytest.raises(ValueError, match=r"class token included"):
+        model(jnp.zeros((6, 2)), state)
+    model, state = _positions_model(getkey(), "sinusoidal", max_length=6)
+    with pytest.raises(ValueError, match="L <= max_length=6"):
+        model.init_state(7)
