@@ -8,6 +8,7 @@ import time
 import seqkit
 from seqkit._cli_data import add_data_parser
 from seqkit._cli_plot import add_plot_parser
+from seqkit._cli_sweep import add_sweep_parser
 from seqkit._paths import expand_path
 
 
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_data_parser(sub)
     add_plot_parser(sub)
+    add_sweep_parser(sub)
 
     demo = sub.add_parser("demo", help="run every SSM core in conv and step mode on a generated signal")
     demo.add_argument("--length", type=int, default=1024)

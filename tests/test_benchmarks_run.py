@@ -18,6 +18,8 @@ CASES = {
     # both protocols through the trainer's step at toy size: an SSM, a kernel method and
     # vanilla (every kind trains through a recipe in tests/train/test_train_mixers.py)
     "lra_efficiency": "--quick --lengths 256 --only s4 linear performer",
+    # vmapped sweep members against sequential runs, K = 1 and 2 at the --quick size
+    "sweep": "--quick --lengths 64 --members 1 2 --steps 2",
 }
 # Seconds a script may take; most take well under the default.
 TIMEOUT = {"lra_efficiency": 900}

@@ -1,4 +1,5 @@
-"""Training: recipes, the trainer, optimizers with parameter groups, checkpoints, metrics."""
+"""Training: recipes, the trainer, vmapped sweeps, optimizers with parameter groups,
+checkpoints, metrics."""
 
 from ._checkpoint import (
     CheckpointError as CheckpointError,
@@ -34,4 +35,12 @@ from ._recipe import (
     recipe_from_dict as recipe_from_dict,
     recipe_to_dict as recipe_to_dict,
     step_key as step_key,
+)
+from ._sweep import (
+    SweepMember as SweepMember,
+    make_sweep_step as make_sweep_step,
+    plot_sweep as plot_sweep,
+    sweep as sweep,
+    sweep_members as sweep_members,
+    sweep_table as sweep_table,
 )

@@ -66,8 +66,14 @@ def make_train_step(optimizer: optax.GradientTransformation) -> Callable:
     `metrics` holds `loss`, `accuracy` and `grad_norm` as device scalars. Nothing
     in it depends on Python-side state, so it can be vmapped over stacked models.
     """
+    return eqx.filter_jit(_step_function(optimizer))
 
-    @eqx.filter_jit
+
+def _step_function(optimizer: optax.GradientTransformation) -> Callable:
+    """`make_train_step`'s step before `jit`: what a sweep vmaps over its members
+    (the optimizer reads its hyperparameters from `opt_state`, so one function
+    serves members that differ only in those)."""
+
     def step(model, state, opt_state, batch, key):
         params, static = eqx.partition(model, eqx.is_inexact_array)
 
@@ -242,6 +248,13 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
     if resume and not os.path.exists(ckpt_path):
         # Restart scripts pass --resume every time: a first start is normal, a typo is visible.
         bar.notice(f"no checkpoint in {run_dir}: starting a fresh run")
+    return _make_run_dir(run_dir, bar)
+
+
+def _make_run_dir(run_dir: str, bar: Progress) -> bool:
+    """Create `run_dir` (a `RecipeError` naming it when that fails or it is not
+    writable) and remove the temporaries of interrupted writes, saying so. Returns
+    whether it was created."""
     created = not os.path.exists(run_dir)
     try:
         os.makedirs(run_dir, exist_ok=True)
@@ -265,21 +278,22 @@ def _check_writable(directory: str) -> None:
         raise RecipeError(f"cannot write to {directory}: {e.strerror or e}") from None
 
 
-def _finished_results(recipe: Recipe, run_dir: str) -> dict[str, Any] | None:
-    """The saved results of a run that already ran all its steps, else `None`."""
-    results_path = os.path.join(run_dir, RESULTS)
+def _finished_results(recipe: Recipe, run_dir: str, name: str = RESULTS) -> dict[str, Any] | None:
+    """The saved results (file `name`) of a run that already ran all its steps, else `None`."""
+    results_path = os.path.join(run_dir, name)
     if not (os.path.exists(results_path) and os.path.exists(os.path.join(run_dir, CHECKPOINT))):
         return None
     results = read_json(results_path, "the run's results")
     return results if results.get("steps") == recipe.steps else None
 
 
-def _discard_unstarted(run_dir: str, created: bool) -> None:
-    """After a failure before the first checkpoint, remove what this run wrote, so a
-    failed start leaves no half-made run directory behind."""
+def _discard_unstarted(run_dir: str, created: bool, config_name: str = CONFIG) -> None:
+    """After a failure before the first checkpoint, remove what this run wrote (its
+    configuration file `config_name`, the metrics log, temporaries), so a failed
+    start leaves no half-made run directory behind."""
     if os.path.exists(os.path.join(run_dir, CHECKPOINT)):
         return  # a resumable run: keep everything
-    for name in (CONFIG, METRICS):
+    for name in (config_name, METRICS):
         path = os.path.join(run_dir, name)
         if os.path.exists(path):
             os.remove(path)

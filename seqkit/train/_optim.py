@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import ArrayLike, PyTree
 
@@ -25,23 +26,32 @@ def param_labels(tree: PyTree) -> PyTree[str]:
     return ssm_parameter_labels(tree)
 
 
-def cosine_warmup(peak: ArrayLike, warmup_steps: int, total_steps: int) -> optax.Schedule:
+def cosine_warmup(peak: ArrayLike, warmup_steps: ArrayLike, total_steps: ArrayLike) -> optax.Schedule:
     """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at
-    `total_steps` (stepped per optimizer step). `peak` may be a traced array,
-    so a vmapped sweep can vary it.
+    `total_steps` (stepped per optimizer step). Any argument may be a traced
+    array, so a vmapped sweep can vary it; integer step counts are checked here,
+    array ones are not.
 
     `lr(t) = peak·t/w` for `t < w`, else `peak·½(1 + cos(π·min(1, (t−w)/(T−w))))`.
     """
-    if warmup_steps < 0 or total_steps < 1:
-        raise ValueError(
-            f"expected warmup_steps >= 0 and total_steps >= 1, got {warmup_steps}, {total_steps}"
-        )
+    if isinstance(warmup_steps, (int, np.integer)) and isinstance(total_steps, (int, np.integer)):
+        if warmup_steps < 0 or total_steps < 1:
+            raise ValueError(
+                f"expected warmup_steps >= 0 and total_steps >= 1, got {warmup_steps}, {total_steps}"
+            )
+        w_div, d_div = max(warmup_steps, 1), max(total_steps - warmup_steps, 1)
+    else:
+        # The same float32 arithmetic as the integer case: the divisors are exact integers.
+        w_i, t_i = jnp.asarray(warmup_steps, jnp.int32), jnp.asarray(total_steps, jnp.int32)
+        w_div = jnp.maximum(w_i, 1).astype(jnp.float32)
+        d_div = jnp.maximum(t_i - w_i, 1).astype(jnp.float32)
+        warmup_steps = w_i.astype(jnp.float32)
 
     def schedule(count):
         t = jnp.asarray(count, jnp.float32)
         p = jnp.asarray(peak, jnp.float32)
-        warm = p * t / max(warmup_steps, 1)
-        frac = jnp.clip((t - warmup_steps) / max(total_steps - warmup_steps, 1), 0.0, 1.0)
+        warm = p * t / w_div
+        frac = jnp.clip((t - warmup_steps) / d_div, 0.0, 1.0)
         decay = p * 0.5 * (1.0 + jnp.cos(math.pi * frac))
         return jnp.where(t < warmup_steps, warm, decay)
 
@@ -67,13 +77,18 @@ def adamw_cosine(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    hyperparams_as_arrays: bool = False,
 ) -> optax.GradientTransformation:
     """AdamW with a linear-warmup cosine schedule; the peak learning rate and weight
     decay are stored as arrays in the optimizer state (`optax.inject_hyperparams`),
-    so they can be read, changed, or vmapped over."""
-    return optax.inject_hyperparams(
-        _adamw_cosine, static_args=("b1", "b2", "eps", "warmup_steps", "total_steps")
-    )(
+    so they can be read, changed, or vmapped over.
+
+    With `hyperparams_as_arrays`, so are `warmup_steps`, `total_steps`, `b1`, `b2`
+    and `eps` (a vmapped sweep varies them per member); by default they are
+    constants of the transformation, which keeps the state of existing checkpoints.
+    """
+    static = () if hyperparams_as_arrays else ("b1", "b2", "eps", "warmup_steps", "total_steps")
+    return optax.inject_hyperparams(_adamw_cosine, static_args=static)(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         b1=b1,
@@ -96,6 +111,7 @@ def make_optimizer(
     b2: float = 0.999,
     eps: float = 1e-8,
     grad_clip: float | None = None,
+    hyperparams_as_arrays: bool = False,
 ) -> optax.GradientTransformation:
     """The training optimizer: clip → AdamW per parameter group → skip non-finite.
 
@@ -105,17 +121,36 @@ def make_optimizer(
       `weight_decay`. Both follow the same warmup + cosine schedule.
     - `optax.apply_if_finite`: an update with a non-finite gradient is skipped; the
       state counts them (`opt_state.total_notfinite`).
+    - `hyperparams_as_arrays`: every numeric hyperparameter (both groups' learning
+      rates and weight decays, warmup and total steps, `b1`, `b2`, `eps`, the
+      clipping norm) is an array in the optimizer state, and the transformation
+      reads it from there: states of optimizers that differ only in these values
+      have one structure, so one `update` serves all of them, stacked and vmapped
+      ([`seqkit.train.sweep`][]). Whether to clip at all stays a structural choice.
+      Off by default: the learning rates and weight decays alone are arrays.
 
     Apply it to `eqx.filter(model, eqx.is_inexact_array)`.
 
     **Returns:** an `optax.GradientTransformation`.
     """
     group = lambda lr, wd: adamw_cosine(  # noqa: E731
-        lr, wd, warmup_steps=warmup_steps, total_steps=total_steps, b1=b1, b2=b2, eps=eps
+        lr,
+        wd,
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        hyperparams_as_arrays=hyperparams_as_arrays,
     )
+    if hyperparams_as_arrays:
+        cosine_warmup(0.0, warmup_steps, total_steps)  # the range checks of the integer form
     parts = []
     if grad_clip:
-        parts.append(optax.clip_by_global_norm(grad_clip))
+        if hyperparams_as_arrays:
+            parts.append(optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=grad_clip))
+        else:
+            parts.append(optax.clip_by_global_norm(grad_clip))
     parts.append(
         optax.multi_transform(
             {

@@ -328,7 +328,9 @@ class Recipe:
         except (ValueError, TypeError) as e:
             raise RecipeError(f"model: {_first_line(e)}") from e
 
-    def build_optimizer(self) -> optax.GradientTransformation:
+    def build_optimizer(self, *, hyperparams_as_arrays: bool = False) -> optax.GradientTransformation:
+        """The optimizer of `optimizer` and `schedule` ([`seqkit.train.make_optimizer`][];
+        `hyperparams_as_arrays` as there: every hyperparameter an array in its state)."""
         o, s = self.optimizer, self.schedule
         return make_optimizer(
             learning_rate=o.lr,
@@ -341,6 +343,7 @@ class Recipe:
             b2=o.b2,
             eps=o.eps,
             grad_clip=o.grad_clip or None,
+            hyperparams_as_arrays=hyperparams_as_arrays,
         )
 
     def build(self, *, sources: Mapping[str, Any] | None = None, key: PRNGKeyArray | None = None) -> Built:

@@ -1,0 +1,338 @@
+"""Vmapped sweeps: member k of a sweep is a solo `train` run of its settings; a sweep
+killed mid-way resumes to the uninterrupted result; a non-finite member is skipped
+alone; bad grids are one-line errors that write nothing (library and CLI)."""
+
+import dataclasses
+import json
+import os
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+from train_fixtures import batches, sources, tiny_recipe
+
+import seqkit.train as st
+from seqkit import cli
+
+# lr = 1e30 overflows the model after one step: its later updates are non-finite.
+GRID = {"optimizer.lr": [0.01, 0.03, 1e30], "model.mixers.0.dt_max": [0.05, 0.1]}
+BLOWN = range(8, 12)  # the members with lr = 1e30
+SEEDS = [3, 4]
+
+
+def study_recipe(**trainer):
+    # LayerNorm, not the fixture's BatchNorm: with BatchNorm after it the encoder
+    # bias has a zero gradient up to rounding, which Adam's normalized step turns
+    # into ±lr moves that differ between any two float orders (vmapped or not).
+    r = tiny_recipe(**{"steps": 4, "log_every": 1, "eval_every": 2, "checkpoint_every": 2, **trainer})
+    return dataclasses.replace(r, model=dataclasses.replace(r.model, norm="layer", n_layers=1))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """3 learning rates × 2 dt ranges × 2 seeds = 12 members, each on its own data order."""
+    run = tmp_path_factory.mktemp("sweep") / "study"
+    res = st.sweep(
+        study_recipe(),
+        GRID,
+        seeds=SEEDS,
+        run_dir=run,
+        sources=sources(),
+        batches=batches,
+        per_member_data=True,
+        progress=False,
+    )
+    return res, run
+
+
+def snapshot(path):
+    if not os.path.exists(path):
+        return None
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            out[os.path.relpath(p, path)] = (open(p, "rb").read(), os.stat(p).st_mtime_ns)
+    return out
+
+
+def same(a, b):
+    """Equal as JSON (a blown member's NaN loss equals itself)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def records(run, split):
+    return [
+        r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == split
+    ]
+
+
+def test_member_equals_solo_train(study, tmp_path):
+    res, run = study
+    members = st.sweep_members(study_recipe(), GRID, seeds=SEEDS)
+    assert len(members) == len(res["members"]) == 12
+    train_recs = records(run, "train")
+    for k in (7,):  # differs from member 0 in lr, dt range and seed
+        m = members[k]
+        assert res["members"][k]["settings"] == m.settings
+        solo = st.train(m.recipe, tmp_path / f"solo{k}", sources=sources(), batches=batches, progress=False)
+        for key in ("val_loss", "test_loss", "val_accuracy", "test_accuracy"):
+            np.testing.assert_allclose(res["members"][k][key], solo[key], rtol=1e-5, err_msg=key)
+        mine = [r for r in train_recs if r["member"] == k]
+        theirs = records(tmp_path / f"solo{k}", "train")
+        assert [r["step"] for r in mine] == [r["step"] for r in theirs] == [1, 2, 3, 4]
+        for a, b in zip(mine, theirs, strict=True):
+            for key in ("loss", "accuracy", "grad_norm"):
+                np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+        # Parameters: the sweep's checkpoint, member k, against the solo checkpoint.
+        _, model, state, _, _ = st.load_run(tmp_path / f"solo{k}", sources=sources())
+        ours = load_member(run, members, k)
+        for a, b in zip(
+            jax.tree.leaves(ours), jax.tree.leaves(eqx.filter((model, state), eqx.is_array)), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def load_member(run, members, k):
+    """Member k's (model, state) arrays from the sweep's checkpoint, read with a
+    template of K stacked solo-built models and optimizer states."""
+    K = len(members)
+    model, state, _, _ = members[0].recipe.build(sources=sources())
+    opt = st.make_optimizer(
+        learning_rate=0.1,
+        weight_decay=0.1,
+        warmup_steps=1,
+        total_steps=2,
+        grad_clip=1.0,
+        hyperparams_as_arrays=True,
+    )
+    stack = lambda x: np.zeros((K, *np.shape(x)), np.asarray(x).dtype) if eqx.is_array(x) else x  # noqa: E731
+    like = jax.tree.map(stack, (model, state, opt.init(eqx.filter(model, eqx.is_inexact_array))))
+    (models, states, _), meta = st.load_checkpoint(run / "checkpoint.eqx", like)
+    assert meta["members"] == K and meta["step"] == 4
+    return [np.asarray(x)[k] for x in jax.tree.leaves(eqx.filter((models, states), eqx.is_array))]
+
+
+def test_sweep_run_directory(study, capsys):
+    res, run = study
+    assert same(json.loads((run / "sweep.json").read_text()), res)
+    assert res["steps"] == 4 and res["grid"] == GRID and res["seeds"] == SEEDS
+    assert (run / "sweep.png").exists() and res["figure"] == "sweep.png"
+    config = json.loads((run / "sweep_config.json").read_text())
+    assert config["members"] == 12 and st.recipe_from_dict(config["recipe"]) == study_recipe()
+    # One record per member per logged step, carrying the member's settings.
+    train = records(run, "train")
+    assert len(train) == 4 * 12
+    assert {(r["member"], r["optimizer.lr"], r["model.mixers.0.dt_max"], r["seed"]) for r in train} == {
+        (
+            m["member"],
+            m["settings"]["optimizer.lr"],
+            m["settings"]["model.mixers.0.dt_max"],
+            m["settings"]["seed"],
+        )
+        for m in res["members"]
+    }
+    assert [r["step"] for r in records(run, "val")] == [2] * 12 + [4] * 12
+    assert [r["accuracy"] for r in records(run, "test")] == [m["test_accuracy"] for m in res["members"]]
+    table = st.sweep_table(res)
+    best = res["best_member"]
+    assert f"{best}*" in table and "best by val accuracy" in table and len(table.splitlines()) == 14
+    # A finished sweep resumes to its results and writes nothing.
+    before = snapshot(run)
+    again = st.sweep(
+        study_recipe(),
+        GRID,
+        seeds=SEEDS,
+        run_dir=run,
+        resume=True,
+        sources=sources(),
+        batches=batches,
+        per_member_data=True,
+        progress=False,
+    )
+    assert same(again, res) and snapshot(run) == before
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+class Crash(Exception):
+    pass
+
+
+def crashing_batches(after):
+    def make(source, **kw):
+        it = batches(source, **kw)
+        if not kw.get("shuffle", True):
+            return it
+
+        def gen():
+            for i, b in enumerate(it):
+                if i == after:
+                    raise Crash
+                yield b
+
+        return gen()
+
+    return make
+
+
+def test_resume_after_kill_matches_uninterrupted(study, tmp_path):
+    res, _ = study
+    run = tmp_path / "killed"
+    kw = dict(seeds=SEEDS, sources=sources(), per_member_data=True, progress=False)
+    # Dies drawing the 4th batch: the checkpoint of step 2 survives, step 3 is lost.
+    with pytest.raises(Crash):
+        st.sweep(study_recipe(), GRID, run_dir=run, batches=crashing_batches(3), **kw)
+    assert not (run / "sweep.json").exists() and (run / "checkpoint.eqx").exists()
+    resumed = st.sweep(study_recipe(), GRID, run_dir=run, resume=True, batches=batches, **kw)
+    for a, b in zip(resumed["members"], res["members"], strict=True):
+        assert same(a, b)  # the same program on the same batches: bit for bit
+    steps = [r["step"] for r in records(run, "train")]
+    assert steps == sorted(steps) and len(steps) == 4 * 12
+
+
+def test_nonfinite_members_are_skipped_alone(study):
+    """The lr = 1e30 members' non-finite updates are skipped and counted (their
+    parameters stay finite); the other members never notice (and equal solo runs)."""
+    res, run = study
+    for r in res["members"]:
+        assert (r["skipped_updates"] >= 1) == (r["member"] in BLOWN), r
+    assert res["best_member"] not in BLOWN
+    last = [r for r in records(run, "train") if r["step"] == 4]
+    assert all(r["skipped_updates"] == res["members"][r["member"]]["skipped_updates"] for r in last)
+    members = st.sweep_members(study_recipe(), GRID, seeds=SEEDS)
+    for k in BLOWN:
+        assert all(np.isfinite(x).all() for x in load_member(run, members, k))
+
+
+@pytest.mark.slow
+def test_shared_data_member_equals_solo_train(tmp_path):
+    """Without per_member_data every member sees trainer.seed's batches: the member
+    of that seed is a solo run of its settings."""
+    recipe = study_recipe(steps=3, eval_every=100)
+    grid = {"optimizer.lr": [0.01, 0.03]}
+    res = st.sweep(
+        recipe, grid, seeds=2, run_dir=tmp_path / "sw", sources=sources(), batches=batches, progress=False
+    )
+    solo_recipe = st.sweep_members(recipe, grid, seeds=2)[2].recipe  # lr 0.03, seed 3 = trainer.seed
+    solo = st.train(solo_recipe, tmp_path / "solo", sources=sources(), batches=batches, progress=False)
+    for key in ("val_loss", "test_loss"):
+        np.testing.assert_allclose(res["members"][2][key], solo[key], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"optimizer.lrr": [0.1]}, "unknown key 'optimizer.lrr'"),
+        ({"optimizer.lr": []}, "expected at least one value, got an empty list"),
+        ({"optimizer.lr": [0.1, 0.1]}, "appears more than once"),
+        ({"optimizer.lr": ["fast"]}, "optimizer.lr: expected a float"),
+        ({"optimizer.lr": [-1.0]}, "optimizer.lr: expected a number >= 0.0"),
+        (
+            {"model.d_model": [8, 16]},
+            "'model.d_model' cannot be swept in one vmapped program: it changes array shapes",
+        ),
+        ({"model.mixers.0.state_size": [8, 4]}, "'model.mixers.0.state_size' cannot be swept"),
+        ({"model.n_layers": [2, 1]}, "'model.n_layers' cannot be swept"),
+        ({"optimizer.grad_clip": [1.0, 0.0]}, "'optimizer.grad_clip' cannot be swept"),
+        ({"trainer.batch_size": [16, 8]}, "training loop"),
+        ({"trainer.seed": [1, 2]}, "--seeds"),
+        ({"data.n_classes": [2, 3]}, "changes the data"),
+        ({"model.mixers.0": ["s4d", "dss"]}, "it sets a list or a whole mixer, not one value"),
+        ({"model.mixers.0.dt_max": [0.1, 1e-4]}, "dt_min <= dt_max"),
+    ],
+)
+def test_bad_grid_is_one_line_error_and_writes_nothing(tmp_path, grid, message):
+    run = tmp_path / "sw"
+    with pytest.raises(st.RecipeError, match=None) as e:
+        st.sweep(
+            study_recipe(), grid, seeds=2, run_dir=run, sources=sources(), batches=batches, progress=False
+        )
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not run.exists()
+
+
+def test_resume_with_another_grid_is_refused(study):
+    res, run = study
+    before = snapshot(run)
+    kw = dict(run_dir=run, sources=sources(), batches=batches, per_member_data=True, progress=False)
+    with pytest.raises(st.RecipeError, match="holds a sweep of 12 members, this one has 16"):
+        st.sweep(
+            study_recipe(), {**GRID, "optimizer.lr": [0.01, 0.03, 0.1, 1e30]}, seeds=SEEDS, resume=True, **kw
+        )
+    with pytest.raises(st.RecipeError, match="another grid or seeds"):
+        st.sweep(study_recipe(), {**GRID, "optimizer.lr": [0.01, 0.1, 1e30]}, seeds=SEEDS, resume=True, **kw)
+    with pytest.raises(st.RecipeError, match="another grid or seeds"):
+        st.sweep(study_recipe(), GRID, seeds=[3, 5], resume=True, **kw)
+    with pytest.raises(st.RecipeError, match="already holds a run"):
+        st.sweep(study_recipe(), GRID, seeds=SEEDS, **kw)
+    assert snapshot(run) == before
+
+
+def test_members_and_seeds():
+    r = study_recipe()
+    ms = st.sweep_members(r, {"optimizer.lr": ["1e-3", 0.01]}, seeds=2)
+    assert [m.settings for m in ms] == [
+        {"optimizer.lr": 0.001, "seed": 3},
+        {"optimizer.lr": 0.001, "seed": 4},
+        {"optimizer.lr": 0.01, "seed": 3},
+        {"optimizer.lr": 0.01, "seed": 4},
+    ]
+    assert ms[2].recipe.optimizer.lr == 0.01 and ms[2].recipe.trainer.seed == 3
+    for seeds, message in [(0, "count >= 1"), ([], "at least one seed"), ([1, 1], "distinct")]:
+        with pytest.raises(st.RecipeError, match=message):
+            st.sweep_members(r, {}, seeds=seeds)
+
+
+TINY = [
+    "s4-pathfinder",
+    "--preset",
+    "smoke",
+    *("--set", "model.d_model=8", "--set", "model.n_layers=1", "--set", "model.mixers.0.state_size=4"),
+    *("--set", "data.train_size=16", "--set", "data.val_size=8", "--set", "data.test_size=8"),
+    *("--set", "trainer.batch_size=8", "--set", "schedule.total_steps=2", "--set", "schedule.warmup_steps=1"),
+]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--grid", "model.d_model=8,16"], "'model.d_model' cannot be swept"),
+        (["--grid", "optimizer.lrr=0.1"], "unknown key 'optimizer.lrr'"),
+        (["--grid", "optimizer.lr="], "expected at least one value"),
+        (["--grid", "optimizer.lr"], "--grid: expected KEY=V1,V2,..."),
+        (["--grid", "optimizer.lr=0.1", "--grid", "optimizer.lr=0.2"], "given twice"),
+        (["--grid", "optimizer.lr=0.1", "--seeds", "three"], "--seeds: expected a count"),
+        (["--grid", "trainer.batch_size=8,4"], "training loop"),
+    ],
+)
+def test_cli_errors_exit_2(tmp_path, capsys, extra, message):
+    out = tmp_path / "sw"
+    code = cli.main(["sweep", *TINY, *extra, "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("seqkit: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "sw"
+    args = [
+        "sweep",
+        *TINY,
+        "--grid",
+        "optimizer.lr=1e-3,1e-2",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "best by val accuracy" in printed and "sweep directory" in printed
+    res = json.loads((out / "sweep.json").read_text())
+    assert len(res["members"]) == 4 and res["steps"] == 2
+    assert cli.main([*args, "--resume"]) == 0
+    assert "nothing to resume" in capsys.readouterr().err
