@@ -1,5 +1,5 @@
 """Training: recipes, the trainer, vmapped sweeps, optimizers with parameter groups,
-checkpoints, metrics."""
+device meshes, checkpoints, metrics."""
 
 from ._checkpoint import (
     CheckpointError as CheckpointError,
@@ -14,6 +14,12 @@ from ._loop import (
     load_run as load_run,
     make_train_step as make_train_step,
     train as train,
+)
+from ._mesh import (
+    make_mesh as make_mesh,
+    parse_mesh as parse_mesh,
+    shard_batch as shard_batch,
+    shard_params as shard_params,
 )
 from ._optim import (
     adamw_cosine as adamw_cosine,

@@ -18,6 +18,7 @@ from seqkit._paths import expand_path
 
 from ._checkpoint import load_checkpoint, read_json, remove_temporaries, save_checkpoint, write_json
 from ._logging import MetricsLog, Progress
+from ._mesh import describe_mesh, make_mesh, shard_batch, shard_params, sharded_step
 from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
 
 CHECKPOINT = "checkpoint.eqx"
@@ -56,7 +57,9 @@ def _loss_and_correct(logits, labels):
     return loss, correct
 
 
-def make_train_step(optimizer: optax.GradientTransformation) -> Callable:
+def make_train_step(
+    optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh | None = None
+) -> Callable:
     """The jit-compiled pure training step for `optimizer`.
 
     `step(model, state, opt_state, batch, key) -> (model, state, opt_state, metrics)`:
@@ -65,8 +68,15 @@ def make_train_step(optimizer: optax.GradientTransformation) -> Callable:
     `(B, L, C)` or `(B, L)`, `label` `(B,)` and optionally `mask` `(B, L)`.
     `metrics` holds `loss`, `accuracy` and `grad_norm` as device scalars. Nothing
     in it depends on Python-side state, so it can be vmapped over stacked models.
+
+    With a `mesh` (`seqkit.train.make_mesh`) the step expects its inputs
+    placed on it (model, state, optimizer state by `seqkit.train.shard_params`,
+    the batch by `seqkit.train.shard_batch`) and returns them placed the same
+    way; `jit` partitions the same computation over the devices (BatchNorm
+    statistics and the mean loss stay over the whole batch).
     """
-    return eqx.filter_jit(_step_function(optimizer))
+    step = _step_function(optimizer)
+    return eqx.filter_jit(step if mesh is None else sharded_step(step, mesh))
 
 
 def _step_function(optimizer: optax.GradientTransformation) -> Callable:
@@ -120,20 +130,27 @@ def evaluate(
     *,
     batch_size: int,
     batches: Callable[..., Iterator[Mapping[str, np.ndarray]]],
+    mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, float]:
     """Mean loss and accuracy of `model` (in inference mode) over all of `source`.
 
     The last partial batch is padded to `batch_size` with zero weight, so one
-    compiled shape serves the whole pass.
+    compiled shape serves the whole pass. With a `mesh`, `model` and `state` are
+    placed on it (`seqkit.train.shard_params`, unless they are) and every batch
+    is split over its `data` axis (`batch_size` a multiple of the `data` size).
 
     **Returns:** `{"loss", "accuracy", "examples"}`.
     """
     model = eqx.nn.inference_mode(model)
+    if mesh is not None:  # a no-op for arrays already placed so
+        model, state = shard_params((model, state), mesh)
     total_loss, total_correct, n = 0.0, 0.0, 0
     it = batches(source, batch_size=batch_size, seed=0, shuffle=False, drop_remainder=False, num_epochs=1)
     for batch in it:
         k = len(batch["label"])
         padded, weight = _pad(batch, batch_size)
+        if mesh is not None:
+            padded, weight = shard_batch((padded, weight), mesh)
         loss, correct = _eval_batch(model, state, padded, jnp.asarray(weight))
         total_loss += float(loss)
         total_correct += float(correct)
@@ -189,6 +206,11 @@ def train(
     before its first checkpoint removes what it wrote. Temporaries of an
     interrupted write (a kill during a checkpoint) are removed on the next start.
 
+    With `trainer.mesh` set, the run is spread over this host's devices (see
+    `TrainerConfig`): batches are split over the `data` axis, the model, its
+    state and the optimizer state are placed on the mesh (again after loading a
+    checkpoint, which holds plain host arrays), and a line names the mesh.
+
     Every random choice is a pure function of the seed and the step: the model
     init key, the per-step dropout key (`fold_in(key, step)`), and the data order
     (batches resume at the global step). So a run killed at any point and resumed
@@ -216,12 +238,18 @@ def train(
         bar.notice(f"{run_dir} finished at step {done['steps']}: nothing to resume, nothing written")
         return done
     try:
+        mesh = make_mesh(recipe.trainer.mesh) if recipe.trainer.mesh_sizes() else None
+        if mesh is not None:
+            bar.message(describe_mesh(mesh))
         model, state, optimizer, srcs = recipe.build(sources=srcs)
         run = _Run(model, state, optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
         run = _start_or_resume(recipe, run_dir, run, resume=resume, bar=bar)
-        run = _step_loop(recipe, run_dir, run, make_train_step(optimizer), srcs, batches, bar)
+        if mesh is not None:
+            placed = shard_params((run.model, run.state, run.opt_state), mesh)
+            run = dataclasses.replace(run, model=placed[0], state=placed[1], opt_state=placed[2])
+        run = _step_loop(recipe, run_dir, run, make_train_step(optimizer, mesh), srcs, batches, bar, mesh)
         bar.close()
-        return _finish(recipe, run_dir, run, srcs, batches)
+        return _finish(recipe, run_dir, run, srcs, batches, mesh)
     except BaseException:
         _discard_unstarted(run_dir, created)
         raise
@@ -240,7 +268,9 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     if resume and os.path.exists(config_path):
-        if read_json(config_path, "the run's configuration") != recipe_to_dict(recipe):
+        if _without_mesh(read_json(config_path, "the run's configuration")) != _without_mesh(
+            recipe_to_dict(recipe)
+        ):
             raise RecipeError(
                 f"{run_dir} holds a run of a different configuration; "
                 "resume it with the same recipe, preset and --set"
@@ -249,6 +279,15 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
         # Restart scripts pass --resume every time: a first start is normal, a typo is visible.
         bar.notice(f"no checkpoint in {run_dir}: starting a fresh run")
     return _make_run_dir(run_dir, bar)
+
+
+def _without_mesh(config: Any) -> Any:
+    """A recipe's data less `trainer.mesh`: how a run executes, not what it computes,
+    so a run may resume on another mesh (and runs saved before the key existed match)."""
+    if isinstance(config, dict) and isinstance(config.get("trainer"), dict):
+        trainer = {k: v for k, v in config["trainer"].items() if k != "mesh"}
+        return {**config, "trainer": trainer}
+    return config
 
 
 def _make_run_dir(run_dir: str, bar: Progress) -> bool:
@@ -329,9 +368,11 @@ def _step_loop(
     srcs: Mapping[str, Any],
     batches: Callable[..., Iterator[Mapping[str, np.ndarray]]],
     bar: Progress,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> _Run:
     """Steps from `run.step` to `recipe.steps`: logging every `log_every`, validation
-    every `eval_every`, a checkpoint every `checkpoint_every` and at the end."""
+    every `eval_every`, a checkpoint every `checkpoint_every` and at the end. With a
+    `mesh`, each batch is split over its `data` axis."""
     tc = recipe.trainer
     total = recipe.steps
     eval_bs = tc.eval_batch_size or tc.batch_size
@@ -359,6 +400,8 @@ def _step_loop(
     elapsed_at_segment = elapsed
     while step < total:
         batch = next(it)
+        if mesh is not None:
+            batch = shard_batch(batch, mesh)
         model, state, opt_state, metrics = train_step(model, state, opt_state, batch, step_key(tc.seed, step))
         step += 1
         if first:
@@ -380,7 +423,7 @@ def _step_loop(
             )
             window, t_window = [], time.perf_counter()
         if step % tc.eval_every == 0 and step < total:
-            res = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches)
+            res = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches, mesh=mesh)
             log.write({"step": step, "split": "val", **res})
             bar.message(f"step {step}: val accuracy {100 * res['accuracy']:.2f}% (loss {res['loss']:.4f})")
             t_window = time.perf_counter()
@@ -427,11 +470,18 @@ def _save(path: str, recipe: Recipe, run: _Run) -> None:
     save_checkpoint(path, (run.model, run.state, run.opt_state), meta)
 
 
-def _finish(recipe: Recipe, run_dir: str, run: _Run, srcs: Mapping[str, Any], batches) -> dict[str, Any]:
+def _finish(
+    recipe: Recipe,
+    run_dir: str,
+    run: _Run,
+    srcs: Mapping[str, Any],
+    batches,
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict[str, Any]:
     """Evaluate on val and test, write `results.json`, return the results."""
     eval_bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
-    val = evaluate(run.model, run.state, srcs["val"], batch_size=eval_bs, batches=batches)
-    test = evaluate(run.model, run.state, srcs["test"], batch_size=eval_bs, batches=batches)
+    val = evaluate(run.model, run.state, srcs["val"], batch_size=eval_bs, batches=batches, mesh=mesh)
+    test = evaluate(run.model, run.state, srcs["test"], batch_size=eval_bs, batches=batches, mesh=mesh)
     log = MetricsLog(os.path.join(run_dir, METRICS))
     log.write({"step": run.step, "split": "val", **val})
     log.write({"step": run.step, "split": "test", **test})

@@ -2,6 +2,7 @@
 `build()`, and `--set key=value` overrides with type checking."""
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ import seqkit.attention  # noqa: F401
 from seqkit import nn as snn
 from seqkit.nn import MixerConfig
 
+from ._mesh import parse_mesh
 from ._optim import make_optimizer
 
 
@@ -177,7 +179,20 @@ class ScheduleConfig:
 
 @dataclasses.dataclass
 class TrainerConfig:
-    """The training loop: batch size, length, evaluation, checkpoints, logging."""
+    """The training loop: batch size, length, evaluation, checkpoints, logging, devices.
+
+    `mesh`: the devices of one host to train on, as comma-separated `AXIS:SIZE`
+    entries with `AXIS` one of `data` and `model`: `"data:8"` splits every batch
+    over 8 devices (data parallel: parameters, BatchNorm and optimizer state
+    replicated); `"data:4,model:2"` also splits each parameter (and its optimizer
+    moments) over pairs of devices along its largest dimension divisible by 2
+    (FSDP-style). The mesh takes the first `data * model` devices;
+    `batch_size` and `eval_batch_size` must be multiples of the `data` size. The
+    step computes the same function as without a mesh (BatchNorm statistics
+    over the whole batch), so results agree to float rounding. `""` (the
+    default) or `"none"`: one device, no mesh. It is how a run executes, not what it
+    computes: a run may be resumed with another mesh.
+    """
 
     batch_size: int = _bounded(64, lo=1)
     steps: int | None = _bounded(None, lo=1)
@@ -186,6 +201,37 @@ class TrainerConfig:
     checkpoint_every: int = _bounded(500, lo=1)
     log_every: int = _bounded(50, lo=1)
     seed: int = _bounded(0, lo=0)
+    mesh: str = ""
+
+    def mesh_sizes(self) -> dict[str, int]:
+        """`mesh` checked against the batch sizes and this host's devices:
+        `{"data": D, "model": M}`, or `{}` for no mesh.
+
+        **Raises:** `RecipeError` for an unknown axis, a size below 1, a batch
+        size not a multiple of `D`, or more devices than `jax.device_count()`.
+        """
+        try:
+            sizes = parse_mesh(self.mesh)
+        except ValueError as e:
+            raise RecipeError(f"trainer.mesh: {e}") from None
+        if not sizes:
+            return sizes
+        d = sizes["data"]
+        for key in ("batch_size", "eval_batch_size"):
+            value = getattr(self, key)
+            if value is not None and value % d:
+                raise RecipeError(
+                    f"trainer.{key}: expected a multiple of the data axis size {d} "
+                    f"(trainer.mesh={self.mesh}), got {value}"
+                )
+        n, have = math.prod(sizes.values()), jax.device_count()
+        if n > have:
+            raise RecipeError(
+                f"trainer.mesh={self.mesh} needs {n} devices; {have} exist (jax.device_count()). "
+                f"On a CPU, fake devices with XLA_FLAGS=--xla_force_host_platform_device_count={n} "
+                "set before JAX starts"
+            )
+        return sizes
 
 
 class MemoryCache:
@@ -363,7 +409,8 @@ class Recipe:
         """Check the whole recipe before anything is written or compiled.
 
         Every value against its field's type, the mixers against `pattern` and
-        `n_layers`, the schedule, and, given `sources`, the split sizes and the
+        `n_layers`, `trainer.mesh` against this host's devices and the batch
+        sizes, the schedule, and, given `sources`, the split sizes and the
         model itself: it is built under `eqx.filter_eval_shape` (shapes only, no
         arrays), so any constructor's objection surfaces here.
 
@@ -372,6 +419,7 @@ class Recipe:
         """
         _check(self, Recipe, "")
         self.model.layer_pattern()
+        self.trainer.mesh_sizes()
         if self.steps < 1:
             raise RecipeError(f"the run needs at least one step, got {self.steps}")
         try:

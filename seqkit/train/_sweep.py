@@ -476,6 +476,11 @@ def sweep(
     **Returns:** the content of `sweep.json`.
     """
     members = sweep_members(recipe, grid, seeds=seeds)
+    if recipe.trainer.mesh_sizes():
+        raise RecipeError(
+            f"trainer.mesh={recipe.trainer.mesh}: a sweep runs its members on one device; "
+            "leave trainer.mesh unset for seqkit sweep"
+        )
     grid_keys = list(grid)
     grid_values = {k: _unique([m.settings[k] for m in members]) for k in grid_keys}
     seed_list = _seed_list(recipe, seeds)
