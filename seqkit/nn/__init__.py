@@ -26,5 +26,6 @@ from ._ssm_configs import (
     EMAConfig as EMAConfig,
     S4Config as S4Config,
     S4DConfig as S4DConfig,
+    S5Config as S5Config,
 )
 from ._ssm_layer import SSMLayer as SSMLayer

@@ -1,4 +1,4 @@
-"""Mixer configs of the SSM layers: `SSMLayer` around an S4, S4D, DSS or EMA core."""
+"""Mixer configs of the SSM layers: `SSMLayer` around an S4, S4D, DSS, S5 or EMA core."""
 
 import abc
 import dataclasses
@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
-from seqkit.ssm import DSS, EMA, S4, S4D, AbstractSSMCore
+from seqkit.ssm import DSS, EMA, S4, S4D, S5, AbstractSSMCore
 
 from ._mixer_config import MixerConfig
 from ._ssm_layer import SSMLayer
@@ -124,6 +124,42 @@ class DSSConfig(_SSMLayerConfig):
             d_model,
             self.state_size,
             variant=self.variant,
+            bidirectional=self.bidirectional,
+            dt_min=self.dt_min,
+            dt_max=self.dt_max,
+            key=key,
+        )
+
+
+@dataclasses.dataclass
+class S5Config(_SSMLayerConfig):
+    """`SSMLayer(S5(...))`, kind `"s5"`: the simplified state space layer, one MIMO
+    diagonal system for all channels, run as a parallel scan.
+
+    Options: `state_size` `P`, `blocks` (HiPPO-N blocks in the init), `conj_sym`,
+    `discretization` (`"zoh"`, `"bilinear"`), `bidirectional`, `dt_min`/`dt_max`,
+    and the layer's `activation`, `output`, `dropout`.
+
+    Smith, Warrington and Linderman, "Simplified State Space Layers for Sequence
+    Modeling", ICLR 2023.
+    """
+
+    kind: ClassVar[str] = "s5"
+    state_size: int = 64
+    blocks: int = 1
+    conj_sym: bool = True
+    discretization: Literal["zoh", "bilinear"] = "zoh"
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    bidirectional: bool = True
+
+    def core(self, d_model: int, *, max_length: int, key: PRNGKeyArray) -> S5:
+        return S5(
+            d_model,
+            self.state_size,
+            blocks=self.blocks,
+            conj_sym=self.conj_sym,
+            discretization=self.discretization,
             bidirectional=self.bidirectional,
             dt_min=self.dt_min,
             dt_max=self.dt_max,

@@ -1,4 +1,4 @@
-"""State-space cores (S4, S4D, DSS, Mega's EMA) and the pure functions behind them."""
+"""State-space cores (S4, S4D, DSS, S5, Mega's EMA) and the pure functions behind them."""
 
 from seqkit.kernels import cauchy as cauchy, vandermonde as vandermonde
 
@@ -15,3 +15,4 @@ from ._ema import EMA as EMA, ema_kernel as ema_kernel
 from ._hippo import HiPPOLegS as HiPPOLegS, hippo_legs as hippo_legs, inv as inv, legs as legs, lin as lin
 from ._s4 import S4 as S4, s4_kernel as s4_kernel
 from ._s4d import S4D as S4D, s4d_kernel as s4d_kernel
+from ._s5 import S5 as S5, S5State as S5State, s5_discretize as s5_discretize, s5_scan as s5_scan

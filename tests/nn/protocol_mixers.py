@@ -37,6 +37,7 @@ MIXERS = [
     ("dss", _ssm(ss.DSS, state_size=8), BOTH),
     ("dss-softmax", _ssm(ss.DSS, state_size=8, variant="softmax"), BOTH),
     ("ema", _ssm(ss.EMA, ndim=4), BOTH),
+    ("s5", _ssm(ss.S5, state_size=8, blocks=2), BOTH),
     ("mha", _attn(sa.MultiHeadAttention, chunk_size=4), BOTH),
     ("local-block", _attn(sa.LocalAttention, window_size=4), BOTH),
     ("local-sliding", _attn(sa.LocalAttention, window_size=3, mode="sliding"), BOTH),

@@ -196,7 +196,7 @@ def test_mixer_overrides():
     "sets, message",
     [
         # unknown kind: the valid kinds
-        (["model.mixers.0=s5"], "model.mixers.0: unknown mixer kind 's5'; expected one of: bigbird,"),
+        (["model.mixers.0=s6"], "model.mixers.0: unknown mixer kind 's6'; expected one of: bigbird,"),
         (["model.mixers=s4,locl"], "model.mixers.1: unknown mixer kind 'locl'; expected one of:"),
         # unknown option: the valid options of that kind
         (
@@ -277,7 +277,7 @@ def test_dict_roundtrip():
     with pytest.raises(st.RecipeError, match="unknown keys"):
         st.recipe_from_dict(bad)
     cases = {
-        ("kind", "s5"): "model.mixers.1: unknown mixer kind 's5'; expected one of:",
+        ("kind", "s6"): "model.mixers.1: unknown mixer kind 's6'; expected one of:",
         ("window", 8): "unknown keys ['window'] for LocalAttentionConfig (model.mixers.1)",
         ("window_size", "8"): "model.mixers.1.window_size: expected an int, got '8'",
         ("mode", "diagonal"): "model.mixers.1.mode: expected one of block, sliding; got 'diagonal'",
