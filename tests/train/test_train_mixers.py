@@ -113,7 +113,7 @@ def test_every_kind_trains_two_steps_through_a_recipe(kind):
     assert any(not np.array_equal(o, n) for o, n in zip(old, new, strict=True))
 
 
-def test_a_new_family_needs_only_its_config(fast_compile):
+def test_a_new_family_needs_only_its_config():
     assert "test-cumsum" in snn.MixerConfig.kinds()
     recipe = st.override(
         tiny([snn.S4DConfig(state_size=4)], n_layers=3),
