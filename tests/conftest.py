@@ -22,9 +22,10 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 # Tests compile thousands of small programs and run each a few times: compilation,
 # not execution, is their cost, and XLA's optimization passes more than double it
 # (measured: 76 s vs 34 s for a sample of the padding tests). They check results,
-# never speed, so they compile with most optimizations off. Code run in a
-# subprocess (the README's commands, the benchmarks, the CLI tests) and every user
-# run keep XLA's defaults; SEQKIT_TEST_OPTIMIZE=1 runs the suite with them too.
+# never speed, so they compile with most optimizations off, except tests that
+# train for hundreds of steps (the `optimized` fixture). Code run in a subprocess
+# (the README's commands, the benchmarks, the CLI tests) and every user run keep
+# XLA's defaults; SEQKIT_TEST_OPTIMIZE=1 runs the whole suite with them.
 if os.environ.get("SEQKIT_TEST_OPTIMIZE", "0") != "1":
     jax.config.update("jax_disable_most_optimizations", True)
 
@@ -45,6 +46,16 @@ def x64():
     """Runs the test with 64-bit types enabled (float64 references, check_grads)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def optimized():
+    """XLA's optimizations back on for the test: for tests that run hundreds of
+    steps or long sequences, where execution, not compilation, is the cost."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -50,7 +50,7 @@ def _params():
 
 
 @pytest.mark.parametrize("name,cls,opts,causal", _params())
-def test_trains_above_chance(name, cls, opts, causal):
+def test_trains_above_chance(name, cls, opts, causal, optimized):
     k_emb, k_mix, k_head, k_tr, k_te = jr.split(jr.key(0), 5)
     emb = jr.normal(k_emb, (VOCAB, D))
     model = _Model(cls(D, 2, causal=causal, key=k_mix, **opts), eqx.nn.Linear(D, 2, key=k_head))

@@ -228,7 +228,7 @@ def gss_layer(key, d, state_size):
     return Layer(ResidualBlock(GSS(d, ssm_dim=8, expansion=2, state_size=state_size, key=k1), d, key=k2))
 
 
-def test_gss_trains_on_recall(getkey):
+def test_gss_trains_on_recall(getkey, optimized):
     # The label is the token at a marked position 16–31 steps before the
     # last position, which is the only one read out: the DSS must carry it.
     layer = gss_layer(getkey(), 16, 32)

@@ -411,7 +411,7 @@ def mega_layer(key, d, **kw):
     return Layer(ResidualBlock(mixer, d, ffn_mult=2, ffn_activation="silu", key=k2))
 
 
-def test_mega_trains_on_recall(getkey):
+def test_mega_trains_on_recall(getkey, optimized):
     layer = mega_layer(getkey(), 16, ema_ndim=4, chunk_size=16, relative_position="rotary")
     acc = fit_recall(layer, 16, key=getkey(), hi=32, readout="mean", steps=100, **QUICK_RECALL)
     assert acc > 0.6, acc  # chance is 0.25

@@ -302,7 +302,7 @@ SMALL_RUN = [
     ],
     ids=["image", "text", "retrieval"],
 )
-def test_small_run_learns_above_chance(name, corpus, sets, chance, threshold, tmp_path):
+def test_small_run_learns_above_chance(name, corpus, sets, chance, threshold, tmp_path, optimized):
     data_dir = corpus(tmp_path / "data")
     r = st.override(
         recipes.get(name, "smoke"),

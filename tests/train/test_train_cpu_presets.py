@@ -10,7 +10,7 @@ from seqkit import cli
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["spade", "mega"])
-def test_cpu_preset_learns_pathfinder(name, tmp_path, capsys):
+def test_cpu_preset_learns_pathfinder(name, tmp_path, capsys, optimized):
     out = tmp_path / name
     assert cli.main(["train", name, "--preset", "cpu", "--out", str(out), "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith(f"{name} (cpu): val accuracy")

@@ -35,7 +35,7 @@ def crashing_batches(after):
     return make
 
 
-def test_train_learns_and_writes_run_dir(tmp_path, capsys):
+def test_train_learns_and_writes_run_dir(tmp_path, capsys, optimized):
     res = st.train(tiny_recipe(), tmp_path, sources=sources(), batches=batches, progress=True)
     err = capsys.readouterr().err
     assert "step 40/40" in err and "ex/s" in err and "ETA" in err and "acc" in err
