@@ -56,6 +56,13 @@ def traced_step(r, sources):
     return out[3]
 
 
+def assert_step_traces(r):
+    """`r`'s training step, traced at its own sizes on its own data, gives scalar
+    loss, accuracy and gradient norm."""
+    metrics = traced_step(r, r.make_sources())
+    assert {k: v.shape for k, v in metrics.items()} == {"loss": (), "accuracy": (), "grad_norm": ()}
+
+
 def two_steps(r):
     """Two real optimizer steps of `r` on its first batches: the losses and the
     final optimizer state."""

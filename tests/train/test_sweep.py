@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from train_fixtures import batches, sources, tiny_recipe
+from train_fixtures import Crash, batches, crashing_batches, sources, tiny_recipe
 
 import seqkit.train as st
 from seqkit import cli
@@ -153,27 +153,6 @@ def test_sweep_run_directory(study, capsys):
     )
     assert same(again, res) and snapshot(run) == before
     assert "nothing to resume" in capsys.readouterr().err
-
-
-class Crash(Exception):
-    pass
-
-
-def crashing_batches(after):
-    def make(source, **kw):
-        it = batches(source, **kw)
-        if not kw.get("shuffle", True):
-            return it
-
-        def gen():
-            for i, b in enumerate(it):
-                if i == after:
-                    raise Crash
-                yield b
-
-        return gen()
-
-    return make
 
 
 def test_resume_after_kill_matches_uninterrupted(study, tmp_path):

@@ -9,30 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from train_fixtures import batches, sources, tiny_recipe
+from train_fixtures import Crash, batches, crashing_batches, sources, tiny_recipe
 
 import seqkit.train as st
-
-
-class Crash(Exception):
-    pass
-
-
-def crashing_batches(after):
-    def make(source, **kw):
-        it = batches(source, **kw)
-        if not kw.get("shuffle", True):
-            return it  # evaluation passes are not counted
-
-        def gen():
-            for i, b in enumerate(it):
-                if i == after:
-                    raise Crash
-                yield b
-
-        return gen()
-
-    return make
 
 
 def test_train_learns_and_writes_run_dir(tmp_path, capsys, optimized):

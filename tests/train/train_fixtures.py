@@ -81,3 +81,27 @@ def tiny_recipe(**trainer):
 
 def replace_trainer(recipe, **kw):
     return dataclasses.replace(recipe, trainer=dataclasses.replace(recipe.trainer, **kw))
+
+
+class Crash(Exception):
+    """Raised by `crashing_batches`: a kill in the middle of a run."""
+
+
+def crashing_batches(after):
+    """`batches` that raises `Crash` when training asks for batch `after` (evaluation
+    passes, unshuffled, are not counted)."""
+
+    def make(source, **kw):
+        it = batches(source, **kw)
+        if not kw.get("shuffle", True):
+            return it  # evaluation passes are not counted
+
+        def gen():
+            for i, b in enumerate(it):
+                if i == after:
+                    raise Crash
+                yield b
+
+        return gen()
+
+    return make
