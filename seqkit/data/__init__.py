@@ -13,6 +13,12 @@
 - LRA Text / Retrieval: `ImdbSource` (IMDb reviews as bytes, from `aclImdb_v1.tar.gz`)
   and `AanSource` (AAN paper pairs as bytes, from LRA's `new_aan_pairs.*.tsv`);
   `check_imdb_files` / `check_aan_files` list the files each reads (`FileCheck`).
+- Byte-level language modeling (next byte, vocabulary 256): `ByteSource` for
+  `pytext` (this Python's standard library source, no download; `pytext_fingerprint`
+  says which), `enwik8` and `text8` (from `enwik8`/`text8` or their `.zip` in the
+  data directory; 90M/5M/5M bytes); item `i` is chunk `i` of `L + 1` bytes,
+  `inputs` its first `L`, `label` its last `L`. `unigram_bits_per_byte` is the
+  byte-frequency entropy a model must beat; `check_enwik8_files` / `check_text8_files`.
 - Published LRA files (`lra_release.gz`): `ListOpsReleaseSource` (`basic_*.tsv`) and
   `PathfinderReleaseSource` (PNG folders, split as S4 splits them: `s4_permutation`),
   chosen by `make_source` when the data directory holds them.
@@ -24,6 +30,13 @@
 """
 
 from ._aan import AanSource as AanSource, check_aan_files as check_aan_files
+from ._bytes import (
+    ByteSource as ByteSource,
+    check_enwik8_files as check_enwik8_files,
+    check_text8_files as check_text8_files,
+    pytext_fingerprint as pytext_fingerprint,
+    unigram_bits_per_byte as unigram_bits_per_byte,
+)
 from ._check import CHECKERS as CHECKERS, DataCheck as DataCheck, check_dataset as check_dataset
 from ._cifar import (
     CifarSource as CifarSource,

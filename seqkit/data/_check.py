@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from seqkit._paths import expand_path
 
-from . import _aan, _cifar, _imdb, _listops, _pathfinder
+from . import _aan, _bytes, _cifar, _imdb, _listops, _pathfinder
 from ._files import DataError, FileCheck, one_line
 from ._lra_release import (
     PATHFINDER_FOLDERS,
@@ -120,6 +120,10 @@ CHECKERS: dict[str, Checker] = {
     "cifar_gray": Checker(_cifar.check_files, either=True),
     "imdb": Checker(_imdb.check_files, either=True),
     "aan": Checker(_aan.check_files),
+    # pytext reads this Python's standard library: nothing to put anywhere.
+    "pytext": Checker(_bytes.check_pytext_files),
+    "enwik8": Checker(_bytes.check_enwik8_files, either=True),
+    "text8": Checker(_bytes.check_text8_files, either=True),
 }
 
 
@@ -131,8 +135,9 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **option
     - `name`: a key of `CHECKERS` (the datasets of `DATASETS` that read files).
     - `data_dir`: the data directory (`~` and `$VAR` expanded). Generated datasets
       (Pathfinder, ListOps) need nothing without one; with one, they read a cache
-      written by seqkit or the LRA release files there. CIFAR-10 and IMDb default to
-      `$SEQKIT_DATA`.
+      written by seqkit or the LRA release files there. CIFAR-10, IMDb, AAN, enwik8
+      and text8 default to `$SEQKIT_DATA`; `pytext` needs no files to be put
+      anywhere (it reads this Python's standard library, listed as its one file).
     - `options`: `contour_length` for Pathfinder (6, 9 or 14; default 14).
 
     **Returns:**

@@ -7,6 +7,7 @@ import os
 from seqkit._paths import expand_path
 
 from ._aan import AanSource
+from ._bytes import ByteSource
 from ._cifar import CifarSource
 from ._imdb import ImdbSource
 from ._listops import (
@@ -44,6 +45,9 @@ DATASETS: dict[str, str] = {
     "imdb": "LRA Text: IMDb reviews as bytes (L=4096, with a mask); needs aclImdb_v1.tar.gz; 2 classes",
     "aan": "LRA Retrieval: AAN paper pairs as bytes (2 x L=4000, with masks); needs LRA's TSVs; 2 classes",
     "listops": "LRA ListOps (tokens, L=2048, with a mask), generated or read from a cache; 10 classes",
+    "pytext": "this Python's stdlib source as bytes (LM, next byte, L=512); no download; 256 tokens",
+    "enwik8": "first 10^8 bytes of English Wikipedia (LM, next byte, L=512); needs enwik8(.zip); 256 tokens",
+    "text8": "10^8 bytes of lowercase Wikipedia text (LM, next byte, L=512); needs text8(.zip); 256 tokens",
 }
 
 _OPTIONS = {
@@ -53,6 +57,9 @@ _OPTIONS = {
     "imdb": ("max_length",),
     "aan": ("max_length",),
     "listops": ("max_length",),
+    "pytext": ("max_length",),
+    "enwik8": ("max_length",),
+    "text8": ("max_length",),
 }
 
 
@@ -84,7 +91,8 @@ def make_source(
     **Arguments:**
 
     - `name`: one of `DATASETS` (`pathfinder32`, `pathfinder64`, `pathx`,
-      `pathfinder256`, `scifar`, `cifar_gray`, `listops`, `imdb`, `aan`).
+      `pathfinder256`, `scifar`, `cifar_gray`, `listops`, `imdb`, `aan`, and the
+      byte-level language-modeling corpora `pytext`, `enwik8`, `text8`).
     - `split`: `"train"`, `"val"` or `"test"`.
     - `data_dir`: Pathfinder / ListOps: a cache written by `write_pathfinder` /
       `write_listops` (the directory itself or `data_dir/name`), else the published
@@ -95,10 +103,14 @@ def make_source(
       CIFAR: the directory holding the CIFAR-10 archive (default `$SEQKIT_DATA`).
       `imdb`: the directory holding `aclImdb_v1.tar.gz` or `aclImdb/`; `aan`: the
       directory holding LRA's `lra_release/tsv_data/` (both default `$SEQKIT_DATA`).
+      `enwik8` / `text8`: the directory holding the file or its `.zip` (`DIR/NAME`,
+      `DIR/NAME.zip`, `DIR/NAME/NAME`, `DIR/NAME/NAME.zip`; default `$SEQKIT_DATA`).
+      `pytext` reads this Python's standard library and ignores `data_dir`.
       `~` and `$VAR` are expanded.
     - `seed`: the data seed of sets generated on the fly (the example stream, not the
       shuffle); a cache keeps the seed it was written with (in its metadata).
-      `imdb`: picks the 10% of the training reviews that form `val`.
+      `imdb`: picks the 10% of the training reviews that form `val`. The byte
+      corpora ignore it (their splits are fixed byte ranges).
     - `size`: number of examples of the split (default: all; for generated sets
       the published 160k/20k/20k, ListOps 96k/2k/2k).
     - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14), `style`
@@ -107,12 +119,17 @@ def make_source(
       `as_tokens`; `cifar_gray`: `as_tokens`; `listops`: `max_length` (padded
       length, default 2048; items also hold a bool `mask`); `imdb`, `aan`:
       `max_length` (bytes kept per document, default 4096 / 4000; items also hold
-      a bool `mask`, and `aan` inputs are `(2, max_length)`, one row per paper).
+      a bool `mask`, and `aan` inputs are `(2, max_length)`, one row per paper);
+      `pytext`, `enwik8`, `text8`: `max_length` (`L`, bytes per example, default 512).
 
     **Returns:**
 
     A source whose items have `inputs` float32 `(L, C)` (real-valued) or int32
-    `(L,)` (tokens) and `label` int32. Files are read (CIFAR) or checked
+    `(L,)` (tokens) and `label` int32. The byte corpora (`ByteSource`) are
+    language modeling: example `i` is chunk `i` of `L + 1` consecutive bytes of the
+    split (90/5/5% of the stream by position; enwik8 and text8 90M/5M/5M bytes),
+    `inputs` int32 `(L,)` its first `L` bytes and `label` int32 `(L,)` its last `L`
+    (the next byte at each position), values 0..255. Files are read (CIFAR) or checked
     (Pathfinder cache) here: a missing one raises `DataNotFoundError` or
     `PathfinderCacheNotFoundError` (`FileNotFoundError`s), a truncated or corrupt
     one `DataError` (a `ValueError`), each naming the file.
@@ -166,6 +183,9 @@ def make_source(
         return ImdbSource(split, data_dir=data_dir, seed=seed, size=size, **options)
     if name == "aan":
         return AanSource(split, data_dir=data_dir, size=size, **options)
+    if name in ("pytext", "enwik8", "text8"):
+        data_dir = None if name == "pytext" else data_dir
+        return ByteSource(name, split, data_dir=data_dir, size=size, **options)
     return CifarSource(
         split, data_dir=data_dir, grayscale=name == "cifar_gray", as_tokens=as_tokens, size=size
     )
