@@ -97,6 +97,11 @@ class DualEncoder(eqx.Module):
         - `axis_name`: the vmapped batch axis BatchNorm reduces over (with the pair axis).
         - `key`: PRNG key.
         """
+        if pool == "none":
+            raise ValueError(
+                "a DualEncoder compares two pooled encodings: pool must be 'mean', 'last' or 'cls', "
+                "got 'none'"
+            )
         widths = (d_model,) if mlp_widths is None else tuple(mlp_widths)
         if any(w < 1 for w in widths):
             raise ValueError(f"mlp_widths must be positive, got {widths}")

@@ -84,6 +84,11 @@ class SequenceModel(eqx.Module):
     model; causal ones with `pool="last"` or `"mean"` give a causal one, which also
     runs step by step (`init_state`, `step`) when every mixer is recurrent.
 
+    `pool="none"` keeps every position: the head maps each one, and the model
+    returns `(L, n_classes)` logits. With causal mixers and `vocab_size =
+    n_classes` that is a causal language model (logits at position `t` predict
+    token `t+1`); [`seqkit.nn.generate`][] samples from it through the step mode.
+
     A padding `mask` reaches every block: padded positions never change the logits
     (their inputs are zeroed, attention ignores them, BatchNorm statistics and
     pooling skip them).
@@ -136,7 +141,7 @@ class SequenceModel(eqx.Module):
         dropout: float = 0.0,
         ffn_mult: int = 0,
         ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
-        pool: Literal["mean", "last", "cls"] = "mean",
+        pool: Literal["mean", "last", "cls", "none"] = "mean",
         positions: Positions = "none",
         max_length: int | None = None,
         axis_name: Hashable = "batch",
@@ -158,7 +163,8 @@ class SequenceModel(eqx.Module):
         - `dropout`: residual dropout rate in every block.
         - `ffn_mult`: FFN width multiple in every block; 0 means no FFN.
         - `ffn_activation`: the FFN's activation (`"gelu"`, `"silu"` or `"relu"`).
-        - `pool`: `"mean"`, `"last"` or `"cls"` (a learned token prepended at position 0).
+        - `pool`: `"mean"`, `"last"`, `"cls"` (a learned token prepended at position
+          0), or `"none"` (no pooling: per-position outputs, e.g. a language model).
         - `positions`: `"none"` (default), `"sinusoidal"` or `"learned"` position
           embeddings added to the encoded inputs.
         - `max_length`: the most positions a call may have (the class token
@@ -175,8 +181,8 @@ class SequenceModel(eqx.Module):
         """
         if (d_in is None) == (vocab_size is None):
             raise ValueError("give exactly one of d_in (real inputs) or vocab_size (tokens)")
-        if pool not in ("mean", "last", "cls"):
-            raise ValueError(f"pool must be 'mean', 'last' or 'cls', got {pool!r}")
+        if pool not in ("mean", "last", "cls", "none"):
+            raise ValueError(f"pool must be 'mean', 'last', 'cls' or 'none', got {pool!r}")
         if positions not in ("none", "sinusoidal", "learned"):
             raise ValueError(f"positions must be 'none', 'sinusoidal' or 'learned', got {positions!r}")
         if positions == "learned" and max_length is None:
@@ -289,11 +295,12 @@ class SequenceModel(eqx.Module):
         *,
         mask: Array | None = None,
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, " d_model"], eqx.nn.State]:
+    ) -> tuple[Float[Array, " d_model"] | Float[Array, "L d_model"], eqx.nn.State]:
         """The pooled features, everything but the head: encoder → blocks → (final
         norm) → pool. Arguments as for `__call__`.
 
-        **Returns:** `(features, state)`, features of shape `(d_model,)`.
+        **Returns:** `(features, state)`, features of shape `(d_model,)`, or
+        `(L, d_model)` with `pool="none"`.
         """
         h = self._encode(x)
         mask = check_mask(mask, h.shape[0])
@@ -316,6 +323,8 @@ class SequenceModel(eqx.Module):
             h, state = block(h, state, mask=mask, key=k)
         if self.final_norm is not None:
             h, state = self.final_norm(h, state, mask=mask)
+        if self.pooling == "none":
+            return h, state
         return pool(h, self.pooling, mask), state
 
     def __call__(
@@ -325,7 +334,7 @@ class SequenceModel(eqx.Module):
         *,
         mask: Array | None = None,
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, " n_classes"], eqx.nn.State]:
+    ) -> tuple[Float[Array, " n_classes"] | Float[Array, "L n_classes"], eqx.nn.State]:
         """**Arguments:**
 
         - `x`: one example, `(L, d_in)` real or `(L,)` integer tokens.
@@ -334,14 +343,17 @@ class SequenceModel(eqx.Module):
         - `key`: PRNG key for dropout (unused in inference mode).
 
         **Returns:** `(logits, state)`, logits of shape `(n_classes,)` (the pooled
-        features `(d_model,)` for a model built with `n_classes=None`).
+        features `(d_model,)` for a model built with `n_classes=None`); with
+        `pool="none"`, one row per position, `(L, n_classes)` (or `(L, d_model)`).
         """
         feat, state = self.features(x, state, mask=mask, key=key)
-        return (feat if self.head is None else self.head(feat)), state
+        if self.head is None:
+            return feat, state
+        return (jax.vmap(self.head)(feat) if self.pooling == "none" else self.head(feat)), state
 
     def init_state(self, L: int | None = None) -> SequenceModelState:
         """The recurrent state before the first position (every mixer recurrent and
-        causal; `pool` `"last"` or `"mean"`).
+        causal; `pool` `"last"`, `"mean"` or `"none"`).
 
         **Arguments:** `L`, the longest sequence to be stepped through (needed by
         mixers with a key/value cache or a length-dependent system; with position
@@ -373,7 +385,8 @@ class SequenceModel(eqx.Module):
 
         Equal to calling the model (in inference mode) on that prefix: with
         `pool="last"` the head reads the newest position, with `pool="mean"` the
-        running mean. BatchNorm uses its running statistics; position embeddings
+        running mean; with `pool="none"` they are the newest position's row of the
+        parallel call's `(L, n_classes)` output. BatchNorm uses its running statistics; position embeddings
         are those of `state.position`, the number of steps taken.
 
         **Arguments:** `x_t`, one input position, `(d_in,)` real or a scalar integer
@@ -395,6 +408,6 @@ class SequenceModel(eqx.Module):
             h = self.final_norm.step(h, model_state)
         total = state.total + h.astype(state.total.dtype)
         count = state.count + 1
-        feat = h if self.pooling == "last" else total / count
+        feat = total / count if self.pooling == "mean" else h
         out = feat if self.head is None else self.head(feat)
         return out, SequenceModelState(tuple(new), total, count, state.position + 1)
