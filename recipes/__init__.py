@@ -17,6 +17,7 @@ from seqkit.train import Recipe, RecipeError
 
 from . import (
     dss_lra,
+    lm,
     mega,
     mega_lra,
     s4_lra,
@@ -66,6 +67,7 @@ _MODULES: tuple[types.ModuleType, ...] = (
     dss_lra,
     mega_lra,
     transformers_lra,
+    lm,
 )
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
 DEFAULT = "s4-pathfinder"

@@ -1,4 +1,4 @@
-"""The `seqkit` command: train, eval, recipes, data, plot, demo."""
+"""The `seqkit` command: train, eval, recipes, data, plot, sweep, generate, demo."""
 
 import argparse
 import os
@@ -7,6 +7,7 @@ import time
 
 import seqkit
 from seqkit._cli_data import add_data_parser
+from seqkit._cli_generate import add_generate_parser
 from seqkit._cli_plot import add_plot_parser
 from seqkit._cli_sweep import add_sweep_parser
 from seqkit._paths import expand_path
@@ -71,10 +72,19 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def _scores(results: dict) -> str:
+    """Accuracy, and for language models bits per token first."""
+    val, test = 100 * results["val_accuracy"], 100 * results["test_accuracy"]
+    acc = f"val accuracy {val:.2f}%, test accuracy {test:.2f}%"
+    if "val_bits_per_token" in results:
+        bits = f"{results['val_bits_per_token']:.3f} / {results['test_bits_per_token']:.3f} bits per token"
+        return f"val / test {bits}, next-token {acc}"
+    return acc
+
+
 def _summary(results: dict, run_dir: str) -> str:
     return (
-        f"{results['recipe']} ({results['preset']}): val accuracy {100 * results['val_accuracy']:.2f}%, "
-        f"test accuracy {100 * results['test_accuracy']:.2f}% after {results['steps']} steps "
+        f"{results['recipe']} ({results['preset']}): {_scores(results)} after {results['steps']} steps "
         f"in {_duration(results['wall_time_s'])} ({results['train_examples_per_s']:.1f} ex/s); "
         f"run directory {run_dir}"
     )
@@ -124,10 +134,7 @@ def _eval(args: argparse.Namespace) -> int:
         out = evaluate_run(args.run_dir)
     except _user_errors() as e:
         raise _Usage(_one_line(e)) from None
-    print(
-        f"{out['recipe']} ({out['preset']}) at step {out['step']}: val accuracy "
-        f"{100 * out['val_accuracy']:.2f}%, test accuracy {100 * out['test_accuracy']:.2f}%"
-    )
+    print(f"{out['recipe']} ({out['preset']}) at step {out['step']}: {_scores(out)}")
     return 0
 
 
@@ -175,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     add_data_parser(sub)
     add_plot_parser(sub)
     add_sweep_parser(sub)
+    add_generate_parser(sub)
 
     demo = sub.add_parser("demo", help="run every SSM core in conv and step mode on a generated signal")
     demo.add_argument("--length", type=int, default=1024)

@@ -1,6 +1,7 @@
 """The training loop: a jit-compiled pure step, evaluation, checkpoints, metrics."""
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -50,10 +51,27 @@ def _forward(model, state, batch: Mapping[str, Array], key: PRNGKeyArray | None)
     return f(inputs, state, mask, keys)
 
 
-def _loss_and_correct(logits, labels):
+def _loss_and_correct(logits, labels, mask=None):
+    """Per-example cross-entropy (nats) and accuracy, `(B,)` each.
+
+    A label per example, `(B,)` against logits `(B, K)`; or a label per position
+    (language modeling: the next token), `(B, L)` against `(B, L, K)`, where an
+    example's loss and accuracy are the means over its real positions (`mask`).
+    """
     labels = labels.astype(jnp.int32)
+    if logits.shape[:-1] != labels.shape:
+        per_token = labels.ndim == 2
+        raise ValueError(
+            f"expected logits of shape {labels.shape} + (classes,) for labels {labels.shape}, got "
+            f"{logits.shape}" + ("; per-position labels need a model with pool='none'" if per_token else "")
+        )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    if labels.ndim == 2:
+        w = jnp.ones(labels.shape, loss.dtype) if mask is None else mask.astype(loss.dtype)
+        n = jnp.maximum(jnp.sum(w, axis=1), 1.0)
+        loss = jnp.sum(loss * w, axis=1) / n
+        correct = jnp.sum(correct * w, axis=1) / n
     return loss, correct
 
 
@@ -65,7 +83,9 @@ def make_train_step(
     `step(model, state, opt_state, batch, key) -> (model, state, opt_state, metrics)`:
     vmaps the model over the batch (`axis_name="batch"`), takes the mean
     cross-entropy, its gradient, and one optimizer update. `batch` holds `inputs`
-    `(B, L, C)` or `(B, L)`, `label` `(B,)` and optionally `mask` `(B, L)`.
+    `(B, L, C)` or `(B, L)`, `label` `(B,)` and optionally `mask` `(B, L)`; or,
+    for language modeling, `label` `(B, L)`, the next token at every position
+    (a model with `pool="none"`; the loss is the mean over real positions).
     `metrics` holds `loss`, `accuracy` and `grad_norm` as device scalars. Nothing
     in it depends on Python-side state, so it can be vmapped over stacked models.
 
@@ -90,7 +110,7 @@ def _step_function(optimizer: optax.GradientTransformation) -> Callable:
         def loss_fn(params, state):
             m = eqx.combine(params, static)
             logits, state = _forward(m, state, batch, key)
-            loss, correct = _loss_and_correct(logits, batch["label"])
+            loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
             return jnp.mean(loss), (state, jnp.mean(correct))
 
         (loss, (new_state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state)
@@ -109,7 +129,7 @@ def _step_function(optimizer: optax.GradientTransformation) -> Callable:
 @eqx.filter_jit
 def _eval_batch(model, state, batch, weight: Float[Array, " B"]):
     logits, _ = _forward(model, state, batch, None)
-    loss, correct = _loss_and_correct(logits, batch["label"])
+    loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
     return jnp.sum(loss * weight), jnp.sum(correct * weight)
 
 
@@ -500,8 +520,20 @@ def _finish(
         "wall_time_s": run.elapsed,
         "train_examples_per_s": run.step * recipe.trainer.batch_size / max(run.elapsed, 1e-9),
     }
+    if _per_position(srcs["val"]):
+        results.update(_bits(val, "val") | _bits(test, "test"))
     write_json(os.path.join(run_dir, RESULTS), results)
     return results
+
+
+def _per_position(source: Any) -> bool:
+    """Whether `source` has a label per position (language modeling)."""
+    return len(source) > 0 and np.ndim(source[0]["label"]) == 1
+
+
+def _bits(res: Mapping[str, float], split: str) -> dict[str, float]:
+    """The mean loss in bits per token (bits per byte on a byte corpus)."""
+    return {f"{split}_bits_per_token": res["loss"] / math.log(2)}
 
 
 def load_run(
@@ -560,5 +592,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, sources=None) -> dict[str, Any]:
         "test_loss": res["test"]["loss"],
         "eval_time_s": time.perf_counter() - t0,
     }
+    if _per_position(srcs["val"]):
+        out.update(_bits(res["val"], "val") | _bits(res["test"], "test"))
     write_json(os.path.join(run_dir, EVAL), out)
     return out

@@ -75,6 +75,11 @@ class ModelConfig:
 
     `dual`: two sequences per example through one shared encoder, combined
     `[u, v, u⊙v, u−v]`, MLP head (LRA Retrieval; [`seqkit.nn.DualEncoder`][]).
+
+    `pool="none"`: logits at every position, for data with a label per position
+    (language modeling: the next token). Then every mixer must be causal
+    (`causal=true`, or `bidirectional=false` for SSM layers), or position `t`
+    would see the token it predicts; `validate` checks it.
     """
 
     d_model: int = _bounded(256, lo=1)
@@ -86,7 +91,7 @@ class ModelConfig:
     dropout: float = _bounded(0.0, lo=0.0, below=1.0)
     ffn_mult: int = _bounded(0, lo=0)
     ffn_activation: Literal["gelu", "silu", "relu"] = "gelu"
-    pool: Literal["mean", "last", "cls"] = "mean"
+    pool: Literal["mean", "last", "cls", "none"] = "mean"
     dual: bool = False
     positions: Literal["none", "sinusoidal", "learned"] = "none"
 
@@ -437,12 +442,44 @@ class Recipe:
                     f"the {split} split has {len(sources[split])} examples; expected at least {need}"
                 )
         example = np.asarray(sources["train"][0]["inputs"])
+        self._check_labels(example, np.asarray(sources["train"][0]["label"]))
         try:
             eqx.filter_eval_shape(lambda k: self.build_model(example, key=k), jr.key(0))
         except jax.errors.ConcretizationTypeError:
             # A constructor that needs concrete values (e.g. turns its key into a
             # Python int) cannot be traced: build the model for real instead.
             self.build_model(example, key=jr.key(0))
+
+    def _check_labels(self, example: np.ndarray, label: np.ndarray) -> None:
+        """A label per example needs a pooled model; a label per position (the
+        next token) needs `pool="none"` and causal mixers."""
+        m = self.model
+        if label.ndim == 0:
+            if m.pool == "none":
+                raise RecipeError(
+                    f"model.pool=none gives logits per position, but data.name={self.data.name} has one "
+                    "label per example: use pool mean, last or cls"
+                )
+            return
+        if m.pool != "none" or m.dual:
+            raise RecipeError(
+                f"data.name={self.data.name} has a label per position, {label.dtype} {label.shape} "
+                f"(language modeling): use --set model.pool=none (got pool={m.pool}"
+                + (", dual=true" if m.dual else "")
+                + ")"
+            )
+        if label.shape != example.shape[:1]:
+            raise RecipeError(
+                f"data.name={self.data.name}: expected a label per position, shape {example.shape[:1]}, "
+                f"got {label.shape}"
+            )
+        for i, config in enumerate(m.mixers):
+            if getattr(config, "causal", True) is False or getattr(config, "bidirectional", False) is True:
+                field = "causal=true" if hasattr(config, "causal") else "bidirectional=false"
+                raise RecipeError(
+                    f"model.mixers.{i} ({config.kind}) is not causal, and a model predicting the next "
+                    f"token must not see it: --set model.mixers.{i}.{field}"
+                )
 
 
 def init_key(seed: int) -> PRNGKeyArray:

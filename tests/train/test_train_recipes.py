@@ -150,7 +150,7 @@ def test_override_types_and_errors():
         "optim.lr=1": "unknown key 'optim'; accepted at the top level: name, description, preset, model",
         "model.n_layers=2.5": "model.n_layers: expected an int, got '2.5'",
         "model.prenorm=maybe": "expected a bool",
-        "model.pool=max": "expected one of mean, last, cls; got 'max'",
+        "model.pool=max": "expected one of mean, last, cls, none; got 'max'",
         "model=1": "'model' is a section",
         "model.d_model.x=1": "is a value, not a section",
         "model.d_model": "expected key=value",

@@ -1,0 +1,130 @@
+"""Language modeling through the trainer: the per-position loss, the LM recipes,
+`seqkit generate`."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from recipe_testing import two_steps
+
+from seqkit import cli, recipes
+from seqkit.train import RecipeError, override
+from seqkit.train._loop import _loss_and_correct
+
+LM_RECIPES = [n for n in recipes.names() if recipes.SPECS[n].task == "byte LM"]
+
+
+def _reference_ce(logits, labels, mask):
+    """Per-example mean over real positions of −log softmax(logits)[label], in float64."""
+    z = logits.astype(np.float64)
+    logp = z - z.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    B, L, _ = z.shape
+    out = np.zeros(B)
+    acc = np.zeros(B)
+    for b in range(B):
+        real = [t for t in range(L) if mask[b, t]]
+        out[b] = -np.mean([logp[b, t, labels[b, t]] for t in real])
+        acc[b] = np.mean([np.argmax(z[b, t]) == labels[b, t] for t in real])
+    return out, acc
+
+
+def test_per_position_loss_is_the_mean_over_real_positions():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 7, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, size=(3, 7)).astype(np.int32)
+    mask = np.ones((3, 7), bool)
+    mask[1, 4:] = False
+    mask[2, 1:] = False
+    loss, correct = _loss_and_correct(logits, labels, mask)
+    ref, acc = _reference_ce(logits, labels, mask)
+    np.testing.assert_allclose(np.asarray(loss), ref, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(correct), acc)
+    full, _ = _loss_and_correct(logits, labels)
+    ref_full, _ = _reference_ce(logits, labels, np.ones((3, 7), bool))
+    np.testing.assert_allclose(np.asarray(full), ref_full, rtol=1e-5)
+    with pytest.raises(ValueError, match="per-position labels need a model with pool='none'"):
+        _loss_and_correct(logits[:, 0], labels)
+
+
+def test_lm_recipes_are_registered_with_smoke_presets():
+    assert set(LM_RECIPES) == {"s4-lm", "gss-lm", "mega-lm", "transformer-lm"}
+    for name in LM_RECIPES:
+        r = recipes.get(name)
+        assert r.model.pool == "none" and r.data.name == "pytext" and r.data.n_classes == 256
+        assert r.model.norm == "layer"  # BatchNorm would mix statistics across positions
+
+
+@pytest.mark.parametrize("name", LM_RECIPES)
+def test_lm_recipe_two_steps(name):
+    r = recipes.get(name, "smoke")
+    losses, opt_state = two_steps(r)
+    # Untrained: close to the uniform cross-entropy over 256 bytes, ln 256 = 5.55 nats.
+    assert all(math.isfinite(x) for x in losses) and abs(losses[0] - math.log(256)) < 1.0, losses
+    assert int(opt_state.total_notfinite) == 0
+
+
+def test_lm_recipe_validation():
+    r = recipes.get("gss-lm", "smoke")
+    sources = r.make_sources()
+    with pytest.raises(RecipeError, match=r"label per position.*use --set model.pool=none"):
+        override(r, ["model.pool=mean"]).validate(sources)
+    with pytest.raises(RecipeError, match=r"mixers.0 \(gss\) is not causal.*model.mixers.0.causal=true"):
+        override(r, ["model.mixers.0.causal=false"]).validate(sources)
+    s4 = recipes.get("s4-lm", "smoke")
+    with pytest.raises(RecipeError, match=r"model.mixers.0.bidirectional=false"):
+        override(s4, ["model.mixers.0.bidirectional=true"]).validate(sources)
+    classify = recipes.get("s4-pathfinder", "smoke")
+    classify = dataclasses.replace(classify, data=dataclasses.replace(classify.data, train_size=16))
+    with pytest.raises(RecipeError, match="model.pool=none gives logits per position"):
+        override(classify, ["model.pool=none"]).validate(classify.make_sources())
+
+
+def test_train_then_generate_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "lm"
+    steps = ["--set", "trainer.steps=2", "--set", "data.val_size=4", "--set", "data.test_size=4"]
+    assert cli.main(["train", "gss-lm", "--preset", "smoke", "--out", str(out), "--no-progress", *steps]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["val_bits_per_token"] == pytest.approx(res["val_loss"] / math.log(2))
+    assert "bits per token" in capsys.readouterr().out
+    assert cli.main(["generate", str(out), "--prompt", "def f(x):", "-n", "12", "--temperature", "0"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("def f(x):")
+    # Greedy decoding is deterministic.
+    assert cli.main(["generate", str(out), "--prompt", "def f(x):", "-n", "12", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == text
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", str(out), "--prompt", "x", "--top-k", "0"])
+    assert e.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_classifier_run(tmp_path, capsys):
+    out = tmp_path / "clf"
+    sets = ["--set", "trainer.steps=1", "--set", "data.train_size=16", "--set", "data.val_size=4"]
+    sets += ["--set", "data.test_size=4"]
+    argv = ["train", "s4-pathfinder", "--preset", "smoke", "--out", str(out), "--no-progress", *sets]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(["generate", str(out), "--prompt", "x"]) == 2
+    assert "not a byte-level language model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LM_RECIPES)
+def test_lm_smoke_preset_beats_the_unigram_model(name, tmp_path, capsys, optimized):
+    from seqkit.data import make_source
+
+    out = tmp_path / name
+    assert cli.main(["train", name, "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    r = recipes.get(name, "smoke")
+    val = make_source("pytext", "val", max_length=r.data.max_length, size=r.data.val_size)
+    # The unigram model of exactly the evaluated bytes (fit on them: a lower bound
+    # for any unigram model), in bits per byte.
+    counts = np.bincount(np.concatenate([val[i]["label"] for i in range(len(val))]), minlength=256)
+    p = counts[counts > 0] / counts.sum()
+    unigram = float(-(p * np.log2(p)).sum())
+    assert res["skipped_updates"] == 0
+    assert res["val_bits_per_token"] < unigram - 0.5, (res["val_bits_per_token"], unigram)
