@@ -10,6 +10,8 @@
   (memory-mapped cache), `evaluate_listops`, `listops_text` and the sources behind
   `make_source`.
 - Sequential CIFAR-10: `CifarSource`, read from the standard python archive.
+- Images as patch sequences (the Vision Transformer's input): `patchify` and
+  `PatchSource`, behind `make_source(..., patch_size=P)`.
 - LRA Text / Retrieval: `ImdbSource` (IMDb reviews as bytes, from `aclImdb_v1.tar.gz`)
   and `AanSource` (AAN paper pairs as bytes, from LRA's `new_aan_pairs.*.tsv`);
   `check_imdb_files` / `check_aan_files` list the files each reads (`FileCheck`).
@@ -66,6 +68,7 @@ from ._lra_release import (
     check_pathfinder_files as check_pathfinder_files,
     s4_permutation as s4_permutation,
 )
+from ._patches import PatchSource as PatchSource, patchify as patchify
 from ._pathfinder import (
     PATHFINDER_PRESETS as PATHFINDER_PRESETS,
     PathfinderCacheNotFoundError as PathfinderCacheNotFoundError,

@@ -25,6 +25,7 @@ from ._lra_release import (
     pathfinder_release_advice,
     pathfinder_release_dir,
 )
+from ._patches import PatchSource, check_patch_size
 from ._pathfinder import (
     METADATA,
     PATHFINDER_PRESETS,
@@ -51,9 +52,9 @@ DATASETS: dict[str, str] = {
 }
 
 _OPTIONS = {
-    **{name: ("contour_length", "as_tokens", "style") for name in PATHFINDER_PRESETS},
-    "scifar": (),
-    "cifar_gray": ("as_tokens",),
+    **{name: ("contour_length", "as_tokens", "style", "patch_size") for name in PATHFINDER_PRESETS},
+    "scifar": ("patch_size",),
+    "cifar_gray": ("as_tokens", "patch_size"),
     "imdb": ("max_length",),
     "aan": ("max_length",),
     "listops": ("max_length",),
@@ -116,7 +117,11 @@ def make_source(
     - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14), `style`
       (`"lra"`, default: dashed snakes as LRA generated them; `"continuous"`:
       seqkit's unbroken snakes; a cache must have been written with the same) and
-      `as_tokens`; `cifar_gray`: `as_tokens`; `listops`: `max_length` (padded
+      `as_tokens`; `cifar_gray`: `as_tokens`; the image datasets (Pathfinder,
+      `scifar`, `cifar_gray`): `patch_size` `P`, each image as its sequence of
+      `P × P` patches ([`seqkit.data.patchify`][]: `(H/P · W/P, P·P·C)` inputs,
+      the Vision Transformer's input; `P` must divide the side, and token inputs,
+      `as_tokens`, are refused); `listops`: `max_length` (padded
       length, default 2048; items also hold a bool `mask`); `imdb`, `aan`:
       `max_length` (bytes kept per document, default 4096 / 4000; items also hold
       a bool `mask`, and `aan` inputs are `(2, max_length)`, one row per paper);
@@ -145,6 +150,17 @@ def make_source(
     if size is not None and size < 0:
         raise ValueError(f"expected size >= 0, got {size}")
     as_tokens = bool(options.get("as_tokens", False))
+    patch = options.pop("patch_size", None)
+    if patch is not None:
+        if as_tokens:
+            raise ValueError(
+                f"patch_size={patch!r} needs real-valued pixels; {name!r} with as_tokens=True gives "
+                "gray-level tokens, which cannot be cut into patches: drop one of the two options"
+            )
+        side = PATHFINDER_PRESETS[name].size if name in PATHFINDER_PRESETS else 32
+        check_patch_size(side, side, patch)  # before any file is read
+        source = make_source(name, split, data_dir=data_dir, seed=seed, size=size, **options)
+        return PatchSource(source, side, side, patch)
     if name in PATHFINDER_PRESETS:
         contour_length = int(options.get("contour_length", 14))
         style = str(options.get("style", "lra"))

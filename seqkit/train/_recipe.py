@@ -132,15 +132,16 @@ class ModelConfig:
 
 # DataConfig fields that are options of one dataset's source: `make_source` gets
 # those that are set (not None), and refuses one its dataset does not have.
-_SOURCE_OPTIONS = ("contour_length", "style", "max_length", "as_tokens")
+_SOURCE_OPTIONS = ("contour_length", "style", "max_length", "as_tokens", "patch_size")
 
 
 @dataclasses.dataclass
 class DataConfig:
     """The data source (`seqkit.data.make_source`) and its splits.
 
-    `contour_length` and `style` (Pathfinder), `max_length` (ListOps, IMDb, AAN)
-    and `as_tokens` (Pathfinder, grayscale CIFAR) are options of the dataset's
+    `contour_length` and `style` (Pathfinder), `max_length` (ListOps, IMDb, AAN),
+    `as_tokens` (Pathfinder, grayscale CIFAR) and `patch_size` (the image datasets:
+    images as sequences of flattened patches) are options of the dataset's
     source, passed only when set; `None` keeps the dataset's default.
     """
 
@@ -149,6 +150,7 @@ class DataConfig:
     style: str | None = None
     max_length: int | None = _bounded(None, lo=1)
     as_tokens: bool | None = None
+    patch_size: int | None = _bounded(None, lo=1)
     data_dir: str | None = None
     train_size: int | None = _bounded(None, lo=1)
     val_size: int | None = _bounded(None, lo=1)
