@@ -63,6 +63,7 @@ from ._reformer import (
     lsh_buckets as lsh_buckets,
 )
 from ._sinkhorn import SinkhornAttention as SinkhornAttention, sinkhorn as sinkhorn
+from ._spade import SpadeConfig as SpadeConfig
 from ._sparse import (
     BigBird as BigBird,
     Longformer as Longformer,

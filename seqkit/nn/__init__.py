@@ -4,6 +4,7 @@ from seqkit._mixer import AbstractMixer as AbstractMixer, AbstractRecurrentMixer
 
 from ._blocks import FeedForward as FeedForward, ResidualBlock as ResidualBlock
 from ._dual_encoder import DualEncoder as DualEncoder
+from ._fusion import Fusion as Fusion
 from ._generate import generate as generate, sample_logits as sample_logits
 from ._gss import GSS as GSS
 from ._gss_mega_configs import GSSConfig as GSSConfig, MegaConfig as MegaConfig

@@ -62,6 +62,13 @@ MIXERS = [
         BOTH,
     ),
     (
+        "spade",
+        lambda d, causal, key: sa.SpadeConfig(num_heads=2, window_size=4, state_size=8, causal=causal).build(
+            d, max_length=MAX_LEN, key=key
+        ),
+        BOTH,
+    ),
+    (
         "mega",
         lambda d, causal, key: snn.Mega(
             d, z_dim=4, v_dim=8, ema_ndim=2, chunk_size=4, causal=causal, key=key
