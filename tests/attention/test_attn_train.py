@@ -4,6 +4,11 @@ Task: sequences of 16 tokens over a vocabulary of 6 (fixed random embeddings);
 the label says whether token 1 occurs more often than token 2. The model is
 `head(mean(mixer(x)))` with no residual path, so the information has to pass
 through the attention mixer.
+
+Forty full-batch Adam steps: every variant ends at least 0.26 above the majority
+class (measured; the test asks for 0.15). The cost is compiling the step, not
+running it, so XLA's optimizations stay off (the suite's default): with them on,
+compiling took longer than the whole run does without.
 """
 
 import equinox as eqx
@@ -16,6 +21,7 @@ from attn_variants import VARIANTS
 
 L, D, VOCAB = 16, 16, 6
 DEFAULT_TIER = {"mha", "local-sliding", "linear"}
+STEPS = 40
 
 
 def _data(key, n):
@@ -50,7 +56,7 @@ def _params():
 
 
 @pytest.mark.parametrize("name,cls,opts,causal", _params())
-def test_trains_above_chance(name, cls, opts, causal, optimized):
+def test_trains_above_chance(name, cls, opts, causal):
     k_emb, k_mix, k_head, k_tr, k_te = jr.split(jr.key(0), 5)
     emb = jr.normal(k_emb, (VOCAB, D))
     model = _Model(cls(D, 2, causal=causal, key=k_mix, **opts), eqx.nn.Linear(D, 2, key=k_head))
@@ -70,7 +76,7 @@ def test_trains_above_chance(name, cls, opts, causal, optimized):
         return eqx.apply_updates(m, upd), s
 
     with jax.numpy_dtype_promotion("standard"):  # optax's step counter mixes int and float
-        for _ in range(60):
+        for _ in range(STEPS):
             model, state = step(model, state)
     acc = eqx.filter_jit(lambda m: jnp.mean(jnp.argmax(jax.vmap(m)(emb[xte]), -1) == yte))(model)
     base = float(jnp.maximum(jnp.mean(yte), 1 - jnp.mean(yte)))  # majority class
