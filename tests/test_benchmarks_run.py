@@ -23,21 +23,39 @@ CASES = {
 }
 # Seconds a script may take; most take well under the default.
 TIMEOUT = {"lra_efficiency": 900}
+# Scripts whose saved rows are redrawn (`--json`, then `--rows`).
+REDRAWN = ["attention_fused", "ssm_layers"]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """`measured(script)`: the script's one measuring run at its toy size, with a
+    figure (`--plot`) and, for the redrawn scripts, its rows saved (`--json`). Each
+    script measures once per session; both tests below read the same run."""
+    runs = {}
+
+    def run(script):
+        if script not in runs:
+            out = tmp_path_factory.mktemp(script)
+            plot, saved = out / f"{script}.png", out / "rows.json"
+            cmd = [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *CASES[script].split()]
+            cmd += ["--plot", str(plot)]
+            if script in REDRAWN:
+                cmd += ["--json", str(saved)]
+            res = subprocess.run(
+                cmd, capture_output=True, text=True, env=ENV, timeout=TIMEOUT.get(script, 600)
+            )
+            runs[script] = (res, plot, saved)
+        return runs[script]
+
+    return run
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(CASES))
-def test_benchmark_script_runs(tmp_path, script):
-    plot = tmp_path / f"{script}.png"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *CASES[script].split()]
-    res = subprocess.run(
-        [*cmd, "--plot", str(plot)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=TIMEOUT.get(script, 600),
-    )
+def test_benchmark_script_runs(measured, script):
+    res, plot, _ = measured(script)
     assert res.returncode == 0, res.stderr[-2000:]
     lengths = ("64 ", "128 ", "256 ", "512 ")
     lines = [ln for ln in res.stdout.splitlines() if ln.strip().startswith(lengths)]
@@ -48,25 +66,18 @@ def test_benchmark_script_runs(tmp_path, script):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["attention_fused", "ssm_layers"])
-def test_benchmark_redraws_saved_rows(tmp_path, script):
+@pytest.mark.parametrize("script", REDRAWN)
+def test_benchmark_redraws_saved_rows(measured, tmp_path, script):
     """`--json` saves the run's title and rows; `--rows` redraws them with that title."""
-    saved, plot = tmp_path / "rows.json", tmp_path / "again.png"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{script}.py")]
-    first = subprocess.run(
-        [*cmd, *CASES[script].split(), "--json", str(saved), "--plot", str(tmp_path / "first.png")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    first, _, saved = measured(script)
     assert first.returncode == 0, first.stderr[-2000:]
+    plot = tmp_path / "again.png"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{script}.py")]
     again = subprocess.run(
         [*cmd, "--rows", str(saved), "--plot", str(plot)],
         capture_output=True,
         text=True,
-        env=env,
+        env=ENV,
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-2000:]
