@@ -27,6 +27,8 @@ from . import (
     s4d_lra,
     spade,
     transformers_lra,
+    vit,
+    wide,
 )
 from ._spec import RecipeSpec as RecipeSpec
 
@@ -67,6 +69,8 @@ _MODULES: tuple[types.ModuleType, ...] = (
     dss_lra,
     mega_lra,
     transformers_lra,
+    vit,
+    wide,
     lm,
 )
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
