@@ -1,4 +1,5 @@
-"""Byte-level causal language models: `s4-lm`, `gss-lm`, `mega-lm`, `transformer-lm`.
+"""Byte-level causal language models: `s4-lm`, `gss-lm`, `mega-lm`, `transformer-lm`,
+`transformer-trime-lm`.
 
 Each is a stack of causal mixers with a per-position head (`pool="none"`): the
 logits at position `t` predict byte `t+1`, the loss is the mean cross-entropy
@@ -22,6 +23,12 @@ seqkit's choices for a small byte-level model (not a published run): 6 layers of
 256, AdamW lr 1e-3 (SSM parameters 1e-3 without weight decay), weight decay 0.1,
 gradient clipping 1, batch 32 × 512 bytes, 1k warmup of 20k steps, LayerNorm
 (BatchNorm would mix statistics across positions, letting the future leak).
+
+`transformer-trime-lm` is `transformer-lm` trained with TRIME's objective (Zhong,
+Lei and Chen, "Training Language Models with Memory Augmentation", EMNLP 2022)
+with in-batch memories, local and external (`trainer.objective=trime_batch`);
+any of the others takes it with `--set trainer.objective=trime_batch` (or
+`trime_local`). It is evaluated by the model's own cross-entropy.
 
 Preset `smoke`: a 32-wide 2-layer model, chunks of 128, 100 steps of 16 at lr 5e-3
 (well below the corpus's unigram 4.53 bits per byte on its val chunks).
@@ -107,12 +114,19 @@ def smoke(r: Recipe) -> Recipe:
     return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=5e-3))
 
 
-def _spec(name: str) -> RecipeSpec:
-    model, config = _MODELS[name]
+def _spec(name: str, base: str, objective: str = "cross_entropy") -> RecipeSpec:
+    model, config = _MODELS[base]
+    if objective != "cross_entropy":
+        model = f"{model} + TRIME"
+
+    def build() -> Recipe:
+        r = _recipe(name, model, config())
+        return dataclasses.replace(r, trainer=dataclasses.replace(r.trainer, objective=objective))
+
     return RecipeSpec(
         name=name,
         description=f"{model} byte-level causal LM on the Python standard library's text; preset smoke",
-        build=lambda: _recipe(name, model, config()),
+        build=build,
         presets={"smoke": smoke},
         task="byte LM",
         model=model,
@@ -120,4 +134,6 @@ def _spec(name: str) -> RecipeSpec:
     )
 
 
-SPECS = [_spec(name) for name in _MODELS]
+SPECS = [_spec(name, name) for name in _MODELS] + [
+    _spec("transformer-trime-lm", "transformer-lm", objective="trime_batch")
+]

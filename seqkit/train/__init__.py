@@ -50,3 +50,4 @@ from ._sweep import (
     sweep_members as sweep_members,
     sweep_table as sweep_table,
 )
+from ._trime import trime_batch_loss as trime_batch_loss, trime_loss as trime_loss

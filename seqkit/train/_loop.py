@@ -21,6 +21,7 @@ from ._checkpoint import load_checkpoint, read_json, remove_temporaries, save_ch
 from ._logging import MetricsLog, Progress
 from ._mesh import describe_mesh, make_mesh, shard_batch, shard_params, sharded_step
 from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
+from ._trime import trime_batch_loss
 
 CHECKPOINT = "checkpoint.eqx"
 CONFIG = "config.json"
@@ -33,12 +34,16 @@ def _batched(model):
     return jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
 
 
-def _forward(model, state, batch: Mapping[str, Array], key: PRNGKeyArray | None):
+def _forward(model, state, batch: Mapping[str, Array], key: PRNGKeyArray | None, call=None):
+    """`model` vmapped over the batch (`axis_name="batch"`), one dropout key per
+    example; `call(x, state, mask, key) -> (out, state)` replaces `model(...)`."""
     inputs = batch["inputs"]
     B = inputs.shape[0]
     mask = batch.get("mask")
 
     def one(x, state, m, k):
+        if call is not None:
+            return call(x, state, m, k)
         return model(x, state, mask=m, key=k)
 
     keys = None if key is None else jax.random.split(key, B)
@@ -75,8 +80,14 @@ def _loss_and_correct(logits, labels, mask=None):
     return loss, correct
 
 
+OBJECTIVES = ("cross_entropy", "trime_local", "trime_batch")
+
+
 def make_train_step(
-    optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh | None = None
+    optimizer: optax.GradientTransformation,
+    mesh: jax.sharding.Mesh | None = None,
+    *,
+    objective: str = "cross_entropy",
 ) -> Callable:
     """The jit-compiled pure training step for `optimizer`.
 
@@ -94,23 +105,34 @@ def make_train_step(
     the batch by `seqkit.train.shard_batch`) and returns them placed the same
     way; `jit` partitions the same computation over the devices (BatchNorm
     statistics and the mean loss stay over the whole batch).
+
+    `objective`: `"cross_entropy"` (the default), or for language models
+    (per-position labels, `pool="none"`) TRIME's objective with in-batch
+    memories ([`seqkit.train.trime_loss`][]): `"trime_local"` (earlier positions
+    of the same segment) or `"trime_batch"` (also every position of the other
+    segments). `accuracy` is always the argmax of the model's own logits.
     """
-    step = _step_function(optimizer)
+    step = _step_function(optimizer, objective)
     return eqx.filter_jit(step if mesh is None else sharded_step(step, mesh))
 
 
-def _step_function(optimizer: optax.GradientTransformation) -> Callable:
+def _step_function(optimizer: optax.GradientTransformation, objective: str = "cross_entropy") -> Callable:
     """`make_train_step`'s step before `jit`: what a sweep vmaps over its members
     (the optimizer reads its hyperparameters from `opt_state`, so one function
     serves members that differ only in those)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
 
     def step(model, state, opt_state, batch, key):
         params, static = eqx.partition(model, eqx.is_inexact_array)
 
         def loss_fn(params, state):
             m = eqx.combine(params, static)
-            logits, state = _forward(m, state, batch, key)
-            loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
+            if objective == "cross_entropy":
+                logits, state = _forward(m, state, batch, key)
+                loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
+            else:
+                loss, correct, state = _trime(m, state, batch, key, objective.removeprefix("trime_"))
             return jnp.mean(loss), (state, jnp.mean(correct))
 
         (loss, (new_state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state)
@@ -124,6 +146,26 @@ def _step_function(optimizer: optax.GradientTransformation) -> Callable:
         return eqx.combine(params, static), state, opt_state, metrics
 
     return step
+
+
+def _trime(model, state, batch: Mapping[str, Array], key: PRNGKeyArray | None, memory: str):
+    """Per-example TRIME loss (mean over real positions), accuracy and state."""
+    if not hasattr(model, "features") or getattr(model, "pooling", None) != "none" or model.head is None:
+        raise ValueError("the TRIME objective needs a SequenceModel with pool='none' and a head")
+    labels, mask = batch["label"], batch.get("mask")
+    if labels.ndim != 2:
+        raise ValueError(f"the TRIME objective needs a label per position, (B, L); got {labels.shape}")
+
+    def call(x, state, m, k):
+        h, state = model.features(x, state, mask=m, key=k)
+        return (h, jax.vmap(model.head)(h)), state
+
+    (hidden, logits), state = _forward(model, state, batch, key, call)
+    per_position = trime_batch_loss(logits, hidden, labels.astype(jnp.int32), mask, memory=memory)
+    w = jnp.ones(labels.shape, per_position.dtype) if mask is None else mask.astype(per_position.dtype)
+    n = jnp.maximum(jnp.sum(w, axis=1), 1.0)
+    _, correct = _loss_and_correct(logits, labels, mask)
+    return jnp.sum(per_position * w, axis=1) / n, correct, state
 
 
 @eqx.filter_jit
@@ -267,7 +309,8 @@ def train(
         if mesh is not None:
             placed = shard_params((run.model, run.state, run.opt_state), mesh)
             run = dataclasses.replace(run, model=placed[0], state=placed[1], opt_state=placed[2])
-        run = _step_loop(recipe, run_dir, run, make_train_step(optimizer, mesh), srcs, batches, bar, mesh)
+        step = make_train_step(optimizer, mesh, objective=recipe.trainer.objective)
+        run = _step_loop(recipe, run_dir, run, step, srcs, batches, bar, mesh)
         bar.close()
         return _finish(recipe, run_dir, run, srcs, batches, mesh)
     except BaseException:

@@ -199,6 +199,12 @@ class TrainerConfig:
     over the whole batch), so results agree to float rounding. `""` (the
     default) or `"none"`: one device, no mesh. It is how a run executes, not what it
     computes: a run may be resumed with another mesh.
+
+    `objective`: the training loss, `"cross_entropy"`, or for language models
+    TRIME's objective with in-batch memories (Zhong, Lei and Chen, EMNLP 2022;
+    [`seqkit.train.trime_loss`][]): `"trime_local"` (earlier positions of the
+    same segment) or `"trime_batch"` (also the other segments of the batch).
+    Evaluation is always the model's own cross-entropy.
     """
 
     batch_size: int = _bounded(64, lo=1)
@@ -209,6 +215,7 @@ class TrainerConfig:
     log_every: int = _bounded(50, lo=1)
     seed: int = _bounded(0, lo=0)
     mesh: str = ""
+    objective: Literal["cross_entropy", "trime_local", "trime_batch"] = "cross_entropy"
 
     def mesh_sizes(self) -> dict[str, int]:
         """`mesh` checked against the batch sizes and this host's devices:
@@ -456,6 +463,11 @@ class Recipe:
         """A label per example needs a pooled model; a label per position (the
         next token) needs `pool="none"` and causal mixers."""
         m = self.model
+        if label.ndim == 0 and self.trainer.objective != "cross_entropy":
+            raise RecipeError(
+                f"trainer.objective={self.trainer.objective} trains a language model (a label per "
+                f"position); data.name={self.data.name} has one label per example: use cross_entropy"
+            )
         if label.ndim == 0:
             if m.pool == "none":
                 raise RecipeError(

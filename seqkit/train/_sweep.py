@@ -244,6 +244,8 @@ def _check_vmappable(members: list[SweepMember], grid_keys: list[str], example: 
                 continue
             if m.recipe.steps != first.recipe.steps:
                 raise _not_vmappable(key, "it changes the number of training steps", m.settings[key])
+            if m.recipe.trainer.objective != first.recipe.trainer.objective:
+                raise _not_vmappable(key, "it changes the training objective", m.settings[key])
             why = _difference(reference, shapes(m))
             if why is not None:
                 raise _not_vmappable(key, why, m.settings[key])
@@ -316,7 +318,12 @@ def _init_opt_states(members: list[SweepMember], models: Any) -> Any:
     return init(eqx.filter(models, eqx.is_inexact_array))
 
 
-def make_sweep_step(optimizer: optax.GradientTransformation, *, per_member_data: bool = False) -> Callable:
+def make_sweep_step(
+    optimizer: optax.GradientTransformation,
+    *,
+    per_member_data: bool = False,
+    objective: str = "cross_entropy",
+) -> Callable:
     """The jit-compiled step of a sweep: `make_train_step`'s step vmapped over members.
 
     `step(models, states, opt_states, batch, keys) -> (models, states, opt_states,
@@ -329,7 +336,7 @@ def make_sweep_step(optimizer: optax.GradientTransformation, *, per_member_data:
     """
     member = eqx.if_array(0)
     in_axes = (member, member, member, member if per_member_data else None, member)
-    return eqx.filter_jit(eqx.filter_vmap(_step_function(optimizer), in_axes=in_axes))
+    return eqx.filter_jit(eqx.filter_vmap(_step_function(optimizer, objective), in_axes=in_axes))
 
 
 @eqx.filter_jit
@@ -502,7 +509,11 @@ def sweep(
         models, states = _build_members(members, example)
         run = _Sweep(models, states, _init_opt_states(members, models))
         run = _start_or_resume(run_dir, run, config, resume=resume, bar=bar)
-        step_fn = make_sweep_step(_member_optimizer(members[0].recipe), per_member_data=per_member_data)
+        step_fn = make_sweep_step(
+            _member_optimizer(members[0].recipe),
+            per_member_data=per_member_data,
+            objective=recipe.trainer.objective,
+        )
         run = _step_loop(recipe, run_dir, run, members, config, step_fn, srcs, batches, bar)
         bar.close()
         return _finish(recipe, run_dir, run, members, config, srcs, batches, bar)

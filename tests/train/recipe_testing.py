@@ -51,7 +51,7 @@ def traced_step(r, sources):
         for k, v in example.items()
         if k in ("inputs", "label", "mask")
     }
-    step = st.make_train_step(optimizer)
+    step = st.make_train_step(optimizer, objective=r.trainer.objective)
     out = eqx.filter_eval_shape(step, model, state, opt_state, batch, st.step_key(0, 0))
     return out[3]
 
@@ -70,7 +70,7 @@ def two_steps(r):
     r.validate(sources)
     built = r.build(sources=sources)
     opt_state = built.optimizer.init(eqx.filter(built.model, eqx.is_inexact_array))
-    step = st.make_train_step(built.optimizer)
+    step = st.make_train_step(built.optimizer, objective=r.trainer.objective)
     model, state = built.model, built.state
     it = batches(sources["train"], batch_size=r.trainer.batch_size, seed=0)
     losses = []

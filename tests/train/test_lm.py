@@ -50,7 +50,10 @@ def test_per_position_loss_is_the_mean_over_real_positions():
 
 
 def test_lm_recipes_are_registered_with_smoke_presets():
-    assert set(LM_RECIPES) == {"s4-lm", "gss-lm", "mega-lm", "transformer-lm"}
+    assert set(LM_RECIPES) == {"s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm"}
+    trime = recipes.get("transformer-trime-lm")
+    assert trime.trainer.objective == "trime_batch"
+    assert trime.model == recipes.get("transformer-lm").model
     for name in LM_RECIPES:
         r = recipes.get(name)
         assert r.model.pool == "none" and r.data.name == "pytext" and r.data.n_classes == 256
@@ -61,8 +64,12 @@ def test_lm_recipes_are_registered_with_smoke_presets():
 def test_lm_recipe_two_steps(name):
     r = recipes.get(name, "smoke")
     losses, opt_state = two_steps(r)
-    # Untrained: close to the uniform cross-entropy over 256 bytes, ln 256 = 5.55 nats.
-    assert all(math.isfinite(x) for x in losses) and abs(losses[0] - math.log(256)) < 1.0, losses
+    assert all(math.isfinite(x) for x in losses), losses
+    if r.trainer.objective == "cross_entropy":
+        # Untrained: close to the uniform cross-entropy over 256 bytes, ln 256 = 5.55 nats.
+        assert abs(losses[0] - math.log(256)) < 1.0, losses
+    else:  # TRIME: in-batch memories with the target's byte add to the numerator
+        assert 0.0 < losses[0] < math.log(256) + 1.0, losses
     assert int(opt_state.total_notfinite) == 0
 
 
@@ -128,3 +135,40 @@ def test_lm_smoke_preset_beats_the_unigram_model(name, tmp_path, capsys, optimiz
     unigram = float(-(p * np.log2(p)).sum())
     assert res["skipped_updates"] == 0
     assert res["val_bits_per_token"] < unigram - 0.5, (res["val_bits_per_token"], unigram)
+
+
+def test_trime_objective_trains_the_model_on_its_in_batch_memories():
+    """The step's loss is TRIME's (checked against its definition in test_trime.py)
+    on the model's own features, not the plain cross-entropy."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    import seqkit.train as st
+    from seqkit.data import batches
+
+    r = recipes.get("transformer-trime-lm", "smoke")
+    sources = r.make_sources()
+    built = r.build(sources=sources)
+    batch = next(batches(sources["train"], batch_size=4, seed=0))
+    model = eqx.nn.inference_mode(built.model)  # no dropout: the reference sees the same model
+    opt_state = built.optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    metrics = {
+        objective: st.make_train_step(built.optimizer, objective=objective)(
+            model, built.state, opt_state, batch, st.step_key(0, 0)
+        )[3]
+        for objective in ("cross_entropy", "trime_batch", "trime_local")
+    }
+    hidden, _ = jax.vmap(lambda x: model.features(x, built.state))(jnp.asarray(batch["inputs"]))
+    logits = jax.vmap(jax.vmap(model.head))(hidden)
+    labels = jnp.asarray(batch["label"])
+    for memory in ("batch", "local"):
+        ref = float(jnp.mean(st.trime_batch_loss(logits, hidden, labels, memory=memory)))
+        assert float(metrics[f"trime_{memory}"]["loss"]) == pytest.approx(ref, rel=1e-5)
+    ce = float(jnp.mean(_loss_and_correct(logits, labels)[0]))
+    assert float(metrics["cross_entropy"]["loss"]) == pytest.approx(ce, rel=1e-5)
+    assert metrics["trime_batch"]["loss"] != metrics["cross_entropy"]["loss"]
+    with pytest.raises(RecipeError, match="trainer.objective=trime_local trains a language model"):
+        classify = recipes.get("s4-pathfinder", "smoke")
+        classify = dataclasses.replace(classify, data=dataclasses.replace(classify.data, train_size=16))
+        override(classify, ["trainer.objective=trime_local"]).validate(classify.make_sources())
