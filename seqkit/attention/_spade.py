@@ -6,8 +6,9 @@ from typing import ClassVar, Literal
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
-from seqkit.nn import Fusion, S4Config
+from seqkit.nn._fusion import Fusion
 from seqkit.nn._mixer_config import MixerConfig
+from seqkit.nn._ssm_configs import S4Config
 
 from ._local import LocalAttention
 

@@ -64,10 +64,11 @@ def test_lra_image_preset():
 def test_spade_recipe():
     r = recipes.get("spade")
     m = r.model
-    s4, local = m.mixers
-    # Zuo et al. 2022: an SSM in the bottom layer, local attention in the others.
+    fused, local = m.mixers
+    # Zuo et al. 2022: an SSM fused with local attention in the bottom layer, local attention above.
     assert m.pattern == [0, 1, 1, 1, 1, 1] and m.n_layers == 6
-    assert isinstance(s4, snn.S4Config) and s4.bidirectional
+    assert isinstance(fused, sa.SpadeConfig) and fused.combine == "concat" and not fused.causal
+    assert (fused.state_size, fused.dt_min, fused.dt_max, fused.mode) == (64, 1e-3, 1e-1, "sliding")
     assert isinstance(local, sa.LocalAttentionConfig) and local.mode == "sliding" and not local.causal
     assert (m.d_model, m.norm, m.prenorm, m.ffn_mult) == (256, "batch", True, 2)
     assert (r.data.name, r.data.contour_length) == ("pathfinder32", 14)
