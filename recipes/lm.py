@@ -18,7 +18,10 @@ form with a GELU FFN per block, as in its language-model experiments; GSS
 512, expansion 3, SSM width d/4) and no FFN, as the paper stacks GSS layers
 alone; Mega (Ma et al., ICLR 2023) causal with softmax attention over the whole
 chunk and a SiLU FFN; the Transformer (Vaswani et al., 2017) with sinusoidal
-positions and a GELU FFN of 4·d. Width, depth, length, batch and schedule are
+positions and a GELU FFN of 4·d; Perceiver AR (Hawthorne et al., ICML 2022) with
+the last 128 of 512 positions as latents, one causal cross-attention into them
+(learned positions) and causal self-attention blocks on the latents, scored on
+the latents' 128 next bytes only. Width, depth, length, batch and schedule are
 seqkit's choices for a small byte-level model (not a published run): 6 layers of
 256, AdamW lr 1e-3 (SSM parameters 1e-3 without weight decay), weight decay 0.1,
 gradient clipping 1, batch 32 × 512 bytes, 1k warmup of 20k steps, LayerNorm
@@ -30,7 +33,7 @@ with in-batch memories, local and external (`trainer.objective=trime_batch`);
 any of the others takes it with `--set trainer.objective=trime_batch` (or
 `trime_local`). It is evaluated by the model's own cross-entropy.
 
-Preset `smoke`: a 32-wide 2-layer model, chunks of 128, 100 steps of 16 at lr 5e-3
+Preset `smoke`: a 32-wide 2-layer model (Perceiver AR: 32 latents), chunks of 128, 100 steps of 16 at lr 5e-3
 (well below the corpus's unigram 4.53 bits per byte on its val chunks).
 """
 
@@ -87,6 +90,12 @@ _MODELS = {
             ffn_activation="silu",
         ),
     ),
+    "perceiver-ar-lm": (
+        "Perceiver AR",
+        lambda: dataclasses.replace(
+            _model(MultiHeadAttentionConfig(num_heads=4, causal=True), ffn_mult=4), latents=128, cross_heads=4
+        ),
+    ),
     "transformer-lm": (
         "Transformer",
         lambda: _model(
@@ -111,7 +120,8 @@ def smoke(r: Recipe) -> Recipe:
         log_every=10,
         max_length=128,
     )
-    return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=5e-3))
+    model = r.model if r.model.latents is None else dataclasses.replace(r.model, latents=32)
+    return dataclasses.replace(r, model=model, optimizer=dataclasses.replace(r.optimizer, lr=5e-3))
 
 
 def _spec(name: str, base: str, objective: str = "cross_entropy") -> RecipeSpec:

@@ -17,6 +17,7 @@ from ._mega import (
 )
 from ._mixer_config import MixerConfig as MixerConfig
 from ._norm import SequenceNorm as SequenceNorm
+from ._perceiver_ar import PerceiverAR as PerceiverAR, perceiver_ar_mask as perceiver_ar_mask
 from ._pool import pool as pool
 from ._sequence_model import (
     SequenceModel as SequenceModel,

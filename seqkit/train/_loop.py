@@ -61,9 +61,21 @@ def _loss_and_correct(logits, labels, mask=None):
 
     A label per example, `(B,)` against logits `(B, K)`; or a label per position
     (language modeling: the next token), `(B, L)` against `(B, L, K)`, where an
-    example's loss and accuracy are the means over its real positions (`mask`).
+    example's loss and accuracy are the means over its real positions (`mask`);
+    logits for only the last `n < L` positions, `(B, n, K)`, score the last `n`
+    labels.
     """
     labels = labels.astype(jnp.int32)
+    if (
+        logits.ndim == 3
+        and labels.ndim == 2
+        and logits.shape[0] == labels.shape[0]
+        and logits.shape[1] < labels.shape[1]
+    ):
+        # A model that predicts only the last positions (Perceiver AR's latents).
+        n = logits.shape[1]
+        labels = labels[:, -n:]
+        mask = None if mask is None else mask[:, -n:]
     if logits.shape[:-1] != labels.shape:
         per_token = labels.ndim == 2
         raise ValueError(

@@ -76,6 +76,11 @@ class ModelConfig:
     `dual`: two sequences per example through one shared encoder, combined
     `[u, v, u⊙v, u−v]`, MLP head (LRA Retrieval; [`seqkit.nn.DualEncoder`][]).
 
+    `latents`: a [`seqkit.nn.PerceiverAR`][] instead of a `SequenceModel`: the
+    last `latents` positions cross-attend (causally, `cross_heads` heads) to the
+    whole context, then the layers above run on them alone; logits for those
+    positions only (tokens in, `pool="none"`). `None` (default): no latents.
+
     `pool="none"`: logits at every position, for data with a label per position
     (language modeling: the next token). Then every mixer must be causal
     (`causal=true`, or `bidirectional=false` for SSM layers), or position `t`
@@ -93,6 +98,8 @@ class ModelConfig:
     ffn_activation: Literal["gelu", "silu", "relu"] = "gelu"
     pool: Literal["mean", "last", "cls", "none"] = "mean"
     dual: bool = False
+    latents: int | None = _bounded(None, lo=1)
+    cross_heads: int = _bounded(4, lo=1)
     positions: Literal["none", "sinusoidal", "learned"] = "none"
 
     def layer_pattern(self) -> list[int]:
@@ -367,6 +374,8 @@ class Recipe:
                     f"model.mixers.{pattern[i]} ({config.kind}, layer {i}): {_first_line(e)}"
                 ) from e
 
+        if m.latents is not None:
+            return self._build_perceiver_ar(one, mixer, key)
         try:
             return eqx.nn.make_with_state(snn.DualEncoder if m.dual else snn.SequenceModel)(
                 d_model=m.d_model,
@@ -387,6 +396,33 @@ class Recipe:
             raise
         except (ValueError, TypeError) as e:
             raise RecipeError(f"model: {_first_line(e)}") from e
+
+    def _build_perceiver_ar(
+        self, one: np.ndarray, mixer, key: PRNGKeyArray
+    ) -> tuple[eqx.Module, eqx.nn.State]:
+        m = self.model
+        if not np.issubdtype(one.dtype, np.integer) or one.ndim != 1 or m.dual or m.pool != "none":
+            raise RecipeError(
+                f"model.latents (Perceiver AR) reads integer tokens (L,) with model.pool=none, no dual; "
+                f"got {one.dtype} {one.shape}, pool={m.pool}, dual={m.dual}"
+            )
+        try:
+            return eqx.nn.make_with_state(snn.PerceiverAR)(
+                vocab_size=self.data.vocab_size,
+                d_model=m.d_model,
+                n_latents=m.latents,
+                max_length=one.shape[0],
+                num_heads=m.cross_heads,
+                mixer=mixer,
+                n_layers=m.n_layers,
+                ffn_mult=m.ffn_mult,
+                dropout=m.dropout,
+                key=key,
+            )
+        except (RecipeError, jax.errors.ConcretizationTypeError):
+            raise
+        except (ValueError, TypeError) as e:
+            raise RecipeError(f"model (latents={m.latents}): {_first_line(e)}") from e
 
     def build_optimizer(self, *, hyperparams_as_arrays: bool = False) -> optax.GradientTransformation:
         """The optimizer of `optimizer` and `schedule` ([`seqkit.train.make_optimizer`][];

@@ -50,7 +50,13 @@ def test_per_position_loss_is_the_mean_over_real_positions():
 
 
 def test_lm_recipes_are_registered_with_smoke_presets():
-    assert set(LM_RECIPES) == {"s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm"}
+    assert set(LM_RECIPES) == {
+        "s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm", "perceiver-ar-lm"
+    }  # fmt: skip
+    pa = recipes.get("perceiver-ar-lm")
+    assert (pa.model.latents, pa.data.max_length, recipes.get("perceiver-ar-lm", "smoke").model.latents) == (
+        128, 512, 32
+    )  # fmt: skip
     trime = recipes.get("transformer-trime-lm")
     assert trime.trainer.objective == "trime_batch"
     assert trime.model == recipes.get("transformer-lm").model
