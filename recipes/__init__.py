@@ -17,6 +17,7 @@ from seqkit.train import Recipe, RecipeError
 
 from . import (
     dss_lra,
+    hierarchical,
     lm,
     mega,
     mega_lra,
@@ -72,6 +73,7 @@ _MODULES: tuple[types.ModuleType, ...] = (
     vit,
     wide,
     lm,
+    hierarchical,
 )
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
 DEFAULT = "s4-pathfinder"

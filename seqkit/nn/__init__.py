@@ -8,6 +8,7 @@ from ._fusion import Fusion as Fusion
 from ._generate import generate as generate, sample_logits as sample_logits
 from ._gss import GSS as GSS
 from ._gss_mega_configs import GSSConfig as GSSConfig, MegaConfig as MegaConfig
+from ._hierarchical import HierarchicalModel as HierarchicalModel
 from ._mega import (
     Mega as Mega,
     MegaState as MegaState,

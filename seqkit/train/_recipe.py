@@ -81,6 +81,12 @@ class ModelConfig:
     whole context, then the layers above run on them alone; logits for those
     positions only (tokens in, `pool="none"`). `None` (default): no latents.
 
+    `segments`: a [`seqkit.nn.HierarchicalModel`][] instead: `n_layers`
+    blocks within each segment of `segments[0]` positions, mean-pooled, then
+    `n_layers` blocks within groups of `segments[1]` of those vectors, and so
+    on, with a last level over what remains (the data's length must be a
+    multiple of the product; LayerNorm only). `None` (default): one level.
+
     `pool="none"`: logits at every position, for data with a label per position
     (language modeling: the next token). Then every mixer must be causal
     (`causal=true`, or `bidirectional=false` for SSM layers), or position `t`
@@ -100,6 +106,7 @@ class ModelConfig:
     dual: bool = False
     latents: int | None = _bounded(None, lo=1)
     cross_heads: int = _bounded(4, lo=1)
+    segments: list[int] | None = None
     positions: Literal["none", "sinusoidal", "learned"] = "none"
 
     def layer_pattern(self) -> list[int]:
@@ -376,6 +383,8 @@ class Recipe:
 
         if m.latents is not None:
             return self._build_perceiver_ar(one, mixer, key)
+        if m.segments is not None:
+            return self._build_hierarchical(one, enc, key)
         try:
             return eqx.nn.make_with_state(snn.DualEncoder if m.dual else snn.SequenceModel)(
                 d_model=m.d_model,
@@ -396,6 +405,53 @@ class Recipe:
             raise
         except (ValueError, TypeError) as e:
             raise RecipeError(f"model: {_first_line(e)}") from e
+
+    def _build_hierarchical(
+        self, one: np.ndarray, enc: dict, key: PRNGKeyArray
+    ) -> tuple[eqx.Module, eqx.nn.State]:
+        m = self.model
+        segments = list(m.segments or [])
+        group = math.prod(segments) if segments else 0
+        if not segments or min(segments) < 1 or one.shape[0] % group:
+            raise RecipeError(
+                f"model.segments: expected positive sizes whose product divides the data's length "
+                f"{one.shape[0]}, got {segments}"
+            )
+        if m.dual or m.pool not in ("mean", "last") or m.norm != "layer":
+            raise RecipeError(
+                f"model.segments (hierarchical) needs pool mean or last, norm layer and no dual; got "
+                f"pool={m.pool}, norm={m.norm}, dual={m.dual}"
+            )
+        lengths = [*segments, one.shape[0] // group]
+        pattern = m.layer_pattern()
+
+        def mixer(level: int, i: int, k: PRNGKeyArray):
+            config = m.mixers[pattern[i]]
+            try:
+                return config.build(m.d_model, max_length=lengths[level], key=k)
+            except (ValueError, TypeError) as e:
+                raise RecipeError(
+                    f"model.mixers.{pattern[i]} ({config.kind}, level {level}, layer {i}): {_first_line(e)}"
+                ) from e
+
+        try:
+            return eqx.nn.make_with_state(snn.HierarchicalModel)(
+                d_model=m.d_model,
+                n_classes=self.data.n_classes,
+                segments=segments,
+                mixer=mixer,
+                n_layers=m.n_layers,
+                ffn_mult=m.ffn_mult,
+                ffn_activation=m.ffn_activation,
+                dropout=m.dropout,
+                pool=m.pool,
+                key=key,
+                **enc,
+            )
+        except (RecipeError, jax.errors.ConcretizationTypeError):
+            raise
+        except (ValueError, TypeError) as e:
+            raise RecipeError(f"model (segments={segments}): {_first_line(e)}") from e
 
     def _build_perceiver_ar(
         self, one: np.ndarray, mixer, key: PRNGKeyArray

@@ -17,7 +17,9 @@ import pytest
 from recipe_testing import two_steps, with_data, write_corpora
 
 import seqkit.attention as sa
+import seqkit.nn as snn
 import seqkit.recipes as recipes
+import seqkit.train as st
 from seqkit import cli
 
 VIT = ["vit-cifar", "vit-pathfinder"]
@@ -134,3 +136,19 @@ def test_vit_pathfinder_smoke_trains_from_the_command_line(tmp_path, capsys):
     assert res["steps"] == r.schedule.total_steps and res["skipped_updates"] == 0
     assert math.isfinite(res["val_loss"]) and math.isfinite(res["test_loss"])
     assert 0.0 <= res["val_accuracy"] <= 1.0 and res["val_examples"] == r.data.val_size
+
+
+def test_hierarchical_recipe_structure_and_two_steps(tmp_path):
+    r = recipes.get("hier-text")
+    m = r.model
+    assert (m.segments, m.n_layers, m.d_model, m.norm, r.data.name, r.data.max_length) == (
+        [64, 8], 2, 256, "layer", "imdb", 4096
+    )  # fmt: skip
+    smoke = with_data(recipes.get("hier-text", "smoke"), write_corpora(tmp_path))
+    built = smoke.build()
+    assert isinstance(built.model, snn.HierarchicalModel) and built.model.segments == (16, 4)
+    assert len(built.model.levels) == 3
+    losses, opt_state = two_steps(smoke)
+    assert all(np.isfinite(losses)) and int(opt_state.total_notfinite) == 0
+    with pytest.raises(st.RecipeError, match="product divides the data's length 128"):
+        st.override(smoke, ["model.segments=16,16"]).build()
