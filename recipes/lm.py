@@ -21,7 +21,12 @@ chunk and a SiLU FFN; the Transformer (Vaswani et al., 2017) with sinusoidal
 positions and a GELU FFN of 4·d; Perceiver AR (Hawthorne et al., ICML 2022) with
 the last 128 of 512 positions as latents, one causal cross-attention into them
 (learned positions) and causal self-attention blocks on the latents, scored on
-the latents' 128 next bytes only. Width, depth, length, batch and schedule are
+the latents' 128 next bytes only; the Block-Recurrent Transformer (Hutchins et
+al., NeurIPS 2022) with its recurrent layer (blocks of W tokens attending to the
+previous block and to M state vectors, the state updated through a fixed gate)
+in every layer, W = M = 64 and a GELU FFN of 4·d (the paper: W = M = 512, 12
+layers, one recurrent layer at layer 10, T5 relative positions; here no
+positions, the windows are causal). Width, depth, length, batch and schedule are
 seqkit's choices for a small byte-level model (not a published run): 6 layers of
 256, AdamW lr 1e-3 (SSM parameters 1e-3 without weight decay), weight decay 0.1,
 gradient clipping 1, batch 32 × 512 bytes, 1k warmup of 20k steps, LayerNorm
@@ -40,7 +45,7 @@ Preset `smoke`: a 32-wide 2-layer model (Perceiver AR: 32 latents), chunks of 12
 import dataclasses
 
 from seqkit.attention import MultiHeadAttentionConfig
-from seqkit.nn import GSSConfig, MegaConfig, S4Config
+from seqkit.nn import BlockRecurrentConfig, GSSConfig, MegaConfig, S4Config
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
 from ._presets import shrink
@@ -81,6 +86,12 @@ def _model(mixer, *, ffn_mult: int, ffn_activation: str = "gelu", positions: str
 
 _MODELS = {
     "s4-lm": ("S4", lambda: _model(S4Config(state_size=64, bidirectional=False), ffn_mult=2)),
+    "block-recurrent-lm": (
+        "Block-Recurrent Transformer",
+        lambda: _model(
+            BlockRecurrentConfig(num_heads=4, block_size=64, num_state=64, gate="fixed"), ffn_mult=4
+        ),
+    ),
     "gss-lm": ("GSS", lambda: _model(GSSConfig(causal=True), ffn_mult=0)),
     "mega-lm": (
         "Mega",

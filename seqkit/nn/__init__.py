@@ -2,6 +2,7 @@
 
 from seqkit._mixer import AbstractMixer as AbstractMixer, AbstractRecurrentMixer as AbstractRecurrentMixer
 
+from ._block_recurrent import BlockRecurrent as BlockRecurrent, BlockRecurrentConfig as BlockRecurrentConfig
 from ._blocks import FeedForward as FeedForward, ResidualBlock as ResidualBlock
 from ._dual_encoder import DualEncoder as DualEncoder
 from ._fusion import Fusion as Fusion

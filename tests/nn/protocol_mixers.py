@@ -69,6 +69,11 @@ MIXERS = [
         BOTH,
     ),
     (
+        "block-recurrent",
+        lambda d, causal, key: snn.BlockRecurrent(d, 2, block_size=4, num_state=3, causal=causal, key=key),
+        ("causal",),
+    ),
+    (
         "mega",
         lambda d, causal, key: snn.Mega(
             d, z_dim=4, v_dim=8, ema_ndim=2, chunk_size=4, causal=causal, key=key
