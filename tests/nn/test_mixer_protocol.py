@@ -29,7 +29,7 @@ PADDING_CASES = [
 ]
 RECURRENT = {
     "s4", "s4d", "dss", "dss-softmax", "ema", "s5", "mha", "local-block", "local-sliding",
-    "linear", "performer", "kernelized", "gss", "mega", "spade",
+    "linear", "performer", "kernelized", "gss", "mega", "spade", "block-recurrent",
 }  # fmt: skip
 
 

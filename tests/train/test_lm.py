@@ -51,7 +51,8 @@ def test_per_position_loss_is_the_mean_over_real_positions():
 
 def test_lm_recipes_are_registered_with_smoke_presets():
     assert set(LM_RECIPES) == {
-        "s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm", "perceiver-ar-lm"
+        "s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm", "perceiver-ar-lm",
+        "block-recurrent-lm",
     }  # fmt: skip
     pa = recipes.get("perceiver-ar-lm")
     assert (pa.model.latents, pa.data.max_length, recipes.get("perceiver-ar-lm", "smoke").model.latents) == (
