@@ -35,6 +35,7 @@ from ._pathfinder import (
     check_pathfinder_cache,
     pathfinder_config,
 )
+from ._render import MAX_PATCHES, RenderedTextSource
 
 DATASETS: dict[str, str] = {
     "pathfinder32": "Pathfinder 32x32 (L=1024): generated, or a cache, or the LRA files; 2 classes",
@@ -55,7 +56,7 @@ _OPTIONS = {
     **{name: ("contour_length", "as_tokens", "style", "patch_size") for name in PATHFINDER_PRESETS},
     "scifar": ("patch_size",),
     "cifar_gray": ("as_tokens", "patch_size"),
-    "imdb": ("max_length",),
+    "imdb": ("max_length", "patch_size"),
     "aan": ("max_length",),
     "listops": ("max_length",),
     "pytext": ("max_length",),
@@ -125,6 +126,11 @@ def make_source(
       length, default 2048; items also hold a bool `mask`); `imdb`, `aan`:
       `max_length` (bytes kept per document, default 4096 / 4000; items also hold
       a bool `mask`, and `aan` inputs are `(2, max_length)`, one row per paper);
+      `imdb` with `patch_size` `P`: each review rendered as PIXEL renders text
+      (Rust et al., ICLR 2023; [`seqkit.data.RenderedTextSource`][]), one line `P`
+      pixels high cut into `max_length` patches of `P × P` (default 529, PIXEL's):
+      `inputs` float32 `(max_length, P·P)`, 1 = ink, and `mask` True up to the
+      last patch with ink;
       `pytext`, `enwik8`, `text8`: `max_length` (`L`, bytes per example, default 512).
 
     **Returns:**
@@ -151,6 +157,14 @@ def make_source(
         raise ValueError(f"expected size >= 0, got {size}")
     as_tokens = bool(options.get("as_tokens", False))
     patch = options.pop("patch_size", None)
+    if patch is not None and name == "imdb":
+        check_patch_size(patch, patch, patch)
+        n_patches = int(options.pop("max_length", MAX_PATCHES))
+        if n_patches < 1:
+            raise ValueError(f"expected max_length (patches per review) >= 1, got {n_patches}")
+        # At most P·N characters are drawn, each at most 4 UTF-8 bytes.
+        source = ImdbSource(split, data_dir=data_dir, seed=seed, size=size, max_length=4 * patch * n_patches)
+        return RenderedTextSource(source, patch=patch, max_patches=n_patches)
     if patch is not None:
         if as_tokens:
             raise ValueError(
