@@ -122,7 +122,8 @@ def make_train_step(
     (per-position labels, `pool="none"`) TRIME's objective with in-batch
     memories ([`seqkit.train.trime_loss`][]): `"trime_local"` (earlier positions
     of the same segment) or `"trime_batch"` (also every position of the other
-    segments). `accuracy` is always the argmax of the model's own logits.
+    segments). `accuracy` is always the argmax of the model's own logits;
+    `evaluate` scores TRIME-trained models with local memories.
     """
     step = _step_function(optimizer, objective)
     return eqx.filter_jit(step if mesh is None else sharded_step(step, mesh))
@@ -181,9 +182,12 @@ def _trime(model, state, batch: Mapping[str, Array], key: PRNGKeyArray | None, m
 
 
 @eqx.filter_jit
-def _eval_batch(model, state, batch, weight: Float[Array, " B"]):
-    logits, _ = _forward(model, state, batch, None)
-    loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
+def _eval_batch(model, state, batch, weight: Float[Array, " B"], objective: str = "cross_entropy"):
+    if objective == "cross_entropy":
+        logits, _ = _forward(model, state, batch, None)
+        loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
+    else:  # TRIME: its own distribution, with the segment's earlier positions as memory
+        loss, correct, _ = _trime(model, state, batch, None, "local")
     return jnp.sum(loss * weight), jnp.sum(correct * weight)
 
 
@@ -205,8 +209,14 @@ def evaluate(
     batch_size: int,
     batches: Callable[..., Iterator[Mapping[str, np.ndarray]]],
     mesh: jax.sharding.Mesh | None = None,
+    objective: str = "cross_entropy",
 ) -> dict[str, float]:
     """Mean loss and accuracy of `model` (in inference mode) over all of `source`.
+
+    `objective` as in `make_train_step`: a model trained with TRIME is scored by
+    TRIME's distribution with local memories only (the earlier positions of the
+    same segment: `P(y|c)` is then a proper next-token distribution that uses
+    nothing after `c`; other evaluation segments are not used as memory).
 
     The last partial batch is padded to `batch_size` with zero weight, so one
     compiled shape serves the whole pass. With a `mesh`, `model` and `state` are
@@ -225,7 +235,7 @@ def evaluate(
         padded, weight = _pad(batch, batch_size)
         if mesh is not None:
             padded, weight = shard_batch((padded, weight), mesh)
-        loss, correct = _eval_batch(model, state, padded, jnp.asarray(weight))
+        loss, correct = _eval_batch(model, state, padded, jnp.asarray(weight), objective)
         total_loss += float(loss)
         total_correct += float(correct)
         n += k
@@ -498,7 +508,15 @@ def _step_loop(
             )
             window, t_window = [], time.perf_counter()
         if step % tc.eval_every == 0 and step < total:
-            res = evaluate(model, state, srcs["val"], batch_size=eval_bs, batches=batches, mesh=mesh)
+            res = evaluate(
+                model,
+                state,
+                srcs["val"],
+                batch_size=eval_bs,
+                batches=batches,
+                mesh=mesh,
+                objective=recipe.trainer.objective,
+            )
             log.write({"step": step, "split": "val", **res})
             bar.message(f"step {step}: val accuracy {100 * res['accuracy']:.2f}% (loss {res['loss']:.4f})")
             t_window = time.perf_counter()
@@ -555,8 +573,9 @@ def _finish(
 ) -> dict[str, Any]:
     """Evaluate on val and test, write `results.json`, return the results."""
     eval_bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
-    val = evaluate(run.model, run.state, srcs["val"], batch_size=eval_bs, batches=batches, mesh=mesh)
-    test = evaluate(run.model, run.state, srcs["test"], batch_size=eval_bs, batches=batches, mesh=mesh)
+    scored = {"batch_size": eval_bs, "batches": batches, "mesh": mesh, "objective": recipe.trainer.objective}
+    val = evaluate(run.model, run.state, srcs["val"], **scored)
+    test = evaluate(run.model, run.state, srcs["test"], **scored)
     log = MetricsLog(os.path.join(run_dir, METRICS))
     log.write({"step": run.step, "split": "val", **val})
     log.write({"step": run.step, "split": "test", **test})
@@ -634,7 +653,9 @@ def evaluate_run(run_dir: str | os.PathLike, *, sources=None) -> dict[str, Any]:
     batches = _default_batches()
     t0 = time.perf_counter()
     res = {
-        split: evaluate(model, state, srcs[split], batch_size=bs, batches=batches)
+        split: evaluate(
+            model, state, srcs[split], batch_size=bs, batches=batches, objective=recipe.trainer.objective
+        )
         for split in ("val", "test")
     }
     out = {

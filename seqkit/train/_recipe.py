@@ -155,7 +155,8 @@ class DataConfig:
 
     `contour_length` and `style` (Pathfinder), `max_length` (ListOps, IMDb, AAN),
     `as_tokens` (Pathfinder, grayscale CIFAR) and `patch_size` (the image datasets:
-    images as sequences of flattened patches) are options of the dataset's
+    images as sequences of flattened patches; IMDb: reviews rendered to a line
+    of text and cut into patches, PIXEL's input) are options of the dataset's
     source, passed only when set; `None` keeps the dataset's default.
     """
 
@@ -218,7 +219,7 @@ class TrainerConfig:
     TRIME's objective with in-batch memories (Zhong, Lei and Chen, EMNLP 2022;
     [`seqkit.train.trime_loss`][]): `"trime_local"` (earlier positions of the
     same segment) or `"trime_batch"` (also the other segments of the batch).
-    Evaluation is always the model's own cross-entropy.
+    Evaluation then scores TRIME's distribution with local memories only.
     """
 
     batch_size: int = _bounded(64, lo=1)

@@ -340,13 +340,15 @@ def make_sweep_step(
 
 
 @eqx.filter_jit
-def _eval_members(models, states, batch, weight):
+def _eval_members(models, states, batch, weight, objective="cross_entropy"):
     member = eqx.if_array(0)
-    return eqx.filter_vmap(_eval_batch, in_axes=(member, member, None, None))(models, states, batch, weight)
+    return eqx.filter_vmap(_eval_batch, in_axes=(member, member, None, None, None))(
+        models, states, batch, weight, objective
+    )
 
 
 def _evaluate_members(
-    models, states, source, *, batch_size: int, batches: Callable
+    models, states, source, *, batch_size: int, batches: Callable, objective: str = "cross_entropy"
 ) -> list[dict[str, float]]:
     """`seqkit.train.evaluate` for every member at once (one pass over `source`)."""
     models = eqx.nn.inference_mode(models)
@@ -355,7 +357,7 @@ def _evaluate_members(
     for batch in it:
         k = len(batch["label"])
         padded, weight = _pad(batch, batch_size)
-        b_loss, b_correct = _eval_members(models, states, padded, jnp.asarray(weight))
+        b_loss, b_correct = _eval_members(models, states, padded, jnp.asarray(weight), objective)
         loss = loss + np.asarray(b_loss, np.float64)
         correct = correct + np.asarray(b_correct, np.float64)
         n += k
@@ -639,7 +641,14 @@ def _step_loop(
             bar.update(step, loss=loss, accuracy=acc, examples_per_s=eps)
             window, t_window = [], time.perf_counter()
         if step % tc.eval_every == 0 and step < total:
-            res = _evaluate_members(models, states, srcs["val"], batch_size=eval_bs, batches=batches)
+            res = _evaluate_members(
+                models,
+                states,
+                srcs["val"],
+                batch_size=eval_bs,
+                batches=batches,
+                objective=recipe.trainer.objective,
+            )
             for m in members:
                 log.write({"step": step, "split": "val", **_record(m), **res[m.index]})
             best = max(r["accuracy"] for r in res)
@@ -661,8 +670,9 @@ def _finish(
     bar: Progress,
 ) -> dict[str, Any]:
     eval_bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
-    val = _evaluate_members(run.models, run.states, srcs["val"], batch_size=eval_bs, batches=batches)
-    test = _evaluate_members(run.models, run.states, srcs["test"], batch_size=eval_bs, batches=batches)
+    scored = {"batch_size": eval_bs, "batches": batches, "objective": recipe.trainer.objective}
+    val = _evaluate_members(run.models, run.states, srcs["val"], **scored)
+    test = _evaluate_members(run.models, run.states, srcs["test"], **scored)
     log = MetricsLog(os.path.join(run_dir, METRICS))
     for m in members:
         log.write({"step": run.step, "split": "val", **_record(m), **val[m.index]})

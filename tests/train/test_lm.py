@@ -11,7 +11,7 @@ from recipe_testing import two_steps
 
 from seqkit import cli, recipes
 from seqkit.train import RecipeError, override
-from seqkit.train._loop import _loss_and_correct
+from seqkit.train._loop import _eval_batch, _loss_and_correct
 
 LM_RECIPES = [n for n in recipes.names() if recipes.SPECS[n].task == "byte LM"]
 
@@ -59,7 +59,7 @@ def test_lm_recipes_are_registered_with_smoke_presets():
         128, 512, 32
     )  # fmt: skip
     trime = recipes.get("transformer-trime-lm")
-    assert trime.trainer.objective == "trime_batch"
+    assert trime.trainer.objective == "trime_local"
     assert trime.model == recipes.get("transformer-lm").model
     for name in LM_RECIPES:
         r = recipes.get(name)
@@ -175,6 +175,11 @@ def test_trime_objective_trains_the_model_on_its_in_batch_memories():
     ce = float(jnp.mean(_loss_and_correct(logits, labels)[0]))
     assert float(metrics["cross_entropy"]["loss"]) == pytest.approx(ce, rel=1e-5)
     assert metrics["trime_batch"]["loss"] != metrics["cross_entropy"]["loss"]
+    # Evaluation of a TRIME model: its distribution with local memories.
+    weight = jnp.ones((4,), jnp.float32)
+    total, _ = _eval_batch(model, built.state, batch, weight, "trime_local")
+    local = float(jnp.sum(jnp.mean(st.trime_batch_loss(logits, hidden, labels, memory="local"), axis=1)))
+    assert float(total) == pytest.approx(local, rel=1e-5)
     with pytest.raises(RecipeError, match="trainer.objective=trime_local trains a language model"):
         classify = recipes.get("s4-pathfinder", "smoke")
         classify = dataclasses.replace(classify, data=dataclasses.replace(classify.data, train_size=16))
