@@ -21,6 +21,7 @@ from . import (
     lm,
     mega,
     mega_lra,
+    pixel,
     s4_lra,
     s4_pathfinder,
     s4_pathx,
@@ -74,6 +75,7 @@ _MODULES: tuple[types.ModuleType, ...] = (
     wide,
     lm,
     hierarchical,
+    pixel,
 )
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
 DEFAULT = "s4-pathfinder"

@@ -83,4 +83,10 @@ from ._pathfinder import (
 )
 from ._pipeline import batch_dataset as batch_dataset, batches as batches
 from ._registry import DATASETS as DATASETS, make_source as make_source
+from ._render import (
+    RenderedTextSource as RenderedTextSource,
+    decode_byte_tokens as decode_byte_tokens,
+    render_patches as render_patches,
+    render_text as render_text,
+)
 from ._snakes import SnakesConfig as SnakesConfig

@@ -20,6 +20,13 @@ from ._mega import (
 from ._mixer_config import MixerConfig as MixerConfig
 from ._norm import SequenceNorm as SequenceNorm
 from ._perceiver_ar import PerceiverAR as PerceiverAR, perceiver_ar_mask as perceiver_ar_mask
+from ._pixel import (
+    PixelPretrainer as PixelPretrainer,
+    masked_patch_loss as masked_patch_loss,
+    normalize_patches as normalize_patches,
+    pixel_pretraining_loss as pixel_pretraining_loss,
+    span_mask as span_mask,
+)
 from ._pool import pool as pool
 from ._sequence_model import (
     SequenceModel as SequenceModel,
