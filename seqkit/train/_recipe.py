@@ -386,26 +386,23 @@ class Recipe:
             return self._build_perceiver_ar(one, mixer, key)
         if m.segments is not None:
             return self._build_hierarchical(one, enc, key)
-        try:
-            return eqx.nn.make_with_state(snn.DualEncoder if m.dual else snn.SequenceModel)(
-                d_model=m.d_model,
-                n_classes=self.data.n_classes,
-                n_layers=m.n_layers,
-                mixer=mixer,
-                norm=m.norm,
-                prenorm=m.prenorm,
-                dropout=m.dropout,
-                ffn_mult=m.ffn_mult,
-                ffn_activation=m.ffn_activation,
-                pool=m.pool,
-                key=key,
-                **enc,
-                **pos,
-            )
-        except (RecipeError, jax.errors.ConcretizationTypeError):
-            raise
-        except (ValueError, TypeError) as e:
-            raise RecipeError(f"model: {_first_line(e)}") from e
+        return _make_with_state(
+            snn.DualEncoder if m.dual else snn.SequenceModel,
+            "model",
+            d_model=m.d_model,
+            n_classes=self.data.n_classes,
+            n_layers=m.n_layers,
+            mixer=mixer,
+            norm=m.norm,
+            prenorm=m.prenorm,
+            dropout=m.dropout,
+            ffn_mult=m.ffn_mult,
+            ffn_activation=m.ffn_activation,
+            pool=m.pool,
+            key=key,
+            **enc,
+            **pos,
+        )
 
     def _build_hierarchical(
         self, one: np.ndarray, enc: dict, key: PRNGKeyArray
@@ -435,24 +432,21 @@ class Recipe:
                     f"model.mixers.{pattern[i]} ({config.kind}, level {level}, layer {i}): {_first_line(e)}"
                 ) from e
 
-        try:
-            return eqx.nn.make_with_state(snn.HierarchicalModel)(
-                d_model=m.d_model,
-                n_classes=self.data.n_classes,
-                segments=segments,
-                mixer=mixer,
-                n_layers=m.n_layers,
-                ffn_mult=m.ffn_mult,
-                ffn_activation=m.ffn_activation,
-                dropout=m.dropout,
-                pool=m.pool,
-                key=key,
-                **enc,
-            )
-        except (RecipeError, jax.errors.ConcretizationTypeError):
-            raise
-        except (ValueError, TypeError) as e:
-            raise RecipeError(f"model (segments={segments}): {_first_line(e)}") from e
+        return _make_with_state(
+            snn.HierarchicalModel,
+            f"model (segments={segments})",
+            d_model=m.d_model,
+            n_classes=self.data.n_classes,
+            segments=segments,
+            mixer=mixer,
+            n_layers=m.n_layers,
+            ffn_mult=m.ffn_mult,
+            ffn_activation=m.ffn_activation,
+            dropout=m.dropout,
+            pool=m.pool,
+            key=key,
+            **enc,
+        )
 
     def _build_perceiver_ar(
         self, one: np.ndarray, mixer, key: PRNGKeyArray
@@ -463,23 +457,20 @@ class Recipe:
                 f"model.latents (Perceiver AR) reads integer tokens (L,) with model.pool=none, no dual; "
                 f"got {one.dtype} {one.shape}, pool={m.pool}, dual={m.dual}"
             )
-        try:
-            return eqx.nn.make_with_state(snn.PerceiverAR)(
-                vocab_size=self.data.vocab_size,
-                d_model=m.d_model,
-                n_latents=m.latents,
-                max_length=one.shape[0],
-                num_heads=m.cross_heads,
-                mixer=mixer,
-                n_layers=m.n_layers,
-                ffn_mult=m.ffn_mult,
-                dropout=m.dropout,
-                key=key,
-            )
-        except (RecipeError, jax.errors.ConcretizationTypeError):
-            raise
-        except (ValueError, TypeError) as e:
-            raise RecipeError(f"model (latents={m.latents}): {_first_line(e)}") from e
+        return _make_with_state(
+            snn.PerceiverAR,
+            f"model (latents={m.latents})",
+            vocab_size=self.data.vocab_size,
+            d_model=m.d_model,
+            n_latents=m.latents,
+            max_length=one.shape[0],
+            num_heads=m.cross_heads,
+            mixer=mixer,
+            n_layers=m.n_layers,
+            ffn_mult=m.ffn_mult,
+            dropout=m.dropout,
+            key=key,
+        )
 
     def build_optimizer(self, *, hyperparams_as_arrays: bool = False) -> optax.GradientTransformation:
         """The optimizer of `optimizer` and `schedule` ([`seqkit.train.make_optimizer`][];
@@ -587,6 +578,17 @@ class Recipe:
                     f"model.mixers.{i} ({config.kind}) is not causal, and a model predicting the next "
                     f"token must not see it: --set model.mixers.{i}.{field}"
                 )
+
+
+def _make_with_state(cls: type, what: str, **kwargs: Any) -> tuple[eqx.Module, eqx.nn.State]:
+    """`eqx.nn.make_with_state(cls)(**kwargs)`, a constructor's objection as a
+    one-line `RecipeError` prefixed with `what`."""
+    try:
+        return eqx.nn.make_with_state(cls)(**kwargs)
+    except (RecipeError, jax.errors.ConcretizationTypeError):
+        raise
+    except (ValueError, TypeError) as e:
+        raise RecipeError(f"{what}: {_first_line(e)}") from e
 
 
 def init_key(seed: int) -> PRNGKeyArray:
