@@ -49,8 +49,8 @@ RUNNER = textwrap.dedent(
     seen = {}
     make_train_step = loop.make_train_step
 
-    def recording(optimizer, mesh=None):
-        step = make_train_step(optimizer, mesh)
+    def recording(optimizer, mesh=None, **options):
+        step = make_train_step(optimizer, mesh, **options)
 
         def wrapped(model, state, opt_state, batch, key):
             out = step(model, state, opt_state, batch, key)
