@@ -138,7 +138,10 @@ def _constructor(cls):
 
 
 # Config defaults that differ from the constructor's on purpose (documented on the configs).
-DEVIATIONS = {("gss", "causal"), ("gss", "ssm_dim"), ("mega", "z_dim"), ("mega", "v_dim")}
+DEVIATIONS = {
+    ("gss", "causal"), ("gss", "ssm_dim"), ("mega", "z_dim"), ("mega", "v_dim"),
+    ("spade", "window_size"), ("spade", "mode"),  # SPADE's sliding window of 128
+}  # fmt: skip
 # Constructor arguments a config derives instead of holding (from the model's length).
 DERIVED = {"d_model", "key", "inference", "max_len", "max_length", "self"}
 
@@ -148,10 +151,15 @@ def test_config_options_are_the_constructor_arguments(kind, getkey):
     config = snn.MixerConfig.from_kind(kind)
     mixer = eqx.filter_eval_shape(lambda k: config.build(8, max_length=16, key=k), getkey())
     assert isinstance(mixer, snn.AbstractMixer) and mixer.d_model == 8
-    if isinstance(mixer, snn.SSMLayer):
-        params = {**_constructor(type(mixer.core)), **_constructor(snn.SSMLayer)}
-    else:
-        params = dict(_constructor(type(mixer)))
+
+    def parameters(m):
+        if isinstance(m, snn.SSMLayer):
+            return {**_constructor(type(m.core)), **_constructor(snn.SSMLayer)}
+        if isinstance(m, snn.Fusion):  # a composite: its own options and its two parts'
+            return {**parameters(m.global_mixer), **parameters(m.local_mixer), **_constructor(snn.Fusion)}
+        return dict(_constructor(type(m)))
+
+    params = parameters(mixer)
     for name, value in config.options().items():
         assert name in params, f"{kind}: option {name!r} is not a constructor argument"
         default = params[name].default
