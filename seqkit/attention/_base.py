@@ -15,6 +15,17 @@ from seqkit._checks import check_mask, check_sequence
 from seqkit._mixer import AbstractMixer, AbstractRecurrentMixer
 
 
+def split_heads(linear: eqx.nn.Linear, x: Float[Array, "L d"], num_heads: int) -> Float[Array, "h L dh"]:
+    """`x W + b` cut into `num_heads` heads."""
+    y = x @ linear.weight.T + linear.bias
+    return y.reshape(x.shape[0], num_heads, -1).transpose(1, 0, 2)
+
+
+def merge_heads(o: Float[Array, "h L dh"]) -> Float[Array, "L d"]:
+    """The heads concatenated along the feature axis (the inverse of `split_heads`' cut)."""
+    return o.transpose(1, 0, 2).reshape(o.shape[1], -1)
+
+
 class Projections(eqx.Module):
     """The position-wise maps of multi-head attention, `d_model → d_model`.
 
@@ -50,8 +61,7 @@ class Projections(eqx.Module):
 
     def split(self, linear: eqx.nn.Linear, x: Float[Array, "L d"]) -> Float[Array, "h L dh"]:
         """`x W + b` cut into heads."""
-        y = x @ linear.weight.T + linear.bias
-        return y.reshape(x.shape[0], self.num_heads, -1).transpose(1, 0, 2)
+        return split_heads(linear, x, self.num_heads)
 
     def qkv(
         self, x: Float[Array, "L d"], kv: Float[Array, "Lk d"] | None = None
@@ -67,8 +77,7 @@ class Projections(eqx.Module):
 
     def merge(self, o: Float[Array, "h L dh"]) -> Float[Array, "L d"]:
         """Concatenate heads and apply the output map."""
-        y = o.transpose(1, 0, 2).reshape(o.shape[1], -1)
-        return y @ self.output.weight.T + self.output.bias
+        return merge_heads(o) @ self.output.weight.T + self.output.bias
 
 
 class AttentionHeads(eqx.Module):

@@ -14,6 +14,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from seqkit._checks import check_mask, check_sequence
 from seqkit._mixer import AbstractRecurrentMixer
+from seqkit.attention._base import merge_heads, split_heads
 from seqkit.attention._core import dot_product_attention
 
 from ._mixer_config import MixerConfig
@@ -191,12 +192,7 @@ class BlockRecurrent(AbstractRecurrentMixer):
     # -- pieces shared by the parallel call and the step -----------------------
 
     def _heads(self, linear: eqx.nn.Linear, x: Float[Array, "n d"]) -> Float[Array, "h n dh"]:
-        y = x @ linear.weight.T + linear.bias
-        return y.reshape(x.shape[0], self.num_heads, -1).transpose(1, 0, 2)
-
-    @staticmethod
-    def _merge(o: Float[Array, "h n dh"]) -> Float[Array, "n d"]:
-        return o.transpose(1, 0, 2).reshape(o.shape[1], -1)
+        return split_heads(linear, x, self.num_heads)
 
     def _rate(self) -> float:
         return 0.0 if self.inference else self.dropout
@@ -212,7 +208,7 @@ class BlockRecurrent(AbstractRecurrentMixer):
         return list(jr.split(key, n))
 
     def _attend(self, q, k, v, mask, key):
-        return self._merge(dot_product_attention(q, k, v, mask, dropout_rate=self._rate(), key=key))
+        return merge_heads(dot_product_attention(q, k, v, mask, dropout_rate=self._rate(), key=key))
 
     def _state_heads(self, S: Float[Array, "M d"]):
         """Queries (self, cross), keys and values of the state, `(h, M, d_h)` each."""
