@@ -34,6 +34,13 @@ def _has_state(model: eqx.Module) -> bool:
     return any(isinstance(x, eqx.nn.StateIndex) for x in leaves)
 
 
+def _check_sampling(temperature: float | int, top_k: int | None, vocab: int) -> None:
+    if temperature < 0:
+        raise ValueError(f"expected temperature >= 0, got {temperature}")
+    if top_k is not None and not 1 <= top_k <= vocab:
+        raise ValueError(f"expected top_k in 1..{vocab} (the vocabulary), got {top_k}")
+
+
 def sample_logits(
     logits: Float[Array, " V"], key: PRNGKeyArray, *, temperature: float | int = 1.0, top_k: int | None = None
 ) -> Int[Array, ""]:
@@ -45,10 +52,7 @@ def sample_logits(
     Generation", ACL 2018). `temperature` and `top_k` are Python numbers (they
     pick the computation).
     """
-    if temperature < 0:
-        raise ValueError(f"expected temperature >= 0, got {temperature}")
-    if top_k is not None and not 1 <= top_k <= logits.shape[-1]:
-        raise ValueError(f"expected top_k in 1..{logits.shape[-1]} (the vocabulary), got {top_k}")
+    _check_sampling(temperature, top_k, logits.shape[-1])
     if temperature == 0:
         return jnp.argmax(logits).astype(jnp.int32)
     scaled = logits.astype(jnp.float32) / temperature
@@ -59,9 +63,7 @@ def sample_logits(
 
 
 @eqx.filter_jit
-def _run(model, state, prompt, keys, temperature, top_k, total):
-    rec = model.init_state(total)
-
+def _run(model, state, rec, prompt, keys, temperature, top_k):
     def feed(rec, tok):
         logits, rec = model.step(tok, rec, state)
         return rec, logits
@@ -128,11 +130,7 @@ def generate(
         )
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"expected n >= 1 tokens to generate, got {n!r}")
-    if temperature < 0:
-        raise ValueError(f"expected temperature >= 0, got {temperature}")
-    vocab = model.encoder.num_embeddings
-    if top_k is not None and not 1 <= top_k <= vocab:
-        raise ValueError(f"expected top_k in 1..{vocab} (the vocabulary), got {top_k}")
+    _check_sampling(temperature, top_k, model.encoder.num_embeddings)
     if temperature != 0 and key is None:
         raise ValueError("sampling with temperature > 0 needs a PRNG key (or temperature=0 for greedy)")
     if state is None:
@@ -148,7 +146,7 @@ def generate(
             f"max_length={model.max_length} (its position embeddings)"
         )
     try:
-        model.init_state(total)
+        rec = model.init_state(total)
     except ValueError as e:
         raise ValueError(
             f"generate steps the model through prompt ({prompt.shape[0]}) + n ({n}) = {total} "
@@ -157,6 +155,6 @@ def generate(
         ) from e
     keys = jr.split(jr.key(0) if key is None else key, n)
     tokens, logits = _run(
-        eqx.nn.inference_mode(model), state, prompt.astype(jnp.int32), keys, float(temperature), top_k, total
+        eqx.nn.inference_mode(model), state, rec, prompt.astype(jnp.int32), keys, float(temperature), top_k
     )
     return (tokens, logits) if return_logits else tokens
