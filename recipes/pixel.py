@@ -30,10 +30,10 @@ costs about 30-50 ms a review on one CPU core: use `data.worker_count` or
 
 import dataclasses
 
-from seqkit.attention import MultiHeadAttentionConfig
-from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
+from seqkit.train import DataConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
 from . import _presets
+from .vit import vit_model
 
 NAME = "pixel-text"
 DESCRIPTION = "PIXEL's input: IMDb reviews rendered as 16x16-pixel patches, ViT-Base; needs the IMDb archive"
@@ -53,18 +53,7 @@ def recipe() -> Recipe:
     return Recipe(
         name=NAME,
         description=DESCRIPTION,
-        model=ModelConfig(
-            d_model=D_MODEL,
-            n_layers=N_LAYERS,
-            mixers=[MultiHeadAttentionConfig(num_heads=NUM_HEADS, dropout=DROPOUT)],
-            norm="layer",
-            prenorm=True,
-            dropout=DROPOUT,
-            ffn_mult=FFN_MULT,
-            ffn_activation="gelu",
-            pool="cls",
-            positions="learned",
-        ),
+        model=vit_model(D_MODEL, N_LAYERS, NUM_HEADS, ffn_mult=FFN_MULT, dropout=DROPOUT),
         data=DataConfig(name="imdb", patch_size=PATCH, max_length=MAX_PATCHES, n_classes=2),
         optimizer=OptimizerConfig(
             lr=LR,

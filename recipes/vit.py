@@ -68,24 +68,30 @@ _DESCRIPTION = {
 }
 
 
+def vit_model(d_model: int, n_layers: int, num_heads: int, *, ffn_mult: int, dropout: float) -> ModelConfig:
+    """ViT's encoder over patch embeddings: pre-norm LayerNorm Transformer blocks with
+    a GELU MLP, a class token and learned positions (Dosovitskiy et al., ICLR 2021)."""
+    return ModelConfig(
+        d_model=d_model,
+        n_layers=n_layers,
+        mixers=[MultiHeadAttentionConfig(num_heads=num_heads, dropout=dropout)],
+        norm="layer",
+        prenorm=True,
+        dropout=dropout,
+        ffn_mult=ffn_mult,
+        ffn_activation="gelu",
+        pool="cls",
+        positions="learned",
+    )
+
+
 def build(task: str) -> Recipe:
     """The recipe `vit-TASK` (`task`: `"cifar"` or `"pathfinder"`)."""
     warmup, total, epoch = _SCHEDULE[task]
     return Recipe(
         name=f"vit-{task}",
         description=_DESCRIPTION[task],
-        model=ModelConfig(
-            d_model=D_MODEL,
-            n_layers=N_LAYERS,
-            mixers=[MultiHeadAttentionConfig(num_heads=NUM_HEADS, dropout=DROPOUT)],
-            norm="layer",
-            prenorm=True,
-            dropout=DROPOUT,
-            ffn_mult=FFN_MULT,
-            ffn_activation="gelu",
-            pool="cls",
-            positions="learned",
-        ),
+        model=vit_model(D_MODEL, N_LAYERS, NUM_HEADS, ffn_mult=FFN_MULT, dropout=DROPOUT),
         data=_DATA[task],
         optimizer=OptimizerConfig(
             lr=LR,
