@@ -23,11 +23,6 @@ def generate_command(args: argparse.Namespace) -> int:
 
     try:
         recipe, model, state, _, meta = load_run(args.run_dir)
-        if recipe.model.latents is not None:
-            raise ValueError(
-                f"{args.run_dir} holds {recipe.name}, a Perceiver AR model, which has no step mode to "
-                "generate with"
-            )
         if recipe.data.vocab_size != 256 or recipe.model.pool != "none":
             raise ValueError(
                 f"{args.run_dir} holds {recipe.name}, not a byte-level language model "

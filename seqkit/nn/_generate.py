@@ -6,12 +6,15 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._perceiver_ar import PerceiverAR
 from ._sequence_model import SequenceModel
 
 
-def _check_language_model(model: SequenceModel) -> None:
+def _check_language_model(model: SequenceModel | PerceiverAR) -> None:
+    if isinstance(model, PerceiverAR):
+        return  # tokens in, one logit per token out, by construction
     if not isinstance(model, SequenceModel):
-        raise TypeError(f"expected a seqkit.nn.SequenceModel, got {type(model).__name__}")
+        raise TypeError(f"expected a seqkit.nn.SequenceModel or PerceiverAR, got {type(model).__name__}")
     if not isinstance(model.encoder, eqx.nn.Embedding):
         raise ValueError(
             "generate needs a model of integer tokens (built with vocab_size=...), not of real inputs"
@@ -80,8 +83,27 @@ def _run(model, state, rec, prompt, keys, temperature, top_k):
     return tokens, jnp.concatenate([prompt_logits, logits[:-1]])
 
 
+@eqx.filter_jit
+def _run_windows(model, state, prompt, n, keys, temperature, top_k):
+    """Perceiver AR: the parallel model on every prefix of one buffer. Position
+    `t` predicts token `t + 1`: the prompt's own (teacher-forced) while
+    `t + 1 < P`, else a sampled one written into the buffer."""
+    P = prompt.shape[0]
+    buffer = jnp.zeros((P + n,), jnp.int32).at[:P].set(prompt)
+
+    def body(buffer, t):
+        logits = model.next_logits(buffer, t, state)
+        k = keys[jnp.maximum(t - (P - 1), 0)]  # new token i uses keys[i]
+        tok = sample_logits(logits, k, temperature=temperature, top_k=top_k)
+        tok = jnp.where(t + 1 < P, buffer[t + 1], tok)
+        return buffer.at[t + 1].set(tok), logits
+
+    buffer, logits = jax.lax.scan(body, buffer, jnp.arange(P + n - 1))
+    return buffer[P:], logits
+
+
 def generate(
-    model: SequenceModel,
+    model: SequenceModel | PerceiverAR,
     prompt: Array,
     n: int,
     *,
@@ -101,6 +123,12 @@ def generate(
     token costs one step, not a pass over the whole prefix. The step mode gives
     the parallel model's logits, so with `temperature=0` every token is the
     argmax of the parallel model applied to the prefix before it.
+
+    A [`seqkit.nn.PerceiverAR`][] has no recurrent state (its latent window
+    moves with every token): each token is the parallel model on the prefix
+    before it (`PerceiverAR.next_logits`, one compiled computation over a
+    buffer of `P + n` tokens), each costing a cross-attention over the prefix
+    and the latent stack.
 
     One sequence; batch with `jax.vmap` over `prompt` and `key`. Compiled once per
     prompt length, `n`, `temperature == 0` and `top_k`.
@@ -130,7 +158,9 @@ def generate(
         )
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"expected n >= 1 tokens to generate, got {n!r}")
-    _check_sampling(temperature, top_k, model.encoder.num_embeddings)
+    perceiver = isinstance(model, PerceiverAR)
+    vocab = (model.embedding if perceiver else model.encoder).num_embeddings
+    _check_sampling(temperature, top_k, vocab)
     if temperature != 0 and key is None:
         raise ValueError("sampling with temperature > 0 needs a PRNG key (or temperature=0 for greedy)")
     if state is None:
@@ -145,6 +175,12 @@ def generate(
             f"prompt ({prompt.shape[0]}) + n ({n}) = {total} positions, beyond the model's "
             f"max_length={model.max_length} (its position embeddings)"
         )
+    keys = jr.split(jr.key(0) if key is None else key, n)
+    if perceiver:
+        tokens, logits = _run_windows(
+            eqx.nn.inference_mode(model), state, prompt.astype(jnp.int32), n, keys, float(temperature), top_k
+        )
+        return (tokens, logits) if return_logits else tokens
     try:
         rec = model.init_state(total)
     except ValueError as e:
@@ -153,7 +189,6 @@ def generate(
             f"positions, and it cannot: {e} (every mixer must be causal and recurrent, and built "
             "for that many positions)"
         ) from e
-    keys = jr.split(jr.key(0) if key is None else key, n)
     tokens, logits = _run(
         eqx.nn.inference_mode(model), state, rec, prompt.astype(jnp.int32), keys, float(temperature), top_k
     )

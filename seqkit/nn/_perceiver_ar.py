@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from seqkit._checks import check_mask
 from seqkit._mixer import AbstractMixer
@@ -43,10 +43,11 @@ class PerceiverAR(eqx.Module):
     layer `O(N²)` (attention) or `O(N)` (SSMs).
 
     Calls like [`seqkit.nn.SequenceModel`][]: `model(x, state, *, mask, key) ->
-    (logits, state)` for one example of `L` integer tokens (`n_latents ≤ L ≤
-    max_length`); build with `eqx.nn.make_with_state`. The trainer scores the
-    last `N` positions' labels. It has no step mode: `seqkit.nn.generate`
-    does not drive it.
+    (logits, state)` for one example of `L ≤ max_length` integer tokens;
+    build with `eqx.nn.make_with_state`. The trainer scores the last `N`
+    positions' labels. `seqkit.nn.generate` samples from it through
+    `next_logits`, the parallel model on each prefix (the latent window moves
+    with every new token, so there is no recurrent state to carry).
     """
 
     embedding: eqx.nn.Embedding
@@ -124,34 +125,59 @@ class PerceiverAR(eqx.Module):
 
     def __call__(
         self, x: Array, state: eqx.nn.State, *, mask: Array | None = None, key: PRNGKeyArray | None = None
-    ) -> tuple[Float[Array, "n_latents vocab"], eqx.nn.State]:
+    ) -> tuple[Float[Array, "n vocab"], eqx.nn.State]:
         """**Arguments:** `x`, `(L,)` integer tokens; `state`; `mask`, optional bool
         `(L,)`, True at real positions (padded ones are never attended to);
         `key` for dropout.
 
-        **Returns:** `(logits, state)`, logits `(n_latents, vocab)` for positions
-        `L − n_latents .. L − 1`.
+        **Returns:** `(logits, state)`, logits `(n, vocab)` for the last `n =
+        min(n_latents, L)` positions. A context shorter than `n_latents` has
+        every position as a latent: the latent window then starts before
+        position 0, and its first `n_latents − L` entries are padding (masked).
         """
         if x.ndim != 1 or not jnp.issubdtype(x.dtype, jnp.integer):
             raise ValueError(f"expected integer tokens of shape (L,), got {x.dtype} {x.shape}")
+        L = x.shape[0]
+        if not 1 <= L <= self.max_length:
+            raise ValueError(f"expected a context of 1 to {self.max_length} (max_length) tokens, got {L}")
+        logits, state = self._window(x, state, check_mask(mask, L), key, L - 1)
+        return logits[max(self.n_latents - L, 0) :], state
+
+    def next_logits(
+        self, x: Int[Array, " T"], end: Int[Array, ""] | int, state: eqx.nn.State
+    ) -> Float[Array, " vocab"]:
+        """The logits predicting token `end + 1` from `x[: end + 1]`, the last row
+        of `model(x[: end + 1], state)` (inference mode), with `end` a traced
+        index: one compiled computation serves every prefix of a buffer `x` of
+        `T ≤ max_length` tokens, whose entries after `end` are never read. This
+        is Perceiver AR's generation step (`seqkit.nn.generate`): it costs one
+        cross-attention of `n_latents` queries over `end + 1` keys and the latent
+        stack, with no cache (the latent window moves with every token)."""
+        logits, _ = self._window(x, state, None, None, end)
+        return logits[-1]
+
+    def _window(self, x, state, mask, key, end):
+        """Logits of the `N` latents at positions `p_i = end − N + 1 + i`; a latent
+        before position 0 is padding (masked everywhere, its row discarded)."""
         L, N = x.shape[0], self.n_latents
-        if not N <= L <= self.max_length:
-            raise ValueError(
-                f"expected a context of {N} (n_latents) to {self.max_length} (max_length) tokens, got {L}"
-            )
-        mask = check_mask(mask, L)
         e = jax.vmap(self.embedding)(x) + self.position_table[:L].astype(self.embedding.weight.dtype)
         if mask is not None:
             e = jnp.where(mask[:, None], e, jnp.zeros_like(e))
         h = jax.vmap(self.cross_norm)(e)
-        q, k, v = self.cross.qkv(h[L - N :], h)
-        allowed = perceiver_ar_mask(L, N)
+        p = end - N + 1 + jnp.arange(N)
+        at = jnp.clip(p, 0, L - 1)
+        allowed = jnp.arange(L)[None, :] <= p[:, None]  # also rules out every key of a padding latent
         if mask is not None:
             allowed = allowed & mask[None, :]
+        q, k, v = self.cross.qkv(h[at], h)
         o = jax.vmap(lambda q, k, v: dot_product_attention(q, k, v, allowed))(q, k, v)
-        z = e[L - N :] + self.cross.merge(o)
+        z = e[at] + self.cross.merge(o)
         z = z + self.cross_ffn(jax.vmap(self.cross_ffn_norm)(z))
-        latent_mask = None if mask is None else mask[L - N :]
+        # Static when the window is inside the context and nothing is padded (training).
+        inside = isinstance(end, int) and end + 1 >= N
+        latent_mask = None if inside and mask is None else (p >= 0) & (True if mask is None else mask[at])
+        if latent_mask is not None:
+            z = jnp.where(latent_mask[:, None], z, jnp.zeros_like(z))
         keys = [None] * len(self.blocks) if key is None else list(jr.split(key, len(self.blocks)))
         for block, kb in zip(self.blocks, keys, strict=True):
             z, state = block(z, state, mask=latent_mask, key=kb)

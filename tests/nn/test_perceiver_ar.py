@@ -1,5 +1,6 @@
 """Perceiver AR: the causal cross-attention into the latents against explicit
-float64 loops, causality, and errors."""
+float64 loops (a context shorter than the latents included), causality,
+generation against the parallel model on every prefix, and errors."""
 
 import equinox as eqx
 import jax
@@ -34,8 +35,10 @@ def _ln(x, ln):
 
 def _latents_reference(m, x, mask):
     """z after the cross-attention layer, from its definition, with loops over
-    latents, heads and context positions."""
+    latents, heads and context positions. The latents are the last
+    `min(N, L)` positions."""
     L = len(x)
+    N = min(m.n_latents, L)
     e = _np(m.embedding.weight)[x] + _np(m.position_table)[:L]
     e = np.where(mask[:, None], e, 0.0)
     h = _ln(e, m.cross_norm)
@@ -76,6 +79,49 @@ def test_cross_attention_into_the_latents_matches_loops(L, pad, x64):
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("L", [1, 3])
+def test_a_context_shorter_than_the_latents_uses_every_position(L, x64):
+    """`L < N`: every position is a latent. Reference: the loops' cross-attention
+    for those `L` latents, then the latent stack on them alone (no padding)."""
+    model, state = _model(n_layers=2)
+    x = np.asarray(jr.randint(jr.key(3), (L,), 0, V))
+    got, _ = model(jnp.asarray(x), state)
+    z = jnp.asarray(_latents_reference(model, x, np.ones(L, bool)))
+    for block in model.blocks:
+        z, _ = block(z, state)
+    ref = jax.vmap(model.head)(jax.vmap(model.final_norm)(z))
+    assert got.shape == (L, V)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("P,n", [(2, 4), (5, 3)])
+def test_greedy_generation_is_the_parallel_model_on_every_prefix(P, n, x64):
+    """Token `t + 1` is the argmax of `model(x[: t + 1])`'s last row, with the same
+    logits, for a prompt shorter (2, the window crossing N = 4 while generating)
+    and longer (5) than the latents."""
+    model, state = _model(n_layers=2)
+    model = eqx.nn.inference_mode(model)
+    prompt = jr.randint(jr.key(4), (P,), 0, V)
+    tokens, logits = snn.generate(model, prompt, n, temperature=0, state=state, return_logits=True)
+    seq = np.concatenate([np.asarray(prompt), np.asarray(tokens)])
+    assert tokens.shape == (n,) and logits.shape == (P + n - 1, V)
+    for t in range(P + n - 1):
+        ref, _ = model(jnp.asarray(seq[: t + 1]), state)
+        np.testing.assert_allclose(np.asarray(logits[t]), np.asarray(ref[-1]), rtol=1e-9, atol=1e-9)
+        if t + 1 >= P:
+            assert seq[t + 1] == int(jnp.argmax(ref[-1]))
+
+
+def test_sampling_from_perceiver_ar_follows_the_key():
+    model, state = _model(jnp.float32)
+    prompt = jnp.arange(5) % V
+    a = snn.generate(model, prompt, 6, temperature=1.0, top_k=3, key=jr.key(7), state=state)
+    b = snn.generate(model, prompt, 6, temperature=1.0, top_k=3, key=jr.key(7), state=state)
+    c = snn.generate(model, prompt, 6, temperature=1.0, key=jr.key(8), state=state)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert a.shape == c.shape == (6,) and int(a.min()) >= 0 and int(a.max()) < V
+
+
 def test_each_latent_sees_only_its_past():
     model, state = _model(jnp.float32, n_layers=2)
     L = 12
@@ -92,13 +138,12 @@ def test_each_latent_sees_only_its_past():
 
 def test_perceiver_ar_errors():
     model, state = _model(jnp.float32)
-    with pytest.raises(ValueError, match=r"context of 4 \(n_latents\) to 16 \(max_length\) tokens, got 3"):
-        model(jnp.arange(3), state)
+    with pytest.raises(ValueError, match=r"context of 1 to 16 \(max_length\) tokens, got 17"):
+        model(jnp.arange(17), state)
     with pytest.raises(ValueError, match="integer tokens"):
         model(jnp.zeros((8, 2)), state)
-    # The type hint refuses it where annotations are checked (as here), the function's own check elsewhere.
-    with pytest.raises(TypeError, match="PerceiverAR"):
-        snn.generate(model, jnp.arange(5), 3, temperature=0, state=state)
+    with pytest.raises(ValueError, match=r"prompt \(10\) \+ n \(7\) = 17 positions, beyond .* max_length=16"):
+        snn.generate(model, jnp.arange(10), 7, temperature=0, state=state)
     with pytest.raises(ValueError, match="n_latents <= max_length"):
         snn.PerceiverAR(
             vocab_size=V, d_model=D, n_latents=20, max_length=16, num_heads=2, n_layers=1,
