@@ -86,6 +86,7 @@ from ._registry import DATASETS as DATASETS, make_source as make_source
 from ._render import (
     RenderedTextSource as RenderedTextSource,
     decode_byte_tokens as decode_byte_tokens,
+    decode_utf8 as decode_utf8,
     render_patches as render_patches,
     render_text as render_text,
 )

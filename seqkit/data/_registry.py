@@ -35,7 +35,7 @@ from ._pathfinder import (
     check_pathfinder_cache,
     pathfinder_config,
 )
-from ._render import MAX_PATCHES, RenderedTextSource
+from ._render import MAX_PATCHES, RenderedTextSource, decode_utf8
 
 DATASETS: dict[str, str] = {
     "pathfinder32": "Pathfinder 32x32 (L=1024): generated, or a cache, or the LRA files; 2 classes",
@@ -52,6 +52,8 @@ DATASETS: dict[str, str] = {
     "text8": "10^8 bytes of lowercase Wikipedia text (LM, next byte, L=512); needs text8(.zip); 256 tokens",
 }
 
+BYTE_CORPORA = ("pytext", "enwik8", "text8")
+
 _OPTIONS = {
     **{name: ("contour_length", "as_tokens", "style", "patch_size") for name in PATHFINDER_PRESETS},
     "scifar": ("patch_size",),
@@ -59,9 +61,9 @@ _OPTIONS = {
     "imdb": ("max_length", "patch_size"),
     "aan": ("max_length",),
     "listops": ("max_length",),
-    "pytext": ("max_length",),
-    "enwik8": ("max_length",),
-    "text8": ("max_length",),
+    "pytext": ("max_length", "patch_size"),
+    "enwik8": ("max_length", "patch_size"),
+    "text8": ("max_length", "patch_size"),
 }
 
 
@@ -131,7 +133,10 @@ def make_source(
       pixels high cut into `max_length` patches of `P × P` (default 529, PIXEL's):
       `inputs` float32 `(max_length, P·P)`, 1 = ink, and `mask` True up to the
       last patch with ink;
-      `pytext`, `enwik8`, `text8`: `max_length` (`L`, bytes per example, default 512).
+      `pytext`, `enwik8`, `text8`: `max_length` (`L`, bytes per example, default 512);
+      with `patch_size` `P`, chunks of `4 · max_length` bytes rendered as `imdb`'s
+      reviews are, `max_length` patches each (text for PIXEL's pretraining,
+      `trainer.objective=masked_patches`; `label` stays the chunk's next bytes).
 
     **Returns:**
 
@@ -165,6 +170,14 @@ def make_source(
         # At most P·N characters are drawn, each at most 4 UTF-8 bytes.
         source = ImdbSource(split, data_dir=data_dir, seed=seed, size=size, max_length=4 * patch * n_patches)
         return RenderedTextSource(source, patch=patch, max_patches=n_patches)
+    if patch is not None and name in BYTE_CORPORA:
+        check_patch_size(patch, patch, patch)
+        n_patches = int(options.pop("max_length", MAX_PATCHES))
+        if n_patches < 1:
+            raise ValueError(f"expected max_length (patches per chunk) >= 1, got {n_patches}")
+        # About 2.7 characters of source code fill a 16 x 16 patch: 4 bytes a patch leave none empty.
+        source = make_source(name, split, data_dir=data_dir, size=size, max_length=4 * n_patches)
+        return RenderedTextSource(source, decode_utf8, patch=patch, max_patches=n_patches)
     if patch is not None:
         if as_tokens:
             raise ValueError(
@@ -213,7 +226,7 @@ def make_source(
         return ImdbSource(split, data_dir=data_dir, seed=seed, size=size, **options)
     if name == "aan":
         return AanSource(split, data_dir=data_dir, size=size, **options)
-    if name in ("pytext", "enwik8", "text8"):
+    if name in BYTE_CORPORA:
         data_dir = None if name == "pytext" else data_dir
         return ByteSource(name, split, data_dir=data_dir, size=size, **options)
     return CifarSource(

@@ -214,6 +214,16 @@ def decode_byte_tokens(item) -> str:
     return raw.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
 
 
+def decode_utf8(item) -> str:
+    """The text of an item of the byte corpora (`pytext`, `enwik8`, `text8`):
+    `inputs` int32 bytes 0..255 decoded as UTF-8 (a character cut at a chunk's
+    edge becomes U+FFFD)."""
+    raw = np.asarray(item["inputs"])
+    if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"expected bytes, integer inputs of shape (L,); got {raw.dtype} {raw.shape}")
+    return raw.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+
+
 class RenderedTextSource:
     """A text source seen as PIXEL sees it (Rust et al., "Language Modelling with
     Pixels", ICLR 2023): item `i` is `source[i]` with its text rendered and cut into

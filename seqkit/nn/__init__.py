@@ -25,6 +25,7 @@ from ._pixel import (
     masked_patch_loss as masked_patch_loss,
     normalize_patches as normalize_patches,
     pixel_pretraining_loss as pixel_pretraining_loss,
+    reconstruct_masked as reconstruct_masked,
     span_mask as span_mask,
 )
 from ._pool import pool as pool

@@ -25,15 +25,11 @@ learned mask patch and one `SequenceModel` reads all `N` positions and predicts
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
-
-from seqkit._mixer import AbstractMixer
 
 from ._sequence_model import SequenceModel
 
@@ -160,56 +156,46 @@ def masked_patch_loss(
 
 class PixelPretrainer(eqx.Module):
     """A masked-patch reconstruction model for PIXEL's pretraining (Rust et al.,
-    ICLR 2023): hidden patches are replaced by a learned mask patch `m ∈ R^{P²}`,
-    and a [`seqkit.nn.SequenceModel`][] (`d_in = n_classes = P²`, `pool="none"`,
-    learned positions) predicts every patch's pixels,
+    ICLR 2023): hidden patches are replaced by a learned mask patch `m ∈ R^{D}`,
+    an `encoder` ([`seqkit.nn.SequenceModel`][] reading `(N, D)` patches) gives
+    every position's features `h_j` (its pooling skipped, its head unused), and a
+    linear decoder predicts every patch's pixels,
 
-    `pred = f([x_j if j ∉ M else m]_{j<N})`,   `pred ∈ R^{N × P²}`.
+    `h = f([x_j if j ∉ M else m]_{j<N})`,   `pred_j = W h_j + b ∈ R^{D}`.
 
-    Padding patches are masked out of the model (its `mask`). After pretraining,
-    `model.encoder` holds the trained blocks; a classifier for fine-tuning is a new
-    `SequenceModel(pool="cls")` (seqkit's recipes train from scratch).
+    With a class token (`pool="cls"`) its features are computed and dropped, so
+    the encoder is exactly a ViT classifier's backbone: after pretraining,
+    `model.encoder` with a new head fine-tunes on a task (a recipe does this with
+    `--set model.init_from=RUN_DIR`). Padding patches are masked out of the
+    encoder (its `mask`).
 
-    Build with `eqx.nn.make_with_state(PixelPretrainer)(...)`; call as
-    `model(patches, hidden, real, state, key=key) -> (pred, state)` on one
+    Call as `model(patches, hidden, real, state, key=key) -> (pred, state)` on one
     sequence, or use [`seqkit.nn.pixel_pretraining_loss`][] on a batch.
     """
 
     encoder: SequenceModel
+    decoder: eqx.nn.Linear
     mask_patch: Float[Array, " D"]
 
-    def __init__(
-        self,
-        *,
-        patch_dim: int,
-        max_patches: int,
-        d_model: int,
-        mixer: Sequence[AbstractMixer] | Callable[[int, PRNGKeyArray], AbstractMixer],
-        n_layers: int | None = None,
-        key: PRNGKeyArray,
-        **options,
-    ):
-        """**Arguments:** `patch_dim`, `P²` (256 for PIXEL's 16 × 16 patches);
-        `max_patches`, `N` (529 in PIXEL); `d_model`, `mixer`, `n_layers` and any
-        further `SequenceModel` option (`norm`, `ffn_mult`, `dropout`, ...); `key`.
-        `pool`, `positions`, `d_in`, `n_classes` and `max_length` are set here."""
-        fixed = {"pool", "positions", "d_in", "vocab_size", "n_classes", "max_length"} & set(options)
-        if fixed:
-            raise ValueError(f"PixelPretrainer sets {sorted(fixed)} itself; got them as options")
-        k_model, k_mask = jr.split(key)
-        self.encoder = SequenceModel(
-            d_model=d_model,
-            n_classes=patch_dim,
-            mixer=mixer,
-            n_layers=n_layers,
-            d_in=patch_dim,
-            pool="none",
-            positions="learned",
-            max_length=max_patches,
-            key=k_model,
-            **options,
-        )
-        self.mask_patch = 0.02 * jr.normal(k_mask, (patch_dim,))
+    def __init__(self, encoder: SequenceModel, *, key: PRNGKeyArray):
+        """**Arguments:** `encoder`, a `SequenceModel` built with `d_in = D`
+        (`P²` pixels per patch: 256 for PIXEL's 16 × 16 patches) and position
+        embeddings (patches are otherwise unordered to attention); `key`."""
+        if not isinstance(encoder, SequenceModel) or not isinstance(encoder.encoder, eqx.nn.Linear):
+            raise ValueError(
+                "expected a SequenceModel reading real-valued patches (built with d_in = pixels per "
+                f"patch), got {type(encoder).__name__}"
+                + (" with a token embedding" if isinstance(encoder, SequenceModel) else "")
+            )
+        patch_dim = encoder.encoder.in_features
+        k_dec, k_mask = jr.split(key)
+        self.encoder = encoder
+        self.decoder = eqx.nn.Linear(encoder.d_model, patch_dim, key=k_dec)
+        self.mask_patch = 0.02 * jr.normal(k_mask, (patch_dim,), encoder.encoder.weight.dtype)
+
+    @property
+    def patch_dim(self) -> int:
+        return self.encoder.encoder.in_features
 
     def __call__(
         self,
@@ -221,7 +207,10 @@ class PixelPretrainer(eqx.Module):
         key: PRNGKeyArray | None = None,
     ) -> tuple[Float[Array, "N D"], eqx.nn.State]:
         x = jnp.where(hidden[:, None], self.mask_patch.astype(patches.dtype), patches)
-        return self.encoder(x, state, mask=real, key=key)
+        h, state = self.encoder.features(x, state, mask=real, key=key, pooled=False)
+        if self.encoder.cls_token is not None:
+            h = h[1:]
+        return jax.vmap(self.decoder)(h), state
 
 
 def pixel_pretraining_loss(
@@ -250,6 +239,31 @@ def pixel_pretraining_loss(
 
     **Returns:** `(loss, state)`.
     """
+    pred, hidden, state = reconstruct_masked(model, state, patches, real, key, ratio=ratio, max_span=max_span)
+    return masked_patch_loss(
+        pred, jnp.asarray(patches), hidden, jnp.asarray(real), normalize=normalize
+    ), state
+
+
+def reconstruct_masked(
+    model: PixelPretrainer,
+    state: eqx.nn.State,
+    patches: Float[Array, "B N D"],
+    real: Bool[Array, "B N"],
+    key: PRNGKeyArray,
+    *,
+    ratio: float = 0.25,
+    max_span: int = 6,
+    dropout: bool = True,
+) -> tuple[Float[Array, "B N D"], Bool[Array, "B N"], eqx.nn.State]:
+    """The predictions of [`seqkit.nn.pixel_pretraining_loss`][] before the loss:
+    `key` split into one mask key and one dropout key per sequence (no dropout
+    keys with `dropout=False`, for inference), spans hidden by
+    [`seqkit.nn.span_mask`][], and the model run over the batch (vmapped,
+    `axis_name="batch"`).
+
+    **Returns:** `(pred, hidden, state)`: `(B, N, D)`, bool `(B, N)`, the state.
+    """
     patches, real = jnp.asarray(patches), jnp.asarray(real)
     if patches.ndim != 3 or real.shape != patches.shape[:2]:
         raise ValueError(
@@ -258,11 +272,12 @@ def pixel_pretraining_loss(
     b = patches.shape[0]
     k_mask, k_drop = jr.split(key)
     hidden = jax.vmap(lambda k, r: span_mask(k, r, ratio=ratio, max_span=max_span))(jr.split(k_mask, b), real)
+    keys = jr.split(k_drop, b) if dropout else None
 
     def one(x, h, r, s, k):
         return model(x, h, r, s, key=k)
 
-    pred, state = jax.vmap(one, axis_name="batch", in_axes=(0, 0, 0, None, 0), out_axes=(0, None))(
-        patches, hidden, real, state, jr.split(k_drop, b)
-    )
-    return masked_patch_loss(pred, patches, hidden, real, normalize=normalize), state
+    pred, state = jax.vmap(
+        one, axis_name="batch", in_axes=(0, 0, 0, None, None if keys is None else 0), out_axes=(0, None)
+    )(patches, hidden, real, state, keys)
+    return pred, hidden, state

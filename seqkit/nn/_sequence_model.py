@@ -295,12 +295,17 @@ class SequenceModel(eqx.Module):
         *,
         mask: Array | None = None,
         key: PRNGKeyArray | None = None,
+        pooled: bool = True,
     ) -> tuple[Float[Array, " d_model"] | Float[Array, "L d_model"], eqx.nn.State]:
         """The pooled features, everything but the head: encoder → blocks → (final
-        norm) → pool. Arguments as for `__call__`.
+        norm) → pool. Arguments as for `__call__`; `pooled=False` skips the pooling
+        and returns every position's features (the class token's first with
+        `pool="cls"`), as a per-position objective on a pooled classifier's
+        backbone needs (masked-patch pretraining).
 
         **Returns:** `(features, state)`, features of shape `(d_model,)`, or
-        `(L, d_model)` with `pool="none"`.
+        `(L, d_model)` with `pool="none"` or `pooled=False` (`(L + 1, d_model)`
+        with a class token).
         """
         h = self._encode(x)
         mask = check_mask(mask, h.shape[0])
@@ -323,7 +328,7 @@ class SequenceModel(eqx.Module):
             h, state = block(h, state, mask=mask, key=k)
         if self.final_norm is not None:
             h, state = self.final_norm(h, state, mask=mask)
-        if self.pooling == "none":
+        if self.pooling == "none" or not pooled:
             return h, state
         return pool(h, self.pooling, mask), state
 

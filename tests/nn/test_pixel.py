@@ -12,6 +12,7 @@ import optax
 import pytest
 
 import seqkit.attention as sa
+import seqkit.nn as sn
 from seqkit.data import make_source
 from seqkit.data._render import render_patches
 from seqkit.nn._pixel import PixelPretrainer, masked_patch_loss, pixel_pretraining_loss, span_mask
@@ -86,6 +87,16 @@ def test_masked_patch_loss_matches_its_definition(normalize):
     assert float(none) == 0.0
 
 
+def pretrainer(key, *, pool="none", max_patches=32):
+    """A 2-layer attention encoder of 32 wide with learned positions, wrapped."""
+    k_enc, k_wrap = jr.split(key)
+    encoder = sn.SequenceModel(
+        d_model=32, n_classes=None, n_layers=2, d_in=256, pool=pool, positions="learned",
+        max_length=max_patches, ffn_mult=2, mixer=lambda i, k: sa.MultiHeadAttention(32, 2, key=k), key=k_enc,
+    )  # fmt: skip
+    return PixelPretrainer(encoder, key=k_wrap)
+
+
 @pytest.fixture(scope="module")
 def rendered_lines():
     """Eight lines of this Python's standard library, rendered to 32 patches each."""
@@ -99,10 +110,7 @@ def rendered_lines():
 
 def test_pretraining_gives_finite_gradients_and_lowers_the_loss(rendered_lines):
     x, real = rendered_lines
-    model, state = eqx.nn.make_with_state(PixelPretrainer)(
-        patch_dim=256, max_patches=32, d_model=32, n_layers=2,
-        mixer=lambda i, k: sa.MultiHeadAttention(32, 2, key=k), ffn_mult=2, key=jr.key(1),
-    )  # fmt: skip
+    model, state = eqx.nn.make_with_state(pretrainer)(jr.key(1))
     grad_fn = eqx.filter_value_and_grad(pixel_pretraining_loss, has_aux=True)
     opt = optax.adam(5e-3)
 
@@ -129,7 +137,26 @@ def test_pretraining_gives_finite_gradients_and_lowers_the_loss(rendered_lines):
     assert losses[-1] < 0.75 * losses[0], losses
 
 
-def test_pretrainer_sets_its_own_pooling():
-    with pytest.raises(ValueError, match="sets \\['pool'\\] itself"):
-        PixelPretrainer(patch_dim=16, max_patches=4, d_model=8, n_layers=1, pool="cls",
-                        mixer=lambda i, k: sa.MultiHeadAttention(8, 2, key=k), key=jr.key(0))  # fmt: skip
+def test_hidden_pixels_never_reach_the_prediction():
+    """A hidden patch is replaced by the mask patch before the encoder: changing
+    its pixels changes no prediction, while changing a visible patch does."""
+    model, state = eqx.nn.make_with_state(pretrainer)(jr.key(2), pool="cls", max_patches=9)
+    model = eqx.nn.inference_mode(model)
+    x = jr.uniform(jr.key(3), (8, 256))
+    real = jnp.arange(8) < 7
+    hidden = jnp.zeros(8, bool).at[2].set(True).at[3].set(True)
+    pred, _ = model(x, hidden, real, state)
+    assert pred.shape == (8, 256)  # the class token's features are dropped
+    changed_hidden, _ = model(x.at[2].set(1.0 - x[2]), hidden, real, state)
+    changed_visible, _ = model(x.at[4].set(1.0 - x[4]), hidden, real, state)
+    np.testing.assert_array_equal(np.asarray(changed_hidden), np.asarray(pred))
+    assert float(jnp.abs(changed_visible - pred)[:7].max()) > 1e-4
+
+
+def test_pretrainer_needs_a_patch_encoder():
+    mixer = lambda i, k: sa.MultiHeadAttention(8, 2, key=k)  # noqa: E731
+    tokens = sn.SequenceModel(
+        d_model=8, n_classes=None, n_layers=1, vocab_size=16, mixer=mixer, key=jr.key(0)
+    )
+    with pytest.raises(ValueError, match="reading real-valued patches .* token embedding"):
+        PixelPretrainer(tokens, key=jr.key(1))
