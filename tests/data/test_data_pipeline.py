@@ -75,3 +75,47 @@ def test_data_batches_worker_processes_match_threads():
     for a, b in zip(threads, procs, strict=True):
         np.testing.assert_array_equal(a["label"], b["label"])
         np.testing.assert_array_equal(a["inputs"], b["inputs"])
+
+
+class Recorded(Range):
+    """A `Range` that records which examples were read."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.read = []
+
+    def __getitem__(self, i):
+        self.read.append(int(i))
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("consecutive", [False, True])
+def test_data_batches_process_parts_make_the_one_process_batch(consecutive):
+    kw = dict(batch_size=6, seed=5, consecutive=consecutive)
+    # Resumed at step 2, into the second epoch: 21 examples are 3 batches of 6 an epoch.
+    whole = _take(batches(Range(21), start_step=2, **kw), 5)
+    parts = [
+        _take(batches(Range(21), start_step=2, process_index=p, process_count=3, **kw), 5) for p in range(3)
+    ]
+    for k, batch in enumerate(whole):
+        assert [len(part[k]) for part in parts] == [2, 2, 2]
+        np.testing.assert_array_equal(np.concatenate([part[k] for part in parts]), batch)
+    # Over one epoch each process reads its own rows and nothing else.
+    epoch = np.concatenate(_take(batches(Range(21), num_epochs=1, **kw), 3))
+    sources = [Recorded(21) for _ in range(3)]
+    for p, src in enumerate(sources):
+        got = np.concatenate(_take(batches(src, num_epochs=1, process_index=p, process_count=3, **kw), 3))
+        assert sorted(src.read) == sorted(got)
+        np.testing.assert_array_equal(
+            got, np.concatenate([epoch[6 * k + 2 * p : 6 * k + 2 * p + 2] for k in range(3)])
+        )
+    assert len(set().union(*(s.read for s in sources))) == 18 == sum(len(s.read) for s in sources)
+
+
+def test_data_batches_process_options_are_checked():
+    with pytest.raises(ValueError, match=r"batch_size divisible by process_count=4 .*got 6"):
+        batches(Range(12), batch_size=6, seed=0, process_index=0, process_count=4)
+    with pytest.raises(ValueError, match=r"0 <= process_index < process_count=2, got 2"):
+        batches(Range(12), batch_size=6, seed=0, process_index=2, process_count=2)
+    with pytest.raises(ValueError, match="needs drop_remainder=True"):
+        batches(Range(12), batch_size=6, seed=0, drop_remainder=False, process_index=0, process_count=2)
