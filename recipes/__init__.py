@@ -22,6 +22,7 @@ from . import (
     mega,
     mega_lra,
     pixel,
+    pixel_pretrain,
     s4_lra,
     s4_pathfinder,
     s4_pathx,
@@ -76,6 +77,7 @@ _MODULES: tuple[types.ModuleType, ...] = (
     lm,
     hierarchical,
     pixel,
+    pixel_pretrain,
 )
 SPECS: dict[str, RecipeSpec] = _specs(_MODULES)
 DEFAULT = "s4-pathfinder"

@@ -15,9 +15,9 @@ positions="learned")`.
 PIXEL's values: 16-pixel patches, 529 patches, and the encoder's size, ViT-Base
 (768 wide, 12 layers, 12 heads of 64, MLP 3072, the 86M-parameter PIXEL-base).
 seqkit's choices: the task (PIXEL is evaluated on GLUE, POS tagging, dependency
-parsing and NER, not on IMDb), training from scratch (PIXEL fine-tunes its
-pretrained encoder; seqkit has no pretrained weights, and `seqkit.nn.PixelPretrainer`
-with `pixel_pretraining_loss` gives the pretraining objective), the font and
+parsing and NER, not on IMDb), training from scratch by default (PIXEL fine-tunes
+its pretrained encoder: `pixel-pretrain` pretrains this encoder, and
+`--set model.init_from=RUN_DIR` starts from it), the font and
 renderer (PIXEL uses PangoCairo with Go Noto fonts and ends the text with a black
 patch), dropout 0.1, AdamW (β = 0.9, 0.999) lr 1e-4, weight decay 0.05,
 gradient clipping at 1, batch 32, 10% warmup then a cosine to 0 over 20 epochs

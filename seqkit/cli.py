@@ -1,6 +1,7 @@
 """The `seqkit` command: train, eval, recipes, data, plot, sweep, generate, demo."""
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -75,6 +76,8 @@ def _duration(seconds: float) -> str:
 def _scores(results: dict) -> str:
     """Accuracy, and for language models bits per token first."""
     val, test = 100 * results["val_accuracy"], 100 * results["test_accuracy"]
+    if math.isnan(val):  # an objective with no accuracy (masked-patch pretraining)
+        return f"val loss {results['val_loss']:.4f}, test loss {results['test_loss']:.4f}"
     acc = f"val accuracy {val:.2f}%, test accuracy {test:.2f}%"
     if "val_bits_per_token" in results:
         bits = f"{results['val_bits_per_token']:.3f} / {results['test_bits_per_token']:.3f} bits per token"
@@ -108,11 +111,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import jax
+
     from seqkit import recipes
-    from seqkit.train import CheckpointError, RecipeError, override, train
+    from seqkit.train import CheckpointError, RecipeError, init_distributed, override, train
 
     out = expand_path(args.out or os.path.join("runs", f"{args.recipe}-{args.preset}"))
     try:
+        # A process of a multi-process run joins it before anything starts JAX.
+        init_distributed()
         recipe = override(recipes.get(args.recipe, args.preset), args.sets)
         recipe.validate()  # keys, kinds, types, ranges and pattern, before generating any data
         sources = recipe.make_sources()
@@ -123,7 +130,8 @@ def _train(args: argparse.Namespace) -> int:
         results = train(recipe, out, resume=args.resume, progress=not args.no_progress, sources=sources)
     except (RecipeError, CheckpointError, OSError) as e:
         raise _Usage(_one_line(e)) from None
-    print(_summary(results, out))
+    if jax.process_index() == 0:  # one summary for a multi-process run
+        print(_summary(results, out))
     return 0
 
 

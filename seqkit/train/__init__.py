@@ -1,5 +1,5 @@
 """Training: recipes, the trainer, vmapped sweeps, optimizers with parameter groups,
-device meshes, checkpoints, metrics."""
+device meshes, several processes, checkpoints, metrics."""
 
 from ._checkpoint import (
     CheckpointError as CheckpointError,
@@ -7,6 +7,7 @@ from ._checkpoint import (
     remove_temporaries as remove_temporaries,
     save_checkpoint as save_checkpoint,
 )
+from ._distributed import init_distributed as init_distributed
 from ._logging import MetricsLog as MetricsLog, Progress as Progress
 from ._loop import (
     evaluate as evaluate,

@@ -13,13 +13,16 @@ class MetricsLog:
 
     `truncate(step)` drops records past `step`: a resumed run rewrites what the
     killed run logged after its last checkpoint, so the file reads as one run.
+    With `enabled=False` (the processes other than the first of a multi-process
+    run) `truncate` and `write` do nothing.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, enabled: bool = True):
         self.path = os.fspath(path)
+        self.enabled = enabled
 
     def truncate(self, step: int) -> None:
-        if not os.path.exists(self.path):
+        if not self.enabled or not os.path.exists(self.path):
             return
         keep = []
         with open(self.path) as f:
@@ -34,6 +37,8 @@ class MetricsLog:
             f.writelines(keep)
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -56,13 +61,15 @@ class Progress:
     """A progress line on stderr: step, loss, accuracy, throughput, ETA.
 
     On a terminal the line is redrawn in place; otherwise (logs, CI) it is printed
-    as plain lines.
+    as plain lines. `silent` prints nothing at all, notices included (the
+    processes other than the first of a multi-process run).
     """
 
-    def __init__(self, total: int, *, stream=None, enabled: bool = True):
+    def __init__(self, total: int, *, stream=None, enabled: bool = True, silent: bool = False):
         self.total = total
         self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled
+        self.silent = silent
+        self.enabled = enabled and not silent
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.perf_counter()
         self.start_step = None
@@ -77,8 +84,10 @@ class Progress:
         done = step - self.start_step
         eta = (self.total - step) * elapsed / done if done > 0 else float("nan")
         width = len(str(self.total))
+        # NaN: an objective with no accuracy (masked-patch pretraining).
+        acc = "" if math.isnan(accuracy) else f"acc {100 * accuracy:5.1f}% | "
         line = (
-            f"step {step:>{width}}/{self.total} | loss {loss:.4f} | acc {100 * accuracy:5.1f}% | "
+            f"step {step:>{width}}/{self.total} | loss {loss:.4f} | {acc}"
             f"{examples_per_s:,.0f} ex/s | ETA {format_duration(eta)}"
         )
         if self.tty:
@@ -97,6 +106,8 @@ class Progress:
     def notice(self, text: str) -> None:
         """A line the user must see even without progress output (a fresh start
         under `--resume`, a finished run, removed temporaries)."""
+        if self.silent:
+            return
         self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
         self.stream.flush()
 

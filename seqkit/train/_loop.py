@@ -18,8 +18,10 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from seqkit._paths import expand_path
 
 from ._checkpoint import load_checkpoint, read_json, remove_temporaries, save_checkpoint, write_json
+from ._distributed import host_arrays, is_main_process, process_eval_batches, process_part
 from ._logging import MetricsLog, Progress
 from ._mesh import describe_mesh, make_mesh, shard_batch, shard_params, sharded_step
+from ._pretrain import masked_patch_objective
 from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
 from ._trime import trime_batch_loss
 
@@ -92,7 +94,7 @@ def _loss_and_correct(logits, labels, mask=None):
     return loss, correct
 
 
-OBJECTIVES = ("cross_entropy", "trime_local", "trime_batch")
+OBJECTIVES = ("cross_entropy", "trime_local", "trime_batch", "trime_long", "masked_patches")
 
 
 def make_train_step(
@@ -121,9 +123,15 @@ def make_train_step(
     `objective`: `"cross_entropy"` (the default), or for language models
     (per-position labels, `pool="none"`) TRIME's objective with in-batch
     memories ([`seqkit.train.trime_loss`][]): `"trime_local"` (earlier positions
-    of the same segment) or `"trime_batch"` (also every position of the other
-    segments). `accuracy` is always the argmax of the model's own logits;
-    `evaluate` scores TRIME-trained models with local memories.
+    of the same segment), `"trime_batch"` (also every position of the other
+    segments) or `"trime_long"` (also every position of the earlier segments of
+    the batch: its rows must be consecutive segments of one text, in order, as
+    `seqkit.data.batches(..., consecutive=True)` draws them). `accuracy` is
+    always the argmax of the model's own logits; `evaluate` scores TRIME-trained
+    models with local memories (`trime_long`: local and long-term).
+    `"masked_patches"`: PIXEL's masked-patch reconstruction for a
+    [`seqkit.nn.PixelPretrainer`][] on real-valued patches (no labels used;
+    `accuracy` is NaN), see `seqkit.train._pretrain`.
     """
     step = _step_function(optimizer, objective)
     return eqx.filter_jit(step if mesh is None else sharded_step(step, mesh))
@@ -144,6 +152,8 @@ def _step_function(optimizer: optax.GradientTransformation, objective: str = "cr
             if objective == "cross_entropy":
                 logits, state = _forward(m, state, batch, key)
                 loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
+            elif objective == "masked_patches":
+                loss, correct, state = masked_patch_objective(m, state, batch, key)
             else:
                 loss, correct, state = _trime(m, state, batch, key, objective.removeprefix("trime_"))
             return jnp.mean(loss), (state, jnp.mean(correct))
@@ -186,8 +196,11 @@ def _eval_batch(model, state, batch, weight: Float[Array, " B"], objective: str 
     if objective == "cross_entropy":
         logits, _ = _forward(model, state, batch, None)
         loss, correct = _loss_and_correct(logits, batch["label"], batch.get("mask"))
-    else:  # TRIME: its own distribution, with the segment's earlier positions as memory
-        loss, correct, _ = _trime(model, state, batch, None, "local")
+    elif objective == "masked_patches":  # the same masks at every evaluation
+        loss, correct, _ = masked_patch_objective(model, state, batch, None)
+    else:  # TRIME: its own distribution, with what precedes each position in the text as memory
+        memory = "long" if objective == "trime_long" else "local"
+        loss, correct, _ = _trime(model, state, batch, None, memory)
     return jnp.sum(loss * weight), jnp.sum(correct * weight)
 
 
@@ -216,7 +229,12 @@ def evaluate(
     `objective` as in `make_train_step`: a model trained with TRIME is scored by
     TRIME's distribution with local memories only (the earlier positions of the
     same segment: `P(y|c)` is then a proper next-token distribution that uses
-    nothing after `c`; other evaluation segments are not used as memory).
+    nothing after `c`; other evaluation segments are not used as memory). A
+    model trained with `"trime_long"` keeps its long-term memory: the earlier
+    rows of the same evaluation batch, which are the preceding chunks of the
+    text (unshuffled batches of `batch_size` consecutive examples, so the
+    first row of each batch has local memories only; the zero-weight rows that
+    pad the last batch come after every real row and are never memories).
 
     The last partial batch is padded to `batch_size` with zero weight, so one
     compiled shape serves the whole pass. With a `mesh`, `model` and `state` are
@@ -229,10 +247,15 @@ def evaluate(
     if mesh is not None:  # a no-op for arrays already placed so
         model, state = shard_params((model, state), mesh)
     total_loss, total_correct, n = 0.0, 0.0, 0
-    it = batches(source, batch_size=batch_size, seed=0, shuffle=False, drop_remainder=False, num_epochs=1)
-    for batch in it:
-        k = len(batch["label"])
-        padded, weight = _pad(batch, batch_size)
+    if jax.process_count() > 1:  # each process reads its rows of every batch
+        if mesh is None:
+            raise ValueError(f"evaluating in a run of {jax.process_count()} processes needs a mesh; got None")
+        it = process_eval_batches(batches, source, batch_size)
+    else:
+        one_pass = dict(shuffle=False, drop_remainder=False, num_epochs=1)
+        unpadded = batches(source, batch_size=batch_size, seed=0, **one_pass)
+        it = ((*_pad(b, batch_size), len(b["label"])) for b in unpadded)
+    for padded, weight, k in it:
         if mesh is not None:
             padded, weight = shard_batch((padded, weight), mesh)
         loss, correct = _eval_batch(model, state, padded, jnp.asarray(weight), objective)
@@ -295,6 +318,15 @@ def train(
     state and the optimizer state are placed on the mesh (again after loading a
     checkpoint, which holds plain host arrays), and a line names the mesh.
 
+    In a run of several processes (`seqkit.train.init_distributed`, called
+    before JAX starts) every process calls `train` with the same arguments and
+    the same `run_dir`, on a file system they all see: the mesh spans the
+    processes, each one reads only its own rows of every batch (the global batch
+    is the one-process batch, so results agree with one process to float
+    rounding), and only process 0 writes files and prints. The checkpoint records
+    the process count; resuming with another count is a `RecipeError` that
+    writes nothing.
+
     Every random choice is a pure function of the seed and the step: the model
     init key, the per-step dropout key (`fold_in(key, step)`), and the data order
     (batches resume at the global step). So a run killed at any point and resumed
@@ -316,7 +348,8 @@ def train(
     srcs = dict(sources) if sources is not None else recipe.make_sources()
     recipe.validate(srcs)
     batches = batches if batches is not None else _default_batches()
-    bar = Progress(recipe.steps, enabled=progress)
+    # One process of a multi-process run (the first) writes files and prints.
+    bar = Progress(recipe.steps, enabled=progress, silent=not is_main_process())
     created = _open_run_dir(recipe, run_dir, resume=resume, bar=bar)
     if resume and (done := _finished_results(recipe, run_dir)) is not None:
         bar.notice(f"{run_dir} finished at step {done['steps']}: nothing to resume, nothing written")
@@ -336,7 +369,8 @@ def train(
         bar.close()
         return _finish(recipe, run_dir, run, srcs, batches, mesh)
     except BaseException:
-        _discard_unstarted(run_dir, created)
+        if is_main_process():
+            _discard_unstarted(run_dir, created)
         raise
 
 
@@ -363,7 +397,7 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
     if resume and not os.path.exists(ckpt_path):
         # Restart scripts pass --resume every time: a first start is normal, a typo is visible.
         bar.notice(f"no checkpoint in {run_dir}: starting a fresh run")
-    return _make_run_dir(run_dir, bar)
+    return _make_run_dir(run_dir, bar) if is_main_process() else False
 
 
 def _without_mesh(config: Any) -> Any:
@@ -430,18 +464,26 @@ def _start_or_resume(recipe: Recipe, run_dir: str, run: _Run, *, resume: bool, b
     """The run restored from `run_dir`'s checkpoint (`resume`), or `run` at step 0
     with `config.json` written and the metrics log emptied."""
     ckpt_path = os.path.join(run_dir, CHECKPOINT)
-    log = MetricsLog(os.path.join(run_dir, METRICS))
+    log = MetricsLog(os.path.join(run_dir, METRICS), enabled=is_main_process())
     if resume and os.path.exists(ckpt_path):
         (model, state, opt_state), meta = load_checkpoint(ckpt_path, (run.model, run.state, run.opt_state))
         if meta["seed"] != recipe.trainer.seed:
             raise RecipeError(
                 f"checkpoint seed {meta['seed']} differs from trainer.seed {recipe.trainer.seed}"
             )
+        count = meta.get("process_count", 1)  # checkpoints from before the key: one process
+        if count != jax.process_count():
+            raise RecipeError(
+                f"{run_dir} was checkpointed by a run of {count} process(es); this run has "
+                f"{jax.process_count()}: resume it with {count} (JAX_NUM_PROCESSES, srun -n), "
+                "or start a new run in another --out"
+            )
         bar.message(f"resuming {run_dir} at step {meta['step']}/{recipe.steps}")
         log.truncate(meta["step"])
         return _Run(model, state, opt_state, meta["step"], meta["elapsed_s"])
     log.truncate(-1)
-    write_json(os.path.join(run_dir, CONFIG), recipe_to_dict(recipe))
+    if is_main_process():
+        write_json(os.path.join(run_dir, CONFIG), recipe_to_dict(recipe))
     return run
 
 
@@ -461,7 +503,7 @@ def _step_loop(
     tc = recipe.trainer
     total = recipe.steps
     eval_bs = tc.eval_batch_size or tc.batch_size
-    log = MetricsLog(os.path.join(run_dir, METRICS))
+    log = MetricsLog(os.path.join(run_dir, METRICS), enabled=is_main_process())
     ckpt_path = os.path.join(run_dir, CHECKPOINT)
     model, state, opt_state, step, elapsed = run.model, run.state, run.opt_state, run.step, run.elapsed
     it = batches(
@@ -472,6 +514,8 @@ def _step_loop(
         drop_remainder=True,
         start_step=step,
         worker_count=recipe.data.worker_count,
+        **tc.batch_options(),
+        **process_part(),
     )
     if step < total:
         shape = "x".join(map(str, np.shape(srcs["train"][0]["inputs"])))
@@ -518,7 +562,8 @@ def _step_loop(
                 objective=recipe.trainer.objective,
             )
             log.write({"step": step, "split": "val", **res})
-            bar.message(f"step {step}: val accuracy {100 * res['accuracy']:.2f}% (loss {res['loss']:.4f})")
+            acc = "" if math.isnan(res["accuracy"]) else f"accuracy {100 * res['accuracy']:.2f}%, "
+            bar.message(f"step {step}: val {acc}loss {res['loss']:.4f}")
             t_window = time.perf_counter()
         if step % tc.checkpoint_every == 0 or step == total:
             _save(ckpt_path, recipe, _Run(model, state, opt_state, step, elapsed))
@@ -553,14 +598,19 @@ def _log_train(
 
 
 def _save(path: str, recipe: Recipe, run: _Run) -> None:
+    """Write the checkpoint from the first process; every process calls it (the
+    arrays split over processes are gathered first, a collective)."""
     meta = {
         "step": run.step,
         "data_position": run.step,
         "seed": recipe.trainer.seed,
         "elapsed_s": run.elapsed,
         "recipe": recipe.name,
+        "process_count": jax.process_count(),
     }
-    save_checkpoint(path, (run.model, run.state, run.opt_state), meta)
+    tree = host_arrays((run.model, run.state, run.opt_state))
+    if is_main_process():
+        save_checkpoint(path, tree, meta)
 
 
 def _finish(
@@ -576,7 +626,7 @@ def _finish(
     scored = {"batch_size": eval_bs, "batches": batches, "mesh": mesh, "objective": recipe.trainer.objective}
     val = evaluate(run.model, run.state, srcs["val"], **scored)
     test = evaluate(run.model, run.state, srcs["test"], **scored)
-    log = MetricsLog(os.path.join(run_dir, METRICS))
+    log = MetricsLog(os.path.join(run_dir, METRICS), enabled=is_main_process())
     log.write({"step": run.step, "split": "val", **val})
     log.write({"step": run.step, "split": "test", **test})
     results = {
@@ -594,15 +644,17 @@ def _finish(
         "wall_time_s": run.elapsed,
         "train_examples_per_s": run.step * recipe.trainer.batch_size / max(run.elapsed, 1e-9),
     }
-    if _per_position(srcs["val"]):
+    if _per_position(srcs["val"], recipe.trainer.objective):
         results.update(_bits(val, "val") | _bits(test, "test"))
-    write_json(os.path.join(run_dir, RESULTS), results)
+    if is_main_process():
+        write_json(os.path.join(run_dir, RESULTS), results)
     return results
 
 
-def _per_position(source: Any) -> bool:
-    """Whether `source` has a label per position (language modeling)."""
-    return len(source) > 0 and np.ndim(source[0]["label"]) == 1
+def _per_position(source: Any, objective: str = "cross_entropy") -> bool:
+    """Whether `source` has a label per position (language modeling) that the
+    loss scores (masked-patch pretraining scores pixels, not labels)."""
+    return objective != "masked_patches" and len(source) > 0 and np.ndim(source[0]["label"]) == 1
 
 
 def _bits(res: Mapping[str, float], split: str) -> dict[str, float]:
@@ -628,7 +680,9 @@ def load_run(
         if not os.path.exists(p):
             raise RecipeError(f"{run_dir} is not a run directory: {os.path.basename(p)} is missing")
     recipe = recipe_from_dict(read_json(config_path, "the run's configuration"))
-    model, state, optimizer, srcs = recipe.build(sources=sources)
+    # The checkpoint holds every array: the run it started from is not read again.
+    fresh = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, init_from=None))
+    model, state, optimizer, srcs = fresh.build(sources=sources)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     (model, state, _), meta = load_checkpoint(ckpt_path, (model, state, opt_state))
     return recipe, model, state, srcs, meta
@@ -668,7 +722,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, sources=None) -> dict[str, Any]:
         "test_loss": res["test"]["loss"],
         "eval_time_s": time.perf_counter() - t0,
     }
-    if _per_position(srcs["val"]):
+    if _per_position(srcs["val"], recipe.trainer.objective):
         out.update(_bits(res["val"], "val") | _bits(res["test"], "test"))
     write_json(os.path.join(run_dir, EVAL), out)
     return out

@@ -1,5 +1,6 @@
-"""Training over a device mesh on one host: the batch split over a `data` axis,
-parameters replicated or sharded over a `model` axis (FSDP-style)."""
+"""Training over a device mesh: the batch split over a `data` axis, parameters
+replicated or sharded over a `model` axis (FSDP-style); in a run of several
+processes the `data` axis spans them and each `model` group stays in one."""
 
 import math
 from collections.abc import Callable, Mapping
@@ -57,19 +58,62 @@ def make_mesh(spec: str) -> Mesh:
     `data * model` devices (`model` the faster-varying axis, so a model-sharded
     group sits on neighbouring devices).
 
+    In a run of `P > 1` processes (`jax.process_count()`) the mesh takes the
+    first `data * model / P` devices of each process, process by process: the
+    `data` axis spans the processes, process `p` holds rows
+    `[p * data / P, (p + 1) * data / P)` of it (so its part of every batch is
+    rows `[p * B / P, (p + 1) * B / P)`), and each `model` group stays within one
+    process.
+
     **Arguments:** `spec`, as `seqkit.train.parse_mesh` takes it (not empty).
 
-    **Raises:** `ValueError` for a bad spec or more devices than `jax.devices()` has.
+    **Raises:** `ValueError` for a bad spec, more devices than `jax.devices()`
+    has, or (several processes) a `data` size not a multiple of the process count
+    or more devices per process than a process has.
     """
     sizes = parse_mesh(spec)
     if not sizes:
         raise ValueError("expected a mesh spec such as data:8 or data:4,model:2; got ''")
+    check_processes(sizes)
     n = math.prod(sizes.values())
     devices = jax.devices()
     if n > len(devices):
         raise ValueError(f"mesh {spec} needs {n} devices; {len(devices)} exist")
+    count = jax.process_count()
+    if count > 1:
+        per = n // count
+        devices = [d for p in range(count) for d in [d for d in devices if d.process_index == p][:per]]
     grid = np.array(devices[:n], dtype=object).reshape(tuple(sizes[a] for a in MESH_AXES))
     return Mesh(grid, MESH_AXES)
+
+
+def check_processes(sizes: Mapping[str, int]) -> None:
+    """In a run of several processes, that a mesh of `sizes` (`parse_mesh`'s
+    result, `{}` for none) spans them: its `data` size a multiple of the process
+    count (each process feeds its own rows of every batch, and a `model` group
+    stays within a process) and no more devices per process than each has.
+
+    **Raises:** `ValueError` saying what was expected and what came.
+    """
+    count = jax.process_count()
+    if count == 1:
+        return
+    example = f"data:{jax.device_count()}"
+    if not sizes:
+        raise ValueError(
+            f"a run of {count} processes needs a mesh whose data axis spans them, e.g. {example}; got none"
+        )
+    if sizes["data"] % count:
+        raise ValueError(
+            f"expected a data axis size that is a multiple of the process count {count} (each process "
+            f"reads its own rows of every batch; model groups stay within a process), got {sizes['data']}"
+        )
+    per, local = math.prod(sizes.values()) // count, jax.local_device_count()
+    if per > local:
+        raise ValueError(
+            f"mesh {mesh_text(sizes)} over {count} processes needs {per} devices in each; "
+            f"this process has {local}"
+        )
 
 
 def param_spec(shape: tuple[int, ...], model_size: int) -> P:
@@ -116,9 +160,22 @@ def constrain_params(tree: PyTree, mesh: Mesh) -> PyTree:
 def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     """`batch` (arrays with a leading batch axis) split over the `data` axis of
     `mesh` along that axis, replicated over `model`. The batch size must be a
-    multiple of the `data` size (`Recipe.validate` checks the trainer's)."""
+    multiple of the `data` size (`Recipe.validate` checks the trainer's).
+
+    In a run of `P` processes `batch` is this process's part of the global batch
+    (`B / P` rows: process `p` passes rows `[p * B / P, (p + 1) * B / P)`, as
+    `seqkit.data.batches(..., process_index=p, process_count=P)` yields them)
+    and the result is the global batch of `B` rows."""
     sharding = NamedSharding(mesh, P("data"))
-    return jax.tree.map(lambda x: jax.device_put(x, sharding), batch)
+    count = jax.process_count()
+    if count == 1:
+        return jax.tree.map(lambda x: jax.device_put(x, sharding), batch)
+
+    def place(x):
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x, (x.shape[0] * count, *x.shape[1:]))
+
+    return jax.tree.map(place, batch)
 
 
 def sharded_step(step: Callable, mesh: Mesh) -> Callable:
@@ -134,10 +191,13 @@ def sharded_step(step: Callable, mesh: Mesh) -> Callable:
 
 
 def describe_mesh(mesh: Mesh) -> str:
-    """`"mesh data:4,model:2 over 8 cpu devices"` (`of N` when the host has more)."""
+    """`"mesh data:4,model:2 over 8 cpu devices"` (`of N` when the run has more;
+    `in P processes` when it has several)."""
     sizes = dict(mesh.shape)
     n = mesh.devices.size
     total = jax.device_count()
     platform = mesh.devices.flat[0].platform
     of = f" of {total}" if total > n else ""
-    return f"mesh {mesh_text(sizes)} over {n}{of} {platform} device{'s' if n > 1 else ''}"
+    count = jax.process_count()
+    across = f" in {count} processes" if count > 1 else ""
+    return f"mesh {mesh_text(sizes)} over {n}{of} {platform} device{'s' if n > 1 else ''}{across}"

@@ -20,8 +20,9 @@ import seqkit.attention  # noqa: F401
 from seqkit import nn as snn
 from seqkit.nn import MixerConfig
 
-from ._mesh import parse_mesh
+from ._mesh import check_processes, parse_mesh
 from ._optim import make_optimizer
+from ._pretrain import check_patch_inputs, check_run_dir, transfer_backbone
 
 
 class RecipeError(ValueError):
@@ -91,6 +92,13 @@ class ModelConfig:
     (language modeling: the next token). Then every mixer must be causal
     (`causal=true`, or `bidirectional=false` for SSM layers), or position `t`
     would see the token it predicts; `validate` checks it.
+
+    `init_from`: the directory of a finished or checkpointed run whose model
+    starts this one (fine-tuning): every array of its backbone (input
+    projection, class token, positions, blocks, final norm) is copied in, the
+    head is new. The two models must have the same layout (`d_model`, layers,
+    mixers, pooling, positions, input width); a pretraining run with
+    `trainer.objective=masked_patches` hands on its encoder. `None`: from scratch.
     """
 
     d_model: int = _bounded(256, lo=1)
@@ -108,6 +116,7 @@ class ModelConfig:
     cross_heads: int = _bounded(4, lo=1)
     segments: list[int] | None = None
     positions: Literal["none", "sinusoidal", "learned"] = "none"
+    init_from: str | None = None
 
     def layer_pattern(self) -> list[int]:
         """The index into `mixers` of every layer; a `RecipeError` when `mixers`,
@@ -213,13 +222,26 @@ class TrainerConfig:
     step computes the same function as without a mesh (BatchNorm statistics
     over the whole batch), so results agree to float rounding. `""` (the
     default) or `"none"`: one device, no mesh. It is how a run executes, not what it
-    computes: a run may be resumed with another mesh.
+    computes: a run may be resumed with another mesh. In a run of several
+    processes (`seqkit.train.init_distributed`) the mesh is required and spans
+    them: `data` a multiple of the process count, each process feeding its own
+    rows of every batch.
 
     `objective`: the training loss, `"cross_entropy"`, or for language models
     TRIME's objective with in-batch memories (Zhong, Lei and Chen, EMNLP 2022;
     [`seqkit.train.trime_loss`][]): `"trime_local"` (earlier positions of the
-    same segment) or `"trime_batch"` (also the other segments of the batch).
-    Evaluation then scores TRIME's distribution with local memories only.
+    same segment), `"trime_batch"` (also the other segments of the batch) or
+    `"trime_long"` (also the earlier segments of the batch, the paper's
+    long-term memory: each training batch is then `batch_size` consecutive
+    chunks of the text, in order, see `batch_options`; it needs a byte corpus,
+    `ByteSource`). Evaluation then scores TRIME's distribution with local
+    memories only, and `trime_long` also with the earlier rows of each
+    evaluation batch (`eval_batch_size` consecutive chunks, in order).
+    `"masked_patches"`: PIXEL's pretraining (Rust et al., ICLR 2023): the model
+    is a [`seqkit.nn.PixelPretrainer`][] around the configured `SequenceModel`
+    (its head left out), reconstructing spans of hidden patches of real-valued
+    patch inputs (`data.patch_size`); labels are not used, accuracy is NaN, and
+    a later run fine-tunes the encoder with `model.init_from`.
     """
 
     batch_size: int = _bounded(64, lo=1)
@@ -230,17 +252,29 @@ class TrainerConfig:
     log_every: int = _bounded(50, lo=1)
     seed: int = _bounded(0, lo=0)
     mesh: str = ""
-    objective: Literal["cross_entropy", "trime_local", "trime_batch"] = "cross_entropy"
+    objective: Literal["cross_entropy", "trime_local", "trime_batch", "trime_long", "masked_patches"] = (
+        "cross_entropy"
+    )
+
+    def batch_options(self) -> dict[str, Any]:
+        """What `objective` asks of `seqkit.data.batches` when it draws training
+        batches: `{"consecutive": True}` for `trime_long` (every batch is
+        `batch_size` consecutive examples, in order, so its rows are consecutive
+        segments of the text), else nothing."""
+        return {"consecutive": True} if self.objective == "trime_long" else {}
 
     def mesh_sizes(self) -> dict[str, int]:
         """`mesh` checked against the batch sizes and this host's devices:
         `{"data": D, "model": M}`, or `{}` for no mesh.
 
         **Raises:** `RecipeError` for an unknown axis, a size below 1, a batch
-        size not a multiple of `D`, or more devices than `jax.device_count()`.
+        size not a multiple of `D`, or more devices than `jax.device_count()`;
+        in a run of several processes also for no mesh or a `D` not a multiple
+        of the process count (see `seqkit.train.make_mesh`).
         """
         try:
             sizes = parse_mesh(self.mesh)
+            check_processes(sizes)
         except ValueError as e:
             raise RecipeError(f"trainer.mesh: {e}") from None
         if not sizes:
@@ -382,15 +416,21 @@ class Recipe:
                     f"model.mixers.{pattern[i]} ({config.kind}, layer {i}): {_first_line(e)}"
                 ) from e
 
+        pretrain = self.trainer.objective == "masked_patches"
+        if pretrain and (m.latents is not None or m.segments is not None or m.dual):
+            raise RecipeError(
+                "trainer.objective=masked_patches pretrains a single-sequence SequenceModel; "
+                "model.latents, model.segments and model.dual build other models"
+            )
         if m.latents is not None:
             return self._build_perceiver_ar(one, mixer, key)
         if m.segments is not None:
             return self._build_hierarchical(one, enc, key)
-        return _make_with_state(
+        model, state = _make_with_state(
             snn.DualEncoder if m.dual else snn.SequenceModel,
             "model",
             d_model=m.d_model,
-            n_classes=self.data.n_classes,
+            n_classes=None if pretrain else self.data.n_classes,
             n_layers=m.n_layers,
             mixer=mixer,
             norm=m.norm,
@@ -403,6 +443,12 @@ class Recipe:
             **enc,
             **pos,
         )
+        if pretrain:  # the encoder inside PIXEL's reconstruction model; its own key
+            try:
+                model = snn.PixelPretrainer(model, key=jr.fold_in(key, 1))
+            except ValueError as e:
+                raise RecipeError(f"trainer.objective=masked_patches: {_first_line(e)}") from e
+        return model, state
 
     def _build_hierarchical(
         self, one: np.ndarray, enc: dict, key: PRNGKeyArray
@@ -501,7 +547,20 @@ class Recipe:
         if key is None:
             key = init_key(self.trainer.seed)
         model, state = self.build_model(srcs["train"][0]["inputs"], key=key)
+        if self.model.init_from is not None:
+            model = self._init_from(model)
         return Built(model, state, self.build_optimizer(), srcs)
+
+    def _init_from(self, model: eqx.Module) -> eqx.Module:
+        """`model` with the backbone of the run at `model.init_from`."""
+        from ._loop import load_run  # the loop imports this module
+
+        where = f"model.init_from={self.model.init_from}"
+        _, pretrained, _, _, meta = load_run(self.model.init_from)
+        try:
+            return transfer_backbone(model, pretrained, source=f"{where} (step {meta.get('step')})")
+        except ValueError as e:
+            raise RecipeError(_first_line(e)) from e
 
     def validate(self, sources: Mapping[str, Any] | None = None) -> None:
         """Check the whole recipe before anything is written or compiled.
@@ -518,6 +577,11 @@ class Recipe:
         _check(self, Recipe, "")
         self.model.layer_pattern()
         self.trainer.mesh_sizes()
+        if self.model.init_from is not None:
+            try:
+                check_run_dir(self.model.init_from)
+            except (FileNotFoundError, ValueError) as e:
+                raise RecipeError(f"model.init_from: {e}") from None
         if self.steps < 1:
             raise RecipeError(f"the run needs at least one step, got {self.steps}")
         try:
@@ -535,7 +599,15 @@ class Recipe:
                     f"the {split} split has {len(sources[split])} examples; expected at least {need}"
                 )
         example = np.asarray(sources["train"][0]["inputs"])
-        self._check_labels(example, np.asarray(sources["train"][0]["label"]))
+        if self.trainer.objective == "masked_patches":  # no labels: the patches are the targets
+            try:
+                check_patch_inputs(example, self.data.name)
+            except ValueError as e:
+                raise RecipeError(str(e)) from None
+        else:
+            self._check_labels(example, np.asarray(sources["train"][0]["label"]))
+        if self.trainer.objective == "trime_long":
+            self._check_consecutive(sources)
         try:
             eqx.filter_eval_shape(lambda k: self.build_model(example, key=k), jr.key(0))
         except jax.errors.ConcretizationTypeError:
@@ -577,6 +649,24 @@ class Recipe:
                 raise RecipeError(
                     f"model.mixers.{i} ({config.kind}) is not causal, and a model predicting the next "
                     f"token must not see it: --set model.mixers.{i}.{field}"
+                )
+
+    def _check_consecutive(self, sources: Mapping[str, Any]) -> None:
+        """`trime_long` uses the earlier rows of a batch as memories: every split
+        must be consecutive chunks of one text, a `ByteSource`."""
+        try:
+            from seqkit.data import ByteSource
+        except ImportError as e:  # the data pipelines are an optional part of an install
+            raise RecipeError(f"trainer.objective=trime_long needs seqkit.data.ByteSource: {e}") from None
+        for split in ("train", "val", "test"):
+            source = sources[split]
+            inner = source.source if isinstance(source, MemoryCache) else source
+            if not isinstance(inner, ByteSource):
+                raise RecipeError(
+                    f"trainer.objective=trime_long needs each batch to be consecutive segments of one text, "
+                    f"a byte corpus (ByteSource: data.name=pytext, enwik8 or text8); the {split} split of "
+                    f"data.name={self.data.name} is {type(inner).__name__}: use a byte corpus, or "
+                    "--set trainer.objective=trime_local"
                 )
 
 

@@ -9,8 +9,19 @@ next token `y_j` is known:
 
 and the loss is `−log P(y | c)`: the output embedding's logit competes with
 every memory whose next token is the target. Memories come from the batch
-itself: *local* (earlier positions of the same segment, `j < t`) and *external*
-(every position of the other sequences in the batch). `sim(h, h') = h · h' / τ`,
+itself, `B` segments of `L` positions; the memories of position `t` of segment
+`b` are, as real (unpadded) positions `(b', j)`:
+
+- *local* (the paper's TRIMELM): `M = {(b, j) : j < t}`, the earlier positions
+  of the same segment;
+- *external* (in-batch examples): `M = {(b, j) : j < t} ∪ {(b', j) : b' ≠ b}`,
+  also every position of the other segments;
+- *long-term* (TRIMELM_long): `M = {(b, j) : j < t} ∪ {(b', j) : b' < b}`,
+  also every position of the *earlier* segments, for a batch that holds `B`
+  consecutive segments of one text in order (segment `b'` precedes `b`), so
+  every memory lies before `c` in the text.
+
+`sim(h, h') = h · h' / τ`,
 the dot product the paper uses, scaled by `1/τ` with `τ = √d` by default
 (seqkit's choice, as in scaled dot-product attention).
 """
@@ -74,15 +85,28 @@ def trime_batch_loss(
 ) -> Float[Array, "B L"]:
     """TRIME losses of a batch of segments, with the batch as the memory.
 
+    Position `t` of segment `b` has the loss `−log P(y_{b,t} | c_{b,t})` of
+    [`seqkit.train.trime_loss`][] with the memories
+
+        M(b, t) = {(b, j) : j < t}                 memory="local"
+                ∪ {(b', j) : b' ≠ b}               memory="batch"
+                ∪ {(b', j) : b' < b}               memory="long"
+
+    (one of the last two lines, or neither), keeping only real positions.
+
     - `memory="local"`: position `t` of a segment may use positions `j < t` of
       the same segment (their next tokens are inputs the model has seen).
     - `memory="batch"`: also every position of the other segments in the batch
       (the paper's external memory, built from in-batch examples).
+    - `memory="long"`: also every position of the segments *before* `b` in the
+      batch (the paper's long-term memory, TRIMELM_long): for rows that are
+      consecutive segments of one text in order, the memories are then exactly
+      the positions of the batch that precede `c_{b,t}` in the text.
 
     Padded positions (`mask` False) are never memories. **Returns:** `(B, L)`.
     """
-    if memory not in ("local", "batch"):
-        raise ValueError(f"memory must be 'local' or 'batch', got {memory!r}")
+    if memory not in ("local", "batch", "long"):
+        raise ValueError(f"memory must be 'local', 'batch' or 'long', got {memory!r}")
     B, L, _ = logits.shape
     real = jnp.ones((B, L), bool) if mask is None else mask
     flat = lambda a: a.reshape((B * L, *a.shape[2:]))  # noqa: E731
@@ -93,6 +117,8 @@ def trime_batch_loss(
     allowed = same_example & earlier
     if memory == "batch":
         allowed = allowed | ~same_example
+    elif memory == "long":
+        allowed = allowed | (example[None, :] < example[:, None])  # rows before this one
     allowed = allowed & flat(real)[None, :]
     h, y = flat(hidden), flat(targets)
     loss = trime_loss(flat(logits), h, y, h, y, allowed, temperature=temperature)

@@ -72,7 +72,8 @@ def two_steps(r):
     opt_state = built.optimizer.init(eqx.filter(built.model, eqx.is_inexact_array))
     step = st.make_train_step(built.optimizer, objective=r.trainer.objective)
     model, state = built.model, built.state
-    it = batches(sources["train"], batch_size=r.trainer.batch_size, seed=0)
+    # As the trainer draws them (trime_long: consecutive chunks per batch).
+    it = batches(sources["train"], batch_size=r.trainer.batch_size, seed=0, **r.trainer.batch_options())
     losses = []
     for i in range(2):
         model, state, opt_state, metrics = step(model, state, opt_state, next(it), st.step_key(0, i))

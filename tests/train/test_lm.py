@@ -52,7 +52,7 @@ def test_per_position_loss_is_the_mean_over_real_positions():
 def test_lm_recipes_are_registered_with_smoke_presets():
     assert set(LM_RECIPES) == {
         "s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm", "perceiver-ar-lm",
-        "block-recurrent-lm",
+        "block-recurrent-lm", "transformer-trime-long-lm",
     }  # fmt: skip
     pa = recipes.get("perceiver-ar-lm")
     assert (pa.model.latents, pa.data.max_length, recipes.get("perceiver-ar-lm", "smoke").model.latents) == (
@@ -61,6 +61,9 @@ def test_lm_recipes_are_registered_with_smoke_presets():
     trime = recipes.get("transformer-trime-lm")
     assert trime.trainer.objective == "trime_local"
     assert trime.model == recipes.get("transformer-lm").model
+    long = recipes.get("transformer-trime-long-lm")
+    assert long.trainer.objective == "trime_long" and long.model == trime.model
+    assert long.trainer.batch_options() == {"consecutive": True} and trime.trainer.batch_options() == {}
     for name in LM_RECIPES:
         r = recipes.get(name)
         assert r.model.pool == "none" and r.data.name == "pytext" and r.data.n_classes == 256
@@ -112,6 +115,19 @@ def test_train_then_generate_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["generate", str(out), "--prompt", "x", "--top-k", "0"])
     assert e.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_generate_from_a_perceiver_ar_run(tmp_path, capsys):
+    """Perceiver AR has no recurrent state; `seqkit generate` runs the parallel
+    model on every prefix. The prompt is shorter than the 32 latents."""
+    out = tmp_path / "par"
+    sets = ["--set", "trainer.steps=1", "--set", "data.val_size=2", "--set", "data.test_size=2"]
+    argv = ["train", "perceiver-ar-lm", "--preset", "smoke", "--out", str(out), "--no-progress", *sets]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(["generate", str(out), "--prompt", "import", "-n", "8", "--temperature", "0"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("import") and len(text.rstrip("\n").encode()) >= len("import") + 1
 
 
 def test_generate_refuses_a_classifier_run(tmp_path, capsys):

@@ -28,22 +28,18 @@ STEPS = 20
 
 RUNNER = textwrap.dedent(
     """
-    import dataclasses, json, sys
+    import json, sys
     import equinox as eqx
     import jax
     # As tests/conftest.py sets it for in-process tests (compile time dominates).
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     jax.config.update("jax_disable_most_optimizations", True)
-    from train_fixtures import batches, sources, tiny_recipe
+    from train_fixtures import Crash, batches, crashing_batches, postnorm_recipe, sources
     import seqkit.train as st
     import seqkit.train._loop as loop
 
     def mesh_recipe(mesh):
-        # Post-norm: every parameter gets a real gradient. With pre-norm the encoder's
-        # bias is cancelled by the norms, its gradient is rounding noise, and Adam
-        # turns that noise into lr-sized steps whose sign follows the reduction order.
-        recipe = tiny_recipe(steps=STEPS, mesh=mesh)
-        return dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, prenorm=False))
+        return postnorm_recipe(steps=STEPS, mesh=mesh)
 
     # Record where the trainer's own step gets its inputs and puts its outputs.
     seen = {}
@@ -70,22 +66,6 @@ RUNNER = textwrap.dedent(
         sharding = getattr(x, "sharding", None)  # NumPy batches have none
         return str(getattr(sharding, "spec", type(sharding).__name__))
 
-    class Crash(Exception):
-        pass
-
-    def crashing(after):
-        def make(source, **kw):
-            it = batches(source, **kw)
-            if not kw.get("shuffle", True):
-                return it  # evaluation passes are not counted
-            def gen():
-                for i, b in enumerate(it):
-                    if i == after:
-                        raise Crash
-                    yield b
-            return gen()
-        return make
-
     out, STEPS = sys.argv[1], int(sys.argv[2])
     report = {"devices": jax.device_count()}
 
@@ -101,7 +81,7 @@ RUNNER = textwrap.dedent(
     run("single", "single", "", batches=batches, progress=False)
     run("data8", "data8", "data:8", batches=batches, progress=True)
     # Dies fetching batch 13 (last checkpoint: step 10), then resumed on the same mesh.
-    run("crashed", "data4model2", "data:4,model:2", batches=crashing(13), progress=False)
+    run("crashed", "data4model2", "data:4,model:2", batches=crashing_batches(13), progress=False)
     run("resumed", "data4model2", "data:4,model:2", batches=batches, progress=False, resume=True)
     print(json.dumps(report))
     """

@@ -79,6 +79,16 @@ def tiny_recipe(**trainer):
     )
 
 
+def postnorm_recipe(**trainer):
+    """`tiny_recipe` with post-norm blocks, for comparing runs over several devices.
+
+    With pre-norm the encoder's bias is cancelled by the norms, its gradient is
+    rounding noise, and Adam turns that noise into lr-sized steps whose sign follows
+    the reduction order; post-norm gives every parameter a real gradient."""
+    recipe = tiny_recipe(**trainer)
+    return dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, prenorm=False))
+
+
 def replace_trainer(recipe, **kw):
     return dataclasses.replace(recipe, trainer=dataclasses.replace(recipe.trainer, **kw))
 
