@@ -66,6 +66,7 @@ def sweep_command(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             sources=sources,
             per_member_data=args.per_member_data,
+            member_devices=args.member_devices,
         )
     except (RecipeError, CheckpointError, OSError) as e:
         raise _Usage(_one_line(e)) from None
@@ -117,6 +118,13 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
         "--per-member-data",
         action="store_true",
         help="each member draws batches in its own seed's order (default: all see the same batches)",
+    )
+    sw.add_argument(
+        "--member-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the members over the first N devices (N divides the member count; default one device)",
     )
     sw.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     sw.set_defaults(func=sweep_command)

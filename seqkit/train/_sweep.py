@@ -367,6 +367,52 @@ def _evaluate_members(
     return [{"loss": float(loss[i]) / n, "accuracy": float(correct[i]) / n, "examples": n} for i in range(K)]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+    """Where a sweep's arrays live: one device (`mesh` None), or the member axis
+    split over a `("members",)` mesh."""
+
+    mesh: jax.sharding.Mesh | None = None
+
+    def split(self, tree: Any) -> Any:
+        """Arrays stacked on a leading member axis, split over the mesh."""
+        if self.mesh is None:
+            return tree
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("members"))
+        return jax.tree.map(lambda a: jax.device_put(a, sharding) if eqx.is_array(a) else a, tree)
+
+    def copy(self, tree: Any) -> Any:
+        """Arrays every member reads (a shared batch), copied to every device."""
+        if self.mesh is None:
+            return tree
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+
+    def members(self, trees: tuple[Any, Any, Any]) -> dict[str, Any]:
+        models, states, opt_states = (self.split(t) for t in trees)
+        return {"models": models, "states": states, "opt_states": opt_states}
+
+
+def _member_placement(K: int, member_devices: int | None) -> _Placement:
+    """The placement of `K` members over `member_devices` devices, checked."""
+    if member_devices is None:
+        return _Placement()
+    n = len(jax.devices())
+    if isinstance(member_devices, bool) or not isinstance(member_devices, int) or member_devices < 1:
+        raise RecipeError(f"member_devices: expected a positive number of devices, got {member_devices!r}")
+    if member_devices > n:
+        raise RecipeError(
+            f"member_devices={member_devices}, but this process has {n} device(s) ({jax.default_backend()})"
+        )
+    if K % member_devices:
+        raise RecipeError(
+            f"member_devices={member_devices} must divide the {K} members (grid points x seeds) so "
+            "that every device trains as many"
+        )
+    devices = np.asarray(jax.devices()[:member_devices])
+    return _Placement(jax.sharding.Mesh(devices, ("members",)))
+
+
 # --- the run directory -----------------------------------------------------------
 
 
@@ -438,6 +484,7 @@ def sweep(
     sources: Mapping[str, Any] | None = None,
     per_member_data: bool = False,
     batches: Callable[..., Iterator[Mapping[str, np.ndarray]]] | None = None,
+    member_devices: int | None = None,
 ) -> dict[str, Any]:
     """Train every combination of `grid` values × `seeds` as one vmapped program.
 
@@ -481,15 +528,22 @@ def sweep(
     - `seeds`: a count (`trainer.seed`, `trainer.seed + 1`, ...) or a list of seeds.
     - `run_dir`, `resume`, `progress`, `sources`, `batches`: as for `train`.
     - `per_member_data`: each member draws batches in its own seed's order.
+    - `member_devices`: put the members on a mesh axis of this many devices
+      (`"members"`, the first devices of `jax.devices()`): each device holds and
+      trains `K / member_devices` members, the batch is copied to every device
+      (with `per_member_data`, split by member). The members never communicate,
+      so the program is the same per device; results equal the one-device
+      sweep's to float rounding. `None` (default): one device.
 
     **Returns:** the content of `sweep.json`.
     """
     members = sweep_members(recipe, grid, seeds=seeds)
     if recipe.trainer.mesh_sizes():
         raise RecipeError(
-            f"trainer.mesh={recipe.trainer.mesh}: a sweep runs its members on one device; "
-            "leave trainer.mesh unset for seqkit sweep"
+            f"trainer.mesh={recipe.trainer.mesh}: a sweep places members, not batches, on devices; "
+            "leave trainer.mesh unset and use member_devices (seqkit sweep --member-devices N)"
         )
+    place = _member_placement(len(members), member_devices)
     grid_keys = list(grid)
     grid_values = {k: _unique([m.settings[k] for m in members]) for k in grid_keys}
     seed_list = _seed_list(recipe, seeds)
@@ -511,12 +565,13 @@ def sweep(
         models, states = _build_members(members, example)
         run = _Sweep(models, states, _init_opt_states(members, models))
         run = _start_or_resume(run_dir, run, config, resume=resume, bar=bar)
+        run = dataclasses.replace(run, **place.members((run.models, run.states, run.opt_states)))
         step_fn = make_sweep_step(
             _member_optimizer(members[0].recipe),
             per_member_data=per_member_data,
             objective=recipe.trainer.objective,
         )
-        run = _step_loop(recipe, run_dir, run, members, config, step_fn, srcs, batches, bar)
+        run = _step_loop(recipe, run_dir, run, members, config, step_fn, srcs, batches, bar, place)
         bar.close()
         return _finish(recipe, run_dir, run, members, config, srcs, batches, bar)
     except BaseException:
@@ -572,6 +627,7 @@ def _step_loop(
     srcs: Mapping[str, Any],
     batches: Callable,
     bar: Progress,
+    place: "_Placement",
 ) -> _Sweep:
     """Steps from `run.step` to `recipe.steps`, as `train`'s loop: per-member train
     records every `log_every`, validation every `eval_every`, a checkpoint every
@@ -595,6 +651,7 @@ def _step_loop(
             drop_remainder=True,
             start_step=step,
             worker_count=recipe.data.worker_count,
+            **tc.batch_options(),
         )
 
     its = {s: stream(s) for s in data_seeds}
@@ -608,10 +665,10 @@ def _step_loop(
     while step < total:
         if per_member_data:
             drawn = {s: next(it) for s, it in its.items()}
-            batch = {k: np.stack([drawn[s][k] for s in seeds]) for k in drawn[seeds[0]]}
+            batch = place.split({k: np.stack([drawn[s][k] for s in seeds]) for k in drawn[seeds[0]]})
         else:
-            batch = next(its[tc.seed])
-        keys = jnp.stack([step_key(s, step) for s in seeds])
+            batch = place.copy(next(its[tc.seed]))
+        keys = place.split(jnp.stack([step_key(s, step) for s in seeds]))
         models, states, opt_states, metrics = step_fn(models, states, opt_states, batch, keys)
         step += 1
         if first:
