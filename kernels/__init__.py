@@ -2,7 +2,13 @@
 
 Each kernel is an XLA reference implementation that scales to long sequences
 (chunked, never materialising the full `(H, N, L)` tensor).
+
+Some kernels also have a Pallas implementation (GPU/TPU, interpret mode on CPU),
+chosen per call by `impl="auto" | "xla" | "pallas"`.
 """
 
 from ._cauchy import cauchy as cauchy
+from ._cauchy_pallas import cauchy_pallas as cauchy_pallas
+from ._scan import linear_scan as linear_scan
 from ._vandermonde import vandermonde as vandermonde
+from ._vandermonde_pallas import vandermonde_pallas as vandermonde_pallas

@@ -9,7 +9,9 @@ from jaxtyping import Float, Inexact
 
 from seqkit._typing import ArrayLike
 
+from ._dispatch import Impl, backend, choose
 from ._util import real_dtype, split_complex
+from ._vandermonde_pallas import unsupported as _pallas_unsupported, vandermonde_pallas
 
 
 def _block_size(L: int) -> int:
@@ -17,13 +19,14 @@ def _block_size(L: int) -> int:
     return max(1, 1 << math.ceil(math.log2(max(1.0, math.sqrt(L)))))
 
 
-@functools.partial(jax.jit, static_argnames=("L", "block_size"))
+@functools.partial(jax.jit, static_argnames=("L", "block_size", "impl"))
 def vandermonde(
     v: Inexact[ArrayLike, "*batch n"],
     x: Inexact[ArrayLike, "*batch n"],
     L: int,
     *,
     block_size: int | None = None,
+    impl: Impl = "auto",
 ) -> Float[ArrayLike, "*batch L"]:
     """Vandermonde product `out[..., l] = Re Σ_n v_n exp(x_n l)` for `l < L`.
 
@@ -41,7 +44,13 @@ def vandermonde(
     - `v`: `(*batch, n)` weights, real or complex.
     - `x`: `(*batch, n)` exponents (`log` of the poles), real or complex.
     - `L`: output length (static).
-    - `block_size`: `B` (static); defaults to a power of two near `sqrt(L)`.
+    - `block_size`: `B` (static); defaults to a power of two near `sqrt(L)` (XLA)
+      or to the Pallas kernel's tile width (128 on TPU, at most 128 elsewhere).
+    - `impl`: `"auto"` (Pallas on GPU/TPU when the kernel supports the call, XLA
+      otherwise and on CPU), `"xla"` or `"pallas"` (interpret mode on CPU; a call
+      the kernel does not support, e.g. float64 on GPU, is a `ValueError`). The
+      Pallas kernel computes tiles of the output from `(v, x)` in real arithmetic,
+      with a Pallas backward; see `vandermonde_pallas`.
 
     **Returns:** `(*batch, L)` real.
     """
@@ -50,6 +59,11 @@ def vandermonde(
         raise ValueError(f"expected v and x of the same shape (*batch, n), got {v.shape} and {x.shape}")
     if not isinstance(L, int) or L < 1:
         raise ValueError(f"expected a positive integer length L, got {L!r}")
+    choice = choose(impl, "vandermonde", functools.partial(_pallas_unsupported, dtype, block_size))
+    if choice.impl == "pallas":
+        return vandermonde_pallas(
+            v, x, L, block_size=block_size, interpret=choice.interpret, platform=backend()
+        )
     B = block_size or _block_size(L)
     nb = -(-L // B)
     j = jnp.arange(B, dtype=dtype)

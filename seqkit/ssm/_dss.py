@@ -49,6 +49,7 @@ def dss_kernel(
     variant: Literal["exp", "softmax"] = "exp",
     *,
     length: ArrayLike | None = None,
+    impl: Literal["auto", "xla", "pallas"] = "auto",
 ) -> Float[ArrayLike, "*dirs H L"]:
     """DSS kernel (Gupta, Gu and Berant, "Diagonal State Spaces are as Effective
     as Structured State Spaces", 2022), with `P_{n,l} = λ_n Δ l`:
@@ -70,6 +71,8 @@ def dss_kernel(
       a traced scalar: the taps `l < n` are then those of the length-`n` kernel (a
       padded sequence with `n` real positions sees the kernel of the unpadded one);
       the taps `l >= n` are unspecified.
+    - `impl`: the Vandermonde product's implementation, `"auto"`, `"xla"` or
+      `"pallas"` (see `seqkit.kernels.vandermonde`).
 
     **Returns:** `(*dirs, H, L)`.
     """
@@ -77,7 +80,7 @@ def dss_kernel(
     x = Lambda * to_complex(dt)[:, None]  # λΔ
     if variant == "exp":
         v = W * (_expm1c(x) / Lambda)
-        return vandermonde(v, jnp.broadcast_to(x, v.shape), L)
+        return vandermonde(v, jnp.broadcast_to(x, v.shape), L, impl=impl)
     if variant != "softmax":
         raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
     grows = jnp.real(x) > 0
@@ -85,8 +88,8 @@ def dss_kernel(
     v = W / Lambda / _geometric_sum(xs, L if length is None else length)
     zero = jnp.zeros_like(v)
     xb = jnp.broadcast_to(xs, v.shape)
-    decaying = vandermonde(jnp.where(grows, zero, v), xb, L)
-    growing = vandermonde(jnp.where(grows, v, zero), xb, L)
+    decaying = vandermonde(jnp.where(grows, zero, v), xb, L, impl=impl)
+    growing = vandermonde(jnp.where(grows, v, zero), xb, L, impl=impl)
     if length is None:
         return decaying + growing[..., ::-1]
     # Reflect about n − 1 instead of L − 1: tap l of a growing mode is exp(−x(n−1−l)).

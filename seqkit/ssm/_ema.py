@@ -1,6 +1,7 @@
 """Mega's multi-dimensional damped exponential moving average (EMA) core."""
 
 import math
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -20,6 +21,8 @@ def ema_kernel(
     beta: Float[ArrayLike, "*dirs H h"],
     eta: Float[ArrayLike, "*dirs H h"],
     L: int,
+    *,
+    impl: Literal["auto", "xla", "pallas"] = "auto",
 ) -> Float[ArrayLike, "*dirs H L"]:
     """Damped EMA kernel `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l` (Ma et al.,
     "Mega: Moving Average Equipped Gated Attention", 2023).
@@ -29,12 +32,14 @@ def ema_kernel(
     - `alpha`, `delta`: `(H, h)` (optionally `(dirs, H, h)`) in `(0, 1)`.
     - `beta`, `eta`: expansion and projection weights of the same shape.
     - `L`: kernel length.
+    - `impl`: the Vandermonde product's implementation, `"auto"`, `"xla"` or
+      `"pallas"` (see `seqkit.kernels.vandermonde`).
 
     **Returns:** `(*dirs, H, L)`.
     """
     alpha, delta, beta, eta = map(jnp.asarray, (alpha, delta, beta, eta))
     x = jnp.log1p(-alpha * delta)  # log(1 − αδ) < 0
-    return vandermonde(eta * beta * alpha, x, L)
+    return vandermonde(eta * beta * alpha, x, L, impl=impl)
 
 
 class EMA(AbstractSSMCore):

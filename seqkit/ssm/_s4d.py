@@ -46,6 +46,8 @@ def s4d_kernel(
     dt: Float[ArrayLike, " H"],
     L: int,
     discretization: Literal["zoh", "bilinear"] = "zoh",
+    *,
+    impl: Literal["auto", "xla", "pallas"] = "auto",
 ) -> Float[ArrayLike, "*dirs H L"]:
     """S4D kernel `K_l = 2 Re Σ_n C_n B̄_n Ā_n^l` (Gu et al., "On the Parameterization and
     Initialization of Diagonal State Space Models", 2022).
@@ -60,13 +62,15 @@ def s4d_kernel(
     - `dt`: `(H,)` step sizes.
     - `L`: kernel length.
     - `discretization`: `"zoh"` or `"bilinear"`.
+    - `impl`: the Vandermonde product's implementation, `"auto"`, `"xla"` or
+      `"pallas"` (see `seqkit.kernels.vandermonde`).
 
     **Returns:** `(*dirs, H, L)`.
     """
     Lambda, B, C, dt = map(jnp.asarray, (Lambda, B, C, dt))
     _, B_bar, x = _diag_discretize(Lambda, B, dt, discretization)
     v = 2.0 * C * B_bar
-    return vandermonde(v, jnp.broadcast_to(x, v.shape), L)
+    return vandermonde(v, jnp.broadcast_to(x, v.shape), L, impl=impl)
 
 
 class S4D(AbstractSSMCore):

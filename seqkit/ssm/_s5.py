@@ -12,6 +12,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from seqkit._checks import check_mask
 from seqkit._typing import ArrayLike
+from seqkit.kernels import linear_scan
 
 from ._base import (
     AbstractSSMCore,
@@ -76,13 +77,16 @@ def s5_scan(
     Bu: Complex[ArrayLike, "L n"],
     *,
     reverse: bool = False,
+    impl: Literal["auto", "xla", "pallas"] = "auto",
 ) -> Complex[Array, "L n"]:
     """The states of `x_k = Λ̄_k x_{k−1} + (B̄u)_k`, `x_{−1} = 0`, by a parallel scan.
 
     The elements `(Λ̄_k, (B̄u)_k)` compose as `(a₁, b₁) ∘ (a₂, b₂) = (a₂a₁, a₂b₁ + b₂)`,
     which is associative, so `jax.lax.associative_scan` evaluates the recurrence in
     `O(log L)` depth (Smith, Warrington and Linderman, "Simplified State Space
-    Layers for Sequence Modeling", ICLR 2023).
+    Layers for Sequence Modeling", ICLR 2023). This is
+    `seqkit.kernels.linear_scan` with `impl="xla"`; its Pallas kernel (a
+    chunked sequential scan) serves `impl="pallas"`, and `impl="auto"` on GPU/TPU.
 
     **Arguments:**
 
@@ -90,19 +94,11 @@ def s5_scan(
       discretized per position (irregular sampling).
     - `Bu`: `(L, n)`, the discretized inputs `B̄_k u_k`.
     - `reverse`: run from the end: `x_k = Λ̄_k x_{k+1} + (B̄u)_k`, `x_L = 0`.
+    - `impl`: `"auto"`, `"xla"` or `"pallas"` (see `seqkit.kernels.linear_scan`).
 
     **Returns:** `(L, n)`, the states.
     """
-    Bu = jnp.asarray(Bu)
-    a = jnp.broadcast_to(jnp.asarray(Lambda_bar), Bu.shape)
-
-    def combine(first, second):
-        a1, b1 = first
-        a2, b2 = second
-        return a2 * a1, a2 * b1 + b2
-
-    _, x = lax.associative_scan(combine, (a, Bu), reverse=reverse, axis=0)
-    return x
+    return linear_scan(Lambda_bar, Bu, reverse=reverse, impl=impl)
 
 
 def _init_eigensystem(state_size: int, blocks: int, conj_sym: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +180,7 @@ class S5(AbstractSSMCore):
     conj_sym: bool = eqx.field(static=True)
     discretization: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
+    impl: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -196,6 +193,7 @@ class S5(AbstractSSMCore):
         bidirectional: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        impl: Literal["auto", "xla", "pallas"] = "auto",
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -208,8 +206,12 @@ class S5(AbstractSSMCore):
         - `discretization`: `"zoh"` or `"bilinear"`.
         - `bidirectional`: add a second scan over the reversed sequence (own `C`).
         - `dt_min`, `dt_max`: range of the initial step sizes (log-uniform).
+        - `impl`: the scan's implementation, `"auto"`, `"xla"` or `"pallas"`
+          (see `seqkit.kernels.linear_scan`); every choice gives the same states.
         - `key`: PRNG key.
         """
+        if impl not in ("auto", "xla", "pallas"):
+            raise ValueError(f"impl must be 'auto', 'xla' or 'pallas', got {impl!r}")
         if discretization not in ("zoh", "bilinear"):
             raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
         if d_model < 1:
@@ -242,6 +244,7 @@ class S5(AbstractSSMCore):
         self.conj_sym = conj_sym
         self.discretization = discretization
         self.bidirectional = bidirectional
+        self.impl = impl
 
     def _params(self):
         """`(Λ (n,), B̃ (n, H), C̃ (dirs, H, n), Δ (n,))`."""
@@ -302,9 +305,9 @@ class S5(AbstractSSMCore):
             dt = dt[None, :] * self._check_timesteps(timesteps, (L,))[:, None]
         Lambda_bar, gamma = s5_discretize(Lambda, dt, self.discretization)
         Bu = gamma * (to_complex(u) @ B.T)
-        y = self._readout(C[0], s5_scan(Lambda_bar, Bu))
+        y = self._readout(C[0], s5_scan(Lambda_bar, Bu, impl=self.impl))
         if self.bidirectional:
-            y = y + self._readout(C[1], s5_scan(Lambda_bar, Bu, reverse=True))
+            y = y + self._readout(C[1], s5_scan(Lambda_bar, Bu, reverse=True, impl=self.impl))
         return y + self.D * u
 
     def _check_timesteps(self, timesteps: ArrayLike, shape: tuple[int, ...]) -> Array:

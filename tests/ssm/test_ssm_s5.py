@@ -11,6 +11,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 import scipy.linalg
+from jaxtyping import TypeCheckError
 
 import seqkit.nn as snn
 from helpers import assert_close, scan_steps
@@ -94,6 +95,17 @@ def test_float32_scan_is_close_to_the_float64_loop():
     y = _call(core, jnp.asarray(u, jnp.float32))
     assert y.dtype == jnp.float32
     assert_close(y, _np_reference(core, u), rtol=1e-4)
+
+
+def test_pallas_scan_equals_the_float64_loop():
+    # The Pallas kernel (interpret mode on CPU), per-position Λ̄ and both directions.
+    core = _perturbed(seed=5, bidirectional=True, impl="pallas")
+    rng = np.random.default_rng(2)
+    u, ts = rng.normal(size=(21, H)), rng.uniform(0.1, 3.0, size=21)
+    y = _call(core, jnp.asarray(u, jnp.float32), jnp.asarray(ts, jnp.float32))
+    assert_close(y, _np_reference(core, u, ts), rtol=1e-4)
+    xla = _perturbed(seed=5, bidirectional=True, impl="xla")
+    assert_close(y, _call(xla, jnp.asarray(u, jnp.float32), jnp.asarray(ts, jnp.float32)), rtol=1e-5)
 
 
 @pytest.mark.parametrize("dt", [0.0, 1e-6, 1e-3, 0.1, 1.0, 10.0])
@@ -331,3 +343,5 @@ def test_errors(getkey):
             S5(H, size, blocks=blocks, key=getkey())
     with pytest.raises(NotImplementedError, match="MIMO"):
         core.kernel(10)
+    with pytest.raises((ValueError, TypeCheckError), match="triton"):
+        S5(H, P, impl="triton", key=getkey())

@@ -1,0 +1,71 @@
+"""One dispatcher for every kernel: `impl="auto" | "xla" | "pallas"`.
+
+- `"xla"`: the XLA reference implementation, on every backend.
+- `"pallas"`: the Pallas kernel. On GPU and TPU it is compiled; on CPU it runs
+  in Pallas's interpret mode (the kernel's own code, evaluated op by op: exact,
+  slow, meant for tests). A shape, dtype or backend the kernel does not support
+  is a `ValueError` naming the constraint.
+- `"auto"` (the default everywhere): Pallas on GPU and TPU when the kernel
+  supports the call, XLA otherwise, and always XLA on CPU.
+
+A kernel states what it supports as a function of the call, returning `None`
+(supported) or the reason it is not; the dispatcher does the rest, so every
+kernel makes its choice the same way.
+"""
+
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import jax
+
+Impl = Literal["auto", "xla", "pallas"]
+IMPLS = ("auto", "xla", "pallas")
+ACCELERATORS = ("gpu", "tpu")
+
+
+class Choice(NamedTuple):
+    """What to run: `impl` `"xla"` or `"pallas"`, and for Pallas whether in
+    interpret mode (on CPU)."""
+
+    impl: str
+    interpret: bool = False
+
+
+def backend() -> str:
+    """The platform arrays are placed on by default: `"cpu"`, `"gpu"` or `"tpu"`."""
+    return jax.default_backend()
+
+
+def choose(
+    impl: str,
+    kernel: str,
+    unsupported: Callable[[str], str | None],
+    *,
+    platform: str | None = None,
+) -> Choice:
+    """The implementation of `kernel` to run for one call.
+
+    **Arguments:**
+
+    - `impl`: `"auto"`, `"xla"` or `"pallas"` (the caller's argument).
+    - `kernel`: the kernel's name, for messages.
+    - `unsupported(platform) -> str | None`: why the Pallas kernel cannot serve
+      this call on `platform` (`"cpu"` meaning interpret mode), or `None`.
+    - `platform`: the backend (default: `jax.default_backend()`).
+
+    **Raises:** `ValueError` for an unknown `impl`, or `impl="pallas"` on a call
+    the kernel does not support (the message names the constraint).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"{kernel}: expected impl in {IMPLS}, got {impl!r}")
+    if impl == "xla":
+        return Choice("xla")
+    platform = backend() if platform is None else platform
+    if impl == "auto" and platform not in ACCELERATORS:
+        return Choice("xla")
+    reason = unsupported(platform)
+    if reason is None:
+        return Choice("pallas", interpret=platform not in ACCELERATORS)
+    if impl == "pallas":
+        raise ValueError(f"{kernel}: impl='pallas' cannot serve this call on {platform}: {reason}")
+    return Choice("xla")
