@@ -9,6 +9,8 @@ from jaxtyping import Array, Complex, Inexact
 
 from seqkit._typing import ArrayLike
 
+from ._cauchy_pallas import cauchy_pallas, unsupported as _pallas_unsupported
+from ._dispatch import Impl, backend, choose
 from ._util import real_dtype
 
 # Elements of one chunk's (batch, n, chunk) reciprocal tensor: bounds memory and
@@ -101,7 +103,7 @@ def _cauchy_bwd(conj_pairs, chunk, res, G):
 _cauchy.defvjp(_cauchy_fwd, _cauchy_bwd)
 
 
-@functools.partial(jax.jit, static_argnames=("conj_pairs", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("conj_pairs", "chunk_size", "impl"))
 def cauchy(
     v: Inexact[ArrayLike, "*batch M n"],
     z: Inexact[ArrayLike, " K"],
@@ -109,6 +111,7 @@ def cauchy(
     *,
     conj_pairs: bool = True,
     chunk_size: int | None = None,
+    impl: Impl = "auto",
 ) -> Complex[Array, "*batch M K"]:
     """Cauchy kernel `out[..., m, k] = Σ_n v[..., m, n] / (z[k] − lam[..., n])`.
 
@@ -130,7 +133,14 @@ def cauchy(
     - `z`: `(K,)` evaluation points, shared by the batch.
     - `lam`: `(*batch, n)` poles.
     - `conj_pairs`: add the conjugate member of each pair.
-    - `chunk_size`: evaluation points per chunk (default: sized for ~512k elements).
+    - `chunk_size`: evaluation points per chunk (default: sized for ~512k elements
+      on the XLA path; the Pallas kernel's tile width, 128 on TPU and at most 64
+      elsewhere).
+    - `impl`: `"auto"` (Pallas on GPU/TPU when the kernel supports the call, XLA
+      otherwise and on CPU), `"xla"` or `"pallas"` (interpret mode on CPU; a call
+      the kernel does not support, e.g. float64 on GPU, is a `ValueError`). The
+      Pallas kernel computes tiles of the output in real arithmetic, with a Pallas
+      backward; see `cauchy_pallas`.
 
     **Returns:** `(*batch, M, K)` complex.
     """
@@ -142,6 +152,17 @@ def cauchy(
         )
     if z.ndim != 1:
         raise ValueError(f"expected z of shape (K,), got {z.shape}")
+    choice = choose(impl, "cauchy", functools.partial(_pallas_unsupported, dtype, chunk_size))
+    if choice.impl == "pallas":
+        return cauchy_pallas(
+            v,
+            z,
+            lam,
+            conj_pairs=conj_pairs,
+            chunk_size=chunk_size,
+            interpret=choice.interpret,
+            platform=backend(),
+        )
     cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
     v, z, lam = (jnp.asarray(a).astype(cdt) for a in (v, z, lam))
     K = z.shape[0]

@@ -1,5 +1,7 @@
 """S4: the DPLR state-space core, its Cauchy-kernel convolution kernel and step."""
 
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -32,6 +34,8 @@ def s4_kernel(
     C: Complex[ArrayLike, "*dirs H n"],
     dt: Float[ArrayLike, " H"],
     L: int,
+    *,
+    impl: Literal["auto", "xla", "pallas"] = "auto",
 ) -> Float[ArrayLike, "*dirs H L"]:
     """The S4 convolution kernel of a bilinear-discretized DPLR system (Gu, Goel
     and Ré, "Efficiently Modeling Long Sequences with Structured State Spaces",
@@ -59,6 +63,8 @@ def s4_kernel(
       `Λ, p, B, Δ`, e.g. the two directions of a bidirectional core).
     - `dt`: `(H,)` step sizes Δ.
     - `L`: kernel length; `C̃` is taken to be learned for this length.
+    - `impl`: the Cauchy kernel's implementation, `"auto"`, `"xla"` or `"pallas"`
+      (see `seqkit.kernels.cauchy`).
 
     **Returns:** `(H, L)` or `(dirs, H, L)` real kernel.
     """
@@ -87,7 +93,7 @@ def s4_kernel(
         ],
         axis=1,
     )
-    r = cauchy(v, z, lam) * half[:, None, None]  # (H, 2c+2, K)
+    r = cauchy(v, z, lam, impl=impl) * half[:, None, None]  # (H, 2c+2, K)
     r00, r01 = r[:, :c], r[:, c : 2 * c]
     r10, r11 = r[:, 2 * c : 2 * c + 1], r[:, 2 * c + 1 :]
     khat = (1.0 + z) * (r00 - r01 * r10 / (1.0 + r11))  # (H, c, K)
