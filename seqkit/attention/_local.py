@@ -1,12 +1,19 @@
 """Local attention: disjoint blocks or a sliding window, computed blockwise,
 and its bounded cache for recurrent mode."""
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from seqkit.kernels._dispatch import Impl, backend, choose
+from seqkit.kernels._local_attention_pallas import (
+    local_attention_pallas,
+    unsupported as _pallas_unsupported,
+)
 
 from ._base import AbstractRecurrentAttention, AttentionHeads, map_heads
 from ._blocks import band_attention, gathered_block_attention, num_blocks
@@ -24,6 +31,7 @@ def local_attention(
     key_mask: Bool[Array, " L"] | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
+    impl: Impl = "auto",
 ) -> Float[Array, "L dv"]:
     """Local softmax attention for one head.
 
@@ -34,9 +42,35 @@ def local_attention(
       `window_size − 1` that gather their neighbors: memory `O(L · window_size)`.
 
     With `window_size >= L` both are full (vanilla) attention.
+
+    `impl` (sliding mode): `"xla"` (the gathered blocks above), `"pallas"` (the
+    flash-style sliding-window kernel `seqkit.kernels.local_attention_pallas`,
+    window `window_size − 1`, Pallas backward too; interpret mode on CPU; GPU
+    only, no dropout, see its `unsupported`) or `"auto"` (default: Pallas on GPU
+    when it serves the call, XLA otherwise and always on CPU). Block mode has
+    no Pallas kernel: `"auto"` runs XLA and `"pallas"` is a `ValueError`.
     """
     if window_size < 1:
         raise ValueError(f"expected window_size >= 1, got {window_size}")
+    if mode == "block" and impl == "pallas":
+        raise ValueError("local_attention: impl='pallas' serves mode='sliding' only, got mode='block'")
+    if mode == "sliding":
+        dropout = dropout_rate > 0.0 and key is not None
+        unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, None)
+        choice = choose(impl, "local_attention", unsupported)
+        if choice.impl == "pallas":
+            return local_attention_pallas(
+                q,
+                k,
+                v,
+                key_mask,
+                window=window_size - 1,
+                causal=causal,
+                interpret=choice.interpret,
+                platform=backend(),
+            )
+    elif impl not in ("auto", "xla"):
+        raise ValueError(f"local_attention: expected impl in ('auto', 'xla', 'pallas'), got {impl!r}")
     if mode == "block":
         idx = np.arange(num_blocks(q.shape[0], window_size))[:, None]
         return gathered_block_attention(

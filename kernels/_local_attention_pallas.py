@@ -1,0 +1,415 @@
+"""Sliding-window softmax attention as a Pallas kernel, forward and backward.
+
+Reached through `seqkit.attention.local_attention(..., mode="sliding", impl="pallas")`
+(or `impl="auto"` on GPU); the XLA path it is tested against is
+`seqkit.attention.band_attention`, and both against a dense-mask float64 reference.
+"""
+
+import functools
+import math
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import pallas as pl
+from jaxtyping import Array, Bool, Float
+
+from seqkit._typing import ArrayLike
+
+_GPU_DTYPES = ("bfloat16", "float16", "float32")
+# Triton: tensors have power-of-two sizes and matrix-product operands are at least
+# 16 wide, so tiles are >= 16 positions and head dimensions are padded to a power
+# of two >= 16 (with zeros, which change no score and no output).
+_MIN_TILE = 16
+_MAX_DEFAULT_BLOCK = 64
+
+
+class _Config(NamedTuple):
+    """Static description of one call (hashable: a `custom_vjp` non-differentiable argument)."""
+
+    L: int  # true length (positions >= L are padding)
+    Lp: int  # padded length, a multiple of block
+    block: int  # positions per query tile and per key tile
+    lo: int  # query i sees keys i − lo <= j <= i + hi
+    hi: int
+    interpret: bool
+    platform: str  # "cpu" (interpret) or "gpu": picks the compiler parameters
+
+
+def _next_pow2(k: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, k))))
+
+
+def _default_block(L: int) -> int:
+    return min(_MAX_DEFAULT_BLOCK, max(_MIN_TILE, _next_pow2(L)))
+
+
+def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
+    """Why the Pallas kernel cannot serve a call on `platform` (`"cpu"` meaning
+    interpret mode), or `None`. The dispatcher's `unsupported` for sliding-window
+    `local_attention`.
+
+    - GPU only: the kernel is written for Triton, each program reading its key
+      window straight from memory; on TPU (Mosaic) a program's whole key row
+      would have to sit in VMEM, so TPU calls use the XLA path.
+    - float32, float16 or bfloat16 on GPU (any float dtype in interpret mode).
+    - No attention dropout (the kernel has no random-number stream).
+    - `block_size`, positions per tile, a power of two `>= 16` on GPU (Triton
+      tensors have power-of-two sizes, matrix-product operands at least 16 wide);
+      any positive integer in interpret mode.
+    """
+    name = jnp.dtype(dtype).name
+    if platform not in ("cpu", "gpu"):
+        return f"the kernel is written for GPU (Triton) and interpret mode, not {platform}"
+    if platform == "gpu" and name not in _GPU_DTYPES:
+        return f"dtype {name} is not supported on gpu (supported: {', '.join(_GPU_DTYPES)})"
+    if dropout:
+        return "attention dropout is not implemented in the Pallas kernel (use impl='xla')"
+    if block_size is not None:
+        if not isinstance(block_size, int) or block_size < 1:
+            return f"block_size must be a positive integer, got {block_size!r}"
+        if platform == "gpu" and (block_size < _MIN_TILE or block_size & (block_size - 1)):
+            return f"block_size must be a power of two >= {_MIN_TILE} on gpu, got {block_size}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Kernels. The sequence is cut into tiles of `block` positions. Query tile t (rows
+# i0 = t·block ...) needs the keys i0 − lo ... i0 + block − 1 + hi, a few key tiles; an
+# online softmax (running max m, normalizer l, unnormalized output) visits them in
+# turn, so a program holds O(block · d) numbers and the whole pass is O(L · (lo + hi)).
+
+
+def _acc_dtype(dtype):
+    return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+
+
+def _dot(a, b, dims, acc):
+    # Full-precision products for float32/float64 inputs (no TF32); bfloat16/float16
+    # operands go to the matrix units as they are, accumulated in float32.
+    precision = lax.Precision.HIGHEST if jnp.dtype(a.dtype).itemsize >= 4 else None
+    return lax.dot_general(a, b, (dims, ((), ())), precision=precision, preferred_element_type=acc)
+
+
+def _nt(a, b, acc):  # a @ bᵀ
+    return _dot(a, b, ((1,), (1,)), acc)
+
+
+def _nn(a, b, acc):  # a @ b
+    return _dot(a, b, ((1,), (0,)), acc)
+
+
+def _tn(a, b, acc):  # aᵀ @ b
+    return _dot(a, b, ((0,), (0,)), acc)
+
+
+def _tile_range(cfg: _Config, start, before: int, after: int):
+    """The tiles holding positions `start − before ... start + block − 1 + after`,
+    as `[first, last)` clipped to the sequence."""
+    B = cfg.block
+    first = jnp.maximum(start - before, 0) // B
+    last = jnp.minimum(start + B - 1 + after, cfg.Lp - 1) // B + 1
+    return first, last
+
+
+def _valid(cfg: _Config, qpos, kpos, kmask):
+    """`(Bq, Bk)`: may query `qpos` see key `kpos` (window, real and unmasked key)?"""
+    d = qpos[:, None] - kpos[None, :]
+    return (d <= cfg.lo) & (d >= -cfg.hi) & (kmask[None, :] > 0)
+
+
+def _iota(B, start):
+    return start + lax.broadcasted_iota(jnp.int32, (B,), 0)
+
+
+def _forward_kernel(q_ref, k_ref, v_ref, km_ref, o_ref, lse_ref, *, cfg: _Config):
+    B = cfg.block
+    acc_t = _acc_dtype(q_ref.dtype)
+    i0 = pl.program_id(1) * B  # read outside the loop (no interpret-mode rule inside)
+    q = q_ref[...]
+    qpos = _iota(B, i0)
+    first, last = _tile_range(cfg, i0, cfg.lo, cfg.hi)
+
+    def body(j, carry):
+        m, l, acc = carry
+        sl = pl.ds(pl.multiple_of(j * B, B), B)
+        k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
+        s = _nt(q, k, acc_t)
+        s = jnp.where(_valid(cfg, qpos, _iota(B, j * B), km), s, -jnp.inf)
+        m_new = jnp.maximum(m, jnp.max(s, axis=1))
+        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
+        alpha = jnp.exp(m - m_safe)
+        p = jnp.exp(s - m_safe[:, None])
+        l = l * alpha + jnp.sum(p, axis=1)
+        acc = acc * alpha[:, None] + _nn(p.astype(v.dtype), v, acc_t)
+        return m_new, l, acc
+
+    init = (
+        jnp.full((B,), -jnp.inf, acc_t),
+        jnp.zeros((B,), acc_t),
+        jnp.zeros((B, o_ref.shape[-1]), acc_t),
+    )
+    m, l, acc = lax.fori_loop(first, last, body, init)
+    # A row that sees no key (every key in its window masked) gives o = 0, lse = −inf.
+    empty = l == 0.0
+    l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
+    m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
+    o_ref[...] = (acc / l_safe[:, None]).astype(o_ref.dtype)
+    lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
+
+
+def _weights(cfg, q, k, km, qpos, kpos, lse, acc_t):
+    """Recomputed softmax weights `p = exp(s − lse)` of a `(query tile, key tile)` pair;
+    `lse = +inf` (set by the caller for rows with no key) makes a row's weights zero."""
+    s = _nt(q, k, acc_t)
+    s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
+    return jnp.exp(s - lse[:, None])
+
+
+def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg: _Config):
+    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), D_i = do_i · o_i.
+    B = cfg.block
+    acc_t = _acc_dtype(q_ref.dtype)
+    i0 = pl.program_id(1) * B
+    q, do, lse, dd = q_ref[...], do_ref[...], lse_ref[...], dd_ref[...]
+    qpos = _iota(B, i0)
+    first, last = _tile_range(cfg, i0, cfg.lo, cfg.hi)
+
+    def body(j, dq):
+        sl = pl.ds(pl.multiple_of(j * B, B), B)
+        k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
+        p = _weights(cfg, q, k, km, qpos, _iota(B, j * B), lse, acc_t)
+        ds = p * (_nt(do, v, acc_t) - dd[:, None])
+        return dq + _nn(ds.astype(k.dtype), k, acc_t)
+
+    dq = lax.fori_loop(first, last, body, jnp.zeros((B, q.shape[-1]), acc_t))
+    dq_ref[...] = dq.astype(dq_ref.dtype)
+
+
+def _dkv_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, *, cfg: _Config):
+    # Key tile u: the queries i with i − lo <= j <= i + hi, i.e. j − hi <= i <= j + lo.
+    # dv_j = Σ_i p_ij do_i, dk_j = Σ_i ds_ij q_i.
+    B = cfg.block
+    acc_t = _acc_dtype(k_ref.dtype)
+    j0 = pl.program_id(1) * B
+    k, v, km = k_ref[...], v_ref[...], km_ref[...]
+    kpos = _iota(B, j0)
+    first, last = _tile_range(cfg, j0, cfg.hi, cfg.lo)
+
+    def body(i, carry):
+        dk, dv = carry
+        sl = pl.ds(pl.multiple_of(i * B, B), B)
+        q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
+        p = _weights(cfg, q, k, km, _iota(B, i * B), kpos, lse, acc_t)
+        ds = p * (_nt(do, v, acc_t) - dd[:, None])
+        dv = dv + _tn(p.astype(do.dtype), do, acc_t)
+        dk = dk + _tn(ds.astype(q.dtype), q, acc_t)
+        return dk, dv
+
+    init = (jnp.zeros((B, k.shape[-1]), acc_t), jnp.zeros((B, v.shape[-1]), acc_t))
+    dk, dv = lax.fori_loop(first, last, body, init)
+    dk_ref[...] = dk.astype(dk_ref.dtype)
+    dv_ref[...] = dv.astype(dv_ref.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# pallas_call wrappers on padded arrays: rows (R, Lp, d), key mask (R, Lp) int32.
+
+
+def _compiler_params(cfg: _Config):
+    if cfg.interpret or cfg.platform != "gpu":
+        return None
+    # Triton, not Mosaic GPU (which wants warpgroup-sized rows, as in the Vandermonde kernel).
+    from jax.experimental.pallas import triton as pltriton
+
+    return pltriton.CompilerParams(num_warps=4, num_stages=2)
+
+
+def _tile(cfg, d):
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t: (r, t, 0))
+
+
+def _row(cfg, d):
+    return pl.BlockSpec((None, cfg.Lp, d), lambda r, t: (r, 0, 0))
+
+
+def _tile1(cfg):
+    return pl.BlockSpec((None, cfg.block), lambda r, t: (r, t))
+
+
+def _row1(cfg):
+    return pl.BlockSpec((None, cfg.Lp), lambda r, t: (r, 0))
+
+
+def _call(kernel, cfg, name, in_specs, out_specs, out_shape, *args):
+    R = args[0].shape[0]
+    return pl.pallas_call(
+        functools.partial(kernel, cfg=cfg),
+        out_shape=out_shape,
+        grid=(R, cfg.Lp // cfg.block),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        interpret=cfg.interpret,
+        compiler_params=_compiler_params(cfg),
+        name=name,
+    )(*args)
+
+
+def _forward_call(cfg, q, k, v, km):
+    R, Lp, dk = q.shape
+    dv = v.shape[-1]
+    acc_t = _acc_dtype(q.dtype)
+    return _call(
+        _forward_kernel,
+        cfg,
+        "local_attention_fwd",
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg)],
+        (_tile(cfg, dv), _tile1(cfg)),
+        (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp), acc_t)),
+        q, k, v, km,
+    )  # fmt: skip
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _attention_padded(cfg: _Config, q, k, v, km):
+    return _forward_call(cfg, q, k, v, km)[0]
+
+
+def _attention_fwd(cfg, q, k, v, km):
+    o, lse = _forward_call(cfg, q, k, v, km)
+    return o, (q, k, v, km, o, lse)
+
+
+def _attention_bwd(cfg, res, do):
+    q, k, v, km, o, lse = res
+    R, Lp, dk = q.shape
+    dv = v.shape[-1]
+    acc_t = lse.dtype
+    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1)  # D_i = do_i · o_i, O(L d) in XLA
+    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)  # rows with no key: all weights zero
+    do = do.astype(q.dtype)
+    args = (q, k, v, km, do, lse, dd)
+    dq = _call(
+        _dq_kernel,
+        cfg,
+        "local_attention_bwd_dq",
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _tile(cfg, dv), _tile1(cfg), _tile1(cfg)],
+        _tile(cfg, dk),
+        jax.ShapeDtypeStruct(q.shape, q.dtype),
+        *args,
+    )
+    dk_, dv_ = _call(
+        _dkv_kernel,
+        cfg,
+        "local_attention_bwd_dkv",
+        [_row(cfg, dk), _tile(cfg, dk), _tile(cfg, dv), _tile1(cfg), _row(cfg, dv), _row1(cfg), _row1(cfg)],
+        (_tile(cfg, dk), _tile(cfg, dv)),
+        (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
+        *args,
+    )
+    return dq, dk_, dv_, None
+
+
+_attention_padded.defvjp(_attention_fwd, _attention_bwd)
+
+
+def _pad_to(a, rows, cols):
+    return jnp.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, cols - a.shape[2])))
+
+
+@functools.partial(
+    jax.jit, static_argnames=("window", "causal", "scale", "block_size", "interpret", "platform")
+)
+def local_attention_pallas(
+    q: Float[ArrayLike, "*batch L dk"],
+    k: Float[ArrayLike, "*batch L dk"],
+    v: Float[ArrayLike, "*batch L dv"],
+    key_mask: Bool[ArrayLike, "*batch L"] | None = None,
+    *,
+    window: int,
+    causal: bool = False,
+    scale: float | None = None,
+    block_size: int | None = None,
+    interpret: bool = False,
+    platform: Literal["gpu", "cpu"] = "gpu",
+) -> Float[Array, "*batch L dv"]:
+    """Sliding-window softmax attention as a Pallas kernel (flash-style, memory linear in `L`).
+
+    `o_i = Σ_j softmax_j(scale · q_i · k_j) v_j` over the keys `j` with
+    `|i − j| <= window` (`0 <= i − j <= window` when `causal`) and
+    `key_mask[j]`. The sequence is cut into tiles of `block_size` positions; the
+    program for query tile `t` visits only the key tiles that meet its window and
+    keeps an online softmax (running maximum, normalizer, unnormalized output;
+    Dao et al., "FlashAttention", 2022), so no `L × L` array exists and the work is
+    `O(L · window · d)`. A row with no allowed key (every key of its window masked)
+    gives a zero output and zero gradients, as `seqkit.attention.dot_product_attention`.
+
+    Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
+    (FlashAttention-2's split): one over query tiles accumulates `dq`, one over key
+    tiles accumulates `dk` and `dv`, both recomputing the weights from the saved
+    log normalizers; `D_i = do_i · o_i` is one `O(L d)` XLA reduction.
+
+    Lowers with Triton on GPU (checked without the hardware by `jax.export` for
+    `platforms=["cuda"]`, which runs JAX's lowering to Triton IR, not Triton's own
+    compiler); float32 products are full precision (no TF32), float16/bfloat16 ones
+    run on the matrix units with float32 accumulation. Any float dtype in
+    interpret mode. Head dimensions are padded with zeros to a power of two `>= 16`
+    (Triton tensor sizes); `L` is padded to a tile multiple and masked. Not for
+    TPU (see `unsupported`).
+
+    **Arguments:**
+
+    - `q`, `k`, `v`: `(*batch, L, dk)`, `(*batch, L, dk)`, `(*batch, L, dv)`, one dtype.
+    - `key_mask`: optional `(*batch, L)` boolean, `True` = real key.
+    - `window`: `w >= 0`, the largest distance `|i − j|` a query sees.
+    - `causal`: see only keys `j <= i`.
+    - `scale`: defaults to `1/sqrt(dk)`.
+    - `block_size`: positions per tile (default: the power of two in `[16, 64]`
+      nearest `L`).
+    - `interpret`: run in Pallas's interpret mode (on CPU).
+    - `platform`: `"gpu"` or `"cpu"`: whose compiler parameters to use (ignored in
+      interpret mode); may differ from the machine's backend under `jax.export`.
+
+    **Returns:** `(*batch, L, dv)` in the inputs' dtype.
+    """
+    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
+    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(
+            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
+            f"got {q.shape}, {k.shape}, {v.shape}"
+        )
+    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
+        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not isinstance(window, int) or window < 0:
+        raise ValueError(f"expected an integer window >= 0, got {window!r}")
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
+    *batch, L, dk = q.shape
+    dv = v.shape[-1]
+    if key_mask is not None:
+        key_mask = jnp.asarray(key_mask)
+        if key_mask.shape != (*batch, L):
+            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    platform = "cpu" if interpret else platform
+    scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
+    B = block_size or _default_block(L)
+    Lp = -(-L // B) * B
+    cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, platform)
+    R = int(np.prod(batch, dtype=np.int64))
+    dkp, dvp = (max(_MIN_TILE, _next_pow2(d)) for d in (dk, dv))
+
+    real = jnp.arange(Lp) < L
+    km = jnp.broadcast_to(real, (R, Lp))
+    if key_mask is not None:
+        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
+    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
+    args = (
+        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
+        _pad_to(k.reshape(R, L, dk), Lp, dkp),
+        _pad_to(v.reshape(R, L, dv), Lp, dvp),
+        km.astype(jnp.int32),
+    )
+    o = _attention_padded(cfg, *args)
+    return o[:, :L, :dv].reshape(*batch, L, dv)
