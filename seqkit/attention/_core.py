@@ -8,6 +8,7 @@ query may attend to a key.
 
 import functools
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,12 @@ import jax.random as jr
 from jax import lax
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from seqkit.kernels._dispatch_library import choose_library
+
+#: Dense attention's implementations: `"auto"` (cuDNN on GPU when it serves the
+#: call, else XLA; always XLA on CPU), `"xla"` or `"cudnn"`.
+DenseImpl = Literal["auto", "xla", "cudnn"]
 
 # ---------------------------------------------------------------------------
 # masks
@@ -112,15 +119,83 @@ def softmax_attend(
     return o, lse
 
 
+# ---------------------------------------------------------------------------
+# cuDNN's fused attention (GPU), through jax.nn.dot_product_attention
+
+_CUDNN_DTYPES = ("bfloat16", "float16")
+_CUDNN_MAX_HEAD_DIM = 128  # cuDNN's flash-attention limit before Hopper (256 from Hopper on)
+
+
+def cudnn_unsupported(q, k, v, mask, causal: bool, dropout: bool, platform: str) -> str | None:
+    """Why cuDNN's fused attention (`jax.nn.dot_product_attention(...,
+    implementation="cudnn")`) cannot serve a dense-attention call on `platform`, or
+    `None`. The constraints, from jax's documented cuDNN checks plus seqkit's
+    semantics:
+
+    - an NVIDIA GPU (`platform == "gpu"`; no interpret mode on CPU);
+    - `q`, `k`, `v` of one dtype, float16 or bfloat16;
+    - one head dimension `dk == dv`, a multiple of 8 and at most 128;
+    - `q`, `k`, `v` with the same leading (batch/head) shape, no broadcasting;
+    - no `mask` (cuDNN would take a general mask as an additive bias, under which a
+      row with no allowed key is not zero as seqkit's is); `causal` needs `Lq == Lk`;
+    - no attention dropout (seqkit's dropout stream is not cuDNN's).
+    """
+    if platform != "gpu":
+        return f"cuDNN fused attention runs on NVIDIA GPUs only, not {platform}"
+    names = {jnp.dtype(x.dtype).name for x in (q, k, v)}
+    if len(names) != 1 or not names <= set(_CUDNN_DTYPES):
+        return f"cuDNN needs q, k, v of one dtype in {_CUDNN_DTYPES}, got {sorted(names)}"
+    dk, dv = q.shape[-1], v.shape[-1]
+    if dk != dv or dk % 8 or dk > _CUDNN_MAX_HEAD_DIM:
+        return (
+            f"cuDNN needs one head dimension dk == dv, a multiple of 8 and <= "
+            f"{_CUDNN_MAX_HEAD_DIM}, got dk={dk}, dv={dv}"
+        )
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        return f"cuDNN needs q, k, v with one leading shape, got {q.shape}, {k.shape}, {v.shape}"
+    if mask is not None:
+        return "cuDNN is used without a mask only (dense or causal=True); got a mask array"
+    if causal and q.shape[-2] != k.shape[-2]:
+        return f"causal cuDNN attention needs Lq == Lk, got {q.shape[-2]} and {k.shape[-2]}"
+    if dropout:
+        return "attention dropout is not supported on the cuDNN path (use impl='xla')"
+    return None
+
+
+def _cudnn_attention(q, k, v, causal: bool, scale: float) -> Array:
+    """`jax.nn.dot_product_attention(..., implementation="cudnn")` on seqkit's layout:
+    the leading axes become cuDNN's batch, with one head each."""
+    *b, Lq, dk = q.shape
+    Lk, dv = k.shape[-2], v.shape[-1]
+    n = math.prod(b)
+    o = jax.nn.dot_product_attention(
+        q.reshape(n, Lq, 1, dk),
+        k.reshape(n, Lk, 1, dk),
+        v.reshape(n, Lk, 1, dv),
+        scale=scale,
+        is_causal=causal,
+        implementation="cudnn",
+    )
+    return o.reshape(*b, Lq, dv)
+
+
+def _dense_choice(impl, name, q, k, v, mask, causal, dropout_rate, key) -> str:
+    dropout = dropout_rate > 0.0 and key is not None
+    unsupported = functools.partial(cudnn_unsupported, q, k, v, mask, causal, dropout)
+    return choose_library(impl, name, "cudnn", unsupported).impl
+
+
 def dot_product_attention(
     q: Float[Array, "*b Lq dk"],
     k: Float[Array, "*b Lk dk"],
     v: Float[Array, "*b Lk dv"],
     mask: Bool[Array, "*#b #Lq #Lk"] | None = None,
     *,
+    causal: bool = False,
     scale: float | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
+    impl: DenseImpl = "auto",
 ) -> Float[Array, "*b Lq dv"]:
     """Dense softmax attention `softmax(scale · q kᵀ + log mask) v` (Vaswani et al.,
     "Attention Is All You Need", 2017), the reference every other path is tested
@@ -134,11 +209,25 @@ def dot_product_attention(
 
     - `q`, `k`, `v`: `(*b, Lq, dk)`, `(*b, Lk, dk)`, `(*b, Lk, dv)`.
     - `mask`: optional boolean `(Lq, Lk)` (broadcast over `*b`), `True` = may attend.
+    - `causal`: also keep only keys `j <= i` (the mask `causal_mask(Lq, Lk)`).
     - `scale`: defaults to `1/sqrt(dk)`.
     - `dropout_rate`, `key`: attention-weight dropout (inactive without a key).
+    - `impl`: `"xla"` (the computation above, on every backend), `"cudnn"`
+      (cuDNN's fused flash attention through
+      `jax.nn.dot_product_attention(..., implementation="cudnn")`; NVIDIA GPU,
+      float16/bfloat16, no mask but `causal`, see `cudnn_unsupported`; a call it
+      cannot serve is a `ValueError` naming the constraint) or `"auto"` (default:
+      cuDNN on GPU when it serves the call, XLA otherwise and always on CPU).
+      There is no Pallas path for dense attention: on GPU the vendor kernel is
+      the fused one to use.
 
     **Returns:** `(*b, Lq, dv)`; rows with no allowed key are zero.
     """
+    if _dense_choice(impl, "dot_product_attention", q, k, v, mask, causal, dropout_rate, key) == "cudnn":
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        return _cudnn_attention(q, k, v, causal, scale)
+    if causal:
+        mask = combine_masks(mask, causal_mask(q.shape[-2], k.shape[-2]))
     return attention_with_lse(q, k, v, mask, scale=scale, dropout_rate=dropout_rate, key=key)[0]
 
 
@@ -423,6 +512,7 @@ def chunked_dot_product_attention(
     scale: float | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
+    impl: DenseImpl = "auto",
 ) -> Float[Array, "Lq dv"]:
     """Softmax attention by an online softmax over key chunks (one head).
 
@@ -456,6 +546,11 @@ def chunked_dot_product_attention(
     - `scale`: defaults to `1/sqrt(dk)`.
     - `dropout_rate`, `key`: attention-weight dropout, regenerated per chunk in
       the backward pass from the same key.
+    - `impl`: `"xla"` (the online softmax above), `"cudnn"` (cuDNN's fused
+      flash attention, also memory-linear; NVIDIA GPU, float16/bfloat16, no
+      `key_mask`, no dropout: see [`seqkit.attention.dot_product_attention`][])
+      or `"auto"` (default: cuDNN on GPU when it serves the call, the online
+      softmax otherwise and always on CPU). `chunk_size` applies to `"xla"` only.
 
     **Returns:** `(Lq, dv)`.
     """
@@ -466,6 +561,10 @@ def chunked_dot_product_attention(
     if chunk_size < 1:
         raise ValueError(f"expected chunk_size >= 1, got {chunk_size}")
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
+    # A key mask is a mask array to cuDNN (which it does not take), so it keeps XLA.
+    name = "chunked_dot_product_attention"
+    if _dense_choice(impl, name, q, k, v, key_mask, causal, dropout_rate, key) == "cudnn":
+        return _cudnn_attention(q, k, v, causal, scale)
     c = -(-Lk // -(-Lk // chunk_size))  # ceil(Lk / n_chunks): equal chunks, padding < n_chunks
     pad = (-Lk) % c
     kmask = jnp.ones((Lk,), bool) if key_mask is None else key_mask

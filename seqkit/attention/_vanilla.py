@@ -8,13 +8,7 @@ from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._base import AbstractRecurrentAttention, AttentionHeads, map_heads
-from ._core import (
-    causal_mask,
-    chunked_dot_product_attention,
-    combine_masks,
-    dot_product_attention,
-    padding_mask,
-)
+from ._core import chunked_dot_product_attention, dot_product_attention, padding_mask
 
 
 class KVCache(NamedTuple):
@@ -38,7 +32,9 @@ class MultiHeadAttention(AbstractRecurrentAttention):
     [`seqkit.attention.chunked_dot_product_attention`][]: an online softmax over
     key chunks with memory linear in `L`, forward and backward, whose `vmap` over
     heads and examples becomes one batched kernel. `impl="dense"` builds the
-    `L × L` scores and is the reference.
+    `L × L` scores and is the reference. On GPU both take cuDNN's fused attention
+    when it serves the call (float16/bfloat16, no padding mask, no dropout; the
+    `impl="auto"` of the pure functions); on CPU they run as described.
 
     Recurrent mode (causal only): `init_state(L)` preallocates a key/value cache
     for `L` positions ([`seqkit.attention.KVCache`][]); `step` writes position
@@ -90,12 +86,8 @@ class MultiHeadAttention(AbstractRecurrentAttention):
 
     def _pattern(self, q, k, v, *, key_mask, dropout_rate, key):
         if self.impl == "dense":
-            L = q.shape[0]
-            m = combine_masks(
-                causal_mask(L) if self.causal else None,
-                None if key_mask is None else padding_mask(key_mask, L),
-            )
-            return dot_product_attention(q, k, v, m, dropout_rate=dropout_rate, key=key)
+            m = None if key_mask is None else padding_mask(key_mask, q.shape[0])
+            return dot_product_attention(q, k, v, m, causal=self.causal, dropout_rate=dropout_rate, key=key)
         return chunked_dot_product_attention(
             q,
             k,
