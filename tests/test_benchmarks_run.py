@@ -15,6 +15,8 @@ CASES = {
     "attention": "--lengths 64 --batch 1 --d-model 8 --repeats 1 --only vanilla mha-chunked local performer",
     "attention_fused": "--lengths 64 --batch 1 --heads 1 --head-dim 8 --repeats 1",
     "mega_memory": "--lengths 64 128 --d-model 8 --z-dim 4 --v-dim 8 --chunk 32",
+    # XLA against Pallas (interpret mode on CPU) for every kernel with an impl switch
+    "kernels": "--quick --lengths 64 --repeats 1",
     # both protocols through the trainer's step at toy size: an SSM, a kernel method and
     # vanilla (every kind trains through a recipe in tests/train/test_train_mixers.py)
     "lra_efficiency": "--quick --lengths 256 --only s4 linear performer",
@@ -24,7 +26,7 @@ CASES = {
 # Seconds a script may take; most take well under the default.
 TIMEOUT = {"lra_efficiency": 900}
 # Scripts whose saved rows are redrawn (`--json`, then `--rows`).
-REDRAWN = ["attention_fused", "ssm_layers"]
+REDRAWN = ["attention_fused", "kernels", "ssm_layers"]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
