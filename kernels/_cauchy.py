@@ -10,7 +10,7 @@ from jaxtyping import Array, Complex, Inexact
 from seqkit._typing import ArrayLike
 
 from ._cauchy_pallas import cauchy_pallas, unsupported as _pallas_unsupported
-from ._dispatch import Impl, backend, choose
+from ._dispatch import Impl, backend, choose, resolving_auto
 from ._util import real_dtype
 
 # Elements of one chunk's (batch, n, chunk) reciprocal tensor: bounds memory and
@@ -103,6 +103,7 @@ def _cauchy_bwd(conj_pairs, chunk, res, G):
 _cauchy.defvjp(_cauchy_fwd, _cauchy_bwd)
 
 
+@resolving_auto
 @functools.partial(jax.jit, static_argnames=("conj_pairs", "chunk_size", "impl"))
 def cauchy(
     v: Inexact[ArrayLike, "*batch M n"],

@@ -11,9 +11,19 @@
 A kernel states what it supports as a function of the call, returning `None`
 (supported) or the reason it is not; the dispatcher does the rest, so every
 kernel makes its choice the same way.
+
+`impl="auto"` can be redirected for a whole computation without touching the
+modules: `with seqkit.kernels.use_impl("xla"): ...` makes every `"auto"` call
+traced inside the block run as `"xla"` (or `"pallas"`); an explicit `"xla"` or
+`"pallas"` argument still wins. The choice is made while tracing, so the block
+must enclose the first call of a jitted function (the trainer does this for
+`trainer.kernels`).
 """
 
-from collections.abc import Callable
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 import jax
@@ -29,6 +39,40 @@ class Choice(NamedTuple):
 
     impl: str
     interpret: bool = False
+
+
+_default = threading.local()
+
+
+def default_impl() -> str:
+    """What `impl="auto"` means here: `"auto"`, or the `use_impl` block's choice."""
+    return getattr(_default, "impl", "auto")
+
+
+@contextlib.contextmanager
+def use_impl(impl: str) -> Iterator[None]:
+    """Within the block, `impl="auto"` calls run as `impl` (`"auto"`, `"xla"` or
+    `"pallas"`); blocks nest, and the previous choice comes back on exit."""
+    if impl not in IMPLS:
+        raise ValueError(f"expected impl in {IMPLS}, got {impl!r}")
+    previous = default_impl()
+    _default.impl = impl
+    try:
+        yield
+    finally:
+        _default.impl = previous
+
+
+def resolving_auto(jitted: Callable) -> Callable:
+    """`jitted` (a `jax.jit` function with a static `impl`) called with `"auto"`
+    replaced by `default_impl()` first, so the `use_impl` block in force is part
+    of jit's cache key and a trace made under another block is never reused."""
+
+    @functools.wraps(jitted)
+    def call(*args, impl: str = "auto", **kwargs):
+        return jitted(*args, impl=default_impl() if impl == "auto" else impl, **kwargs)
+
+    return call
 
 
 def backend() -> str:
@@ -58,6 +102,8 @@ def choose(
     """
     if impl not in IMPLS:
         raise ValueError(f"{kernel}: expected impl in {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = default_impl()
     if impl == "xla":
         return Choice("xla")
     platform = backend() if platform is None else platform

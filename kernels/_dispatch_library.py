@@ -12,7 +12,7 @@ is a `ValueError` that names the constraint.
 
 from collections.abc import Callable
 
-from ._dispatch import ACCELERATORS, Choice, backend
+from ._dispatch import ACCELERATORS, Choice, backend, default_impl
 
 
 def choose_library(
@@ -41,7 +41,7 @@ def choose_library(
     impls = ("auto", "xla", library)
     if impl not in impls:
         raise ValueError(f"{kernel}: expected impl in {impls}, got {impl!r}")
-    if impl == "xla":
+    if impl == "xla" or (impl == "auto" and default_impl() == "xla"):  # `use_impl("xla")` blocks too
         return Choice("xla")
     platform = backend() if platform is None else platform
     if impl == "auto" and platform not in ACCELERATORS:

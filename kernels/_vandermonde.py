@@ -9,7 +9,7 @@ from jaxtyping import Float, Inexact
 
 from seqkit._typing import ArrayLike
 
-from ._dispatch import Impl, backend, choose
+from ._dispatch import Impl, backend, choose, resolving_auto
 from ._util import real_dtype, split_complex
 from ._vandermonde_pallas import unsupported as _pallas_unsupported, vandermonde_pallas
 
@@ -19,6 +19,7 @@ def _block_size(L: int) -> int:
     return max(1, 1 << math.ceil(math.log2(max(1.0, math.sqrt(L)))))
 
 
+@resolving_auto
 @functools.partial(jax.jit, static_argnames=("L", "block_size", "impl"))
 def vandermonde(
     v: Inexact[ArrayLike, "*batch n"],

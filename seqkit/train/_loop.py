@@ -16,6 +16,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from seqkit._paths import expand_path
+from seqkit.kernels import use_impl
 
 from ._checkpoint import load_checkpoint, read_json, remove_temporaries, save_checkpoint, write_json
 from ._distributed import host_arrays, is_main_process, process_eval_batches, process_part
@@ -344,6 +345,15 @@ def train(
 
     **Returns:** the results dict (also written to `results.json`).
     """
+    recipe.validate()  # trainer.kernels among the rest, before it is used
+    # `trainer.kernels` decides what every kernel's impl="auto" means while tracing.
+    with use_impl(recipe.trainer.kernels):
+        return _train(recipe, run_dir, resume=resume, progress=progress, sources=sources, batches=batches)
+
+
+def _train(
+    recipe: Recipe, run_dir: str | os.PathLike, *, resume, progress, sources, batches
+) -> dict[str, Any]:
     run_dir = expand_path(run_dir)
     srcs = dict(sources) if sources is not None else recipe.make_sources()
     recipe.validate(srcs)
@@ -706,12 +716,13 @@ def evaluate_run(run_dir: str | os.PathLike, *, sources=None) -> dict[str, Any]:
     bs = recipe.trainer.eval_batch_size or recipe.trainer.batch_size
     batches = _default_batches()
     t0 = time.perf_counter()
-    res = {
-        split: evaluate(
-            model, state, srcs[split], batch_size=bs, batches=batches, objective=recipe.trainer.objective
-        )
-        for split in ("val", "test")
-    }
+    with use_impl(recipe.trainer.kernels):
+        res = {
+            split: evaluate(
+                model, state, srcs[split], batch_size=bs, batches=batches, objective=recipe.trainer.objective
+            )
+            for split in ("val", "test")
+        }
     out = {
         "recipe": recipe.name,
         "preset": recipe.preset,

@@ -242,6 +242,11 @@ class TrainerConfig:
     (its head left out), reconstructing spans of hidden patches of real-valued
     patch inputs (`data.patch_size`); labels are not used, accuracy is NaN, and
     a later run fine-tunes the encoder with `model.init_from`.
+
+    `kernels`: what the kernels' `impl="auto"` means in this run (training and
+    evaluation): `"auto"` (Pallas on GPU/TPU where a kernel supports the call,
+    XLA otherwise), `"xla"` (the XLA references everywhere) or `"pallas"` (the
+    Pallas kernels; interpret mode on CPU, slow, for testing).
     """
 
     batch_size: int = _bounded(64, lo=1)
@@ -255,6 +260,7 @@ class TrainerConfig:
     objective: Literal["cross_entropy", "trime_local", "trime_batch", "trime_long", "masked_patches"] = (
         "cross_entropy"
     )
+    kernels: Literal["auto", "xla", "pallas"] = "auto"
 
     def batch_options(self) -> dict[str, Any]:
         """What `objective` asks of `seqkit.data.batches` when it draws training

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from seqkit._paths import expand_path
+from seqkit.kernels import use_impl
 
 from ._checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from ._logging import MetricsLog, Progress
@@ -537,6 +538,13 @@ def sweep(
 
     **Returns:** the content of `sweep.json`.
     """
+    recipe.validate()
+    with use_impl(recipe.trainer.kernels):  # what impl="auto" means while tracing
+        return _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches,
+                      member_devices)  # fmt: skip
+
+
+def _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches, member_devices):
     members = sweep_members(recipe, grid, seeds=seeds)
     if recipe.trainer.mesh_sizes():
         raise RecipeError(
