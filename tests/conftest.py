@@ -71,3 +71,19 @@ def _release_compiled_programs():
     """
     yield
     jax.clear_caches()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` or `tpu` run only where JAX's default backend is that
+    accelerator (`JAX_PLATFORMS=cuda pytest -m gpu`); elsewhere they are skipped,
+    saying which backend this run has."""
+    backend = jax.default_backend()
+    for item in items:
+        for accelerator in ("gpu", "tpu"):
+            if accelerator in item.keywords and backend != accelerator:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"needs a {accelerator.upper()}: this run's JAX backend is {backend} (run "
+                        f"with JAX_PLATFORMS={'cuda' if accelerator == 'gpu' else 'tpu'} -m {accelerator})"
+                    )
+                )

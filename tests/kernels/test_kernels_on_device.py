@@ -1,0 +1,90 @@
+"""The Pallas kernels compiled for a real accelerator (not interpret mode), against
+the XLA paths on the same device: forward and gradients in float32, and memory
+that grows linearly in L. Marked `gpu` / `tpu`: skipped (with the reason) unless
+JAX's backend is that accelerator, e.g. `JAX_PLATFORMS=cuda pytest -m gpu`."""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from seqkit.kernels import cauchy, linear_scan, vandermonde
+from seqkit.ssm import s4d_kernel
+
+ACCELERATORS = [pytest.param("gpu", marks=pytest.mark.gpu), pytest.param("tpu", marks=pytest.mark.tpu)]
+on_accelerator = pytest.mark.parametrize("accelerator", ACCELERATORS)
+
+
+def _complex(key, shape, scale=1.0):
+    k1, k2 = jr.split(key)
+    return jax.lax.complex(scale * jr.normal(k1, shape), scale * jr.normal(k2, shape))
+
+
+def _close(got, want, rtol=2e-4):
+    """Equal up to float32 rounding relative to the largest entry."""
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_allclose(got, want, rtol=0, atol=rtol * max(1.0, float(np.abs(want).max())))
+
+
+def _both(f, *args):
+    """`f(*args, impl)` and the gradient of the sum of its real part, per impl."""
+    out = {}
+    for impl in ("xla", "pallas"):
+        g = jax.jit(jax.value_and_grad(lambda *a, impl=impl: jnp.sum(jnp.real(f(*a, impl))), argnums=(0, 1)))
+        out[impl] = (jax.jit(lambda *a, impl=impl: f(*a, impl))(*args), *g(*args))
+    return out
+
+
+@on_accelerator
+def test_vandermonde_on_device(accelerator):
+    v = _complex(jr.key(0), (64, 32))
+    x = jax.lax.complex(-jnp.exp(jr.normal(jr.key(1), (64, 32))) * 0.01, jr.normal(jr.key(2), (64, 32)))
+    res = _both(lambda v, x, impl: vandermonde(v, x, 4096, impl=impl), v, x)
+    for a, b in zip(res["pallas"], res["xla"], strict=True):
+        jax.tree.map(_close, a, b)
+
+
+@on_accelerator
+def test_cauchy_on_device(accelerator):
+    n, K = 32, 2048
+    v = _complex(jr.key(0), (8, 2, n))
+    freq = jnp.broadcast_to(jnp.pi * jnp.arange(n, dtype=jnp.float32), (8, n))
+    lam = jax.lax.complex(-0.5 * jnp.ones((8, n)), freq)
+    omega = jnp.exp(jax.lax.complex(jnp.zeros(K), -2 * jnp.pi * jnp.arange(K, dtype=jnp.float32) / K))
+    z = 2.0 * (1 - omega) / (1 + omega)
+    res = _both(lambda v, lam, impl: cauchy(v, z, lam, impl=impl), v, lam)
+    for a, b in zip(res["pallas"], res["xla"], strict=True):
+        jax.tree.map(_close, a, b)
+
+
+@on_accelerator
+def test_linear_scan_on_device(accelerator):
+    L, D = 4096, 256
+    a = jax.lax.complex(0.9 + 0.09 * jr.uniform(jr.key(0), (L, D)), 0.05 * jr.normal(jr.key(1), (L, D)))
+    b = _complex(jr.key(2), (L, D))
+    for reverse in (False, True):
+        res = _both(lambda a, b, impl, reverse=reverse: linear_scan(a, b, reverse=reverse, impl=impl), a, b)
+        for x, y in zip(res["pallas"], res["xla"], strict=True):
+            jax.tree.map(_close, x, y)
+
+
+@on_accelerator
+def test_s4d_kernel_memory_is_linear_in_L(accelerator):
+    """The compiled gradient of the S4D kernel with the Pallas Vandermonde kernel:
+    its temporaries grow about linearly from L = 16K to 64K (H = 256, N/2 = 32)."""
+    H, N2 = 256, 32
+
+    def temp_bytes(L):
+        def loss(dt):
+            freq = jnp.broadcast_to(jnp.pi * jnp.arange(N2, dtype=jnp.float32), (H, N2))
+            A = jax.lax.complex(-0.5 * jnp.ones((H, N2)), freq)
+            B = C = jax.lax.complex(jnp.ones((H, N2)), jnp.zeros((H, N2)))
+            return jnp.sum(s4d_kernel(A, B, C, dt, L, impl="pallas"))
+
+        compiled = jax.jit(jax.grad(loss)).lower(jnp.full((H,), 0.01)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    small, large = temp_bytes(16384), temp_bytes(65536)
+    assert large < 6 * small, (small, large)
+    assert large < H * N2 * 65536 * 8 / 4  # well under one (H, N/2, L) complex64 tensor
