@@ -18,6 +18,8 @@ from jaxtyping import Array, Bool, Float
 
 from seqkit._typing import ArrayLike
 
+from ._pallas_params import compiler_params
+
 _GPU_DTYPES = ("bfloat16", "float16", "float32")
 # Triton: tensors have power-of-two sizes and matrix-product operands are at least
 # 16 wide, so tiles are >= 16 positions and head dimensions are padded to a power
@@ -219,12 +221,7 @@ def _dkv_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dk_ref, dv
 
 
 def _compiler_params(cfg: _Config):
-    if cfg.interpret or cfg.platform != "gpu":
-        return None
-    # Triton, not Mosaic GPU (which wants warpgroup-sized rows, as in the Vandermonde kernel).
-    from jax.experimental.pallas import triton as pltriton
-
-    return pltriton.CompilerParams(num_warps=4, num_stages=2)
+    return compiler_params(cfg.platform, interpret=cfg.interpret, num_stages=2)
 
 
 def _tile(cfg, d):

@@ -14,6 +14,7 @@ from jaxtyping import Array, Inexact
 from seqkit._typing import ArrayLike
 
 from . import _dispatch
+from ._pallas_params import compiler_params
 from ._util import make_complex, real_dtype, split_complex
 
 # Time steps per chunk: the kernel's sequential loop runs over chunks, and the
@@ -167,16 +168,7 @@ def _call(kernel, inputs, n_out, *, parts, chunk, reverse, platform):
     width = _block_channels(D, platform)
     grid = (D // width,)
     spec = pl.BlockSpec((rows, width), lambda j: (0, j))
-    if platform == "gpu":
-        from jax.experimental.pallas import triton as pltriton
-
-        params = pltriton.CompilerParams(num_warps=max(1, width // 32))
-    elif platform == "tpu":
-        from jax.experimental.pallas import tpu as pltpu
-
-        params = pltpu.CompilerParams(dimension_semantics=("parallel",))
-    else:
-        params = None
+    params = compiler_params(platform, num_warps=max(1, width // 32), num_stages=None)
     out = jax.ShapeDtypeStruct((rows, D), inputs[0].dtype)
     return pl.pallas_call(
         functools.partial(kernel, parts=parts, rows=rows, chunk=chunk, reverse=reverse),

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, Inexact
 
 from seqkit._typing import ArrayLike
 
+from ._pallas_params import compiler_params
 from ._util import real_dtype, split_complex
 
 # Rows of positions per tile (`M`): a multiple of 8 (TPU sublanes) and at least 16
@@ -183,16 +184,7 @@ def _backward_kernel(*refs, cfg: _Config):
 
 
 def _compiler_params(cfg: _Config, dims: int):
-    if cfg.interpret or cfg.platform == "cpu":
-        return None
-    if cfg.platform == "gpu":
-        # Triton, not Mosaic GPU: Mosaic GPU wants warpgroup-sized (128-byte) rows.
-        from jax.experimental.pallas import triton as pltriton
-
-        return pltriton.CompilerParams(num_warps=4, num_stages=1)
-    from jax.experimental.pallas import tpu as pltpu
-
-    return pltpu.CompilerParams(dimension_semantics=("parallel",) * dims)
+    return compiler_params(cfg.platform, interpret=cfg.interpret, dims=dims)
 
 
 def _specs(cfg: _Config):
