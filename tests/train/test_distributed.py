@@ -10,7 +10,6 @@ with `test_mesh`'s helpers. Every subprocess has a timeout, so a hung collective
 fails the test instead of blocking it."""
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -21,8 +20,8 @@ import time
 
 import numpy as np
 import pytest
-from test_mesh import HERE, STEPS, assert_same_run
-from train_fixtures import postnorm_recipe, sources
+from test_mesh import STEPS, assert_same_run
+from train_fixtures import fake_devices_env, postnorm_recipe, sources
 
 import seqkit.train as st
 from seqkit.data import batches
@@ -110,15 +109,11 @@ def launch(script, out, mode, *, mesh, devices=1, processes=2):
     """Run `RUNNER` as `processes` processes of one run; return their
     `(returncode, output)`. A process still running after `TIMEOUT` seconds, or
     one left when another was killed, is killed."""
-    paths = [HERE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     address = f"127.0.0.1:{free_port()}"
     procs = []
     for index in range(processes):
-        env = dict(
-            os.environ,
-            PYTHONPATH=os.pathsep.join(paths),
-            JAX_PLATFORMS="cpu",
-            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        env = fake_devices_env(
+            devices,
             JAX_COORDINATOR_ADDRESS=address,
             JAX_NUM_PROCESSES=str(processes),
             JAX_PROCESS_ID=str(index),

@@ -7,7 +7,6 @@ recipe trained without a mesh (no sharding anywhere), in that same subprocess;
 the comparison reads the run directories back here."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,11 +17,10 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from train_fixtures import batches, replace_trainer, sources, tiny_recipe
+from train_fixtures import batches, fake_devices_env, replace_trainer, sources, tiny_recipe
 
 import seqkit.train as st
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS = 20
 
 
@@ -94,18 +92,9 @@ def mesh_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("mesh")
     script = out / "runner.py"
     script.write_text(RUNNER)
-    # No empty entry in PYTHONPATH: it would mean the working directory, and from the
-    # repository root the source tree would shadow the installed package.
-    paths = [HERE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(paths),
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-    )
     proc = subprocess.run(
         [sys.executable, "-P", str(script), str(out), str(STEPS)],
-        env=env,
+        env=fake_devices_env(8),
         capture_output=True,
         text=True,
         timeout=600,

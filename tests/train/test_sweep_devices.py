@@ -6,18 +6,15 @@ subprocess with `XLA_FLAGS=--xla_force_host_platform_device_count=4`; the
 one-device sweep it is compared with runs in that same subprocess."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
-from train_fixtures import sources
+from train_fixtures import fake_devices_env, sources
 
 import seqkit.train as st
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 RUNNER = textwrap.dedent(
     """
@@ -79,15 +76,12 @@ def device_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep_devices")
     script = out / "runner.py"
     script.write_text(RUNNER)
-    paths = [HERE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(paths),
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-    )
     proc = subprocess.run(
-        [sys.executable, "-P", str(script), str(out)], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-P", str(script), str(out)],
+        env=fake_devices_env(4),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads(proc.stdout.strip().splitlines()[-1])

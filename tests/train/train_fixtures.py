@@ -3,6 +3,7 @@
 so the trainer is tested without the data pipelines."""
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -115,3 +116,20 @@ def crashing_batches(after):
         return gen()
 
     return make
+
+
+def fake_devices_env(n_devices: int, **extra: str) -> dict[str, str]:
+    """The environment of a subprocess that imports these fixtures and sees
+    `n_devices` fake CPU devices (fixed before JAX starts, hence a subprocess).
+
+    No empty entry in `PYTHONPATH`: it would mean the working directory, and from
+    the repository root the source tree would shadow the installed package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(paths),
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
+        **extra,
+    )
