@@ -5,7 +5,6 @@ and TPU); `kernels/_cauchy.py` holds the XLA reference it is tested against.
 """
 
 import functools
-import math
 from typing import Literal, NamedTuple
 
 import jax
@@ -17,13 +16,12 @@ from jaxtyping import Array, Complex, Inexact
 
 from seqkit._typing import ArrayLike
 
-from ._pallas_params import compiler_params
+from ._pallas_common import compiler_params, float32_unsupported, mode_block, next_pow2, tile_unsupported
 from ._util import real_dtype, split_complex
 
 # Vectors (rows of `v`) per tile: 16 on GPU (Triton's smallest matrix-product operand),
 # else 8 (TPU sublanes). S4 evaluates 4 or 6 vectors: one tile, padded.
 _BLOCK_M = {"gpu": 16, "tpu": 8, "cpu": 8}
-_FLOAT32_PLATFORMS = ("gpu", "tpu")
 
 
 class _Config(NamedTuple):
@@ -40,22 +38,12 @@ class _Config(NamedTuple):
     platform: str  # "cpu" (interpret), "gpu" or "tpu": picks the compiler parameters
 
 
-def _next_pow2(k: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(1, k))))
-
-
 def _default_block_k(K: int, platform: str) -> int:
     """Evaluation points per tile: 128 lanes on TPU; elsewhere a power of two in
     `[16, 64]` (a tile's `(block_n, block_k)` reciprocals stay within registers)."""
     if platform == "tpu":
         return 128
-    return min(64, max(16, _next_pow2(K)))
-
-
-def _default_block_n(n: int, platform: str) -> int:
-    if platform == "tpu":
-        return 128  # dynamic lane slices of the pole axis stay 128-aligned
-    return min(32, max(16, _next_pow2(n)))
+    return min(64, max(16, next_pow2(K)))
 
 
 def unsupported(dtype, chunk_size: int | None, platform: str) -> str | None:
@@ -69,17 +57,7 @@ def unsupported(dtype, chunk_size: int | None, platform: str) -> str | None:
       wide) and a multiple of 128 on TPU (the lane width); any positive integer in
       interpret mode.
     """
-    dtype = jnp.dtype(dtype)
-    if platform in _FLOAT32_PLATFORMS and jnp.finfo(dtype).bits > 32:  # complex: its real part
-        return f"the kernel computes in float32 on {platform}; got {dtype} inputs (use impl='xla')"
-    if chunk_size is not None:
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            return f"chunk_size must be a positive integer, got {chunk_size!r}"
-        if platform == "gpu" and (chunk_size < 16 or chunk_size & (chunk_size - 1)):
-            return f"chunk_size must be a power of two >= 16 on gpu, got {chunk_size}"
-        if platform == "tpu" and chunk_size % 128:
-            return f"chunk_size must be a multiple of 128 on tpu, got {chunk_size}"
-    return None
+    return float32_unsupported(dtype, platform) or tile_unsupported("chunk_size", chunk_size, platform)
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,7 +373,7 @@ def cauchy_pallas(
         raise ValueError(f"expected a positive integer chunk_size, got {chunk_size!r}")
     platform = "cpu" if interpret else platform
     bk = chunk_size or _default_block_k(K, platform)
-    bn = _default_block_n(n, platform)
+    bn = mode_block(n, platform)
     bm = _BLOCK_M[platform]
     n_pad, M_pad, K_pad = (-(-a // b) * b for a, b in ((n, bn), (M, bm), (K, bk)))
     cfg = _Config(n, K, n_pad, bk, bm, bn, conj_pairs, interpret, platform)

@@ -18,13 +18,12 @@ from jaxtyping import Array, Bool, Float
 
 from seqkit._typing import ArrayLike
 
-from ._pallas_params import compiler_params
+from ._pallas_common import MIN_GPU_TILE, compiler_params, next_pow2, tile_unsupported
 
 _GPU_DTYPES = ("bfloat16", "float16", "float32")
 # Triton: tensors have power-of-two sizes and matrix-product operands are at least
 # 16 wide, so tiles are >= 16 positions and head dimensions are padded to a power
-# of two >= 16 (with zeros, which change no score and no output).
-_MIN_TILE = 16
+# of two >= 16 (with zeros, which change no score and no output): MIN_GPU_TILE.
 _MAX_DEFAULT_BLOCK = 64
 
 
@@ -40,12 +39,8 @@ class _Config(NamedTuple):
     platform: str  # "cpu" (interpret) or "gpu": picks the compiler parameters
 
 
-def _next_pow2(k: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(1, k))))
-
-
 def _default_block(L: int) -> int:
-    return min(_MAX_DEFAULT_BLOCK, max(_MIN_TILE, _next_pow2(L)))
+    return min(_MAX_DEFAULT_BLOCK, max(MIN_GPU_TILE, next_pow2(L)))
 
 
 def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
@@ -69,12 +64,7 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
         return f"dtype {name} is not supported on gpu (supported: {', '.join(_GPU_DTYPES)})"
     if dropout:
         return "attention dropout is not implemented in the Pallas kernel (use impl='xla')"
-    if block_size is not None:
-        if not isinstance(block_size, int) or block_size < 1:
-            return f"block_size must be a positive integer, got {block_size!r}"
-        if platform == "gpu" and (block_size < _MIN_TILE or block_size & (block_size - 1)):
-            return f"block_size must be a power of two >= {_MIN_TILE} on gpu, got {block_size}"
-    return None
+    return tile_unsupported("block_size", block_size, platform)  # platform: cpu or gpu here
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,7 +385,7 @@ def local_attention_pallas(
     Lp = -(-L // B) * B
     cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, platform)
     R = int(np.prod(batch, dtype=np.int64))
-    dkp, dvp = (max(_MIN_TILE, _next_pow2(d)) for d in (dk, dv))
+    dkp, dvp = (max(MIN_GPU_TILE, next_pow2(d)) for d in (dk, dv))
 
     real = jnp.arange(Lp) < L
     km = jnp.broadcast_to(real, (R, Lp))

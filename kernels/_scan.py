@@ -14,7 +14,7 @@ from jaxtyping import Array, Inexact
 from seqkit._typing import ArrayLike
 
 from . import _dispatch
-from ._pallas_params import compiler_params
+from ._pallas_common import compiler_params
 from ._util import make_complex, real_dtype, split_complex
 
 # Time steps per chunk: the kernel's sequential loop runs over chunks, and the

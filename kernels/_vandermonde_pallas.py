@@ -5,7 +5,6 @@ GPU and TPU); `kernels/_vandermonde.py` holds the XLA reference it is tested aga
 """
 
 import functools
-import math
 from typing import Literal, NamedTuple
 
 import jax
@@ -17,13 +16,12 @@ from jaxtyping import Array, Float, Inexact
 
 from seqkit._typing import ArrayLike
 
-from ._pallas_params import compiler_params
+from ._pallas_common import compiler_params, float32_unsupported, mode_block, next_pow2, tile_unsupported
 from ._util import real_dtype, split_complex
 
 # Rows of positions per tile (`M`): a multiple of 8 (TPU sublanes) and at least 16
 # (Triton's smallest matrix-product operand).
 _BLOCK_M = 16
-_FLOAT32_PLATFORMS = ("gpu", "tpu")
 
 
 class _Config(NamedTuple):
@@ -39,22 +37,12 @@ class _Config(NamedTuple):
     platform: str  # "cpu" (interpret), "gpu" or "tpu": picks the compiler parameters
 
 
-def _next_pow2(k: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(1, k))))
-
-
 def _default_block_size(L: int, platform: str) -> int:
     """`B`, positions per tile row: 128 lanes on TPU; elsewhere a power of two in
     `[16, 128]` that keeps a tile (`16 B` positions) no longer than needed for `L`."""
     if platform == "tpu":
         return 128
-    return min(128, max(16, _next_pow2(-(-L // _BLOCK_M))))
-
-
-def _default_block_n(n: int, platform: str) -> int:
-    if platform == "tpu":
-        return 128  # dynamic lane slices of the mode axis stay 128-aligned
-    return min(32, max(16, _next_pow2(n)))
+    return min(128, max(16, next_pow2(-(-L // _BLOCK_M))))
 
 
 def unsupported(dtype, block_size: int | None, platform: str) -> str | None:
@@ -68,17 +56,7 @@ def unsupported(dtype, block_size: int | None, platform: str) -> str | None:
       wide) and a multiple of 128 on TPU (the lane width); any positive integer in
       interpret mode.
     """
-    dtype = jnp.dtype(dtype)
-    if platform in _FLOAT32_PLATFORMS and dtype.itemsize > 4:
-        return f"the kernel computes in float32 on {platform}; got {dtype} inputs (use impl='xla')"
-    if block_size is not None:
-        if not isinstance(block_size, int) or block_size < 1:
-            return f"block_size must be a positive integer, got {block_size!r}"
-        if platform == "gpu" and (block_size < 16 or block_size & (block_size - 1)):
-            return f"block_size must be a power of two >= 16 on gpu, got {block_size}"
-        if platform == "tpu" and block_size % 128:
-            return f"block_size must be a multiple of 128 on tpu, got {block_size}"
-    return None
+    return float32_unsupported(dtype, platform) or tile_unsupported("block_size", block_size, platform)
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,7 +309,7 @@ def vandermonde_pallas(
     platform = "cpu" if interpret else platform
     *batch, n = v.shape
     B = block_size or _default_block_size(L, platform)
-    bn = _default_block_n(n, platform)
+    bn = mode_block(n, platform)
     n_pad = -(-n // bn) * bn
     is_complex = bool(jnp.iscomplexobj(v) or jnp.iscomplexobj(x))
     cfg = _Config(L, n_pad, B, _BLOCK_M, bn, is_complex, interpret, platform)
