@@ -37,7 +37,7 @@ import dataclasses
 
 from seqkit.train import DataConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
-from . import _presets, pixel
+from . import pixel
 from .vit import vit_model
 
 NAME = "pixel-pretrain"
@@ -75,23 +75,10 @@ def recipe() -> Recipe:
 
 
 def smoke(r: Recipe) -> Recipe:
-    """Seconds on a CPU, the shape of `pixel-text`'s smoke preset (32 wide, 2
-    layers of 2 heads, 64 patches): 2 steps of 4 on 16/8/8 chunks."""
-    r = _presets.shrink(
-        r,
-        d_model=32,
-        n_layers=2,
-        sizes=(16, 8, 8),
-        batch_size=4,
-        warmup_steps=1,
-        total_steps=2,
-        eval_every=2,
-        checkpoint_every=2,
-        log_every=1,
-        max_length=64,
-    )
-    mixers = [dataclasses.replace(m, num_heads=2) for m in r.model.mixers]
-    return dataclasses.replace(r, model=dataclasses.replace(r.model, mixers=mixers))
+    """Seconds on a CPU: `pixel-text`'s own smoke preset (32 wide, 2 layers of 2
+    heads, 64 patches; 2 steps of 4 on 16/8/8 chunks), so that a smoke
+    fine-tuning run starts from a smoke pretraining run."""
+    return pixel.smoke(r)
 
 
 def cpu(r: Recipe) -> Recipe:
