@@ -40,7 +40,7 @@ RUNNER = textwrap.dedent(
     import seqkit.train as st
     assert st.init_distributed()  # before anything else starts JAX
     from seqkit.data import batches
-    from train_fixtures import postnorm_recipe, sources
+    from train_fixtures import crashing_batches, postnorm_recipe, sources
 
     out, mode, mesh, steps, n_train, n_eval = sys.argv[1:3] + sys.argv[3:4] + list(map(int, sys.argv[4:]))
     me = jax.process_index()
@@ -58,17 +58,7 @@ RUNNER = textwrap.dedent(
 
     def killed_at(after):
         # SIGKILL (no cleanup, no exit handlers) when training asks for batch `after`.
-        def make(source, **kw):
-            it = batches(source, **kw)
-            if not kw.get("shuffle", True):
-                return it  # evaluation passes are not counted
-            def gen():
-                for i, b in enumerate(it):
-                    if i == after:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    yield b
-            return gen()
-        return make
+        return crashing_batches(after, crash=lambda: os.kill(os.getpid(), signal.SIGKILL), inner=batches)
 
     def train(run_dir, mesh=mesh, **kw):
         srcs = sources(n_train, n_eval)

@@ -98,19 +98,25 @@ class Crash(Exception):
     """Raised by `crashing_batches`: a kill in the middle of a run."""
 
 
-def crashing_batches(after):
-    """`batches` that raises `Crash` when training asks for batch `after` (evaluation
-    passes, unshuffled, are not counted)."""
+def _raise_crash():
+    raise Crash
+
+
+def crashing_batches(after, *, crash=_raise_crash, inner=None):
+    """`batches` (or `inner`, a batcher with its signature) that calls `crash()`
+    when training asks for batch `after` (evaluation passes, unshuffled, are not
+    counted). `crash` raises `Crash` by default."""
+    inner = batches if inner is None else inner
 
     def make(source, **kw):
-        it = batches(source, **kw)
+        it = inner(source, **kw)
         if not kw.get("shuffle", True):
             return it  # evaluation passes are not counted
 
         def gen():
             for i, b in enumerate(it):
                 if i == after:
-                    raise Crash
+                    crash()
                 yield b
 
         return gen()
