@@ -8,8 +8,6 @@ the comparison reads the run directories back here."""
 
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import equinox as eqx
@@ -17,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from train_fixtures import batches, fake_devices_env, replace_trainer, sources, tiny_recipe
+from train_fixtures import batches, replace_trainer, run_on_fake_devices, sources, tiny_recipe
 
 import seqkit.train as st
 
@@ -90,17 +88,8 @@ RUNNER = textwrap.dedent(
 def mesh_runs(tmp_path_factory):
     """The runs of `RUNNER` on 8 fake CPU devices: `(directory, report, stderr)`."""
     out = tmp_path_factory.mktemp("mesh")
-    script = out / "runner.py"
-    script.write_text(RUNNER)
-    proc = subprocess.run(
-        [sys.executable, "-P", str(script), str(out), str(STEPS)],
-        env=fake_devices_env(8),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    report, stderr = run_on_fake_devices(out, RUNNER, 8, str(STEPS))
+    return out, report, stderr
 
 
 def load(run_dir):

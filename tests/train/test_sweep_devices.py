@@ -5,14 +5,11 @@ Fake CPU devices must be configured before JAX starts, so the runs happen in one
 subprocess with `XLA_FLAGS=--xla_force_host_platform_device_count=4`; the
 one-device sweep it is compared with runs in that same subprocess."""
 
-import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from train_fixtures import fake_devices_env, sources
+from train_fixtures import run_on_fake_devices, sources
 
 import seqkit.train as st
 
@@ -74,17 +71,8 @@ RUNNER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def device_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep_devices")
-    script = out / "runner.py"
-    script.write_text(RUNNER)
-    proc = subprocess.run(
-        [sys.executable, "-P", str(script), str(out)],
-        env=fake_devices_env(4),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, json.loads(proc.stdout.strip().splitlines()[-1])
+    report, _ = run_on_fake_devices(out, RUNNER, 4)
+    return out, report
 
 
 def _member_scores(results):

@@ -3,7 +3,10 @@
 so the trainer is tested without the data pipelines."""
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -139,3 +142,20 @@ def fake_devices_env(n_devices: int, **extra: str) -> dict[str, str]:
         XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
         **extra,
     )
+
+
+def run_on_fake_devices(out, runner: str, n_devices: int, *args: str) -> tuple[dict, str]:
+    """Run the script text `runner` as `out/runner.py OUT ARGS...` in a subprocess
+    with `n_devices` fake CPU devices; it must exit 0 and print a JSON report as its
+    last line. Returns `(report, stderr)`."""
+    script = out / "runner.py"
+    script.write_text(runner)
+    proc = subprocess.run(
+        [sys.executable, "-P", str(script), str(out), *args],
+        env=fake_devices_env(n_devices),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
