@@ -86,23 +86,30 @@ def choose(
     unsupported: Callable[[str], str | None],
     *,
     platform: str | None = None,
+    fast: str = "pallas",
 ) -> Choice:
     """The implementation of `kernel` to run for one call.
 
     **Arguments:**
 
-    - `impl`: `"auto"`, `"xla"` or `"pallas"` (the caller's argument).
+    - `impl`: `"auto"`, `"xla"` or `fast` (the caller's argument).
     - `kernel`: the kernel's name, for messages.
-    - `unsupported(platform) -> str | None`: why the Pallas kernel cannot serve
-      this call on `platform` (`"cpu"` meaning interpret mode), or `None`.
+    - `unsupported(platform) -> str | None`: why the fast path cannot serve this
+      call on `platform` (for Pallas, `"cpu"` means interpret mode), or `None`.
     - `platform`: the backend (default: `jax.default_backend()`).
+    - `fast`: the fast path's name: `"pallas"` (a Pallas kernel), or a vendor
+      library kernel such as `"cudnn"` (dense attention's, through
+      `jax.nn.dot_product_attention`), which has no interpret mode: its
+      `unsupported("cpu")` always gives a reason. A `use_impl("pallas")` block
+      redirects `"auto"` only where `fast` is `"pallas"`; `use_impl("xla")` always.
 
-    **Raises:** `ValueError` for an unknown `impl`, or `impl="pallas"` on a call
-    the kernel does not support (the message names the constraint).
+    **Raises:** `ValueError` for an unknown `impl`, or `impl=fast` on a call the
+    fast path does not support (the message names the constraint).
     """
-    if impl not in IMPLS:
-        raise ValueError(f"{kernel}: expected impl in {IMPLS}, got {impl!r}")
-    if impl == "auto":
+    impls = ("auto", "xla", fast)
+    if impl not in impls:
+        raise ValueError(f"{kernel}: expected impl in {impls}, got {impl!r}")
+    if impl == "auto" and default_impl() in impls:
         impl = default_impl()
     if impl == "xla":
         return Choice("xla")
@@ -111,7 +118,7 @@ def choose(
         return Choice("xla")
     reason = unsupported(platform)
     if reason is None:
-        return Choice("pallas", interpret=platform not in ACCELERATORS)
-    if impl == "pallas":
-        raise ValueError(f"{kernel}: impl='pallas' cannot serve this call on {platform}: {reason}")
+        return Choice(fast, interpret=platform not in ACCELERATORS)
+    if impl == fast:
+        raise ValueError(f"{kernel}: impl={fast!r} cannot serve this call on {platform}: {reason}")
     return Choice("xla")

@@ -17,7 +17,7 @@ from jax import lax
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from seqkit.kernels._dispatch_library import choose_library
+from seqkit.kernels._dispatch import choose
 
 #: Dense attention's implementations: `"auto"` (cuDNN on GPU when it serves the
 #: call, else XLA; always XLA on CPU), `"xla"` or `"cudnn"`.
@@ -182,7 +182,7 @@ def _cudnn_attention(q, k, v, causal: bool, scale: float) -> Array:
 def _dense_choice(impl, name, q, k, v, mask, causal, dropout_rate, key) -> str:
     dropout = dropout_rate > 0.0 and key is not None
     unsupported = functools.partial(cudnn_unsupported, q, k, v, mask, causal, dropout)
-    return choose_library(impl, name, "cudnn", unsupported).impl
+    return choose(impl, name, unsupported, fast="cudnn").impl
 
 
 def dot_product_attention(

@@ -20,8 +20,7 @@ from seqkit.attention import (
     chunked_dot_product_attention,
     dot_product_attention,
 )
-from seqkit.kernels._dispatch import Choice
-from seqkit.kernels._dispatch_library import choose_library
+from seqkit.kernels._dispatch import Choice, choose
 
 
 def _reference(q, k, v, causal):
@@ -40,7 +39,7 @@ def _qkv(shape, dtype=jnp.float32, seed=0):
 
 def _choose(impl, platform, q, k, v, mask=None, causal=False, dropout=False):
     unsupported = functools.partial(core.cudnn_unsupported, q, k, v, mask, causal, dropout)
-    return choose_library(impl, "dot_product_attention", "cudnn", unsupported, platform=platform)
+    return choose(impl, "dot_product_attention", unsupported, platform=platform, fast="cudnn")
 
 
 def test_choice_per_backend():
@@ -123,10 +122,10 @@ def cudnn_via_xla(monkeypatch):
             return real(q, k, v, *args, implementation="xla", **kwargs)
 
     def on_gpu(*args, **kwargs):
-        return choose_library(*args, **kwargs, platform="gpu")
+        return choose(*args, **kwargs, platform="gpu")
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
-    monkeypatch.setattr(core, "choose_library", on_gpu)
+    monkeypatch.setattr(core, "choose", on_gpu)
     return calls
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from seqkit.kernels import default_impl, use_impl, vandermonde
 from seqkit.kernels._dispatch import Choice, choose
-from seqkit.kernels._dispatch_library import choose_library
 
 ok = lambda platform: None  # noqa: E731
 gpu_only = lambda platform: None if platform == "gpu" else f"not on {platform}"  # noqa: E731
@@ -31,7 +30,7 @@ def test_use_impl_redirects_auto_only_and_nests():
     assert default_impl() == "auto"
     with use_impl("xla"):
         assert choose("auto", "k", ok, platform="gpu") == Choice("xla")
-        assert choose_library("auto", "k", "cudnn", ok, platform="gpu") == Choice("xla")
+        assert choose("auto", "k", ok, platform="gpu", fast="cudnn") == Choice("xla")
         assert choose("pallas", "k", ok, platform="gpu") == Choice("pallas")  # explicit wins
         with use_impl("pallas"):
             assert choose("auto", "k", ok, platform="cpu") == Choice("pallas", interpret=True)
