@@ -7,6 +7,7 @@ Some kernels also have a Pallas implementation (GPU/TPU, interpret mode on CPU),
 chosen per call by `impl="auto" | "xla" | "pallas"`.
 """
 
+from ._block_sparse_pallas import block_sparse_attention_pallas as block_sparse_attention_pallas
 from ._cauchy import cauchy as cauchy
 from ._cauchy_pallas import cauchy_pallas as cauchy_pallas
 from ._dispatch import default_impl as default_impl, use_impl as use_impl

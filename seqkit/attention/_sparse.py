@@ -2,12 +2,21 @@
 BigBird, each as gathered blocks plus a few small dense parts merged exactly
 through their log normalizers."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt32
+
+from seqkit.kernels._block_sparse_pallas import (
+    block_sparse_attention_pallas,
+    unsupported as _pallas_unsupported,
+)
+from seqkit.kernels._dispatch import Impl, backend, choose
+from seqkit.kernels._local_attention_pallas import _default_block
 
 from ._base import AbstractAttention, AttentionHeads, as_key, key_data
 from ._blocks import _pad_rows, band_attention, gathered_block_attention, num_blocks
@@ -220,36 +229,82 @@ def longformer_attention(
     key_mask: Bool[Array, " L"] | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
+    impl: Impl = "auto",
 ) -> Float[Array, "L dv"]:
     """Longformer attention, one head: query `i` sees keys `|i − j| <= w/2`
     (`0 <= i − j <= w/2` when causal) plus the first `num_global` tokens, which
     in turn see every token. Banded part + global-key part merged exactly, global
     rows overwritten by full attention.
+
+    `impl`: `"xla"` (the band as gathered blocks, merged with the global keys),
+    `"pallas"` (one call of the block-sparse kernel
+    `seqkit.kernels.block_sparse_attention_pallas`: per query tile, the tiles of
+    the global keys and of the window, with the band and the global keys as its
+    position rule; Pallas backward too; interpret mode on CPU; GPU only, no
+    dropout, see its `unsupported`) or `"auto"` (default: Pallas on GPU when it
+    serves the call, XLA otherwise and always on CPU). The global rows are full
+    attention in XLA either way.
     """
     L = q.shape[0]
     g = min(num_global, L)
     kmask = _kmask(key_mask, L)
     keys = [None, None, None] if key is None else list(jr.split(key, 3))
     r = window_size // 2
-    o1, l1 = band_attention(
-        q,
-        k,
-        v,
-        lo=r,
-        hi=0 if causal else r,
-        key_mask=kmask,
-        exclude_below=g,
-        dropout_rate=dropout_rate,
-        key=keys[0],
-    )
+    dropout = dropout_rate > 0.0 and key is not None
+    unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, None)
+    choice = choose(impl, "longformer_attention", unsupported)
+    if choice.impl == "pallas":
+        # one kernel call: band or global key, inside the tiles of both
+        hi = 0 if causal else r
+        b = _default_block(L)
+        o = block_sparse_attention_pallas(
+            q,
+            k,
+            v,
+            _longformer_tiles(L, b, r, hi, g),
+            kmask,
+            block_size=b,
+            causal=causal,
+            band=(r, hi),
+            num_global_keys=g,
+            interpret=choice.interpret,
+            platform=backend(),
+        )
+    else:
+        o, l1 = band_attention(
+            q,
+            k,
+            v,
+            lo=r,
+            hi=0 if causal else r,
+            key_mask=kmask,
+            exclude_below=g,
+            dropout_rate=dropout_rate,
+            key=keys[0],
+        )
+        if g > 0:
+            valid = jnp.broadcast_to(kmask[None, :g], (L, g))
+            if causal:
+                valid = valid & (jnp.arange(g)[None, :] <= jnp.arange(L)[:, None])
+            o2, l2 = attention_with_lse(q, k[:g], v[:g], valid, dropout_rate=dropout_rate, key=keys[1])
+            o = merge_attention([o, o2], [l1, l2])[0]
     if g == 0:
-        return o1
-    valid = jnp.broadcast_to(kmask[None, :g], (L, g))
-    if causal:
-        valid = valid & (jnp.arange(g)[None, :] <= jnp.arange(L)[:, None])
-    o2, l2 = attention_with_lse(q, k[:g], v[:g], valid, dropout_rate=dropout_rate, key=keys[1])
-    o = merge_attention([o1, o2], [l1, l2])[0]
+        return o
     return o.at[:g].set(_global_rows(q, k, v, g, kmask, causal, dropout_rate, keys[2]))
+
+
+def _longformer_tiles(L: int, b: int, lo: int, hi: int, g: int) -> np.ndarray:
+    """Key tiles per query tile of `b` positions for Longformer: the tiles holding
+    the global keys `[0, g)`, then those meeting the window `i − lo ... i + hi` of
+    the tile's queries (`−1` pads; repeats are dropped by the kernel)."""
+    nb = num_blocks(L, b)
+    n = np.arange(nb)[:, None]
+    first = np.maximum(n * b - lo, 0) // b
+    last = np.minimum(n * b + b - 1 + hi, nb * b - 1) // b
+    window = first + np.arange((b - 1 + lo + hi) // b + 2)[None, :]
+    window = np.where(window <= last, window, -1)
+    glob = np.broadcast_to(np.arange(num_blocks(g, b)), (nb, num_blocks(g, b)))
+    return np.concatenate([glob, window], axis=1)
 
 
 class Longformer(AbstractAttention):
@@ -388,38 +443,69 @@ def bigbird_attention(
     key_mask: Bool[Array, " L"] | None = None,
     dropout_rate: float = 0.0,
     key: PRNGKeyArray | None = None,
+    impl: Impl = "auto",
 ) -> Float[Array, "L dv"]:
     """BigBird block-sparse attention, one head (window + random + global blocks
     as gathered blocks; the global blocks' queries see every key). The random
     blocks come from [`seqkit.attention.bigbird_block_indices`][] with `seed`
     (a PRNG key or its raw bits); `key` is for dropout.
+
+    `impl`: `"xla"` (gathered blocks), `"pallas"` (one call of the block-sparse
+    kernel `seqkit.kernels.block_sparse_attention_pallas` over the window, global
+    and random blocks, tiles of `block_size`; Pallas backward too; interpret mode
+    on CPU; GPU only, `block_size` a power of two `>= 16` there, no dropout, see
+    its `unsupported`) or `"auto"` (default: Pallas on GPU when it serves the
+    call, XLA otherwise and always on CPU). The global rows are full attention
+    in XLA either way.
     """
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
     k1, k2 = (None, None) if key is None else tuple(jr.split(key))
     nb = num_blocks(L, block_size)
-
-    # the window and global blocks are static and the random ones traced: two
-    # gathered parts over disjoint key blocks, merged exactly (constant indices
-    # let XLA simplify the static part's gathers and their gradients)
-    def part(idx, kk):
-        return gathered_block_attention(
+    dropout = dropout_rate > 0.0 and key is not None
+    unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, block_size)
+    choice = choose(impl, "bigbird_attention", unsupported)
+    fixed = _bigbird_fixed_blocks(nb, num_global, causal)
+    rand = None
+    if num_random > 0:
+        rand = _bigbird_random_blocks(nb, block_size, num_random, num_global, causal, seed, kmask, L)
+    if choice.impl == "pallas":
+        # one kernel call: the window, global and random blocks in one list per tile
+        idx = fixed
+        if rand is not None:
+            idx = jnp.concatenate([jnp.asarray(fixed, jnp.int32), rand.astype(jnp.int32)], axis=1)
+        o = block_sparse_attention_pallas(
             q,
             k,
             v,
             idx,
+            kmask,
             block_size=block_size,
-            key_mask=kmask,
             causal=causal,
-            dropout_rate=dropout_rate,
-            key=kk,
+            interpret=choice.interpret,
+            platform=backend(),
         )
+    else:
+        # the window and global blocks are static and the random ones traced: two
+        # gathered parts over disjoint key blocks, merged exactly (constant indices
+        # let XLA simplify the static part's gathers and their gradients)
+        def part(idx, kk):
+            return gathered_block_attention(
+                q,
+                k,
+                v,
+                idx,
+                block_size=block_size,
+                key_mask=kmask,
+                causal=causal,
+                dropout_rate=dropout_rate,
+                key=kk,
+            )
 
-    o, lse = part(_bigbird_fixed_blocks(nb, num_global, causal), k1)
-    if num_random > 0:
-        rand = _bigbird_random_blocks(nb, block_size, num_random, num_global, causal, seed, kmask, L)
-        o2, lse2 = part(rand, None if k1 is None else jr.fold_in(k1, 1))
-        o, lse = merge_attention([o, o2], [lse, lse2])
+        o, lse = part(fixed, k1)
+        if rand is not None:
+            o2, lse2 = part(rand, None if k1 is None else jr.fold_in(k1, 1))
+            o, lse = merge_attention([o, o2], [lse, lse2])
     g = min(num_global * block_size, L)
     if g == 0:
         return o

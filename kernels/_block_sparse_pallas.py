@@ -1,0 +1,496 @@
+"""Block-sparse softmax attention as a Pallas kernel, forward and backward: each query
+tile visits a short list of key tiles (the BigBird and Longformer patterns).
+
+Reached through `seqkit.attention.bigbird_attention(..., impl="pallas")` and
+`seqkit.attention.longformer_attention(..., impl="pallas")` (or `impl="auto"` on
+GPU); the XLA path it is tested against is `seqkit.attention.gathered_block_attention`
+(with those functions' band and global parts), and both against a dense-mask float64
+reference.
+"""
+
+import functools
+import math
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import pallas as pl
+from jaxtyping import Array, Bool, Float, Int
+
+from seqkit._typing import ArrayLike
+
+from ._local_attention_pallas import _acc_dtype, _iota, _nn, _nt, _pad_to, _tn
+from ._pallas_common import MIN_GPU_TILE, compiler_params, next_pow2, tile_unsupported
+
+_GPU_DTYPES = ("bfloat16", "float16", "float32")
+
+
+class _Config(NamedTuple):
+    """Static description of one call (hashable: a `custom_vjp` non-differentiable argument)."""
+
+    L: int  # true length (positions >= L are padding)
+    Lp: int  # padded length, a multiple of block
+    block: int  # positions per query tile and per key tile
+    causal: bool  # keys j <= i only
+    band: tuple[int, int] | None  # (lo, hi): keys i − lo <= j <= i + hi, or j < num_global
+    num_global: int
+    interpret: bool
+    platform: str  # "cpu" (interpret) or "gpu": picks the compiler parameters
+
+
+def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
+    """Why the Pallas kernel cannot serve a call on `platform` (`"cpu"` meaning
+    interpret mode), or `None`. The dispatcher's `unsupported` for
+    `bigbird_attention` and `longformer_attention`.
+
+    - GPU only: the kernel is written for Triton, each program reading the key
+      tiles of its list straight from memory at data-dependent offsets; on TPU
+      (Mosaic) a program's whole key row would have to sit in VMEM, so TPU calls
+      use the XLA path.
+    - float32, float16 or bfloat16 on GPU (any float dtype in interpret mode).
+    - No attention dropout (the kernel has no random-number stream).
+    - `block_size`, positions per tile (BigBird's block size), a power of two
+      `>= 16` on GPU (Triton tensors have power-of-two sizes, matrix-product
+      operands at least 16 wide); any positive integer in interpret mode.
+    """
+    name = jnp.dtype(dtype).name
+    if platform not in ("cpu", "gpu"):
+        return f"the kernel is written for GPU (Triton) and interpret mode, not {platform}"
+    if platform == "gpu" and name not in _GPU_DTYPES:
+        return f"dtype {name} is not supported on gpu (supported: {', '.join(_GPU_DTYPES)})"
+    if dropout:
+        return "attention dropout is not implemented in the Pallas kernel (use impl='xla')"
+    return tile_unsupported("block_size", block_size, platform)  # platform: cpu or gpu here
+
+
+# ---------------------------------------------------------------------------------------
+# Tile lists, built in XLA. Query tile n visits the key tiles of its row of `block_idx`
+# once each: the row is sorted, repeats and entries outside [0, nb) (and tiles that
+# hold no allowed pair) become a sentinel nb, a second sort moves the sentinels to the
+# end, and the count of real entries bounds the kernel's loop. The backward pass over
+# key tiles needs the transposed lists (for key tile m, the query tiles listing m): the
+# (query tile, key tile) pairs sorted stably by key tile, each key tile reading its
+# segment [start, stop). Everything is O(nb · g), never O(nb²).
+
+
+def _reachable(cfg: _Config, n, m):
+    """May some query of tile `n` see some key of tile `m` (causality and band only)?"""
+    B = cfg.block
+    ok = jnp.ones(jnp.broadcast_shapes(n.shape, m.shape), bool)
+    if cfg.causal:
+        ok = ok & (m <= n)
+    if cfg.band is not None:
+        lo, hi = cfg.band
+        near = (m * B - (n * B + B - 1) <= hi) & (m * B + B - 1 - n * B >= -lo)
+        ok = ok & (near | (m * B < cfg.num_global))
+    return ok
+
+
+def _tile_lists(cfg: _Config, block_idx):
+    """`lists` `(nb, 1 + g)`: per query tile, its count of distinct key tiles, then
+    those tiles (ascending, the rest zeros); `pairs` `(nb · g,)`: the query tiles of
+    every (query tile, key tile) pair, grouped by key tile; `bounds` `(nb, 2)`: key
+    tile m's segment `[start, stop)` of `pairs`."""
+    nb = cfg.Lp // cfg.block
+    n = jnp.arange(nb, dtype=jnp.int32)[:, None]
+    idx = block_idx.astype(jnp.int32)
+    ok = (idx >= 0) & (idx < nb) & _reachable(cfg, n, idx)
+    s = jnp.sort(jnp.where(ok, idx, nb), axis=1)
+    repeat = jnp.concatenate([jnp.zeros((nb, 1), bool), s[:, 1:] == s[:, :-1]], axis=1)
+    s = jnp.sort(jnp.where(repeat, nb, s), axis=1)
+    real = s < nb
+    count = jnp.sum(real, axis=1, dtype=jnp.int32)
+    lists = jnp.concatenate([count[:, None], jnp.where(real, s, 0)], axis=1)
+
+    key_tile = s.reshape(-1)  # sentinel nb sorts last
+    query_tile = jnp.broadcast_to(n, s.shape).reshape(-1)
+    order = jnp.argsort(key_tile, stable=True)
+    pairs = jnp.where(key_tile[order] < nb, query_tile[order], 0)
+    per_key = jnp.zeros((nb + 1,), jnp.int32).at[key_tile].add(1)[:nb]
+    stop = jnp.cumsum(per_key, dtype=jnp.int32)
+    bounds = jnp.stack([stop - per_key, stop], axis=1)
+    return lists, pairs, bounds
+
+
+# ---------------------------------------------------------------------------------------
+# Kernels. The sequence is cut into tiles of `block` positions. The program for query
+# tile t reads its list and visits those key tiles in turn with an online softmax
+# (running max m, normalizer l, unnormalized output), so a program holds O(block · d)
+# numbers and the whole pass is O(L · g · block · d) for g tiles per list.
+
+
+def _valid(cfg: _Config, qpos, kpos, kmask):
+    """`(Bq, Bk)`: may query `qpos` see key `kpos` (real and unmasked key, causality,
+    band or global key)?"""
+    ok = jnp.broadcast_to(kmask[None, :] > 0, (qpos.shape[0], kpos.shape[0]))
+    if cfg.causal:
+        ok = ok & (kpos[None, :] <= qpos[:, None])
+    if cfg.band is not None:
+        lo, hi = cfg.band
+        d = kpos[None, :] - qpos[:, None]
+        ok = ok & (((d >= -lo) & (d <= hi)) | (kpos[None, :] < cfg.num_global))
+    return ok
+
+
+def _forward_kernel(q_ref, k_ref, v_ref, km_ref, lists_ref, o_ref, lse_ref, *, cfg: _Config):
+    B = cfg.block
+    acc_t = _acc_dtype(q_ref.dtype)
+    i0 = pl.program_id(1) * B  # read outside the loop (no interpret-mode rule inside)
+    q = q_ref[...]
+    qpos = _iota(B, i0)
+
+    def body(j, carry):
+        m, l, acc = carry
+        t = lists_ref[1 + j]
+        sl = pl.ds(pl.multiple_of(t * B, B), B)
+        k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
+        s = _nt(q, k, acc_t)
+        s = jnp.where(_valid(cfg, qpos, _iota(B, t * B), km), s, -jnp.inf)
+        m_new = jnp.maximum(m, jnp.max(s, axis=1))
+        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
+        alpha = jnp.exp(m - m_safe)
+        p = jnp.exp(s - m_safe[:, None])
+        l = l * alpha + jnp.sum(p, axis=1)
+        acc = acc * alpha[:, None] + _nn(p.astype(v.dtype), v, acc_t)
+        return m_new, l, acc
+
+    init = (
+        jnp.full((B,), -jnp.inf, acc_t),
+        jnp.zeros((B,), acc_t),
+        jnp.zeros((B, o_ref.shape[-1]), acc_t),
+    )
+    m, l, acc = lax.fori_loop(0, lists_ref[0], body, init)
+    # A row that sees no key (every key of its tiles masked, or an empty list) gives
+    # o = 0, lse = −inf.
+    empty = l == 0.0
+    l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
+    m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
+    o_ref[...] = (acc / l_safe[:, None]).astype(o_ref.dtype)
+    lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
+
+
+def _weights(cfg, q, k, km, qpos, kpos, lse, acc_t):
+    """Recomputed softmax weights `p = exp(s − lse)` of a `(query tile, key tile)` pair;
+    `lse = +inf` (set by the caller for rows with no key) makes a row's weights zero."""
+    s = _nt(q, k, acc_t)
+    s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
+    return jnp.exp(s - lse[:, None])
+
+
+def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, lists_ref, dq_ref, *, cfg: _Config):
+    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), over the key tiles of the list.
+    B = cfg.block
+    acc_t = _acc_dtype(q_ref.dtype)
+    i0 = pl.program_id(1) * B
+    q, do, lse, dd = q_ref[...], do_ref[...], lse_ref[...], dd_ref[...]
+    qpos = _iota(B, i0)
+
+    def body(j, dq):
+        t = lists_ref[1 + j]
+        sl = pl.ds(pl.multiple_of(t * B, B), B)
+        k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
+        p = _weights(cfg, q, k, km, qpos, _iota(B, t * B), lse, acc_t)
+        ds = p * (_nt(do, v, acc_t) - dd[:, None])
+        return dq + _nn(ds.astype(k.dtype), k, acc_t)
+
+    dq = lax.fori_loop(0, lists_ref[0], body, jnp.zeros((B, q.shape[-1]), acc_t))
+    dq_ref[...] = dq.astype(dq_ref.dtype)
+
+
+def _dkv_kernel(
+    q_ref,
+    k_ref,
+    v_ref,
+    km_ref,
+    do_ref,
+    lse_ref,
+    dd_ref,
+    pairs_ref,
+    bounds_ref,
+    dk_ref,
+    dv_ref,
+    *,
+    cfg: _Config,
+):
+    # Key tile u: the query tiles whose list holds u, pairs[start:stop].
+    # dv_j = Σ_i p_ij do_i, dk_j = Σ_i ds_ij q_i.
+    B = cfg.block
+    acc_t = _acc_dtype(k_ref.dtype)
+    j0 = pl.program_id(1) * B
+    k, v, km = k_ref[...], v_ref[...], km_ref[...]
+    kpos = _iota(B, j0)
+
+    def body(e, carry):
+        dk, dv = carry
+        t = pairs_ref[e]
+        sl = pl.ds(pl.multiple_of(t * B, B), B)
+        q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
+        p = _weights(cfg, q, k, km, _iota(B, t * B), kpos, lse, acc_t)
+        ds = p * (_nt(do, v, acc_t) - dd[:, None])
+        dv = dv + _tn(p.astype(do.dtype), do, acc_t)
+        dk = dk + _tn(ds.astype(q.dtype), q, acc_t)
+        return dk, dv
+
+    init = (jnp.zeros((B, k.shape[-1]), acc_t), jnp.zeros((B, v.shape[-1]), acc_t))
+    dk, dv = lax.fori_loop(bounds_ref[0], bounds_ref[1], body, init)
+    dk_ref[...] = dk.astype(dk_ref.dtype)
+    dv_ref[...] = dv.astype(dv_ref.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# pallas_call wrappers on padded arrays: rows (R, Lp, d), key mask (R, Lp) int32; the
+# tile lists are shared by the R rows.
+
+
+def _compiler_params(cfg: _Config):
+    return compiler_params(cfg.platform, interpret=cfg.interpret, num_stages=2)
+
+
+def _tile(cfg, d):
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t: (r, t, 0))
+
+
+def _row(cfg, d):
+    return pl.BlockSpec((None, cfg.Lp, d), lambda r, t: (r, 0, 0))
+
+
+def _tile1(cfg):
+    return pl.BlockSpec((None, cfg.block), lambda r, t: (r, t))
+
+
+def _row1(cfg):
+    return pl.BlockSpec((None, cfg.Lp), lambda r, t: (r, 0))
+
+
+def _per_tile(a):  # row t of a (nb, w) table
+    return pl.BlockSpec((None, a.shape[1]), lambda r, t: (t, 0))
+
+
+def _whole(a):  # a 1-d table, read in full by every program
+    return pl.BlockSpec(a.shape, lambda r, t: (0,))
+
+
+def _call(kernel, cfg, name, in_specs, out_specs, out_shape, *args):
+    R = args[0].shape[0]
+    return pl.pallas_call(
+        functools.partial(kernel, cfg=cfg),
+        out_shape=out_shape,
+        grid=(R, cfg.Lp // cfg.block),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        interpret=cfg.interpret,
+        compiler_params=_compiler_params(cfg),
+        name=name,
+    )(*args)
+
+
+def _forward_call(cfg, q, k, v, km, lists):
+    R, Lp, dk = q.shape
+    dv = v.shape[-1]
+    acc_t = _acc_dtype(q.dtype)
+    return _call(
+        _forward_kernel,
+        cfg,
+        "block_sparse_attention_fwd",
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _per_tile(lists)],
+        (_tile(cfg, dv), _tile1(cfg)),
+        (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp), acc_t)),
+        q, k, v, km, lists,
+    )  # fmt: skip
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _attention_padded(cfg: _Config, q, k, v, km, lists, pairs, bounds):
+    return _forward_call(cfg, q, k, v, km, lists)
+
+
+def _attention_fwd(cfg, q, k, v, km, lists, pairs, bounds):
+    o, lse = _forward_call(cfg, q, k, v, km, lists)
+    return (o, lse), (q, k, v, km, lists, pairs, bounds, o, lse)
+
+
+def _attention_bwd(cfg, res, cotangents):
+    q, k, v, km, lists, pairs, bounds, o, lse = res
+    do, dlse = cotangents
+    R, Lp, dk = q.shape
+    dv = v.shape[-1]
+    acc_t = lse.dtype
+    empty = lse == -jnp.inf
+    # D_i = do_i · o_i − dlse_i (∂lse_i/∂s_ij = p_ij), O(L d) in XLA
+    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1) - jnp.where(empty, 0.0, dlse).astype(acc_t)
+    lse = jnp.where(empty, jnp.inf, lse)  # rows with no key: all weights zero
+    do = do.astype(q.dtype)
+    args = (q, k, v, km, do, lse, dd)
+    dq = _call(
+        _dq_kernel,
+        cfg,
+        "block_sparse_attention_bwd_dq",
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _tile(cfg, dv), _tile1(cfg), _tile1(cfg)]
+        + [_per_tile(lists)],
+        _tile(cfg, dk),
+        jax.ShapeDtypeStruct(q.shape, q.dtype),
+        *args,
+        lists,
+    )
+    dk_, dv_ = _call(
+        _dkv_kernel,
+        cfg,
+        "block_sparse_attention_bwd_dkv",
+        [_row(cfg, dk), _tile(cfg, dk), _tile(cfg, dv), _tile1(cfg), _row(cfg, dv), _row1(cfg), _row1(cfg)]
+        + [_whole(pairs), _per_tile(bounds)],
+        (_tile(cfg, dk), _tile(cfg, dv)),
+        (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
+        *args,
+        pairs,
+        bounds,
+    )
+    return dq, dk_, dv_, None, None, None, None
+
+
+_attention_padded.defvjp(_attention_fwd, _attention_bwd)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "block_size",
+        "causal",
+        "band",
+        "num_global_keys",
+        "scale",
+        "interpret",
+        "platform",
+        "return_lse",
+    ),
+)
+def block_sparse_attention_pallas(
+    q: Float[ArrayLike, "*batch L dk"],
+    k: Float[ArrayLike, "*batch L dk"],
+    v: Float[ArrayLike, "*batch L dv"],
+    block_idx: Int[ArrayLike, "nb g"],
+    key_mask: Bool[ArrayLike, "*batch L"] | None = None,
+    *,
+    block_size: int,
+    causal: bool = False,
+    band: tuple[int, int] | None = None,
+    num_global_keys: int = 0,
+    scale: float | None = None,
+    interpret: bool = False,
+    platform: Literal["gpu", "cpu"] = "gpu",
+    return_lse: bool = False,
+) -> Float[Array, "*batch L dv"] | tuple[Float[Array, "*batch L dv"], Float[Array, "*batch L"]]:
+    """Block-sparse softmax attention as a Pallas kernel (flash-style, memory linear in `L`).
+
+    The sequence is cut into `nb = ceil(L / b)` tiles of `b = block_size`
+    positions. Query tile `n` sees the key tiles `block_idx[n]` (entries outside
+    `[0, nb)` are ignored, a tile listed twice counts once, as in
+    `seqkit.attention.gathered_block_attention`), and inside them
+    `o_i = Σ_j softmax_j(scale · q_i · k_j) v_j` over the keys `j` with
+    `key_mask[j]`, `j <= i` when `causal`, and, when `band = (lo, hi)` is given,
+    `−lo <= j − i <= hi` or `j < num_global_keys`. This covers BigBird's window,
+    global and random blocks (Zaheer et al., "Big Bird: Transformers for Longer
+    Sequences", 2020) and Longformer's sliding window with global keys (Beltagy et
+    al., "Longformer: The Long-Document Transformer", 2020) in one call.
+
+    `block_idx` may be traced (BigBird's random blocks): the wrapper turns it, in
+    XLA, into a compact per-tile list with a count (sorted, repeats and
+    out-of-range entries dropped, and tiles holding no allowed pair under
+    `causal`/`band`), and the program for query tile `n` loops over its count
+    only, keeping an online softmax (running maximum, normalizer, unnormalized
+    output; Dao et al., "FlashAttention", 2022). So no `L × L` array exists and the
+    work is proportional to the number of (query tile, key tile) pairs. A row with
+    no allowed key gives a zero output, `lse = −inf` and zero gradients, as
+    `seqkit.attention.dot_product_attention`.
+
+    Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
+    (FlashAttention-2's split): one over query tiles accumulates `dq` along the same
+    lists, one over key tiles accumulates `dk` and `dv` along the transposed lists
+    (for key tile `m`, the query tiles listing `m`: the (query tile, key tile) pairs
+    sorted by key tile in XLA), both recomputing the weights from the saved log
+    normalizers; `D_i = do_i · o_i` (minus the cotangent of `lse_i` when it is
+    returned) is one `O(L d)` XLA reduction.
+
+    Lowers with Triton on GPU (checked without the hardware by `jax.export` for
+    `platforms=["cuda"]`); float32 products are full precision (no TF32),
+    float16/bfloat16 ones run on the matrix units with float32 accumulation. Any
+    float dtype in interpret mode. Head dimensions are padded with zeros to a power
+    of two `>= 16`; `L` is padded to a tile multiple and masked. Not for TPU (see
+    `unsupported`).
+
+    **Arguments:**
+
+    - `q`, `k`, `v`: `(*batch, L, dk)`, `(*batch, L, dk)`, `(*batch, L, dv)`, one dtype.
+    - `block_idx`: `(nb, g)` integer key tiles per query tile, shared by the batch.
+    - `key_mask`: optional `(*batch, L)` boolean, `True` = real key.
+    - `block_size`: `b`, positions per tile (a power of two `>= 16` on GPU).
+    - `causal`: see only keys `j <= i`.
+    - `band`: optional `(lo, hi)`, `lo, hi >= 0`: inside the listed tiles, see only
+      keys `i − lo <= j <= i + hi`, or the global keys below.
+    - `num_global_keys`: with `band`, the keys `j < num_global_keys` are seen
+      whatever the distance (ignored without `band`).
+    - `scale`: defaults to `1/sqrt(dk)`.
+    - `interpret`: run in Pallas's interpret mode (on CPU).
+    - `platform`: `"gpu"` or `"cpu"`: whose compiler parameters to use (ignored in
+      interpret mode); may differ from the machine's backend under `jax.export`.
+    - `return_lse`: also return the log normalizers (differentiable).
+
+    **Returns:** `o`, `(*batch, L, dv)` in the inputs' dtype, or `(o, lse)` with
+    `return_lse`, `lse` `(*batch, L)` in float32 (float64 for float64 inputs).
+    """
+    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
+    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(
+            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
+            f"got {q.shape}, {k.shape}, {v.shape}"
+        )
+    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
+        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
+    if band is not None and not (
+        isinstance(band, tuple) and len(band) == 2 and all(isinstance(x, int) and x >= 0 for x in band)
+    ):
+        raise ValueError(f"expected band None or a pair of integers (lo, hi) >= 0, got {band!r}")
+    if not isinstance(num_global_keys, int) or num_global_keys < 0:
+        raise ValueError(f"expected an integer num_global_keys >= 0, got {num_global_keys!r}")
+    *batch, L, dk = q.shape
+    dv = v.shape[-1]
+    B = block_size
+    nb = -(-L // B)
+    block_idx = jnp.asarray(block_idx)
+    if block_idx.ndim != 2 or block_idx.shape[0] != nb or not jnp.issubdtype(block_idx.dtype, jnp.integer):
+        raise ValueError(
+            f"expected an integer block_idx of shape ({nb}, g) (one row per query tile), "
+            f"got {block_idx.dtype} {block_idx.shape}"
+        )
+    if key_mask is not None:
+        key_mask = jnp.asarray(key_mask)
+        if key_mask.shape != (*batch, L):
+            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    if block_idx.shape[1] == 0:  # no tile at all: one empty slot keeps the tables non-empty
+        block_idx = jnp.full((nb, 1), -1, jnp.int32)
+    platform = "cpu" if interpret else platform
+    scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
+    Lp = nb * B
+    cfg = _Config(L, Lp, B, bool(causal), band, num_global_keys, interpret, platform)
+    R = int(np.prod(batch, dtype=np.int64))
+    dkp, dvp = (max(MIN_GPU_TILE, next_pow2(d)) for d in (dk, dv))
+
+    real = jnp.arange(Lp) < L
+    km = jnp.broadcast_to(real, (R, Lp))
+    if key_mask is not None:
+        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
+    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
+    args = (
+        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
+        _pad_to(k.reshape(R, L, dk), Lp, dkp),
+        _pad_to(v.reshape(R, L, dv), Lp, dvp),
+        km.astype(jnp.int32),
+    )
+    o, lse = _attention_padded(cfg, *args, *_tile_lists(cfg, block_idx))
+    o = o[:, :L, :dv].reshape(*batch, L, dv)
+    if return_lse:
+        return o, lse[:, :L].reshape(*batch, L)
+    return o
