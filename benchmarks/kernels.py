@@ -1,7 +1,8 @@
 """seqkit.kernels: each kernel's XLA path against its Pallas kernel.
 
 For every kernel with an `impl` switch (Vandermonde, Cauchy, the diagonal linear
-scan, sliding-window local attention) and each length `L`, the forward and the
+scan, sliding-window local attention, and the block-sparse attention kernel behind
+BigBird and Longformer) and each length `L`, the forward and the
 forward+backward (gradient of a sum of squares) are timed side by side in one
 process, `impl="xla"` against `impl="pallas"`, with the compiled program's
 temporary memory (`memory_analysis()`) and, where the backend reports it
@@ -35,10 +36,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
-from seqkit.attention import local_attention  # noqa: E402
+from seqkit.attention import bigbird_attention, local_attention, longformer_attention  # noqa: E402
 from seqkit.kernels import cauchy, linear_scan, vandermonde  # noqa: E402
 
-KERNELS = ("vandermonde", "cauchy", "linear_scan", "local_attention")
+KERNELS = ("vandermonde", "cauchy", "linear_scan", "local_attention", "bigbird", "longformer")
 GPU_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 QUICK_LENGTHS = [64, 128]
 # (full size, --quick size) of the other dimensions
@@ -47,7 +48,8 @@ SIZES = dict(
     modes=(32, 4),  # n: modes per channel
     heads=(8, 2),  # attention heads
     head_dim=(64, 16),
-    window=(256, 16),  # local attention: |i − j| < window
+    window=(256, 16),  # local attention: |i − j| < window; Longformer's window
+    block=(64, 16),  # BigBird's block size
 )
 
 
@@ -93,6 +95,21 @@ def make_case(kernel, L, args):
         def fn(impl):
             one = functools.partial(local_attention, window_size=w, mode="sliding", causal=True, impl=impl)
             return jax.vmap(one)
+
+        return fn, (q, k, v), (0, 1, 2)
+    if kernel in ("bigbird", "longformer"):
+        h, d = _size(args, "heads"), _size(args, "head_dim")
+        q, k, v = (jnp.asarray(rng.normal(size=(h, L, d)), jnp.float32) for _ in range(3))
+        if kernel == "bigbird":  # LRA's BigBird: 3 random and 2 global blocks
+            seed = jax.random.key_data(jax.random.key(0))
+            pattern = functools.partial(
+                bigbird_attention, block_size=_size(args, "block"), num_random=3, num_global=2, seed=seed
+            )
+        else:  # one global token, as a CLS token
+            pattern = functools.partial(longformer_attention, window_size=_size(args, "window"), num_global=1)
+
+        def fn(impl):
+            return jax.vmap(functools.partial(pattern, impl=impl))
 
         return fn, (q, k, v), (0, 1, 2)
     raise ValueError(f"unknown kernel {kernel!r}; expected one of {KERNELS}")
