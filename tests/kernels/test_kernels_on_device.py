@@ -1,7 +1,8 @@
 """The Pallas kernels compiled for a real accelerator (not interpret mode), against
 the XLA paths on the same device: forward and gradients in float32, and memory
-that grows linearly in L. Marked `gpu` / `tpu`: skipped (with the reason) unless
-JAX's backend is that accelerator, e.g. `JAX_PLATFORMS=cuda pytest -m gpu`."""
+that grows linearly in L. Marked `gpu` / `tpu` (the attention kernels `gpu` only):
+skipped (with the reason) unless JAX's backend is that accelerator, e.g.
+`JAX_PLATFORMS=cuda pytest -m gpu`."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+from seqkit.attention import bigbird_attention, local_attention, longformer_attention
 from seqkit.kernels import cauchy, linear_scan, vandermonde
 from seqkit.ssm import s4d_kernel
 
@@ -31,7 +33,11 @@ def _both(f, *args):
     """`f(*args, impl)` and the gradient of the sum of its real part, per impl."""
     out = {}
     for impl in ("xla", "pallas"):
-        g = jax.jit(jax.value_and_grad(lambda *a, impl=impl: jnp.sum(jnp.real(f(*a, impl))), argnums=(0, 1)))
+        g = jax.jit(
+            jax.value_and_grad(
+                lambda *a, impl=impl: jnp.sum(jnp.real(f(*a, impl))), argnums=tuple(range(len(args)))
+            )
+        )
         out[impl] = (jax.jit(lambda *a, impl=impl: f(*a, impl))(*args), *g(*args))
     return out
 
@@ -88,3 +94,29 @@ def test_s4d_kernel_memory_is_linear_in_L(accelerator):
     small, large = temp_bytes(16384), temp_bytes(65536)
     assert large < 6 * small, (small, large)
     assert large < H * N2 * 65536 * 8 / 4  # well under one (H, N/2, L) complex64 tensor
+
+
+ATTENTION = {
+    "sliding": lambda q, k, v, impl: local_attention(q, k, v, window_size=256, mode="sliding", impl=impl),
+    "sliding-causal": lambda q, k, v, impl: local_attention(
+        q, k, v, window_size=256, mode="sliding", causal=True, impl=impl
+    ),
+    "bigbird": lambda q, k, v, impl: bigbird_attention(
+        q, k, v, block_size=64, num_random=3, num_global=2, seed=jr.key_data(jr.key(7)), impl=impl
+    ),
+    "longformer": lambda q, k, v, impl: longformer_attention(
+        q, k, v, window_size=512, num_global=1, impl=impl
+    ),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pattern", list(ATTENTION))
+def test_attention_kernels_on_gpu(pattern):
+    """The sliding-window and block-sparse attention kernels (Triton) against the
+    XLA paths, 4 heads of 64 at L = 4096 (ragged: 4000), forward and gradients."""
+    q, k, v = (jr.normal(jr.key(i), (4, 4000, 64)) for i in range(3))
+    one = ATTENTION[pattern]
+    res = _both(lambda q, k, v, impl: jax.vmap(lambda a, b, c: one(a, b, c, impl))(q, k, v), q, k, v)
+    for a, b in zip(res["pallas"], res["xla"], strict=True):
+        jax.tree.map(_close, a, b)
