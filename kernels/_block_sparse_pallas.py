@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
-from ._local_attention_pallas import _acc_dtype, _iota, _nn, _nt, _pad_to, _tn
-from ._pallas_common import MIN_GPU_TILE, compiler_params, next_pow2, tile_unsupported
+from ._local_attention_pallas import _acc_dtype, _dropped, _iota, _nn, _nt, _pad_to, _seed, _tn
+from ._pallas_common import MIN_GPU_TILE, compiler_params, dropout_seed_array, next_pow2, tile_unsupported
 
 _GPU_DTYPES = ("bfloat16", "float16", "float32")
 
@@ -38,6 +38,7 @@ class _Config(NamedTuple):
     num_global: int
     interpret: bool
     platform: str  # "cpu" (interpret) or "gpu": picks the compiler parameters
+    dropout: float = 0.0  # attention dropout rate (0: none)
 
 
 def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
@@ -50,7 +51,9 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
       (Mosaic) a program's whole key row would have to sit in VMEM, so TPU calls
       use the XLA path.
     - float32, float16 or bfloat16 on GPU (any float dtype in interpret mode).
-    - No attention dropout (the kernel has no random-number stream).
+    - Attention dropout is served (the kernels draw their own stateless random
+      stream); `dropout` is taken so that every attention kernel's `unsupported`
+      has the same arguments.
     - `block_size`, positions per tile (BigBird's block size), a power of two
       `>= 16` on GPU (Triton tensors have power-of-two sizes, matrix-product
       operands at least 16 wide); any positive integer in interpret mode.
@@ -60,8 +63,6 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
         return f"the kernel is written for GPU (Triton) and interpret mode, not {platform}"
     if platform == "gpu" and name not in _GPU_DTYPES:
         return f"dtype {name} is not supported on gpu (supported: {', '.join(_GPU_DTYPES)})"
-    if dropout:
-        return "attention dropout is not implemented in the Pallas kernel (use impl='xla')"
     return tile_unsupported("block_size", block_size, platform)  # platform: cpu or gpu here
 
 
@@ -118,7 +119,9 @@ def _tile_lists(cfg: _Config, block_idx):
 # Kernels. The sequence is cut into tiles of `block` positions. The program for query
 # tile t reads its list and visits those key tiles in turn with an online softmax
 # (running max m, normalizer l, unnormalized output), so a program holds O(block · d)
-# numbers and the whole pass is O(L · g · block · d) for g tiles per list.
+# numbers and the whole pass is O(L · g · block · d) for g tiles per list. Under
+# dropout every kernel recomputes the keep mask of each tile pair from the seed, the
+# row (grid axis 0), and the query and key positions (`_pallas_common`).
 
 
 def _valid(cfg: _Config, qpos, kpos, kmask):
@@ -134,10 +137,12 @@ def _valid(cfg: _Config, qpos, kpos, kmask):
     return ok
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, km_ref, lists_ref, o_ref, lse_ref, *, cfg: _Config):
+def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, lists_ref, o_ref, lse_ref, *, cfg: _Config):
     B = cfg.block
     acc_t = _acc_dtype(q_ref.dtype)
-    i0 = pl.program_id(1) * B  # read outside the loop (no interpret-mode rule inside)
+    # program ids are read outside the loop (no interpret-mode rule inside)
+    row, i0 = pl.program_id(0), pl.program_id(1) * B
+    seed = seed_ref[0]
     q = q_ref[...]
     qpos = _iota(B, i0)
 
@@ -146,14 +151,17 @@ def _forward_kernel(q_ref, k_ref, v_ref, km_ref, lists_ref, o_ref, lse_ref, *, c
         t = lists_ref[1 + j]
         sl = pl.ds(pl.multiple_of(t * B, B), B)
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
+        kpos = _iota(B, t * B)
         s = _nt(q, k, acc_t)
-        s = jnp.where(_valid(cfg, qpos, _iota(B, t * B), km), s, -jnp.inf)
+        s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
         m_new = jnp.maximum(m, jnp.max(s, axis=1))
         m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
         alpha = jnp.exp(m - m_safe)
         p = jnp.exp(s - m_safe[:, None])
         l = l * alpha + jnp.sum(p, axis=1)
-        acc = acc * alpha[:, None] + _nn(p.astype(v.dtype), v, acc_t)
+        # the normalizer sums the undropped weights; the output the dropped ones
+        (pz,) = _dropped(cfg, seed, row, qpos, kpos, p)
+        acc = acc * alpha[:, None] + _nn(pz.astype(v.dtype), v, acc_t)
         return m_new, l, acc
 
     init = (
@@ -179,11 +187,15 @@ def _weights(cfg, q, k, km, qpos, kpos, lse, acc_t):
     return jnp.exp(s - lse[:, None])
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, lists_ref, dq_ref, *, cfg: _Config):
-    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), over the key tiles of the list.
+def _dq_kernel(
+    q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, lists_ref, dq_ref, *, cfg: _Config
+):
+    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (dp − D), dp = z c ⊙ (do vᵀ) (keep mask z,
+    # c = 1/(1 − rate); dp = do vᵀ without dropout), over the key tiles of the list.
     B = cfg.block
     acc_t = _acc_dtype(q_ref.dtype)
-    i0 = pl.program_id(1) * B
+    row, i0 = pl.program_id(0), pl.program_id(1) * B
+    seed = seed_ref[0]
     q, do, lse, dd = q_ref[...], do_ref[...], lse_ref[...], dd_ref[...]
     qpos = _iota(B, i0)
 
@@ -191,8 +203,10 @@ def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, lists_ref, 
         t = lists_ref[1 + j]
         sl = pl.ds(pl.multiple_of(t * B, B), B)
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
-        p = _weights(cfg, q, k, km, qpos, _iota(B, t * B), lse, acc_t)
-        ds = p * (_nt(do, v, acc_t) - dd[:, None])
+        kpos = _iota(B, t * B)
+        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
+        (dp,) = _dropped(cfg, seed, row, qpos, kpos, _nt(do, v, acc_t))
+        ds = p * (dp - dd[:, None])
         return dq + _nn(ds.astype(k.dtype), k, acc_t)
 
     dq = lax.fori_loop(0, lists_ref[0], body, jnp.zeros((B, q.shape[-1]), acc_t))
@@ -204,6 +218,7 @@ def _dkv_kernel(
     k_ref,
     v_ref,
     km_ref,
+    seed_ref,
     do_ref,
     lse_ref,
     dd_ref,
@@ -215,10 +230,11 @@ def _dkv_kernel(
     cfg: _Config,
 ):
     # Key tile u: the query tiles whose list holds u, pairs[start:stop].
-    # dv_j = Σ_i p_ij do_i, dk_j = Σ_i ds_ij q_i.
+    # dv_j = Σ_i z_ij c p_ij do_i, dk_j = Σ_i ds_ij q_i.
     B = cfg.block
     acc_t = _acc_dtype(k_ref.dtype)
-    j0 = pl.program_id(1) * B
+    row, j0 = pl.program_id(0), pl.program_id(1) * B
+    seed = seed_ref[0]
     k, v, km = k_ref[...], v_ref[...], km_ref[...]
     kpos = _iota(B, j0)
 
@@ -227,9 +243,11 @@ def _dkv_kernel(
         t = pairs_ref[e]
         sl = pl.ds(pl.multiple_of(t * B, B), B)
         q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
-        p = _weights(cfg, q, k, km, _iota(B, t * B), kpos, lse, acc_t)
-        ds = p * (_nt(do, v, acc_t) - dd[:, None])
-        dv = dv + _tn(p.astype(do.dtype), do, acc_t)
+        qpos = _iota(B, t * B)
+        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
+        pz, dp = _dropped(cfg, seed, row, qpos, kpos, p, _nt(do, v, acc_t))
+        ds = p * (dp - dd[:, None])
+        dv = dv + _tn(pz.astype(do.dtype), do, acc_t)
         dk = dk + _tn(ds.astype(q.dtype), q, acc_t)
         return dk, dv
 
@@ -286,7 +304,7 @@ def _call(kernel, cfg, name, in_specs, out_specs, out_shape, *args):
     )(*args)
 
 
-def _forward_call(cfg, q, k, v, km, lists):
+def _forward_call(cfg, q, k, v, km, seed, lists):
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = _acc_dtype(q.dtype)
@@ -294,41 +312,42 @@ def _forward_call(cfg, q, k, v, km, lists):
         _forward_kernel,
         cfg,
         "block_sparse_attention_fwd",
-        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _per_tile(lists)],
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _seed(), _per_tile(lists)],
         (_tile(cfg, dv), _tile1(cfg)),
         (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp), acc_t)),
-        q, k, v, km, lists,
+        q, k, v, km, seed, lists,
     )  # fmt: skip
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_padded(cfg: _Config, q, k, v, km, lists, pairs, bounds):
-    return _forward_call(cfg, q, k, v, km, lists)
+def _attention_padded(cfg: _Config, q, k, v, km, seed, lists, pairs, bounds):
+    return _forward_call(cfg, q, k, v, km, seed, lists)
 
 
-def _attention_fwd(cfg, q, k, v, km, lists, pairs, bounds):
-    o, lse = _forward_call(cfg, q, k, v, km, lists)
-    return (o, lse), (q, k, v, km, lists, pairs, bounds, o, lse)
+def _attention_fwd(cfg, q, k, v, km, seed, lists, pairs, bounds):
+    o, lse = _forward_call(cfg, q, k, v, km, seed, lists)
+    return (o, lse), (q, k, v, km, seed, lists, pairs, bounds, o, lse)
 
 
 def _attention_bwd(cfg, res, cotangents):
-    q, k, v, km, lists, pairs, bounds, o, lse = res
+    q, k, v, km, seed, lists, pairs, bounds, o, lse = res
     do, dlse = cotangents
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = lse.dtype
     empty = lse == -jnp.inf
-    # D_i = do_i · o_i − dlse_i (∂lse_i/∂s_ij = p_ij), O(L d) in XLA
+    # D_i = Σ_j p_ij dp_ij − dlse_i = do_i · o_i − dlse_i (with dropout too;
+    # ∂lse_i/∂s_ij = p_ij, lse of the undropped weights), O(L d) in XLA
     dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1) - jnp.where(empty, 0.0, dlse).astype(acc_t)
     lse = jnp.where(empty, jnp.inf, lse)  # rows with no key: all weights zero
     do = do.astype(q.dtype)
-    args = (q, k, v, km, do, lse, dd)
+    args = (q, k, v, km, seed, do, lse, dd)
     dq = _call(
         _dq_kernel,
         cfg,
         "block_sparse_attention_bwd_dq",
-        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _tile(cfg, dv), _tile1(cfg), _tile1(cfg)]
-        + [_per_tile(lists)],
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _seed()]
+        + [_tile(cfg, dv), _tile1(cfg), _tile1(cfg), _per_tile(lists)],
         _tile(cfg, dk),
         jax.ShapeDtypeStruct(q.shape, q.dtype),
         *args,
@@ -338,15 +357,15 @@ def _attention_bwd(cfg, res, cotangents):
         _dkv_kernel,
         cfg,
         "block_sparse_attention_bwd_dkv",
-        [_row(cfg, dk), _tile(cfg, dk), _tile(cfg, dv), _tile1(cfg), _row(cfg, dv), _row1(cfg), _row1(cfg)]
-        + [_whole(pairs), _per_tile(bounds)],
+        [_row(cfg, dk), _tile(cfg, dk), _tile(cfg, dv), _tile1(cfg), _seed()]
+        + [_row(cfg, dv), _row1(cfg), _row1(cfg), _whole(pairs), _per_tile(bounds)],
         (_tile(cfg, dk), _tile(cfg, dv)),
         (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
         *args,
         pairs,
         bounds,
     )
-    return dq, dk_, dv_, None, None, None, None
+    return dq, dk_, dv_, None, None, None, None, None
 
 
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
@@ -360,6 +379,7 @@ _attention_padded.defvjp(_attention_fwd, _attention_bwd)
         "band",
         "num_global_keys",
         "scale",
+        "dropout_rate",
         "interpret",
         "platform",
         "return_lse",
@@ -377,6 +397,8 @@ def block_sparse_attention_pallas(
     band: tuple[int, int] | None = None,
     num_global_keys: int = 0,
     scale: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_seed: Integer[ArrayLike, "..."] | PRNGKeyArray | None = None,
     interpret: bool = False,
     platform: Literal["gpu", "cpu"] = "gpu",
     return_lse: bool = False,
@@ -403,6 +425,17 @@ def block_sparse_attention_pallas(
     work is proportional to the number of (query tile, key tile) pairs. A row with
     no allowed key gives a zero output, `lse = −inf` and zero gradients, as
     `seqkit.attention.dot_product_attention`.
+
+    Attention dropout, as `seqkit.attention.attention_with_lse`: the softmax
+    weights `p_ij` (normalized over the allowed keys, before dropout) are zeroed
+    with probability `dropout_rate` and the kept ones scaled by
+    `1/(1 − dropout_rate)`; `lse` is that of the undropped weights. The keep mask
+    is a stateless random stream, a hash of `(seed, row, i, j)` with `row` the
+    flattened batch index (MurmurHash3's finalizer; counter-based as in Salmon et
+    al., "Parallel Random Numbers: As Easy as 1, 2, 3", 2011), which the backward
+    kernels recompute instead of storing a mask. It is not `jax.random`'s stream:
+    with dropout, `impl="pallas"` and `impl="xla"` give different (equally
+    distributed) masks for one key.
 
     Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
     (FlashAttention-2's split): one over query tiles accumulates `dq` along the same
@@ -431,6 +464,11 @@ def block_sparse_attention_pallas(
     - `num_global_keys`: with `band`, the keys `j < num_global_keys` are seen
       whatever the distance (ignored without `band`).
     - `scale`: defaults to `1/sqrt(dk)`.
+    - `dropout_rate`: `0 <= rate < 1`, the attention-dropout rate (static).
+    - `dropout_seed`: a `uint32` scalar (may be traced), or a PRNG key (typed or
+      its raw bits) from which one is drawn with `jax.random.bits`; without it
+      there is no dropout, as in `seqkit.attention.dot_product_attention`. Under
+      `jax.vmap` (one call per head) give each head its own seed.
     - `interpret`: run in Pallas's interpret mode (on CPU).
     - `platform`: `"gpu"` or `"cpu"`: whose compiler parameters to use (ignored in
       interpret mode); may differ from the machine's backend under `jax.export`.
@@ -455,6 +493,8 @@ def block_sparse_attention_pallas(
         raise ValueError(f"expected band None or a pair of integers (lo, hi) >= 0, got {band!r}")
     if not isinstance(num_global_keys, int) or num_global_keys < 0:
         raise ValueError(f"expected an integer num_global_keys >= 0, got {num_global_keys!r}")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape
     dv = v.shape[-1]
     B = block_size
@@ -474,7 +514,8 @@ def block_sparse_attention_pallas(
     platform = "cpu" if interpret else platform
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     Lp = nb * B
-    cfg = _Config(L, Lp, B, bool(causal), band, num_global_keys, interpret, platform)
+    rate = float(dropout_rate) if dropout_seed is not None else 0.0
+    cfg = _Config(L, Lp, B, bool(causal), band, num_global_keys, interpret, platform, rate)
     R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (max(MIN_GPU_TILE, next_pow2(d)) for d in (dk, dv))
 
@@ -488,6 +529,7 @@ def block_sparse_attention_pallas(
         _pad_to(k.reshape(R, L, dk), Lp, dkp),
         _pad_to(v.reshape(R, L, dv), Lp, dvp),
         km.astype(jnp.int32),
+        dropout_seed_array(dropout_seed if rate else None),
     )
     o, lse = _attention_padded(cfg, *args, *_tile_lists(cfg, block_idx))
     o = o[:, :L, :dv].reshape(*batch, L, dv)

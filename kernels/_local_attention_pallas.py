@@ -14,11 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
-from ._pallas_common import MIN_GPU_TILE, compiler_params, next_pow2, tile_unsupported
+from ._pallas_common import (
+    MIN_GPU_TILE,
+    compiler_params,
+    dropout_multiplier,
+    dropout_seed_array,
+    next_pow2,
+    tile_unsupported,
+)
 
 _GPU_DTYPES = ("bfloat16", "float16", "float32")
 # Triton: tensors have power-of-two sizes and matrix-product operands are at least
@@ -37,6 +44,7 @@ class _Config(NamedTuple):
     hi: int
     interpret: bool
     platform: str  # "cpu" (interpret) or "gpu": picks the compiler parameters
+    dropout: float = 0.0  # attention dropout rate (0: none)
 
 
 def _default_block(L: int) -> int:
@@ -46,13 +54,17 @@ def _default_block(L: int) -> int:
 def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
     """Why the Pallas kernel cannot serve a call on `platform` (`"cpu"` meaning
     interpret mode), or `None`. The dispatcher's `unsupported` for sliding-window
-    `local_attention`.
+    `local_attention` off TPU.
 
     - GPU only: the kernel is written for Triton, each program reading its key
       window straight from memory; on TPU (Mosaic) a program's whole key row
-      would have to sit in VMEM, so TPU calls use the XLA path.
+      would have to sit in VMEM, so TPU calls go to the Mosaic kernel
+      `seqkit.kernels.local_attention_pallas_tpu`, which pipelines one key tile
+      per grid step instead.
     - float32, float16 or bfloat16 on GPU (any float dtype in interpret mode).
-    - No attention dropout (the kernel has no random-number stream).
+    - Attention dropout is served (the kernels draw their own stateless random
+      stream); `dropout` is taken so that every attention kernel's `unsupported`
+      has the same arguments.
     - `block_size`, positions per tile, a power of two `>= 16` on GPU (Triton
       tensors have power-of-two sizes, matrix-product operands at least 16 wide);
       any positive integer in interpret mode.
@@ -62,8 +74,6 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
         return f"the kernel is written for GPU (Triton) and interpret mode, not {platform}"
     if platform == "gpu" and name not in _GPU_DTYPES:
         return f"dtype {name} is not supported on gpu (supported: {', '.join(_GPU_DTYPES)})"
-    if dropout:
-        return "attention dropout is not implemented in the Pallas kernel (use impl='xla')"
     return tile_unsupported("block_size", block_size, platform)  # platform: cpu or gpu here
 
 
@@ -72,6 +82,8 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
 # i0 = t·block ...) needs the keys i0 − lo ... i0 + block − 1 + hi, a few key tiles; an
 # online softmax (running max m, normalizer l, unnormalized output) visits them in
 # turn, so a program holds O(block · d) numbers and the whole pass is O(L · (lo + hi)).
+# Under dropout every kernel recomputes the keep mask of each tile pair from the seed,
+# the row (grid axis 0), and the query and key positions (`_pallas_common`).
 
 
 def _acc_dtype(dtype):
@@ -116,10 +128,21 @@ def _iota(B, start):
     return start + lax.broadcasted_iota(jnp.int32, (B,), 0)
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, km_ref, o_ref, lse_ref, *, cfg: _Config):
+def _dropped(cfg, seed, row, qpos, kpos, *xs):
+    """`x ⊙ z / (1 − rate)` for each `(query tile, key tile)` array `x` of `xs` under
+    dropout (one keep mask `z`, hashed once), else the `xs` as they are; a tuple."""
+    if not cfg.dropout:
+        return xs
+    zc = dropout_multiplier(seed, row, qpos, kpos, cfg.dropout, xs[0].dtype)
+    return tuple(x * zc for x in xs)
+
+
+def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cfg: _Config):
     B = cfg.block
     acc_t = _acc_dtype(q_ref.dtype)
-    i0 = pl.program_id(1) * B  # read outside the loop (no interpret-mode rule inside)
+    # program ids are read outside the loop (no interpret-mode rule inside)
+    row, i0 = pl.program_id(0), pl.program_id(1) * B
+    seed = seed_ref[0]
     q = q_ref[...]
     qpos = _iota(B, i0)
     first, last = _tile_range(cfg, i0, cfg.lo, cfg.hi)
@@ -128,14 +151,17 @@ def _forward_kernel(q_ref, k_ref, v_ref, km_ref, o_ref, lse_ref, *, cfg: _Config
         m, l, acc = carry
         sl = pl.ds(pl.multiple_of(j * B, B), B)
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
+        kpos = _iota(B, j * B)
         s = _nt(q, k, acc_t)
-        s = jnp.where(_valid(cfg, qpos, _iota(B, j * B), km), s, -jnp.inf)
+        s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
         m_new = jnp.maximum(m, jnp.max(s, axis=1))
         m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
         alpha = jnp.exp(m - m_safe)
         p = jnp.exp(s - m_safe[:, None])
         l = l * alpha + jnp.sum(p, axis=1)
-        acc = acc * alpha[:, None] + _nn(p.astype(v.dtype), v, acc_t)
+        # the normalizer sums the undropped weights; the output the dropped ones
+        (pz,) = _dropped(cfg, seed, row, qpos, kpos, p)
+        acc = acc * alpha[:, None] + _nn(pz.astype(v.dtype), v, acc_t)
         return m_new, l, acc
 
     init = (
@@ -160,11 +186,13 @@ def _weights(cfg, q, k, km, qpos, kpos, lse, acc_t):
     return jnp.exp(s - lse[:, None])
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg: _Config):
-    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), D_i = do_i · o_i.
+def _dq_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg: _Config):
+    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (dp − D), dp = z c ⊙ (do vᵀ) (keep mask z,
+    # c = 1/(1 − rate); dp = do vᵀ without dropout), D_i = Σ_j p_ij dp_ij = do_i · o_i.
     B = cfg.block
     acc_t = _acc_dtype(q_ref.dtype)
-    i0 = pl.program_id(1) * B
+    row, i0 = pl.program_id(0), pl.program_id(1) * B
+    seed = seed_ref[0]
     q, do, lse, dd = q_ref[...], do_ref[...], lse_ref[...], dd_ref[...]
     qpos = _iota(B, i0)
     first, last = _tile_range(cfg, i0, cfg.lo, cfg.hi)
@@ -172,20 +200,25 @@ def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dq_ref, *, 
     def body(j, dq):
         sl = pl.ds(pl.multiple_of(j * B, B), B)
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
-        p = _weights(cfg, q, k, km, qpos, _iota(B, j * B), lse, acc_t)
-        ds = p * (_nt(do, v, acc_t) - dd[:, None])
+        kpos = _iota(B, j * B)
+        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
+        (dp,) = _dropped(cfg, seed, row, qpos, kpos, _nt(do, v, acc_t))
+        ds = p * (dp - dd[:, None])
         return dq + _nn(ds.astype(k.dtype), k, acc_t)
 
     dq = lax.fori_loop(first, last, body, jnp.zeros((B, q.shape[-1]), acc_t))
     dq_ref[...] = dq.astype(dq_ref.dtype)
 
 
-def _dkv_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, *, cfg: _Config):
+def _dkv_kernel(
+    q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, *, cfg: _Config
+):
     # Key tile u: the queries i with i − lo <= j <= i + hi, i.e. j − hi <= i <= j + lo.
-    # dv_j = Σ_i p_ij do_i, dk_j = Σ_i ds_ij q_i.
+    # dv_j = Σ_i z_ij c p_ij do_i, dk_j = Σ_i ds_ij q_i.
     B = cfg.block
     acc_t = _acc_dtype(k_ref.dtype)
-    j0 = pl.program_id(1) * B
+    row, j0 = pl.program_id(0), pl.program_id(1) * B
+    seed = seed_ref[0]
     k, v, km = k_ref[...], v_ref[...], km_ref[...]
     kpos = _iota(B, j0)
     first, last = _tile_range(cfg, j0, cfg.hi, cfg.lo)
@@ -194,9 +227,11 @@ def _dkv_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dk_ref, dv
         dk, dv = carry
         sl = pl.ds(pl.multiple_of(i * B, B), B)
         q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
-        p = _weights(cfg, q, k, km, _iota(B, i * B), kpos, lse, acc_t)
-        ds = p * (_nt(do, v, acc_t) - dd[:, None])
-        dv = dv + _tn(p.astype(do.dtype), do, acc_t)
+        qpos = _iota(B, i * B)
+        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
+        pz, dp = _dropped(cfg, seed, row, qpos, kpos, p, _nt(do, v, acc_t))
+        ds = p * (dp - dd[:, None])
+        dv = dv + _tn(pz.astype(do.dtype), do, acc_t)
         dk = dk + _tn(ds.astype(q.dtype), q, acc_t)
         return dk, dv
 
@@ -230,6 +265,10 @@ def _row1(cfg):
     return pl.BlockSpec((None, cfg.Lp), lambda r, t: (r, 0))
 
 
+def _seed():  # the (1,) dropout seed, read by every program
+    return pl.BlockSpec((1,), lambda r, t: (0,))
+
+
 def _call(kernel, cfg, name, in_specs, out_specs, out_shape, *args):
     R = args[0].shape[0]
     return pl.pallas_call(
@@ -244,7 +283,7 @@ def _call(kernel, cfg, name, in_specs, out_specs, out_shape, *args):
     )(*args)
 
 
-def _forward_call(cfg, q, k, v, km):
+def _forward_call(cfg, q, k, v, km, seed):
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = _acc_dtype(q.dtype)
@@ -252,37 +291,39 @@ def _forward_call(cfg, q, k, v, km):
         _forward_kernel,
         cfg,
         "local_attention_fwd",
-        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg)],
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _seed()],
         (_tile(cfg, dv), _tile1(cfg)),
         (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp), acc_t)),
-        q, k, v, km,
+        q, k, v, km, seed,
     )  # fmt: skip
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_padded(cfg: _Config, q, k, v, km):
-    return _forward_call(cfg, q, k, v, km)[0]
+def _attention_padded(cfg: _Config, q, k, v, km, seed):
+    return _forward_call(cfg, q, k, v, km, seed)[0]
 
 
-def _attention_fwd(cfg, q, k, v, km):
-    o, lse = _forward_call(cfg, q, k, v, km)
-    return o, (q, k, v, km, o, lse)
+def _attention_fwd(cfg, q, k, v, km, seed):
+    o, lse = _forward_call(cfg, q, k, v, km, seed)
+    return o, (q, k, v, km, seed, o, lse)
 
 
 def _attention_bwd(cfg, res, do):
-    q, k, v, km, o, lse = res
+    q, k, v, km, seed, o, lse = res
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = lse.dtype
-    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1)  # D_i = do_i · o_i, O(L d) in XLA
+    # D_i = Σ_j p_ij dp_ij = do_i · o_i (with dropout too), O(L d) in XLA
+    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1)
     lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)  # rows with no key: all weights zero
     do = do.astype(q.dtype)
-    args = (q, k, v, km, do, lse, dd)
+    args = (q, k, v, km, seed, do, lse, dd)
     dq = _call(
         _dq_kernel,
         cfg,
         "local_attention_bwd_dq",
-        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _tile(cfg, dv), _tile1(cfg), _tile1(cfg)],
+        [_tile(cfg, dk), _row(cfg, dk), _row(cfg, dv), _row1(cfg), _seed()]
+        + [_tile(cfg, dv), _tile1(cfg), _tile1(cfg)],
         _tile(cfg, dk),
         jax.ShapeDtypeStruct(q.shape, q.dtype),
         *args,
@@ -291,12 +332,13 @@ def _attention_bwd(cfg, res, do):
         _dkv_kernel,
         cfg,
         "local_attention_bwd_dkv",
-        [_row(cfg, dk), _tile(cfg, dk), _tile(cfg, dv), _tile1(cfg), _row(cfg, dv), _row1(cfg), _row1(cfg)],
+        [_row(cfg, dk), _tile(cfg, dk), _tile(cfg, dv), _tile1(cfg), _seed()]
+        + [_row(cfg, dv), _row1(cfg), _row1(cfg)],
         (_tile(cfg, dk), _tile(cfg, dv)),
         (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
         *args,
     )
-    return dq, dk_, dv_, None
+    return dq, dk_, dv_, None, None
 
 
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
@@ -307,7 +349,8 @@ def _pad_to(a, rows, cols):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("window", "causal", "scale", "block_size", "interpret", "platform")
+    jax.jit,
+    static_argnames=("window", "causal", "scale", "block_size", "dropout_rate", "interpret", "platform"),
 )
 def local_attention_pallas(
     q: Float[ArrayLike, "*batch L dk"],
@@ -319,6 +362,8 @@ def local_attention_pallas(
     causal: bool = False,
     scale: float | None = None,
     block_size: int | None = None,
+    dropout_rate: float = 0.0,
+    dropout_seed: Integer[ArrayLike, "..."] | PRNGKeyArray | None = None,
     interpret: bool = False,
     platform: Literal["gpu", "cpu"] = "gpu",
 ) -> Float[Array, "*batch L dv"]:
@@ -333,6 +378,17 @@ def local_attention_pallas(
     `O(L · window · d)`. A row with no allowed key (every key of its window masked)
     gives a zero output and zero gradients, as `seqkit.attention.dot_product_attention`.
 
+    Attention dropout, as `seqkit.attention.dot_product_attention`: the softmax
+    weights `p_ij` (normalized over the allowed keys, before dropout) are zeroed
+    with probability `dropout_rate` and the kept ones scaled by
+    `1/(1 − dropout_rate)`. The keep mask is a stateless random stream, a hash of
+    `(seed, row, i, j)` with `row` the flattened batch index (MurmurHash3's
+    finalizer; counter-based as in Salmon et al., "Parallel Random Numbers: As
+    Easy as 1, 2, 3", 2011), which the backward kernels recompute instead of
+    storing an `L × L` mask. It is not `jax.random`'s stream: with dropout,
+    `impl="pallas"` and `impl="xla"` give different (equally distributed) masks
+    for one key.
+
     Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
     (FlashAttention-2's split): one over query tiles accumulates `dq`, one over key
     tiles accumulates `dk` and `dv`, both recomputing the weights from the saved
@@ -344,7 +400,7 @@ def local_attention_pallas(
     run on the matrix units with float32 accumulation. Any float dtype in
     interpret mode. Head dimensions are padded with zeros to a power of two `>= 16`
     (Triton tensor sizes); `L` is padded to a tile multiple and masked. Not for
-    TPU (see `unsupported`).
+    TPU (see `unsupported`; TPU has `local_attention_pallas_tpu`).
 
     **Arguments:**
 
@@ -355,6 +411,11 @@ def local_attention_pallas(
     - `scale`: defaults to `1/sqrt(dk)`.
     - `block_size`: positions per tile (default: the power of two in `[16, 64]`
       nearest `L`).
+    - `dropout_rate`: `0 <= rate < 1`, the attention-dropout rate (static).
+    - `dropout_seed`: a `uint32` scalar (may be traced), or a PRNG key (typed or
+      its raw bits) from which one is drawn with `jax.random.bits`; without it
+      there is no dropout, as in `seqkit.attention.dot_product_attention`. Under
+      `jax.vmap` (one call per head) give each head its own seed.
     - `interpret`: run in Pallas's interpret mode (on CPU).
     - `platform`: `"gpu"` or `"cpu"`: whose compiler parameters to use (ignored in
       interpret mode); may differ from the machine's backend under `jax.export`.
@@ -373,6 +434,8 @@ def local_attention_pallas(
         raise ValueError(f"expected an integer window >= 0, got {window!r}")
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape
     dv = v.shape[-1]
     if key_mask is not None:
@@ -383,7 +446,8 @@ def local_attention_pallas(
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     B = block_size or _default_block(L)
     Lp = -(-L // B) * B
-    cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, platform)
+    rate = float(dropout_rate) if dropout_seed is not None else 0.0
+    cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, platform, rate)
     R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (max(MIN_GPU_TILE, next_pow2(d)) for d in (dk, dv))
 
@@ -397,6 +461,7 @@ def local_attention_pallas(
         _pad_to(k.reshape(R, L, dk), Lp, dkp),
         _pad_to(v.reshape(R, L, dv), Lp, dvp),
         km.astype(jnp.int32),
+        dropout_seed_array(dropout_seed if rate else None),
     )
     o = _attention_padded(cfg, *args)
     return o[:, :L, :dv].reshape(*batch, L, dv)

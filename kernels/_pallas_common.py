@@ -1,9 +1,12 @@
 """What the Pallas kernels share: compiler parameters, power-of-two tile sizes, the
-mode-axis block, and the rules a tile size must follow per platform."""
+mode-axis block, the rules a tile size must follow per platform, and the stateless
+random stream of attention dropout."""
 
 import math
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 # GPU (Triton) and TPU (Mosaic) kernels compute in float32 (or narrower).
 FLOAT32_PLATFORMS = ("gpu", "tpu")
@@ -65,3 +68,80 @@ def compiler_params(
     from jax.experimental.pallas import tpu as pltpu
 
     return pltpu.CompilerParams(dimension_semantics=("parallel",) * dims)
+
+
+# ---------------------------------------------------------------------------------------
+# Attention dropout: a counter-based, stateless random stream. Whether the weight of
+# (row r, query i, key j) is kept is a hash of (seed, r, i, j) alone, so the forward
+# kernel and both backward kernels recompute the same keep mask tile by tile and
+# nothing of size L × L is ever stored (the idea of Salmon et al., "Parallel Random
+# Numbers: As Easy as 1, 2, 3", 2011, with a cheaper mixer). The mixer is the 32-bit
+# finalizer of Appleby's MurmurHash3: uint32 multiplies, xors and logical shifts,
+# which Triton and interpret mode both lower.
+
+_FMIX_M1 = np.uint32(0x85EBCA6B)
+_FMIX_M2 = np.uint32(0xC2B2AE35)
+# odd constants (xxHash's 32-bit primes) that spread the row, query and key counters
+_ROW_MULT = np.uint32(0x9E3779B1)
+_QUERY_MULT = np.uint32(0x85EBCA77)
+_KEY_MULT = np.uint32(0xC2B2AE3D)
+# keep when the top 24 bits of the hash reach round(rate · 2²⁴): a signed int32
+# comparison, the same on every backend
+_DROPOUT_BITS = 24
+
+
+def fmix32(x):
+    """MurmurHash3's 32-bit finalizer, a bijection of `uint32` with full avalanche."""
+    x = x ^ (x >> 16)
+    x = x * _FMIX_M1
+    x = x ^ (x >> 13)
+    x = x * _FMIX_M2
+    return x ^ (x >> 16)
+
+
+def dropout_hash(seed, row, qpos, kpos):
+    """`(Bq, Bk)` `uint32` hash of `(seed, row, qpos[i], kpos[j])`: the seed is mixed,
+    then the row, the query and the key are each multiplied by an odd constant,
+    xored in and mixed again. `seed`, `row`: scalars; `qpos`, `kpos`: integer
+    positions `(Bq,)`, `(Bk,)` (non-negative)."""
+    u32 = jnp.uint32
+    a = fmix32(fmix32(jnp.asarray(seed).astype(u32)) ^ (jnp.asarray(row).astype(u32) * _ROW_MULT))
+    b = fmix32(a ^ (qpos.astype(u32) * _QUERY_MULT))
+    return fmix32(b[:, None] ^ (kpos.astype(u32) * _KEY_MULT)[None, :])
+
+
+def dropout_threshold(rate: float) -> int:
+    """The integer threshold of the keep test for dropout rate `0 <= rate < 1`."""
+    return int(round(float(rate) * (1 << _DROPOUT_BITS)))
+
+
+def dropout_keep(seed, row, qpos, kpos, rate: float):
+    """`(Bq, Bk)` boolean: is the weight of (row, query `qpos[i]`, key `kpos[j]`) kept?
+    `True` with probability `1 − rate` (to `2⁻²⁴`), independently per entry."""
+    h = dropout_hash(seed, row, qpos, kpos) >> (32 - _DROPOUT_BITS)
+    return h.astype(jnp.int32) >= dropout_threshold(rate)
+
+
+def dropout_multiplier(seed, row, qpos, kpos, rate: float, dtype):
+    """`(Bq, Bk)` factors `z_ij / (1 − rate)` in `dtype` (`z` from `dropout_keep`):
+    what the softmax weights of a tile are multiplied by under dropout."""
+    keep = dropout_keep(seed, row, qpos, kpos, rate)
+    return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
+
+
+def dropout_seed_array(seed) -> jax.Array:
+    """The `(1,)` `uint32` seed a kernel reads: from a `uint32` (or other integer)
+    scalar as it is, from a PRNG key (typed, or the raw bits of one) by
+    `jax.random.bits`; zeros for `None`."""
+    if seed is None:
+        return jnp.zeros((1,), jnp.uint32)
+    seed = jnp.asarray(seed)
+    if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return jax.random.bits(seed, (1,), jnp.uint32)
+    if not jnp.issubdtype(seed.dtype, jnp.integer):
+        raise ValueError(
+            f"expected dropout_seed an integer scalar or a PRNG key, got {seed.dtype} {seed.shape}"
+        )
+    if seed.ndim == 0:
+        return seed.astype(jnp.uint32).reshape(1)
+    return jax.random.bits(jax.random.wrap_key_data(seed.astype(jnp.uint32)), (1,), jnp.uint32)

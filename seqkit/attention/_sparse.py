@@ -240,10 +240,13 @@ def longformer_attention(
     `"pallas"` (one call of the block-sparse kernel
     `seqkit.kernels.block_sparse_attention_pallas`: per query tile, the tiles of
     the global keys and of the window, with the band and the global keys as its
-    position rule; Pallas backward too; interpret mode on CPU; GPU only, no
-    dropout, see its `unsupported`) or `"auto"` (default: Pallas on GPU when it
-    serves the call, XLA otherwise and always on CPU). The global rows are full
-    attention in XLA either way.
+    position rule; Pallas backward too; interpret mode on CPU; GPU only, see
+    its `unsupported`) or `"auto"` (default: Pallas on GPU when it serves the
+    call, XLA otherwise and always on CPU). The global rows are full attention
+    in XLA either way. With dropout the kernel draws its keep mask from its own
+    stateless stream (a hash of a seed drawn from `key`, the query and the key
+    position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
+    different, equally distributed masks for one key.
     """
     L = q.shape[0]
     g = min(num_global, L)
@@ -267,6 +270,8 @@ def longformer_attention(
             causal=causal,
             band=(r, hi),
             num_global_keys=g,
+            dropout_rate=dropout_rate if key is not None else 0.0,
+            dropout_seed=keys[0],
             interpret=choice.interpret,
             platform=backend(),
         )
@@ -453,10 +458,13 @@ def bigbird_attention(
     `impl`: `"xla"` (gathered blocks), `"pallas"` (one call of the block-sparse
     kernel `seqkit.kernels.block_sparse_attention_pallas` over the window, global
     and random blocks, tiles of `block_size`; Pallas backward too; interpret mode
-    on CPU; GPU only, `block_size` a power of two `>= 16` there, no dropout, see
-    its `unsupported`) or `"auto"` (default: Pallas on GPU when it serves the
-    call, XLA otherwise and always on CPU). The global rows are full attention
-    in XLA either way.
+    on CPU; GPU only, `block_size` a power of two `>= 16` there, see its
+    `unsupported`) or `"auto"` (default: Pallas on GPU when it serves the call,
+    XLA otherwise and always on CPU). The global rows are full attention in XLA
+    either way. With dropout the kernel draws its keep mask from its own
+    stateless stream (a hash of a seed drawn from `key`, the query and the key
+    position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
+    different, equally distributed masks for one key.
     """
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
@@ -482,6 +490,8 @@ def bigbird_attention(
             kmask,
             block_size=block_size,
             causal=causal,
+            dropout_rate=dropout_rate if k1 is not None else 0.0,
+            dropout_seed=k1,
             interpret=choice.interpret,
             platform=backend(),
         )

@@ -2,7 +2,9 @@
 NumPy computation with the dense `L × L` visibility matrix built from the tile lists
 and the position rule, forward (with the log normalizers) and gradients, and
 `bigbird_attention` / `longformer_attention` with `impl="pallas"` against their XLA
-paths.
+paths. With attention dropout, against the same reference with the keep mask built
+by the NumPy twin of the kernels' hash (`dropout_keep_np`, from the sliding-window
+kernel's tests, which also test the stream itself).
 
 Tolerances (relative to the largest magnitude of the reference): float64 1e-10;
 float32 2e-5 forward and 1e-4 gradients (plus 1e-6 absolute) against float64;
@@ -17,6 +19,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
+from test_kernels_local_attention_pallas import dropout_keep_np
 
 import seqkit.attention as sa
 from helpers import assert_close
@@ -42,12 +45,16 @@ def _visible(L, B, idx, causal=False, band=None, num_global=0, key_mask=None):
     return ok if key_mask is None else ok & key_mask[..., None, :]
 
 
-def _reference(q, k, v, g, h, allowed):
+def _reference(q, k, v, g, h, allowed, drop=None):
     """Float64 `o`, `lse` and the cotangents `(dq, dk, dv)` of `Σ g ⊙ o + Σ h ⊙ lse`.
 
     With `P = softmax(S)`, `S = q kᵀ / sqrt(d)`: `dv = Pᵀ g`,
     `dS = P ⊙ (g vᵀ − rowsum(P ⊙ g vᵀ) + h)` (`∂lse/∂S = P`), `dq = dS k / sqrt(d)`,
-    `dk = dSᵀ q / sqrt(d)`; a row with no allowed key has `P = 0`, `lse = −inf`."""
+    `dk = dSᵀ q / sqrt(d)`; a row with no allowed key has `P = 0`, `lse = −inf`.
+    With dropout factors `drop = z / (1 − rate)`: `o = (drop ⊙ P) v`, so
+    `dv = (drop ⊙ P)ᵀ g` and `g vᵀ` becomes `drop ⊙ (g vᵀ)` in `dS`; `lse` is the
+    undropped one."""
+    drop = 1.0 if drop is None else drop
     scale = 1.0 / np.sqrt(q.shape[-1])
     s = np.where(allowed, np.einsum("...qd,...kd->...qk", q, k) * scale, -np.inf)
     m = np.max(s, axis=-1, keepdims=True)
@@ -56,12 +63,12 @@ def _reference(q, k, v, g, h, allowed):
     den = p.sum(-1, keepdims=True)
     lse = np.where(den > 0, m + np.log(np.where(den > 0, den, 1.0)), -np.inf)[..., 0]
     p = p / np.where(den > 0, den, 1.0)
-    o = p @ v
-    dp = g @ np.swapaxes(v, -1, -2)
+    o = (drop * p) @ v
+    dp = drop * (g @ np.swapaxes(v, -1, -2))
     ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True) + h[..., None])
     dq = ds @ k * scale
     dk = np.swapaxes(ds, -1, -2) @ q * scale
-    dv = np.swapaxes(p, -1, -2) @ g
+    dv = np.swapaxes(drop * p, -1, -2) @ g
     return o, lse, (dq, dk, dv)
 
 
@@ -148,6 +155,44 @@ def test_forward_lse_and_grads_match_dense_float64(x64, case):
         assert np.all(np.asarray(grads[0])[empty] == 0.0)
 
 
+@pytest.mark.parametrize("case", ["messy-ragged-batch2", "band-global-batch2x2"])
+def test_dropout_forward_lse_and_grads_match_dense_float64(x64, case):
+    # Rows are the flattened batch (4 rows for (2, 2)); the lse is the undropped one.
+    batch, L, dk, dv, B, kind, causal, band, G, masked = CASES[case]
+    rate, seed = 0.2, 99
+    q, k, v, g, h = _inputs(batch, L, dk, dv, seed=6)
+    km = _key_mask(batch, L) if masked else None
+    idx = _lists(kind, L, B, causal, band, G)
+    allowed = _visible(L, B, idx, causal, band, G, km)
+    drop = dropout_keep_np(seed, int(np.prod(batch)), L, L, rate).reshape(*batch, L, L) / (1 - rate)
+    o_ref, lse_ref, grads_ref = _reference(q, k, v, g, h, allowed, drop)
+    fn = functools.partial(
+        block_sparse_attention_pallas,
+        block_idx=jnp.asarray(idx),
+        key_mask=None if km is None else jnp.asarray(km),
+        block_size=B,
+        causal=causal,
+        band=band,
+        num_global_keys=G,
+        dropout_rate=rate,
+        dropout_seed=jnp.uint32(seed),
+        interpret=True,
+        return_lse=True,
+    )
+    qkv = [jnp.asarray(a) for a in (q, k, v)]
+    o, lse = fn(*qkv)
+    assert_close(o, o_ref, rtol=1e-10)
+    empty = np.broadcast_to(~allowed.any(-1), lse.shape)
+    assert_close(np.where(empty, 0.0, lse), np.where(empty, 0.0, lse_ref), rtol=1e-10)
+
+    def loss(q, k, v):
+        o, lse = fn(q, k, v)
+        return jnp.sum(g * o) + jnp.sum(jnp.where(jnp.isfinite(lse), h * lse, 0.0))
+
+    for got, want in zip(jax.grad(loss, argnums=(0, 1, 2))(*qkv), grads_ref, strict=True):
+        assert_close(got, want, rtol=1e-10)
+
+
 def test_float32_with_traced_lists():
     # The lists are an argument of the jitted function (traced), as BigBird's random blocks.
     L, B = 37, 8
@@ -227,6 +272,41 @@ def test_longformer_pallas_matches_xla(w, g, causal):
     _compare(pattern, 80, h=1)
 
 
+def test_bigbird_and_longformer_pallas_dropout_with_key():
+    # Dropout is off without a key or at rate 0 (exactly the plain result); with both,
+    # the band/window part is the kernel with a seed drawn from the pattern's dropout
+    # key, and heads vmapped with one key each (as AttentionHeads does) get different
+    # masks although their inputs are identical.
+    L, w, rate = 40, 6, 0.3
+    q, k, v = (jnp.asarray(a, jnp.float32) for a in _inputs((), L, 8, 8, seed=7)[:3])
+    key = jr.key(11)
+    patterns = {
+        "bigbird": functools.partial(
+            sa.bigbird_attention, block_size=8, num_random=1, num_global=1, seed=jr.key(5), causal=True
+        ),
+        "longformer": functools.partial(sa.longformer_attention, window_size=w, num_global=0),
+    }
+    for name, pattern in patterns.items():
+        run = jax.jit(
+            lambda kk, rate, pattern=pattern: pattern(q, k, v, dropout_rate=rate, key=kk, impl="pallas"),
+            static_argnums=1,
+        )
+        plain = run(None, 0.0)
+        np.testing.assert_array_equal(run(None, rate), plain)
+        np.testing.assert_array_equal(run(key, 0.0), plain)
+        dropped = run(key, rate)
+        assert not np.allclose(dropped, plain), name
+        heads = jax.vmap(lambda kk, run=run: run(kk, rate))(jr.split(key, 2))
+        assert not np.allclose(heads[0], heads[1]), name
+    # Longformer without global keys is one kernel call, seeded by the first of its keys.
+    r = w // 2
+    want = block_sparse_attention_pallas(
+        q, k, v, _longformer_tiles(L, 64, r, r, 0), jnp.ones((L,), bool), block_size=64, band=(r, r),
+        dropout_rate=rate, dropout_seed=jr.split(key, 3)[0], interpret=True,
+    )  # fmt: skip
+    assert_close(run(key, rate), want, rtol=1e-6)  # the same mask (a wrong one is off by O(1))
+
+
 # --- dispatch and errors -------------------------------------------------------------------
 
 
@@ -242,7 +322,8 @@ def test_dispatch_choice_per_backend():
     # Calls the kernel does not serve fall back to XLA under "auto".
     assert _choose("auto", "gpu", block_size=24) == Choice("xla")
     assert _choose("auto", "tpu", block_size=128) == Choice("xla")
-    assert _choose("auto", "gpu", dropout=True) == Choice("xla")
+    # Dropout is served (the kernel's own random stream).
+    assert _choose("auto", "gpu", dropout=True, block_size=16) == Choice("pallas", interpret=False)
 
 
 @pytest.mark.parametrize(
@@ -250,7 +331,6 @@ def test_dispatch_choice_per_backend():
     [
         ("gpu", jnp.float64, False, 16, "dtype float64 is not supported on gpu"),
         ("tpu", jnp.float32, False, 128, "written for GPU \\(Triton\\) and interpret mode, not tpu"),
-        ("gpu", jnp.float32, True, 16, "dropout is not implemented"),
         ("gpu", jnp.float32, False, 24, "power of two >= 16 on gpu, got 24"),
         ("gpu", jnp.float32, False, 8, "power of two >= 16 on gpu, got 8"),
     ],
@@ -282,14 +362,9 @@ def test_impl_choice_and_use_impl_reach_the_modules():
 def test_bad_calls_raise():
     x = jnp.ones((10, 8), jnp.float32)
     idx = np.zeros((2, 1), np.int32)  # 2 tiles of 8
-    with pytest.raises(ValueError, match="dropout is not implemented"):
-        sa.bigbird_attention(
-            x, x, x, block_size=4, num_random=1, num_global=1, seed=jr.key(0),
-            dropout_rate=0.1, key=jr.key(1), impl="pallas",
-        )  # fmt: skip
-    with pytest.raises(ValueError, match="dropout is not implemented"):
-        sa.longformer_attention(
-            x, x, x, window_size=4, num_global=1, dropout_rate=0.1, key=jr.key(1), impl="pallas"
+    with pytest.raises(ValueError, match="0 <= dropout_rate < 1, got -0.1"):
+        block_sparse_attention_pallas(
+            x, x, x, idx, block_size=8, dropout_rate=-0.1, dropout_seed=jnp.uint32(0), interpret=True
         )
     with pytest.raises((ValueError, TypeCheckError)):
         sa.longformer_attention(x, x, x, window_size=4, num_global=1, impl="triton")
@@ -339,9 +414,12 @@ def test_linear_memory_in_L():
 TRITON = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
 
 
-@pytest.mark.parametrize("pattern", ["bigbird-causal", "longformer"])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_exports_for_cuda(dtype, pattern):
+@pytest.mark.parametrize(
+    "dtype, pattern, dropout",
+    [(t, p, 0.0) for t in (jnp.float32, jnp.bfloat16) for p in ("bigbird-causal", "longformer")]
+    + [(jnp.bfloat16, "longformer", 0.1)],  # with dropout: the hash's uint32 arithmetic, a traced seed
+)
+def test_exports_for_cuda(dtype, pattern, dropout):
     L, B = 300, 64  # ragged L and head dimension (padded to 32); 5 tiles
     q = jnp.zeros((2, L, 24), dtype)
     km = jnp.ones((2, L), bool)
@@ -351,12 +429,19 @@ def test_exports_for_cuda(dtype, pattern):
     else:  # window, global and random tiles: 5 slots, the random ones a traced argument
         opts = dict(causal=True)
         idx = jnp.zeros((5, 5), jnp.int32)
-    fwd = functools.partial(block_sparse_attention_pallas, block_size=B, platform="gpu", **opts)
-    grad = jax.grad(
-        lambda q, k, v, idx: jnp.sum(fwd(q, k, v, idx, km).astype(jnp.float32) ** 2), argnums=(0, 1, 2)
+    fwd = functools.partial(
+        block_sparse_attention_pallas, block_size=B, dropout_rate=dropout, platform="gpu", **opts
     )
-    for fn, kernels in ((lambda q, k, v, idx: fwd(q, k, v, idx, km), 1), (grad, 3)):
-        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[TRITON])(q, q, q, idx)
+    seed = jnp.uint32(7)
+
+    def loss(q, k, v, idx, seed):
+        return jnp.sum(fwd(q, k, v, idx, km, dropout_seed=seed).astype(jnp.float32) ** 2)
+
+    grad = jax.grad(loss, argnums=(0, 1, 2))
+    for fn, kernels in ((lambda q, k, v, idx, seed: fwd(q, k, v, idx, km, dropout_seed=seed), 1), (grad, 3)):
+        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[TRITON])(
+            q, q, q, idx, seed
+        )
         assert exported.platforms == ("cuda",)
         # forward: one kernel; gradient: the forward, dq and dk/dv kernels
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels

@@ -1,14 +1,18 @@
 """The Pallas sliding-window attention kernel (interpret mode on CPU) against a
 float64 NumPy computation with the dense `L × L` window mask, forward and
-gradients, and against the XLA path of `local_attention(mode="sliding")`.
+gradients, and against the XLA path of `local_attention(mode="sliding")`; with
+attention dropout, against the same reference with the keep mask built by a NumPy
+twin of the kernels' hash (`dropout_keep_np`, imported by the block-sparse tests).
 
 Tolerances (relative to the largest magnitude of the reference): float32 2e-5
 forward and 1e-4 gradients (plus 1e-6 absolute) against float64; float64 1e-12; bfloat16 forward 2e-2
-(inputs rounded to 8 mantissa bits, products accumulated in float32).
+(inputs rounded to 8 mantissa bits, products accumulated in float32); float64 with
+dropout 1e-10.
 """
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +22,35 @@ from jaxtyping import TypeCheckError
 from helpers import assert_close
 from seqkit.attention import LocalAttention, local_attention
 from seqkit.kernels import local_attention_pallas
-from seqkit.kernels._dispatch import Choice, choose
+from seqkit.kernels._dispatch import Choice, choose, use_impl
 from seqkit.kernels._local_attention_pallas import unsupported
+from seqkit.kernels._pallas_common import dropout_keep
+
+
+def _fmix32_np(x):
+    """MurmurHash3's 32-bit finalizer in NumPy uint32 arithmetic (wrapping products)."""
+    x = np.asarray(x, np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x85EBCA6B)
+        x = x ^ (x >> np.uint32(13))
+        x = x * np.uint32(0xC2B2AE35)
+        return x ^ (x >> np.uint32(16))
+
+
+def dropout_keep_np(seed, rows, Lq, Lk, rate):
+    """The keep mask `(rows, Lq, Lk)` by its definition: for row r, query i, key j,
+    `h = fmix(fmix(fmix(fmix(seed) ^ r·0x9E3779B1) ^ i·0x85EBCA77) ^ j·0xC2B2AE3D)`
+    (uint32), kept when `h >> 8 >= round(rate · 2²⁴)`."""
+    u = np.uint32
+    r = np.arange(rows, dtype=u)[:, None, None]
+    i = np.arange(Lq, dtype=u)[None, :, None]
+    j = np.arange(Lk, dtype=u)[None, None, :]
+    with np.errstate(over="ignore"):
+        a = _fmix32_np(_fmix32_np(u(seed)) ^ (r * u(0x9E3779B1)))
+        b = _fmix32_np(a ^ (i * u(0x85EBCA77)))
+        h = _fmix32_np(b ^ (j * u(0xC2B2AE3D)))
+    return (h >> u(8)).astype(np.int64) >= round(rate * 2**24)
 
 
 def _allowed(L, window, causal, key_mask=None):
@@ -29,24 +60,27 @@ def _allowed(L, window, causal, key_mask=None):
     return m if key_mask is None else m & key_mask[..., None, :]
 
 
-def _reference(q, k, v, g, allowed):
+def _reference(q, k, v, g, allowed, drop=None):
     """Float64 `o` and the cotangents `(dq, dk, dv)` of `Σ g ⊙ o`, from the dense mask.
 
     With `P = softmax(S)`, `S = q kᵀ / sqrt(d)`: `dv = Pᵀ g`, `dS = P ⊙ (g vᵀ − rowsum)`,
     `dq = dS k / sqrt(d)`, `dk = dSᵀ q / sqrt(d)`; a row with no allowed key has
-    `P = 0` (zero output, no gradient)."""
+    `P = 0` (zero output, no gradient). With dropout factors `drop = z / (1 − rate)`:
+    `o = (drop ⊙ P) v`, so `dv = (drop ⊙ P)ᵀ g` and `dP = drop ⊙ (g vᵀ)` in `dS`
+    (whose row sum `Σ_j P dP` is still `g · o`)."""
+    drop = 1.0 if drop is None else drop
     scale = 1.0 / np.sqrt(q.shape[-1])
     s = np.where(allowed, np.einsum("...qd,...kd->...qk", q, k) * scale, -np.inf)
     m = np.max(s, axis=-1, keepdims=True)
     p = np.exp(s - np.where(np.isfinite(m), m, 0.0))
     den = p.sum(-1, keepdims=True)
     p = p / np.where(den > 0, den, 1.0)
-    o = p @ v
-    dp = g @ np.swapaxes(v, -1, -2)
+    o = (drop * p) @ v
+    dp = drop * (g @ np.swapaxes(v, -1, -2))
     ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
     dq = ds @ k * scale
     dk = np.swapaxes(ds, -1, -2) @ q * scale
-    dv = np.swapaxes(p, -1, -2) @ g
+    dv = np.swapaxes(drop * p, -1, -2) @ g
     return o, (dq, dk, dv)
 
 
@@ -153,6 +187,107 @@ def test_local_attention_sliding_pallas_matches_xla_under_vmap(causal):
         assert_close(a, b, rtol=1e-5)
 
 
+# --- attention dropout ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "batch, causal, masked",
+    [((2,), False, False), ((2, 2), True, True)],
+    ids=["batch2", "batch2x2-causal-masked"],
+)
+def test_dropout_forward_and_grads_match_dense_float64(x64, batch, causal, masked):
+    # Rows are the flattened batch (4 rows for (2, 2)); key mask with empty rows.
+    L, d, window, rate, seed = 21, 4, 5, 0.3, 2024
+    q, k, v, g = _inputs(batch, L, d, d, seed=4)
+    km = _key_mask(batch, L) if masked else None
+    rows = int(np.prod(batch))
+    drop = dropout_keep_np(seed, rows, L, L, rate).reshape(*batch, L, L) / (1 - rate)
+    o_ref, grads_ref = _reference(q, k, v, g, _allowed(L, window, causal, km), drop)
+    fn = functools.partial(
+        local_attention_pallas,
+        key_mask=None if km is None else jnp.asarray(km),
+        window=window,
+        causal=causal,
+        block_size=8,
+        dropout_rate=rate,
+        dropout_seed=jnp.uint32(seed),
+        interpret=True,
+    )
+    qkv = [jnp.asarray(a) for a in (q, k, v)]
+    out = fn(*qkv)
+    assert out.dtype == jnp.float64
+    assert_close(out, o_ref, rtol=1e-10)
+    for got, want in zip(_grads(fn, jnp.asarray(g), *qkv), grads_ref, strict=True):
+        assert_close(got, want, rtol=1e-10, atol=1e-14)
+    o_plain, _ = _reference(q, k, v, g, _allowed(L, window, causal, km))
+    assert not np.allclose(out, o_plain)  # the mask drops something
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_stream_keeps_one_minus_rate_and_differs_by_seed_and_row(rate):
+    # The stream alone (no kernel): the jnp helper is the NumPy definition; the kept
+    # fraction is 1 − rate within 4 standard errors, and masks for another seed, another
+    # row, or the neighbouring query or key agree as independent ones would.
+    n = 256
+    pos = jnp.arange(n)
+    keep = jax.jit(dropout_keep, static_argnums=4)
+
+    def mask(seed, row):
+        return np.asarray(keep(jnp.uint32(seed), jnp.int32(row), pos, pos, rate))
+
+    a = mask(1, 0)
+    assert np.array_equal(a, dropout_keep_np(1, 1, n, n, rate)[0])
+    assert np.array_equal(mask(1, 3), dropout_keep_np(1, 4, n, n, rate)[3])
+    p = 1 - rate
+    assert abs(a.mean() - p) < 4 * np.sqrt(p * (1 - p) / a.size)
+    both = p * p + (1 - p) * (1 - p)  # P(two independent entries agree)
+    se = np.sqrt(both * (1 - both) / a.size)
+    for other in (mask(2, 0), mask(1, 1), np.roll(a, 1, axis=0), np.roll(a, 1, axis=1)):
+        assert abs(np.mean(a == other) - both) < 4 * se
+
+
+def test_local_attention_pallas_dropout_with_key():
+    L, d, W, rate = 24, 8, 5, 0.25
+    q, k, v, _ = (jnp.asarray(a, jnp.float32) for a in _inputs((), L, d, d, seed=5))
+    key = jax.random.key(3)
+
+    def run(**kw):
+        return local_attention(q, k, v, window_size=W, mode="sliding", impl="pallas", **kw)
+
+    plain = run()
+    # dropout is off without a key or at rate 0: exactly the plain result
+    np.testing.assert_array_equal(run(dropout_rate=rate), plain)
+    np.testing.assert_array_equal(run(dropout_rate=0.0, key=key), plain)
+    dropped = run(dropout_rate=rate, key=key)
+    seed = jax.random.bits(key, (1,), jnp.uint32)[0]  # the seed the kernel draws from a key
+    drop = dropout_keep_np(int(seed), 1, L, L, rate)[0] / (1 - rate)
+    q64, k64, v64 = (np.asarray(a, np.float64) for a in (q, k, v))
+    o_ref, _ = _reference(q64, k64, v64, np.zeros((L, d)), _allowed(L, W - 1, False), drop)
+    assert_close(dropped, o_ref, rtol=2e-5)
+    assert not np.allclose(dropped, plain)
+    # One call per head under vmap, as AttentionHeads does with one key per head:
+    # identical heads get different masks, and head h is the un-vmapped call with key h.
+    keys = jax.random.split(key, 2)
+    heads = jax.vmap(lambda kk: run(dropout_rate=rate, key=kk))(keys)
+    assert not np.allclose(heads[0], heads[1])
+    for h in range(2):
+        assert_close(heads[h], run(dropout_rate=rate, key=keys[h]), rtol=1e-6)
+
+
+def test_local_attention_module_dropout_runs_the_kernel():
+    x = jax.random.normal(jax.random.key(0), (12, 8))
+    attn = LocalAttention(8, 2, window_size=3, mode="sliding", dropout=0.5, key=jax.random.key(1))
+    keys = attn.heads.head_keys(jax.random.key(2))
+    seeds = jax.vmap(lambda kk: jax.random.bits(kk, (1,), jnp.uint32))(keys)
+    assert seeds[0, 0] != seeds[1, 0]  # one seed per head, so heads get different masks
+    with use_impl("pallas"):
+        assert "pallas_call" in str(jax.make_jaxpr(lambda x, kk: attn(x, key=kk))(x, jax.random.key(2)))
+        y = attn(x, key=jax.random.key(2))
+        np.testing.assert_array_equal(y, attn(x, key=jax.random.key(2)))
+        assert not np.allclose(y, attn(x, key=jax.random.key(3)))
+        assert not np.allclose(y, eqx.nn.inference_mode(attn)(x))
+
+
 def test_linear_memory_in_L():
     # The gradient program's temporaries grow like L · window, never L².
     L, d = 4096, 16
@@ -181,22 +316,23 @@ def test_dispatch_choice_per_backend():
     # Calls the kernel does not serve fall back to XLA under "auto".
     assert _choose("auto", "tpu") == Choice("xla")
     assert _choose("auto", "gpu", dtype=jnp.float64) == Choice("xla")
-    assert _choose("auto", "gpu", dropout=True) == Choice("xla")
+    # Dropout is served (the kernel's own random stream).
+    assert _choose("auto", "gpu", dropout=True) == Choice("pallas", interpret=False)
+    assert _choose("pallas", "cpu", dropout=True) == Choice("pallas", interpret=True)
 
 
 @pytest.mark.parametrize(
-    "platform, dtype, dropout, block_size, match",
+    "platform, dtype, block_size, match",
     [
-        ("gpu", jnp.float64, False, None, "dtype float64 is not supported on gpu"),
-        ("tpu", jnp.float32, False, None, "written for GPU \\(Triton\\) and interpret mode, not tpu"),
-        ("gpu", jnp.float32, True, None, "dropout is not implemented"),
-        ("gpu", jnp.float32, False, 24, "power of two >= 16 on gpu, got 24"),
-        ("cpu", jnp.float32, False, 0, "positive integer, got 0"),
+        ("gpu", jnp.float64, None, "dtype float64 is not supported on gpu"),
+        ("tpu", jnp.float32, None, "written for GPU \\(Triton\\) and interpret mode, not tpu"),
+        ("gpu", jnp.float32, 24, "power of two >= 16 on gpu, got 24"),
+        ("cpu", jnp.float32, 0, "positive integer, got 0"),
     ],
 )
-def test_dispatch_pallas_unsupported_raises(platform, dtype, dropout, block_size, match):
+def test_dispatch_pallas_unsupported_raises(platform, dtype, block_size, match):
     with pytest.raises(ValueError, match=f"impl='pallas' cannot serve this call on {platform}: .*{match}"):
-        _choose("pallas", platform, dtype=dtype, dropout=dropout, block_size=block_size)
+        _choose("pallas", platform, dtype=dtype, block_size=block_size)
 
 
 def test_impl_pallas_runs_the_kernel_and_auto_on_cpu_does_not():
@@ -219,9 +355,9 @@ def test_bad_calls_raise():
     x = jnp.ones((10, 8), jnp.float32)
     with pytest.raises(ValueError, match="serves mode='sliding' only"):
         local_attention(x, x, x, window_size=3, mode="block", impl="pallas")
-    with pytest.raises(ValueError, match="dropout is not implemented"):
-        local_attention(
-            x, x, x, window_size=3, mode="sliding", dropout_rate=0.1, key=jax.random.key(0), impl="pallas"
+    with pytest.raises(ValueError, match="0 <= dropout_rate < 1, got 1.0"):
+        local_attention_pallas(
+            x, x, x, window=2, dropout_rate=1.0, dropout_seed=jnp.uint32(0), interpret=True
         )
     with pytest.raises((ValueError, TypeCheckError)):
         local_attention(x, x, x, window_size=3, mode="sliding", impl="triton")
@@ -244,15 +380,25 @@ def test_bad_calls_raise():
 TRITON = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
-def test_exports_for_cuda(dtype, causal):
+@pytest.mark.parametrize(
+    "dtype, causal, dropout",
+    [(t, c, 0.0) for t in (jnp.float32, jnp.bfloat16, jnp.float16) for c in (False, True)]
+    + [(jnp.float32, True, 0.1)],  # with dropout: the hash's uint32 arithmetic, a traced seed
+)
+def test_exports_for_cuda(dtype, causal, dropout):
     q = jnp.zeros((2, 300, 24), dtype)  # ragged L and head dimension (padded to 32)
     km = jnp.ones((2, 300), bool)
-    fwd = functools.partial(local_attention_pallas, window=40, causal=causal, platform="gpu")
-    grad = jax.grad(lambda q, k, v: jnp.sum(fwd(q, k, v, km).astype(jnp.float32) ** 2), argnums=(0, 1, 2))
-    for fn, kernels in ((lambda q, k, v: fwd(q, k, v, km), 1), (grad, 3)):
-        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[TRITON])(q, q, q)
+    seed = jnp.uint32(7)
+    fwd = functools.partial(
+        local_attention_pallas, window=40, causal=causal, dropout_rate=dropout, platform="gpu"
+    )
+
+    def loss(q, k, v, seed):
+        return jnp.sum(fwd(q, k, v, km, dropout_seed=seed).astype(jnp.float32) ** 2)
+
+    grad = jax.grad(loss, argnums=(0, 1, 2))
+    for fn, kernels in ((lambda q, k, v, seed: fwd(q, k, v, km, dropout_seed=seed), 1), (grad, 3)):
+        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[TRITON])(q, q, q, seed)
         assert exported.platforms == ("cuda",)
         # forward: one kernel; gradient: the forward, dq and dk/dv kernels
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
