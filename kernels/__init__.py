@@ -12,6 +12,7 @@ from ._cauchy import cauchy as cauchy
 from ._cauchy_pallas import cauchy_pallas as cauchy_pallas
 from ._dispatch import default_impl as default_impl, use_impl as use_impl
 from ._local_attention_pallas import local_attention_pallas as local_attention_pallas
+from ._local_attention_pallas_tpu import local_attention_pallas_tpu as local_attention_pallas_tpu
 from ._scan import linear_scan as linear_scan
 from ._vandermonde import vandermonde as vandermonde
 from ._vandermonde_pallas import vandermonde_pallas as vandermonde_pallas

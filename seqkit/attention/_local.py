@@ -14,10 +14,24 @@ from seqkit.kernels._local_attention_pallas import (
     local_attention_pallas,
     unsupported as _pallas_unsupported,
 )
+from seqkit.kernels._local_attention_pallas_tpu import (
+    local_attention_pallas_tpu,
+    unsupported as _pallas_tpu_unsupported,
+)
 
 from ._base import AbstractRecurrentAttention, AttentionHeads, map_heads
 from ._blocks import band_attention, gathered_block_attention, num_blocks
 from ._core import dot_product_attention
+
+
+def sliding_unsupported(dtype, dropout: bool, platform: str) -> str | None:
+    """Why no Pallas sliding-window kernel serves a call on `platform`, or `None`:
+    on TPU the Mosaic kernel's rules (`seqkit.kernels.local_attention_pallas_tpu`),
+    elsewhere the Triton kernel's (`seqkit.kernels.local_attention_pallas`; `"cpu"`
+    means interpret mode)."""
+    if platform == "tpu":
+        return _pallas_tpu_unsupported(dtype, dropout, None, platform)
+    return _pallas_unsupported(dtype, dropout, None, platform)
 
 
 def local_attention(
@@ -43,12 +57,19 @@ def local_attention(
 
     With `window_size >= L` both are full (vanilla) attention.
 
-    `impl` (sliding mode): `"xla"` (the gathered blocks above), `"pallas"` (the
-    flash-style sliding-window kernel `seqkit.kernels.local_attention_pallas`,
-    window `window_size − 1`, Pallas backward too; interpret mode on CPU; GPU
-    only, no dropout, see its `unsupported`) or `"auto"` (default: Pallas on GPU
-    when it serves the call, XLA otherwise and always on CPU). Block mode has
-    no Pallas kernel: `"auto"` runs XLA and `"pallas"` is a `ValueError`.
+    `impl` (sliding mode): `"xla"` (the gathered blocks above), `"pallas"` (a
+    flash-style sliding-window kernel, window `window_size − 1`, Pallas backward
+    too: `seqkit.kernels.local_attention_pallas` on GPU and in interpret mode on
+    CPU, `seqkit.kernels.local_attention_pallas_tpu` on TPU, which has no
+    dropout; see `sliding_unsupported`) or `"auto"` (default: Pallas on GPU and
+    TPU when it serves the call, XLA otherwise and always on CPU). Block mode
+    has no Pallas kernel: `"auto"` runs XLA and `"pallas"` is a `ValueError`.
+
+    Dropout (`dropout_rate`, active with a `key`) drops normalized weights on
+    either path, but the Pallas kernel draws its keep mask from its own
+    stateless stream (a hash of a seed drawn from `key`, the query and the key
+    position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
+    different, equally distributed masks for one key.
     """
     if window_size < 1:
         raise ValueError(f"expected window_size >= 1, got {window_size}")
@@ -56,8 +77,11 @@ def local_attention(
         raise ValueError("local_attention: impl='pallas' serves mode='sliding' only, got mode='block'")
     if mode == "sliding":
         dropout = dropout_rate > 0.0 and key is not None
-        unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, None)
-        choice = choose(impl, "local_attention", unsupported)
+        platform = backend()
+        unsupported = functools.partial(sliding_unsupported, q.dtype, dropout)
+        choice = choose(impl, "local_attention", unsupported, platform=platform)
+        if choice.impl == "pallas" and platform == "tpu":
+            return local_attention_pallas_tpu(q, k, v, key_mask, window=window_size - 1, causal=causal)
         if choice.impl == "pallas":
             return local_attention_pallas(
                 q,
@@ -66,8 +90,10 @@ def local_attention(
                 key_mask,
                 window=window_size - 1,
                 causal=causal,
+                dropout_rate=dropout_rate if key is not None else 0.0,
+                dropout_seed=key,
                 interpret=choice.interpret,
-                platform=backend(),
+                platform=platform,
             )
     elif impl not in ("auto", "xla"):
         raise ValueError(f"local_attention: expected impl in ('auto', 'xla', 'pallas'), got {impl!r}")

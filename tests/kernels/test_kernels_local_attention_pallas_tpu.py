@@ -191,6 +191,41 @@ def test_dispatch_pallas_unsupported_raises(platform, dtype, dropout, block_size
         _choose("pallas", platform, dtype=dtype, dropout=dropout, block_size=block_size)
 
 
+def test_local_attention_routes_by_platform(monkeypatch):
+    """`local_attention`'s rule: the Mosaic kernel's on TPU, the Triton kernel's
+    elsewhere; and on a TPU backend the call reaches the Mosaic kernel (run here in
+    interpret mode), equal to the XLA path."""
+    from seqkit.attention import _local
+
+    rule = functools.partial(_local.sliding_unsupported, jnp.float32)
+    assert choose("auto", "local_attention", functools.partial(rule, False), platform="tpu") == Choice(
+        "pallas"
+    )
+    assert choose("auto", "local_attention", functools.partial(rule, True), platform="tpu") == Choice("xla")
+    assert choose("auto", "local_attention", functools.partial(rule, True), platform="gpu") == Choice(
+        "pallas"
+    )
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return local_attention_pallas_tpu(*args, **kwargs, interpret=True)
+
+    monkeypatch.setattr(_local, "backend", lambda: "tpu")
+    monkeypatch.setattr(_local, "local_attention_pallas_tpu", spy)
+    q, k, v = (jax.random.normal(jax.random.key(i), (40, 8)) for i in range(3))
+    km = jnp.arange(40) < 33
+    got = _local.local_attention(
+        q, k, v, window_size=6, mode="sliding", causal=True, key_mask=km, impl="auto"
+    )
+    want = _local.local_attention(
+        q, k, v, window_size=6, mode="sliding", causal=True, key_mask=km, impl="xla"
+    )
+    assert calls == [{"window": 5, "causal": True}]
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
 def test_bad_calls_raise():
     x = jnp.ones((10, 8), jnp.float32)
     with pytest.raises((ValueError, TypeCheckError)):
