@@ -110,13 +110,19 @@ ATTENTION = {
 }
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("pattern", list(ATTENTION))
-def test_attention_kernels_on_gpu(pattern):
-    """The sliding-window and block-sparse attention kernels (Triton) against the
-    XLA paths, 4 heads of 64 at L = 4096 (ragged: 4000), forward and gradients."""
+ATTENTION_CASES = [pytest.param("gpu", p, marks=pytest.mark.gpu) for p in ATTENTION] + [
+    pytest.param("tpu", p, marks=pytest.mark.tpu) for p in ("sliding", "sliding-causal")
+]
+
+
+@pytest.mark.parametrize("accelerator, pattern", ATTENTION_CASES)
+def test_attention_kernels_on_device(accelerator, pattern):
+    """The sliding-window (Triton on GPU, Mosaic on TPU) and block-sparse (GPU)
+    attention kernels against the XLA paths, 4 heads of 64 at L = 4000 (ragged),
+    forward and gradients; float32 products at full precision on both paths."""
     q, k, v = (jr.normal(jr.key(i), (4, 4000, 64)) for i in range(3))
     one = ATTENTION[pattern]
-    res = _both(lambda q, k, v, impl: jax.vmap(lambda a, b, c: one(a, b, c, impl))(q, k, v), q, k, v)
+    with jax.default_matmul_precision("highest"):
+        res = _both(lambda q, k, v, impl: jax.vmap(lambda a, b, c: one(a, b, c, impl))(q, k, v), q, k, v)
     for a, b in zip(res["pallas"], res["xla"], strict=True):
         jax.tree.map(_close, a, b)
