@@ -419,12 +419,16 @@ def test_mega_trains_on_recall(getkey, optimized):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attention", ["softmax", "laplace", "relu2"])
-def test_mega_chunk_trains_on_long_recall(getkey, attention):
+def test_mega_chunk_trains_on_long_recall(getkey, optimized, attention):
+    # Learning is all-or-nothing here: at 400 steps some initializations stay at
+    # chance (measured on 4 seeds: laplace 3/4 and relu2 2/4 learned, and which ones
+    # differed between CPUs); at 800 all of 8 seeds learned for each, with and
+    # without XLA's optimizations.
     layer = mega_layer(
         getkey(), 16, ema_ndim=8, chunk_size=32, attention=attention, relative_position="simple"
     )
     acc = fit_recall(
-        layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=128, readout="mean", steps=400, lr=1e-2
+        layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=128, readout="mean", steps=800, lr=1e-2
     )
     assert acc > 0.5, acc  # chance is 0.125
 
