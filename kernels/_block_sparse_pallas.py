@@ -21,8 +21,24 @@ from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
-from ._local_attention_pallas import _acc_dtype, _dropped, _iota, _nn, _nt, _pad_to, _seed, _tn
-from ._pallas_common import MIN_GPU_TILE, compiler_params, dropout_seed_array, next_pow2, tile_unsupported
+# The (r, t) grid's block specs and `_call` serve both kernels: their configs share
+# `block`, `Lp`, `interpret` and `platform`.
+from ._local_attention_pallas import (
+    _acc_dtype,
+    _call,
+    _dropped,
+    _iota,
+    _nn,
+    _nt,
+    _pad_to,
+    _row,
+    _row1,
+    _seed,
+    _tile,
+    _tile1,
+    _tn,
+)
+from ._pallas_common import MIN_GPU_TILE, dropout_seed_array, next_pow2, tile_unsupported
 
 _GPU_DTYPES = ("bfloat16", "float16", "float32")
 
@@ -259,27 +275,8 @@ def _dkv_kernel(
 
 # ---------------------------------------------------------------------------------------
 # pallas_call wrappers on padded arrays: rows (R, Lp, d), key mask (R, Lp) int32; the
-# tile lists are shared by the R rows.
-
-
-def _compiler_params(cfg: _Config):
-    return compiler_params(cfg.platform, interpret=cfg.interpret, num_stages=2)
-
-
-def _tile(cfg, d):
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t: (r, t, 0))
-
-
-def _row(cfg, d):
-    return pl.BlockSpec((None, cfg.Lp, d), lambda r, t: (r, 0, 0))
-
-
-def _tile1(cfg):
-    return pl.BlockSpec((None, cfg.block), lambda r, t: (r, t))
-
-
-def _row1(cfg):
-    return pl.BlockSpec((None, cfg.Lp), lambda r, t: (r, 0))
+# tile lists are shared by the R rows. The row and tile specs are the sliding-window
+# kernel's.
 
 
 def _per_tile(a):  # row t of a (nb, w) table
@@ -288,20 +285,6 @@ def _per_tile(a):  # row t of a (nb, w) table
 
 def _whole(a):  # a 1-d table, read in full by every program
     return pl.BlockSpec(a.shape, lambda r, t: (0,))
-
-
-def _call(kernel, cfg, name, in_specs, out_specs, out_shape, *args):
-    R = args[0].shape[0]
-    return pl.pallas_call(
-        functools.partial(kernel, cfg=cfg),
-        out_shape=out_shape,
-        grid=(R, cfg.Lp // cfg.block),
-        in_specs=in_specs,
-        out_specs=out_specs,
-        interpret=cfg.interpret,
-        compiler_params=_compiler_params(cfg),
-        name=name,
-    )(*args)
 
 
 def _forward_call(cfg, q, k, v, km, seed, lists):

@@ -245,7 +245,7 @@ def _dkv_kernel(
 # pallas_call wrappers on padded arrays: rows (R, Lp, d), key mask (R, Lp) int32.
 
 
-def _compiler_params(cfg: _Config):
+def _compiler_params(cfg):  # any config with `platform` and `interpret` (the block-sparse one too)
     return compiler_params(cfg.platform, interpret=cfg.interpret, num_stages=2)
 
 
