@@ -23,6 +23,7 @@ from jaxtyping import Array, Bool, Float
 
 from seqkit._typing import ArrayLike
 
+from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
 from ._pallas_common import float32_unsupported, tile_unsupported
 
 _TPU_DTYPES = ("bfloat16", "float32")
@@ -93,25 +94,6 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
 # Per-position vectors come as (B, 1) columns (along a tile's rows) or (1, B) rows
 # (along its lanes), whichever broadcasts against the score tile, so no kernel
 # transposes anything.
-
-
-def _acc_dtype(dtype):
-    return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
-
-
-def _dot(a, b, dims, acc):
-    # Full-precision products for float32/float64 inputs; bfloat16 operands go to the
-    # matrix units as they are, accumulated in float32.
-    precision = lax.Precision.HIGHEST if jnp.dtype(a.dtype).itemsize >= 4 else None
-    return lax.dot_general(a, b, (dims, ((), ())), precision=precision, preferred_element_type=acc)
-
-
-def _nt(a, b, acc):  # a @ bᵀ
-    return _dot(a, b, ((1,), (1,)), acc)
-
-
-def _nn(a, b, acc):  # a @ b
-    return _dot(a, b, ((1,), (0,)), acc)
 
 
 def _partner(t, s, before: int):
