@@ -17,6 +17,7 @@ from seqkit.kernels._block_sparse_pallas import (
 )
 from seqkit.kernels._dispatch import Impl, backend, choose
 from seqkit.kernels._local_attention_pallas import _default_block
+from seqkit.kernels._splash_attention import longformer_attention_splash, splash_unsupported
 
 from ._base import AbstractAttention, AttentionHeads, as_key, key_data
 from ._blocks import _pad_rows, band_attention, gathered_block_attention, num_blocks
@@ -240,13 +241,16 @@ def longformer_attention(
     `"pallas"` (one call of the block-sparse kernel
     `seqkit.kernels.block_sparse_attention_pallas`: per query tile, the tiles of
     the global keys and of the window, with the band and the global keys as its
-    position rule; Pallas backward too; interpret mode on CPU; GPU only, see
-    its `unsupported`) or `"auto"` (default: Pallas on GPU when it serves the
-    call, XLA otherwise and always on CPU). The global rows are full attention
-    in XLA either way. With dropout the kernel draws its keep mask from its own
-    stateless stream (a hash of a seed drawn from `key`, the query and the key
-    position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
-    different, equally distributed masks for one key.
+    position rule; Pallas backward too; interpret mode on CPU; see its
+    `unsupported`; on TPU, JAX's splash-attention kernel instead, through
+    `seqkit.kernels._splash_attention.longformer_attention_splash`, without
+    dropout, see `splash_unsupported`) or `"auto"` (default: Pallas on GPU and
+    TPU when it serves the call, XLA otherwise and always on CPU). The global
+    rows are full attention in XLA either way. With dropout the GPU kernel
+    draws its keep mask from its own stateless stream (a hash of a seed drawn
+    from `key`, the query and the key position), not `jax.random`'s:
+    `impl="pallas"` and `impl="xla"` give different, equally distributed masks
+    for one key.
     """
     L = q.shape[0]
     g = min(num_global, L)
@@ -254,9 +258,27 @@ def longformer_attention(
     keys = [None, None, None] if key is None else list(jr.split(key, 3))
     r = window_size // 2
     dropout = dropout_rate > 0.0 and key is not None
-    unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, None)
-    choice = choose(impl, "longformer_attention", unsupported)
-    if choice.impl == "pallas":
+    platform = backend()
+    if platform == "tpu":
+        unsupported = functools.partial(splash_unsupported, q.dtype, dropout, L)
+        choice = choose(impl, "longformer_attention", unsupported, platform=platform)
+    else:
+        unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, None)
+        choice = choose(impl, "longformer_attention", unsupported)
+    if choice.impl == "pallas" and platform == "tpu":
+        # JAX's splash-attention kernel: the band or a global key, padding in a segment of its own
+        o = longformer_attention_splash(
+            q,
+            k,
+            v,
+            kmask,
+            window_lo=r,
+            window_hi=0 if causal else r,
+            num_global=g,
+            causal=causal,
+            interpret=choice.interpret,
+        )
+    elif choice.impl == "pallas":
         # one kernel call: band or global key, inside the tiles of both
         hi = 0 if causal else r
         b = _default_block(L)
