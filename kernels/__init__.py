@@ -8,6 +8,7 @@ chosen per call by `impl="auto" | "xla" | "pallas"`.
 """
 
 from ._block_sparse_pallas import block_sparse_attention_pallas as block_sparse_attention_pallas
+from ._block_sparse_pallas_tpu import block_sparse_attention_pallas_tpu as block_sparse_attention_pallas_tpu
 from ._cauchy import cauchy as cauchy
 from ._cauchy_pallas import cauchy_pallas as cauchy_pallas
 from ._dispatch import default_impl as default_impl, use_impl as use_impl

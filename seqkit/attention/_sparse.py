@@ -15,6 +15,10 @@ from seqkit.kernels._block_sparse_pallas import (
     block_sparse_attention_pallas,
     unsupported as _pallas_unsupported,
 )
+from seqkit.kernels._block_sparse_pallas_tpu import (
+    block_sparse_attention_pallas_tpu,
+    unsupported as _pallas_tpu_unsupported,
+)
 from seqkit.kernels._dispatch import Impl, backend, choose
 from seqkit.kernels._local_attention_pallas import _default_block
 from seqkit.kernels._splash_attention import longformer_attention_splash, splash_unsupported
@@ -480,10 +484,12 @@ def bigbird_attention(
     `impl`: `"xla"` (gathered blocks), `"pallas"` (one call of the block-sparse
     kernel `seqkit.kernels.block_sparse_attention_pallas` over the window, global
     and random blocks, tiles of `block_size`; Pallas backward too; interpret mode
-    on CPU; GPU only, `block_size` a power of two `>= 16` there, see its
-    `unsupported`) or `"auto"` (default: Pallas on GPU when it serves the call,
-    XLA otherwise and always on CPU). The global rows are full attention in XLA
-    either way. With dropout the kernel draws its keep mask from its own
+    on CPU; on GPU `block_size` a power of two `>= 16`, see its `unsupported`; on
+    TPU the Mosaic kernel `seqkit.kernels.block_sparse_attention_pallas_tpu`
+    instead, `block_size` a multiple of 128, no dropout) or `"auto"` (default:
+    Pallas on GPU and TPU when it serves the call, XLA otherwise and always on
+    CPU). The global rows are full attention in XLA either way. With dropout the
+    GPU kernel draws its keep mask from its own
     stateless stream (a hash of a seed drawn from `key`, the query and the key
     position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
     different, equally distributed masks for one key.
@@ -493,8 +499,10 @@ def bigbird_attention(
     k1, k2 = (None, None) if key is None else tuple(jr.split(key))
     nb = num_blocks(L, block_size)
     dropout = dropout_rate > 0.0 and key is not None
-    unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, block_size)
-    choice = choose(impl, "bigbird_attention", unsupported)
+    platform = backend()
+    rule = _pallas_tpu_unsupported if platform == "tpu" else _pallas_unsupported
+    unsupported = functools.partial(rule, q.dtype, dropout, block_size)
+    choice = choose(impl, "bigbird_attention", unsupported, platform=platform)
     fixed = _bigbird_fixed_blocks(nb, num_global, causal)
     rand = None
     if num_random > 0:
@@ -504,19 +512,24 @@ def bigbird_attention(
         idx = fixed
         if rand is not None:
             idx = jnp.concatenate([jnp.asarray(fixed, jnp.int32), rand.astype(jnp.int32)], axis=1)
-        o = block_sparse_attention_pallas(
-            q,
-            k,
-            v,
-            idx,
-            kmask,
-            block_size=block_size,
-            causal=causal,
-            dropout_rate=dropout_rate if k1 is not None else 0.0,
-            dropout_seed=k1,
-            interpret=choice.interpret,
-            platform=backend(),
-        )
+        if platform == "tpu":
+            o = block_sparse_attention_pallas_tpu(
+                q, k, v, idx, kmask, block_size=block_size, causal=causal, interpret=choice.interpret
+            )
+        else:
+            o = block_sparse_attention_pallas(
+                q,
+                k,
+                v,
+                idx,
+                kmask,
+                block_size=block_size,
+                causal=causal,
+                dropout_rate=dropout_rate if k1 is not None else 0.0,
+                dropout_seed=k1,
+                interpret=choice.interpret,
+                platform=platform,
+            )
     else:
         # the window and global blocks are static and the random ones traced: two
         # gathered parts over disjoint key blocks, merged exactly (constant indices

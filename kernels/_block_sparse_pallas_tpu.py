@@ -1,0 +1,462 @@
+"""Block-sparse softmax attention as a Pallas kernel for TPU (Mosaic), forward and
+backward: each query tile visits a short list of key tiles, which may be a traced
+array (BigBird's random blocks).
+
+The TPU counterpart of `seqkit.kernels._block_sparse_pallas` (written for Triton,
+where each program reads the key tiles of its list straight from memory at
+data-dependent offsets). Here the cleaned tile lists are prefetched into scalar
+memory, and the grid's last axis steps through a query tile's list: the key/value
+block specs read the list, so every grid step copies exactly one listed key tile
+from HBM into VMEM (pipelined by Pallas), and the online softmax state lives in
+VMEM scratch between steps, as in `seqkit.kernels._local_attention_pallas_tpu`.
+Tested in interpret mode against a dense-mask float64 reference, and lowered for
+TPU by `jax.export`.
+"""
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
+from jaxtyping import Array, Bool, Float, Int
+
+from seqkit._typing import ArrayLike
+
+from ._block_sparse_pallas import _Config as _ListConfig, _tile_lists  # the list cleaning is shared
+from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
+from ._local_attention_pallas_tpu import _LANES, _TPU_DTYPES, _pad_to
+from ._pallas_common import float32_unsupported, tile_unsupported
+
+
+class _Config(NamedTuple):
+    """Static description of one call (hashable: a `custom_vjp` non-differentiable argument)."""
+
+    L: int  # true length (positions >= L are padding)
+    Lp: int  # padded length, a multiple of block
+    block: int  # positions per query tile and per key tile
+    slots: int  # g, entries per query tile's list
+    causal: bool  # keys j <= i only
+    interpret: Any  # False, True (Pallas's interpreter) or a `pltpu.InterpretParams`
+
+    @property
+    def tiles(self) -> int:
+        return self.Lp // self.block
+
+
+def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
+    """Why the TPU Pallas block-sparse kernel cannot serve a call on `platform`
+    (`"cpu"` meaning interpret mode), or `None`. The dispatcher's `unsupported` for
+    `bigbird_attention` on TPU.
+
+    - TPU (Mosaic) and interpret mode only; GPU calls take the Triton kernel
+      `seqkit.kernels.block_sparse_attention_pallas`.
+    - float32 or bfloat16 on TPU (computed in float32); any float dtype in
+      interpret mode.
+    - No attention dropout (the kernel has no random-number stream).
+    - `block_size`, positions per tile (BigBird's block size), a multiple of 128 on
+      TPU (the lane width); any positive integer in interpret mode.
+    """
+    name = jnp.dtype(dtype).name
+    if platform not in ("cpu", "tpu"):
+        return f"the kernel is written for TPU (Mosaic) and interpret mode, not {platform}"
+    if reason := float32_unsupported(dtype, platform):
+        return reason
+    if platform == "tpu" and name not in _TPU_DTYPES:
+        return f"dtype {name} is not supported on tpu (supported: {', '.join(_TPU_DTYPES)})"
+    if dropout:
+        return "attention dropout is not implemented in the TPU Pallas kernel (use impl='xla')"
+    return tile_unsupported("block_size", block_size, platform)
+
+
+# ---------------------------------------------------------------------------------------
+# Tile lists. `_tile_lists` gives, per query tile t, `lists[t] = (count, tiles...)`
+# (distinct key tiles, ascending, zeros after the count), and the transposed lists:
+# `pairs`, the query tiles of every (query tile, key tile) pair grouped by key tile,
+# and `bounds[u] = (start, stop)`, key tile u's segment of `pairs`. Both go to scalar
+# memory, flattened. The forward and dq grids are (rows, query tiles, g slots): slot s
+# of tile t is key tile `lists[t, 1 + s]`. The dk/dv grid is (rows, key tiles, nb
+# slots): slot s of key tile u is query tile `pairs[start + s]` (a key tile is listed
+# by at most nb query tiles, all of them for a global block). Slots past the count do
+# no work, and their block specs repeat the last listed tile, so Pallas skips the copy.
+#
+# Per-position vectors come as (B, 1) columns (along a tile's rows) or (1, B) rows
+# (along its lanes), whichever broadcasts against the score tile, so no kernel
+# transposes anything.
+
+
+def _listed(cfg: _Config, lists, t, s):
+    """Key tile at slot `s` of query tile `t`, the last listed one past the count."""
+    w = cfg.slots + 1
+    last = jnp.maximum(lists[t * w] - 1, 0)
+    return lists[t * w + 1 + jnp.minimum(s, last)]
+
+
+def _transposed(pairs, bounds, u, s):
+    """Query tile at slot `s` of key tile `u`, the last one past its count."""
+    start, stop = bounds[2 * u], bounds[2 * u + 1]
+    e = jnp.minimum(start + s, jnp.maximum(stop - 1, start))
+    return pairs[jnp.minimum(e, pairs.shape[0] - 1)]
+
+
+def _valid(cfg: _Config, qt, kt, km, rows_are_queries: bool):
+    """`(B, B)`: may the query see the key (unmasked key, causality)? `km` is the key
+    mask as a row (keys along lanes) or a column (keys along rows)."""
+    ok = km > 0
+    if cfg.causal:
+        B = cfg.block
+        r = lax.broadcasted_iota(jnp.int32, (B, B), 0)
+        c = lax.broadcasted_iota(jnp.int32, (B, B), 1)
+        d = (qt - kt) * B + (r - c if rows_are_queries else c - r)  # i − j
+        ok = ok & (d >= 0)
+    return jnp.broadcast_to(ok, (cfg.block, cfg.block))
+
+
+def _forward_kernel(lists, q_ref, k_ref, v_ref, km_ref, o_ref, lse_ref, m_scr, l_scr, acc_scr, *, cfg):
+    acc_t = m_scr.dtype
+    t, s = pl.program_id(1), pl.program_id(2)
+
+    @pl.when(s == 0)
+    def _init():
+        m_scr[...] = jnp.full(m_scr.shape, -jnp.inf, acc_t)
+        l_scr[...] = jnp.zeros(l_scr.shape, acc_t)
+        acc_scr[...] = jnp.zeros(acc_scr.shape, acc_t)
+
+    @pl.when(s < lists[t * (cfg.slots + 1)])
+    def _step():
+        u = _listed(cfg, lists, t, s)
+        q, k, v = q_ref[...], k_ref[...], v_ref[...]
+        sc = jnp.where(_valid(cfg, t, u, km_ref[...], True), _nt(q, k, acc_t), -jnp.inf)  # (Bq, Bk)
+        m = m_scr[...]
+        m_new = jnp.maximum(m, jnp.max(sc, axis=1, keepdims=True))
+        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
+        alpha = jnp.exp(m - m_safe)
+        p = jnp.exp(sc - m_safe)
+        l_scr[...] = l_scr[...] * alpha + jnp.sum(p, axis=1, keepdims=True)
+        acc_scr[...] = acc_scr[...] * alpha + _nn(p.astype(v.dtype), v, acc_t)
+        m_scr[...] = m_new
+
+    @pl.when(s == cfg.slots - 1)
+    def _finish():
+        # A row that sees no key (every key of its tiles masked, or an empty list)
+        # gives o = 0, lse = −inf.
+        l, m = l_scr[...], m_scr[...]
+        empty = l == 0.0
+        l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
+        m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
+        o_ref[...] = (acc_scr[...] / l_safe).astype(o_ref.dtype)
+        lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
+
+
+def _dq_kernel(lists, q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dq_ref, dq_scr, *, cfg):
+    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), D_i = do_i · o_i; p = exp(s − lse)
+    # with lse = +inf (set by the caller) on rows with no key, whose weights are zero.
+    acc_t = dq_scr.dtype
+    t, s = pl.program_id(1), pl.program_id(2)
+
+    @pl.when(s == 0)
+    def _init():
+        dq_scr[...] = jnp.zeros(dq_scr.shape, acc_t)
+
+    @pl.when(s < lists[t * (cfg.slots + 1)])
+    def _step():
+        u = _listed(cfg, lists, t, s)
+        q, k, v, do = q_ref[...], k_ref[...], v_ref[...], do_ref[...]
+        valid = _valid(cfg, t, u, km_ref[...], True)  # (Bq, Bk)
+        p = jnp.exp(jnp.where(valid, _nt(q, k, acc_t), -jnp.inf) - lse_ref[...])  # lse: (Bq, 1)
+        ds = p * (_nt(do, v, acc_t) - dd_ref[...])
+        dq_scr[...] += _nn(ds.astype(k.dtype), k, acc_t)
+
+    @pl.when(s == cfg.slots - 1)
+    def _finish():
+        dq_ref[...] = dq_scr[...].astype(dq_ref.dtype)
+
+
+def _dkv_kernel(
+    pairs,
+    bounds,
+    k_ref,
+    v_ref,
+    km_ref,
+    q_ref,
+    do_ref,
+    lse_ref,
+    dd_ref,
+    dk_ref,
+    dv_ref,
+    dk_scr,
+    dv_scr,
+    *,
+    cfg,
+):
+    # Key tile u: the query tiles whose list holds u. Scores transposed, sᵀ = k qᵀ
+    # (keys along rows), with lse and D as (1, Bq) rows: dv_j = Σ_i p_ij do_i,
+    # dk_j = Σ_i ds_ij q_i.
+    acc_t = dk_scr.dtype
+    u, s = pl.program_id(1), pl.program_id(2)
+
+    @pl.when(s == 0)
+    def _init():
+        dk_scr[...] = jnp.zeros(dk_scr.shape, acc_t)
+        dv_scr[...] = jnp.zeros(dv_scr.shape, acc_t)
+
+    @pl.when(s < bounds[2 * u + 1] - bounds[2 * u])
+    def _step():
+        t = _transposed(pairs, bounds, u, s)
+        k, v, q, do = k_ref[...], v_ref[...], q_ref[...], do_ref[...]
+        valid = _valid(cfg, t, u, km_ref[...], False)  # (Bk, Bq); mask (Bk, 1)
+        pt = jnp.exp(jnp.where(valid, _nt(k, q, acc_t), -jnp.inf) - lse_ref[...])
+        dst = pt * (_nt(v, do, acc_t) - dd_ref[...])
+        dv_scr[...] += _nn(pt.astype(do.dtype), do, acc_t)
+        dk_scr[...] += _nn(dst.astype(q.dtype), q, acc_t)
+
+    @pl.when(s == cfg.tiles - 1)
+    def _finish():
+        dk_ref[...] = dk_scr[...].astype(dk_ref.dtype)
+        dv_ref[...] = dv_scr[...].astype(dv_ref.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# pallas_call wrappers on padded arrays: rows (R, Lp, d); per-position vectors as
+# columns (R, Lp, 1) or rows (R, 1, Lp). Index maps take the grid indices, then the
+# prefetched tables.
+
+
+def _own(cfg, d):
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, t, 0))
+
+
+def _own_row(cfg):
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, *tables: (r, 0, t))
+
+
+def _by_list(cfg, d):  # the listed key tile (forward, dq)
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, lists: (r, _listed(cfg, lists, t, s), 0))
+
+
+def _by_list_row(cfg):
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, lists: (r, 0, _listed(cfg, lists, t, s)))
+
+
+def _by_pairs(cfg, d):  # the listing query tile (dk/dv)
+    return pl.BlockSpec((None, cfg.block, d), lambda r, u, s, p, b: (r, _transposed(p, b, u, s), 0))
+
+
+def _by_pairs_row(cfg):
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, u, s, p, b: (r, 0, _transposed(p, b, u, s)))
+
+
+def _call(kernel, cfg, name, slots, tables, in_specs, out_specs, out_shape, scratch, *args):
+    R = args[0].shape[0]
+    params = None
+    if cfg.interpret is False:
+        params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
+    grid_spec = pltpu.PrefetchScalarGridSpec(
+        num_scalar_prefetch=len(tables),
+        grid=(R, cfg.tiles, slots),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        scratch_shapes=[pltpu.VMEM(shape, dtype) for shape, dtype in scratch],
+    )
+    return pl.pallas_call(
+        functools.partial(kernel, cfg=cfg),
+        out_shape=out_shape,
+        grid_spec=grid_spec,
+        interpret=cfg.interpret,
+        compiler_params=params,
+        name=name,
+    )(*tables, *args)
+
+
+def _forward_call(cfg, q, k, v, km_row, lists):
+    R, Lp, dk = q.shape
+    dv = v.shape[-1]
+    acc_t = _acc_dtype(q.dtype)
+    B = cfg.block
+    return _call(
+        _forward_kernel,
+        cfg,
+        "block_sparse_attention_tpu_fwd",
+        cfg.slots,
+        (lists,),
+        [_own(cfg, dk), _by_list(cfg, dk), _by_list(cfg, dv), _by_list_row(cfg)],
+        (_own(cfg, dv), _own(cfg, 1)),
+        (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp, 1), acc_t)),
+        [((B, 1), acc_t), ((B, 1), acc_t), ((B, dv), acc_t)],
+        q, k, v, km_row,
+    )  # fmt: skip
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _attention_padded(cfg: _Config, q, k, v, km_row, lists, pairs, bounds):
+    return _forward_call(cfg, q, k, v, km_row, lists)[0]
+
+
+def _attention_fwd(cfg, q, k, v, km_row, lists, pairs, bounds):
+    o, lse = _forward_call(cfg, q, k, v, km_row, lists)
+    return o, (q, k, v, km_row, lists, pairs, bounds, o, lse)
+
+
+def _attention_bwd(cfg, res, do):
+    q, k, v, km_row, lists, pairs, bounds, o, lse = res
+    R, Lp, dk = q.shape
+    dv = v.shape[-1]
+    B = cfg.block
+    acc_t = lse.dtype
+    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1, keepdims=True)  # D_i = do_i · o_i
+    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)  # rows with no key: all weights zero
+    do = do.astype(q.dtype)
+    dq = _call(
+        _dq_kernel,
+        cfg,
+        "block_sparse_attention_tpu_bwd_dq",
+        cfg.slots,
+        (lists,),
+        [_own(cfg, dk), _by_list(cfg, dk), _by_list(cfg, dv), _by_list_row(cfg)]
+        + [_own(cfg, dv), _own(cfg, 1), _own(cfg, 1)],
+        _own(cfg, dk),
+        jax.ShapeDtypeStruct(q.shape, q.dtype),
+        [((B, dk), acc_t)],
+        q, k, v, km_row, do, lse, dd,
+    )  # fmt: skip
+    km_col = jnp.swapaxes(km_row, 1, 2)
+    lse_row, dd_row = jnp.swapaxes(lse, 1, 2), jnp.swapaxes(dd, 1, 2)
+    dk_, dv_ = _call(
+        _dkv_kernel,
+        cfg,
+        "block_sparse_attention_tpu_bwd_dkv",
+        cfg.tiles,
+        (pairs, bounds),
+        [_own(cfg, dk), _own(cfg, dv), _own(cfg, 1)]
+        + [_by_pairs(cfg, dk), _by_pairs(cfg, dv), _by_pairs_row(cfg), _by_pairs_row(cfg)],
+        (_own(cfg, dk), _own(cfg, dv)),
+        (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
+        [((B, dk), acc_t), ((B, dv), acc_t)],
+        k, v, km_col, q, do, lse_row, dd_row,
+    )  # fmt: skip
+    return dq, dk_, dv_, None, None, None, None
+
+
+_attention_padded.defvjp(_attention_fwd, _attention_bwd)
+
+
+@functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "interpret"))
+def block_sparse_attention_pallas_tpu(
+    q: Float[ArrayLike, "*batch L dk"],
+    k: Float[ArrayLike, "*batch L dk"],
+    v: Float[ArrayLike, "*batch L dv"],
+    block_idx: Int[ArrayLike, "nb g"],
+    key_mask: Bool[ArrayLike, "*batch L"] | None = None,
+    *,
+    block_size: int,
+    causal: bool = False,
+    scale: float | None = None,
+    interpret: bool | pltpu.InterpretParams = False,
+) -> Float[Array, "*batch L dv"]:
+    """Block-sparse softmax attention as a Pallas kernel for TPU (flash-style, memory linear in `L`).
+
+    The sequence is cut into `nb = ceil(L / b)` tiles of `b = block_size`
+    positions. Query tile `n` sees the key tiles `block_idx[n]` (entries outside
+    `[0, nb)` are ignored, a tile listed twice counts once), and inside them
+    `o_i = Σ_j softmax_j(scale · q_i · k_j) v_j` over the keys `j` with
+    `key_mask[j]` and `j <= i` when `causal`: the semantics of
+    `seqkit.kernels.block_sparse_attention_pallas` without its band, global-key
+    and dropout options. This is BigBird's pattern of window, global and random
+    blocks (Zaheer et al., "Big Bird: Transformers for Longer Sequences", 2020).
+
+    `block_idx` may be traced (BigBird's random blocks): the wrapper cleans it in
+    XLA into a per-tile list with a count (sorted, repeats and out-of-range entries
+    dropped, and under `causal` the tiles after the query tile) and into the
+    transposed lists, and prefetches them into scalar memory. The grid is (rows,
+    query tiles, `g` slots); at slot `s` the key/value block specs read the list, so
+    Pallas copies exactly the `s`-th listed key tile into VMEM, and slots past the
+    count repeat the last listed tile (no copy) and do no work. An online softmax
+    (running maximum, normalizer, unnormalized output; Dao et al., "FlashAttention",
+    2022) is kept in VMEM scratch across the slots, so no `L × L` array exists and
+    the work is proportional to the number of (query tile, key tile) pairs. A row
+    with no allowed key gives a zero output and zero gradients.
+
+    Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
+    (FlashAttention-2's split): one over query tiles × `g` slots accumulates `dq`
+    along the same lists, one over key tiles × `nb` slots accumulates `dk` and `dv`
+    along the transposed lists (a key tile may be listed by every query tile, as a
+    global block is; the slots past a key tile's count are skipped), both
+    recomputing the weights from the saved log normalizers; `D_i = do_i · o_i` is
+    one `O(L d)` XLA reduction.
+
+    Lowers with Mosaic on TPU (checked without the hardware by `jax.export` for
+    `platforms=["tpu"]`, which runs JAX's lowering to Mosaic IR, not the TPU
+    compiler); grid dimensions ("parallel", "parallel", "arbitrary"). float32 and
+    bfloat16 there, computed in float32 (float32 products at full precision); any
+    float dtype in interpret mode. Head dimensions are padded with zeros to a
+    multiple of 128 lanes and `L` to a tile multiple (masked). For GPU see
+    `block_sparse_attention_pallas`.
+
+    **Arguments:**
+
+    - `q`, `k`, `v`: `(*batch, L, dk)`, `(*batch, L, dk)`, `(*batch, L, dv)`, one dtype.
+    - `block_idx`: `(nb, g)` integer key tiles per query tile, shared by the batch
+      (may be traced).
+    - `key_mask`: optional `(*batch, L)` boolean, `True` = real key.
+    - `block_size`: `b`, positions per tile, a multiple of 128 unless `interpret`.
+    - `causal`: see only keys `j <= i`.
+    - `scale`: defaults to `1/sqrt(dk)`.
+    - `interpret`: run in Pallas's interpret mode (on CPU): `True`, or a
+      `pltpu.InterpretParams` for the TPU interpreter (simulated VMEM scratch that
+      starts as NaN, out-of-bounds reads raise).
+
+    **Returns:** `(*batch, L, dv)` in the inputs' dtype.
+    """
+    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
+    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(
+            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
+            f"got {q.shape}, {k.shape}, {v.shape}"
+        )
+    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
+        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
+    if interpret is False and (reason := tile_unsupported("block_size", block_size, "tpu")):
+        raise ValueError(reason)
+    *batch, L, dk = q.shape
+    dv = v.shape[-1]
+    B = block_size
+    nb = -(-L // B)
+    block_idx = jnp.asarray(block_idx)
+    if block_idx.ndim != 2 or block_idx.shape[0] != nb or not jnp.issubdtype(block_idx.dtype, jnp.integer):
+        raise ValueError(
+            f"expected an integer block_idx of shape ({nb}, g) (one row per query tile), "
+            f"got {block_idx.dtype} {block_idx.shape}"
+        )
+    if key_mask is not None:
+        key_mask = jnp.asarray(key_mask)
+        if key_mask.shape != (*batch, L):
+            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    if block_idx.shape[1] == 0:  # no tile at all: one empty slot keeps the tables non-empty
+        block_idx = jnp.full((nb, 1), -1, jnp.int32)
+    scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
+    Lp = nb * B
+    cfg = _Config(L, Lp, B, block_idx.shape[1], bool(causal), interpret)
+    R = int(np.prod(batch, dtype=np.int64))
+    dkp, dvp = (-(-d // _LANES) * _LANES for d in (dk, dv))
+
+    real = jnp.arange(Lp) < L
+    km = jnp.broadcast_to(real, (R, Lp))
+    if key_mask is not None:
+        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
+    # the GPU kernel's list cleaning, without its band and global keys
+    lists, pairs, bounds = _tile_lists(_ListConfig(L, Lp, B, bool(causal), None, 0, False, "tpu"), block_idx)
+    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
+    args = (
+        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
+        _pad_to(k.reshape(R, L, dk), Lp, dkp),
+        _pad_to(v.reshape(R, L, dv), Lp, dvp),
+        km.astype(jnp.int32)[:, None, :],
+    )
+    o = _attention_padded(cfg, *args, lists.reshape(-1), pairs, bounds.reshape(-1))
+    return o[:, :L, :dv].reshape(*batch, L, dv)
