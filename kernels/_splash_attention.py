@@ -16,9 +16,10 @@ not go through splash: its random key blocks are drawn inside `jit` from a
 per-layer seed, so the block pattern is a traced array, while splash processes
 its mask into the kernel's block tables with NumPy while tracing and needs it
 static. Splash's only traced alternative is a dense `(heads, L, L)` boolean mask,
-which costs the `O(L²)` memory that block-sparse attention is meant to avoid.
-Tested in interpret mode against a dense-mask float64 reference, and lowered for
-TPU by `jax.export`.
+which costs the `O(L²)` memory that block-sparse attention is meant to avoid; so
+BigBird on TPU runs seqkit's own Mosaic kernel, `block_sparse_attention_pallas_tpu`,
+whose tile lists are prefetched scalars. Tested in interpret mode against a
+dense-mask float64 reference, and lowered for TPU by `jax.export`.
 """
 
 import functools
@@ -67,7 +68,7 @@ def splash_unsupported(dtype, dropout: bool, L: int, platform: str) -> str | Non
       the sequence is padded to one with positions in a segment of their own.
 
     BigBird is not served: see the module docstring (its random blocks are traced,
-    splash's masks static).
+    splash's masks static; it has `block_sparse_attention_pallas_tpu`).
     """
     name = jnp.dtype(dtype).name
     if _MISSING is not None:
