@@ -220,7 +220,13 @@ def test_two_processes_killed_and_resumed_equal_one(two_processes):
     out = two_processes[0]
     script = out / "runner.py"
     killed = launch(script, out, "kill", mesh="data:2,model:2", devices=2)
-    assert [code for code, _ in killed] == [-signal.SIGKILL] * 2, [log[-2000:] for _, log in killed]
+    # Each process kills itself fetching batch 13, but a process still inside a
+    # collective when its peer dies is aborted by the collective library first
+    # (SIGABRT): a real crash all the same, and timing decides which comes first.
+    codes = sorted(code for code, _ in killed)
+    assert -signal.SIGKILL in codes and set(codes) <= {-signal.SIGKILL, -signal.SIGABRT}, [
+        log[-2000:] for _, log in killed
+    ]
     ckpt = out / "killed" / "checkpoint.eqx"
     assert json.loads(ckpt.open("rb").readline())["step"] == 10
     assert not (out / "killed" / "results.json").exists()
