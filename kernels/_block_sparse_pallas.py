@@ -38,7 +38,15 @@ from ._local_attention_pallas import (
     _tile1,
     _tn,
 )
-from ._pallas_common import MIN_GPU_TILE, dropout_seed_array, next_pow2, tile_unsupported
+from ._pallas_common import (
+    MIN_GPU_TILE,
+    check_block_idx,
+    check_key_mask,
+    check_qkv,
+    dropout_seed_array,
+    next_pow2,
+    tile_unsupported,
+)
 
 _GPU_DTYPES = ("bfloat16", "float16", "float32")
 
@@ -460,14 +468,7 @@ def block_sparse_attention_pallas(
     **Returns:** `o`, `(*batch, L, dv)` in the inputs' dtype, or `(o, lse)` with
     `return_lse`, `lse` `(*batch, L)` in float32 (float64 for float64 inputs).
     """
-    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
-        raise ValueError(
-            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
-            f"got {q.shape}, {k.shape}, {v.shape}"
-        )
-    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
-        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    q, k, v = check_qkv(q, k, v)
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
     if band is not None and not (
@@ -482,16 +483,8 @@ def block_sparse_attention_pallas(
     dv = v.shape[-1]
     B = block_size
     nb = -(-L // B)
-    block_idx = jnp.asarray(block_idx)
-    if block_idx.ndim != 2 or block_idx.shape[0] != nb or not jnp.issubdtype(block_idx.dtype, jnp.integer):
-        raise ValueError(
-            f"expected an integer block_idx of shape ({nb}, g) (one row per query tile), "
-            f"got {block_idx.dtype} {block_idx.shape}"
-        )
-    if key_mask is not None:
-        key_mask = jnp.asarray(key_mask)
-        if key_mask.shape != (*batch, L):
-            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    block_idx = check_block_idx(block_idx, nb)
+    key_mask = check_key_mask(key_mask, (*batch, L))
     if block_idx.shape[1] == 0:  # no tile at all: one empty slot keeps the tables non-empty
         block_idx = jnp.full((nb, 1), -1, jnp.int32)
     platform = "cpu" if interpret else platform

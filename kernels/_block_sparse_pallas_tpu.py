@@ -30,7 +30,7 @@ from seqkit._typing import ArrayLike
 from ._block_sparse_pallas import _Config as _ListConfig, _tile_lists  # the list cleaning is shared
 from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
 from ._local_attention_pallas_tpu import _LANES, _TPU_DTYPES, _pad_to
-from ._pallas_common import float32_unsupported, tile_unsupported
+from ._pallas_common import check_block_idx, check_key_mask, check_qkv, float32_unsupported, tile_unsupported
 
 
 class _Config(NamedTuple):
@@ -411,14 +411,7 @@ def block_sparse_attention_pallas_tpu(
 
     **Returns:** `(*batch, L, dv)` in the inputs' dtype.
     """
-    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
-        raise ValueError(
-            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
-            f"got {q.shape}, {k.shape}, {v.shape}"
-        )
-    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
-        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    q, k, v = check_qkv(q, k, v)
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
     if interpret is False and (reason := tile_unsupported("block_size", block_size, "tpu")):
@@ -427,16 +420,8 @@ def block_sparse_attention_pallas_tpu(
     dv = v.shape[-1]
     B = block_size
     nb = -(-L // B)
-    block_idx = jnp.asarray(block_idx)
-    if block_idx.ndim != 2 or block_idx.shape[0] != nb or not jnp.issubdtype(block_idx.dtype, jnp.integer):
-        raise ValueError(
-            f"expected an integer block_idx of shape ({nb}, g) (one row per query tile), "
-            f"got {block_idx.dtype} {block_idx.shape}"
-        )
-    if key_mask is not None:
-        key_mask = jnp.asarray(key_mask)
-        if key_mask.shape != (*batch, L):
-            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    block_idx = check_block_idx(block_idx, nb)
+    key_mask = check_key_mask(key_mask, (*batch, L))
     if block_idx.shape[1] == 0:  # no tile at all: one empty slot keeps the tables non-empty
         block_idx = jnp.full((nb, 1), -1, jnp.int32)
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)

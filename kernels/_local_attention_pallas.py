@@ -20,6 +20,8 @@ from seqkit._typing import ArrayLike
 
 from ._pallas_common import (
     MIN_GPU_TILE,
+    check_key_mask,
+    check_qkv,
     compiler_params,
     dropout_multiplier,
     dropout_seed_array,
@@ -422,14 +424,7 @@ def local_attention_pallas(
 
     **Returns:** `(*batch, L, dv)` in the inputs' dtype.
     """
-    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
-        raise ValueError(
-            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
-            f"got {q.shape}, {k.shape}, {v.shape}"
-        )
-    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
-        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    q, k, v = check_qkv(q, k, v)
     if not isinstance(window, int) or window < 0:
         raise ValueError(f"expected an integer window >= 0, got {window!r}")
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
@@ -438,10 +433,7 @@ def local_attention_pallas(
         raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape
     dv = v.shape[-1]
-    if key_mask is not None:
-        key_mask = jnp.asarray(key_mask)
-        if key_mask.shape != (*batch, L):
-            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    key_mask = check_key_mask(key_mask, (*batch, L))
     platform = "cpu" if interpret else platform
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     B = block_size or _default_block(L)

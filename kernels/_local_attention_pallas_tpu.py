@@ -24,7 +24,7 @@ from jaxtyping import Array, Bool, Float
 from seqkit._typing import ArrayLike
 
 from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
-from ._pallas_common import float32_unsupported, tile_unsupported
+from ._pallas_common import check_key_mask, check_qkv, float32_unsupported, tile_unsupported
 
 _TPU_DTYPES = ("bfloat16", "float32")
 # Mosaic lays arrays out in (8 sublanes × 128 lanes) tiles: sequence tiles are a
@@ -393,14 +393,7 @@ def local_attention_pallas_tpu(
 
     **Returns:** `(*batch, L, dv)` in the inputs' dtype.
     """
-    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
-        raise ValueError(
-            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
-            f"got {q.shape}, {k.shape}, {v.shape}"
-        )
-    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
-        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    q, k, v = check_qkv(q, k, v)
     if not isinstance(window, int) or window < 0:
         raise ValueError(f"expected an integer window >= 0, got {window!r}")
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
@@ -409,10 +402,7 @@ def local_attention_pallas_tpu(
         raise ValueError(reason)
     *batch, L, dk = q.shape
     dv = v.shape[-1]
-    if key_mask is not None:
-        key_mask = jnp.asarray(key_mask)
-        if key_mask.shape != (*batch, L):
-            raise ValueError(f"expected key_mask of shape {(*batch, L)}, got {key_mask.shape}")
+    key_mask = check_key_mask(key_mask, (*batch, L))
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     B = block_size or _DEFAULT_BLOCK
     Lp = -(-L // B) * B

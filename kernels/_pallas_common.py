@@ -145,3 +145,42 @@ def dropout_seed_array(seed) -> jax.Array:
     if seed.ndim == 0:
         return seed.astype(jnp.uint32).reshape(1)
     return jax.random.bits(jax.random.wrap_key_data(seed.astype(jnp.uint32)), (1,), jnp.uint32)
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checks shared by the attention kernels' public wrappers.
+
+
+def check_qkv(q, k, v):
+    """`q, k, v` as arrays, checked: `(*batch, L, dk)`, `(*batch, L, dk)`,
+    `(*batch, L, dv)`, one float dtype; a `ValueError` naming what came instead."""
+    q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
+    if q.ndim < 2 or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(
+            "expected q, k of one shape (*batch, L, dk) and v of shape (*batch, L, dv), "
+            f"got {q.shape}, {k.shape}, {v.shape}"
+        )
+    if not (q.dtype == k.dtype == v.dtype) or not jnp.issubdtype(q.dtype, jnp.floating):
+        raise ValueError(f"expected q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    return q, k, v
+
+
+def check_key_mask(key_mask, shape: tuple[int, ...]):
+    """`key_mask` as an array of `shape` (`(*batch, L)`), or `None`."""
+    if key_mask is None:
+        return None
+    key_mask = jnp.asarray(key_mask)
+    if key_mask.shape != shape:
+        raise ValueError(f"expected key_mask of shape {shape}, got {key_mask.shape}")
+    return key_mask
+
+
+def check_block_idx(block_idx, nb: int):
+    """`block_idx` as an integer `(nb, g)` array: one row of key tiles per query tile."""
+    block_idx = jnp.asarray(block_idx)
+    if block_idx.ndim != 2 or block_idx.shape[0] != nb or not jnp.issubdtype(block_idx.dtype, jnp.integer):
+        raise ValueError(
+            f"expected an integer block_idx of shape ({nb}, g) (one row per query tile), "
+            f"got {block_idx.dtype} {block_idx.shape}"
+        )
+    return block_idx
