@@ -15,7 +15,6 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
@@ -26,17 +25,15 @@ from seqkit._typing import ArrayLike
 from ._local_attention_pallas import (
     _acc_dtype,
     _call,
-    _dropped,
-    _iota,
-    _nn,
-    _nt,
     _pad_to,
     _row,
     _row1,
     _seed,
     _tile,
     _tile1,
-    _tn,
+    dkv_over_tiles,
+    dq_over_tiles,
+    forward_over_tiles,
 )
 from ._pallas_common import (
     MIN_GPU_TILE,
@@ -161,80 +158,34 @@ def _valid(cfg: _Config, qpos, kpos, kmask):
     return ok
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, lists_ref, o_ref, lse_ref, *, cfg: _Config):
-    B = cfg.block
-    acc_t = _acc_dtype(q_ref.dtype)
-    # program ids are read outside the loop (no interpret-mode rule inside)
-    row, i0 = pl.program_id(0), pl.program_id(1) * B
-    seed = seed_ref[0]
-    q = q_ref[...]
-    qpos = _iota(B, i0)
-
-    def body(j, carry):
-        m, l, acc = carry
-        t = lists_ref[1 + j]
-        sl = pl.ds(pl.multiple_of(t * B, B), B)
-        k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
-        kpos = _iota(B, t * B)
-        s = _nt(q, k, acc_t)
-        s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(s, axis=1))
-        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
-        alpha = jnp.exp(m - m_safe)
-        p = jnp.exp(s - m_safe[:, None])
-        l = l * alpha + jnp.sum(p, axis=1)
-        # the normalizer sums the undropped weights; the output the dropped ones
-        (pz,) = _dropped(cfg, seed, row, qpos, kpos, p)
-        acc = acc * alpha[:, None] + _nn(pz.astype(v.dtype), v, acc_t)
-        return m_new, l, acc
-
-    init = (
-        jnp.full((B,), -jnp.inf, acc_t),
-        jnp.zeros((B,), acc_t),
-        jnp.zeros((B, o_ref.shape[-1]), acc_t),
+def _loops(cfg: _Config, first, last, tile) -> dict:
+    """The walk of the shared loops (`first`, `last`: read from the program's tables,
+    whatever its first position)."""
+    return dict(
+        cfg=cfg,
+        valid=functools.partial(_valid, cfg),
+        first=lambda _: first(),
+        last=lambda _: last(),
+        tile=tile,
     )
-    m, l, acc = lax.fori_loop(0, lists_ref[0], body, init)
-    # A row that sees no key (every key of its tiles masked, or an empty list) gives
-    # o = 0, lse = −inf.
-    empty = l == 0.0
-    l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
-    m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
-    o_ref[...] = (acc / l_safe[:, None]).astype(o_ref.dtype)
-    lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
 
 
-def _weights(cfg, q, k, km, qpos, kpos, lse, acc_t):
-    """Recomputed softmax weights `p = exp(s − lse)` of a `(query tile, key tile)` pair;
-    `lse = +inf` (set by the caller for rows with no key) makes a row's weights zero."""
-    s = _nt(q, k, acc_t)
-    s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
-    return jnp.exp(s - lse[:, None])
+def _list_loops(cfg: _Config, lists_ref) -> dict:
+    # query tile t: its row of the lists table, a count then its key tiles
+    return _loops(cfg, lambda: 0, lambda: lists_ref[0], lambda e: lists_ref[1 + e])
+
+
+def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, lists_ref, o_ref, lse_ref, *, cfg: _Config):
+    # An empty list, or every key of its tiles masked, gives o = 0, lse = −inf.
+    forward_over_tiles(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, **_list_loops(cfg, lists_ref))
 
 
 def _dq_kernel(
     q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, lists_ref, dq_ref, *, cfg: _Config
 ):
-    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (dp − D), dp = z c ⊙ (do vᵀ) (keep mask z,
-    # c = 1/(1 − rate); dp = do vᵀ without dropout), over the key tiles of the list.
-    B = cfg.block
-    acc_t = _acc_dtype(q_ref.dtype)
-    row, i0 = pl.program_id(0), pl.program_id(1) * B
-    seed = seed_ref[0]
-    q, do, lse, dd = q_ref[...], do_ref[...], lse_ref[...], dd_ref[...]
-    qpos = _iota(B, i0)
-
-    def body(j, dq):
-        t = lists_ref[1 + j]
-        sl = pl.ds(pl.multiple_of(t * B, B), B)
-        k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
-        kpos = _iota(B, t * B)
-        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
-        (dp,) = _dropped(cfg, seed, row, qpos, kpos, _nt(do, v, acc_t))
-        ds = p * (dp - dd[:, None])
-        return dq + _nn(ds.astype(k.dtype), k, acc_t)
-
-    dq = lax.fori_loop(0, lists_ref[0], body, jnp.zeros((B, q.shape[-1]), acc_t))
-    dq_ref[...] = dq.astype(dq_ref.dtype)
+    dq_over_tiles(
+        q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dq_ref, **_list_loops(cfg, lists_ref)
+    )
 
 
 def _dkv_kernel(
@@ -253,32 +204,10 @@ def _dkv_kernel(
     *,
     cfg: _Config,
 ):
-    # Key tile u: the query tiles whose list holds u, pairs[start:stop].
-    # dv_j = Σ_i z_ij c p_ij do_i, dk_j = Σ_i ds_ij q_i.
-    B = cfg.block
-    acc_t = _acc_dtype(k_ref.dtype)
-    row, j0 = pl.program_id(0), pl.program_id(1) * B
-    seed = seed_ref[0]
-    k, v, km = k_ref[...], v_ref[...], km_ref[...]
-    kpos = _iota(B, j0)
-
-    def body(e, carry):
-        dk, dv = carry
-        t = pairs_ref[e]
-        sl = pl.ds(pl.multiple_of(t * B, B), B)
-        q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
-        qpos = _iota(B, t * B)
-        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
-        pz, dp = _dropped(cfg, seed, row, qpos, kpos, p, _nt(do, v, acc_t))
-        ds = p * (dp - dd[:, None])
-        dv = dv + _tn(pz.astype(do.dtype), do, acc_t)
-        dk = dk + _tn(ds.astype(q.dtype), q, acc_t)
-        return dk, dv
-
-    init = (jnp.zeros((B, k.shape[-1]), acc_t), jnp.zeros((B, v.shape[-1]), acc_t))
-    dk, dv = lax.fori_loop(bounds_ref[0], bounds_ref[1], body, init)
-    dk_ref[...] = dk.astype(dk_ref.dtype)
-    dv_ref[...] = dv.astype(dv_ref.dtype)
+    # Key tile u: the query tiles whose list holds u, pairs[start:stop] (bounds_ref
+    # is this tile's row of the bounds table; pairs_ref the whole pairs table).
+    loops = _loops(cfg, lambda: bounds_ref[0], lambda: bounds_ref[1], lambda e: pairs_ref[e])
+    dkv_over_tiles(q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, **loops)
 
 
 # ---------------------------------------------------------------------------------------

@@ -139,23 +139,34 @@ def _dropped(cfg, seed, row, qpos, kpos, *xs):
     return tuple(x * zc for x in xs)
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cfg: _Config):
+# The three loops below serve this kernel and the block-sparse one
+# (`_block_sparse_pallas`): a program walks key tiles (forward, dq) or query tiles
+# (dk/dv) `tile(e)` for `first <= e < last`, and `valid(qpos, kpos, kmask)` is the
+# caller's pattern. Program ids are read outside the loops (interpret mode has no
+# rule for them inside).
+
+
+def forward_over_tiles(
+    q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cfg, valid, first, last, tile
+):
+    """The online-softmax forward pass of one query tile over the key tiles
+    `tile(first) ... tile(last − 1)`; a row that sees no key gives o = 0, lse = −inf."""
     B = cfg.block
     acc_t = _acc_dtype(q_ref.dtype)
-    # program ids are read outside the loop (no interpret-mode rule inside)
     row, i0 = pl.program_id(0), pl.program_id(1) * B
     seed = seed_ref[0]
     q = q_ref[...]
     qpos = _iota(B, i0)
-    first, last = _tile_range(cfg, i0, cfg.lo, cfg.hi)
+    first, last = first(i0), last(i0)
 
-    def body(j, carry):
+    def body(e, carry):
         m, l, acc = carry
-        sl = pl.ds(pl.multiple_of(j * B, B), B)
+        t = tile(e)
+        sl = pl.ds(pl.multiple_of(t * B, B), B)
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
-        kpos = _iota(B, j * B)
+        kpos = _iota(B, t * B)
         s = _nt(q, k, acc_t)
-        s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
+        s = jnp.where(valid(qpos, kpos, km), s, -jnp.inf)
         m_new = jnp.maximum(m, jnp.max(s, axis=1))
         m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
         alpha = jnp.exp(m - m_safe)
@@ -172,7 +183,6 @@ def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cf
         jnp.zeros((B, o_ref.shape[-1]), acc_t),
     )
     m, l, acc = lax.fori_loop(first, last, body, init)
-    # A row that sees no key (every key in its window masked) gives o = 0, lse = −inf.
     empty = l == 0.0
     l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
     m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
@@ -180,30 +190,34 @@ def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cf
     lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
 
 
-def _weights(cfg, q, k, km, qpos, kpos, lse, acc_t):
+def _weights(valid, q, k, km, qpos, kpos, lse, acc_t):
     """Recomputed softmax weights `p = exp(s − lse)` of a `(query tile, key tile)` pair;
     `lse = +inf` (set by the caller for rows with no key) makes a row's weights zero."""
     s = _nt(q, k, acc_t)
-    s = jnp.where(_valid(cfg, qpos, kpos, km), s, -jnp.inf)
+    s = jnp.where(valid(qpos, kpos, km), s, -jnp.inf)
     return jnp.exp(s - lse[:, None])
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg: _Config):
-    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (dp − D), dp = z c ⊙ (do vᵀ) (keep mask z,
-    # c = 1/(1 − rate); dp = do vᵀ without dropout), D_i = Σ_j p_ij dp_ij = do_i · o_i.
+def dq_over_tiles(
+    q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg, valid, first, last, tile
+):
+    """dq of one query tile over its key tiles: dq_i = Σ_j ds_ij k_j with
+    ds = p ⊙ (dp − D), dp = z c ⊙ (do vᵀ) (keep mask z, c = 1/(1 − rate); dp = do vᵀ
+    without dropout), D_i = Σ_j p_ij dp_ij = do_i · o_i."""
     B = cfg.block
     acc_t = _acc_dtype(q_ref.dtype)
     row, i0 = pl.program_id(0), pl.program_id(1) * B
     seed = seed_ref[0]
     q, do, lse, dd = q_ref[...], do_ref[...], lse_ref[...], dd_ref[...]
     qpos = _iota(B, i0)
-    first, last = _tile_range(cfg, i0, cfg.lo, cfg.hi)
+    first, last = first(i0), last(i0)
 
-    def body(j, dq):
-        sl = pl.ds(pl.multiple_of(j * B, B), B)
+    def body(e, dq):
+        t = tile(e)
+        sl = pl.ds(pl.multiple_of(t * B, B), B)
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
-        kpos = _iota(B, j * B)
-        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
+        kpos = _iota(B, t * B)
+        p = _weights(valid, q, k, km, qpos, kpos, lse, acc_t)
         (dp,) = _dropped(cfg, seed, row, qpos, kpos, _nt(do, v, acc_t))
         ds = p * (dp - dd[:, None])
         return dq + _nn(ds.astype(k.dtype), k, acc_t)
@@ -212,25 +226,41 @@ def _dq_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, d
     dq_ref[...] = dq.astype(dq_ref.dtype)
 
 
-def _dkv_kernel(
-    q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, *, cfg: _Config
+def dkv_over_tiles(
+    q_ref,
+    k_ref,
+    v_ref,
+    km_ref,
+    seed_ref,
+    do_ref,
+    lse_ref,
+    dd_ref,
+    dk_ref,
+    dv_ref,
+    *,
+    cfg,
+    valid,
+    first,
+    last,
+    tile,
 ):
-    # Key tile u: the queries i with i − lo <= j <= i + hi, i.e. j − hi <= i <= j + lo.
-    # dv_j = Σ_i z_ij c p_ij do_i, dk_j = Σ_i ds_ij q_i.
+    """dk and dv of one key tile over the query tiles that see it:
+    dv_j = Σ_i z_ij c p_ij do_i, dk_j = Σ_i ds_ij q_i."""
     B = cfg.block
     acc_t = _acc_dtype(k_ref.dtype)
     row, j0 = pl.program_id(0), pl.program_id(1) * B
     seed = seed_ref[0]
     k, v, km = k_ref[...], v_ref[...], km_ref[...]
     kpos = _iota(B, j0)
-    first, last = _tile_range(cfg, j0, cfg.hi, cfg.lo)
+    first, last = first(j0), last(j0)
 
-    def body(i, carry):
+    def body(e, carry):
         dk, dv = carry
-        sl = pl.ds(pl.multiple_of(i * B, B), B)
+        t = tile(e)
+        sl = pl.ds(pl.multiple_of(t * B, B), B)
         q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
-        qpos = _iota(B, i * B)
-        p = _weights(cfg, q, k, km, qpos, kpos, lse, acc_t)
+        qpos = _iota(B, t * B)
+        p = _weights(valid, q, k, km, qpos, kpos, lse, acc_t)
         pz, dp = _dropped(cfg, seed, row, qpos, kpos, p, _nt(do, v, acc_t))
         ds = p * (dp - dd[:, None])
         dv = dv + _tn(pz.astype(do.dtype), do, acc_t)
@@ -241,6 +271,50 @@ def _dkv_kernel(
     dk, dv = lax.fori_loop(first, last, body, init)
     dk_ref[...] = dk.astype(dk_ref.dtype)
     dv_ref[...] = dv.astype(dv_ref.dtype)
+
+
+def _window_loops(cfg: _Config, before: int, after: int) -> dict:
+    """The sliding window's walk: tiles in `_tile_range` of the program's first
+    position, `before`/`after` positions either side; the tile is the loop index."""
+    return dict(
+        cfg=cfg,
+        valid=functools.partial(_valid, cfg),
+        first=lambda start: _tile_range(cfg, start, before, after)[0],
+        last=lambda start: _tile_range(cfg, start, before, after)[1],
+        tile=lambda e: e,
+    )
+
+
+def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cfg: _Config):
+    # query tile t sees the key tiles meeting i0 − lo ... i0 + B − 1 + hi
+    forward_over_tiles(
+        q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, **_window_loops(cfg, cfg.lo, cfg.hi)
+    )
+
+
+def _dq_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg: _Config):
+    dq_over_tiles(
+        q_ref,
+        k_ref,
+        v_ref,
+        km_ref,
+        seed_ref,
+        do_ref,
+        lse_ref,
+        dd_ref,
+        dq_ref,
+        **_window_loops(cfg, cfg.lo, cfg.hi),
+    )
+
+
+def _dkv_kernel(
+    q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, *, cfg: _Config
+):
+    # Key tile u: the queries i with i − lo <= j <= i + hi, i.e. j − hi <= i <= j + lo.
+    dkv_over_tiles(
+        q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref,
+        **_window_loops(cfg, cfg.hi, cfg.lo),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------
