@@ -23,8 +23,8 @@ from ._pallas_common import (
     check_key_mask,
     check_qkv,
     compiler_params,
-    dropout_multiplier,
     dropout_seed_array,
+    dropped,
     next_pow2,
     tile_unsupported,
 )
@@ -130,15 +130,6 @@ def _iota(B, start):
     return start + lax.broadcasted_iota(jnp.int32, (B,), 0)
 
 
-def _dropped(cfg, seed, row, qpos, kpos, *xs):
-    """`x ⊙ z / (1 − rate)` for each `(query tile, key tile)` array `x` of `xs` under
-    dropout (one keep mask `z`, hashed once), else the `xs` as they are; a tuple."""
-    if not cfg.dropout:
-        return xs
-    zc = dropout_multiplier(seed, row, qpos, kpos, cfg.dropout, xs[0].dtype)
-    return tuple(x * zc for x in xs)
-
-
 # The three loops below serve this kernel and the block-sparse one
 # (`_block_sparse_pallas`): a program walks key tiles (forward, dq) or query tiles
 # (dk/dv) `tile(e)` for `first <= e < last`, and `valid(qpos, kpos, kmask)` is the
@@ -173,7 +164,7 @@ def forward_over_tiles(
         p = jnp.exp(s - m_safe[:, None])
         l = l * alpha + jnp.sum(p, axis=1)
         # the normalizer sums the undropped weights; the output the dropped ones
-        (pz,) = _dropped(cfg, seed, row, qpos, kpos, p)
+        (pz,) = dropped(cfg.dropout, seed, row, qpos[:, None], kpos[None, :], p)
         acc = acc * alpha[:, None] + _nn(pz.astype(v.dtype), v, acc_t)
         return m_new, l, acc
 
@@ -218,7 +209,7 @@ def dq_over_tiles(
         k, v, km = k_ref[sl, :], v_ref[sl, :], km_ref[sl]
         kpos = _iota(B, t * B)
         p = _weights(valid, q, k, km, qpos, kpos, lse, acc_t)
-        (dp,) = _dropped(cfg, seed, row, qpos, kpos, _nt(do, v, acc_t))
+        (dp,) = dropped(cfg.dropout, seed, row, qpos[:, None], kpos[None, :], _nt(do, v, acc_t))
         ds = p * (dp - dd[:, None])
         return dq + _nn(ds.astype(k.dtype), k, acc_t)
 
@@ -261,7 +252,7 @@ def dkv_over_tiles(
         q, do, lse, dd = q_ref[sl, :], do_ref[sl, :], lse_ref[sl], dd_ref[sl]
         qpos = _iota(B, t * B)
         p = _weights(valid, q, k, km, qpos, kpos, lse, acc_t)
-        pz, dp = _dropped(cfg, seed, row, qpos, kpos, p, _nt(do, v, acc_t))
+        pz, dp = dropped(cfg.dropout, seed, row, qpos[:, None], kpos[None, :], p, _nt(do, v, acc_t))
         ds = p * (dp - dd[:, None])
         dv = dv + _tn(pz.astype(do.dtype), do, acc_t)
         dk = dk + _tn(ds.astype(q.dtype), q, acc_t)

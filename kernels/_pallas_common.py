@@ -77,7 +77,7 @@ def compiler_params(
 # nothing of size L × L is ever stored (the idea of Salmon et al., "Parallel Random
 # Numbers: As Easy as 1, 2, 3", 2011, with a cheaper mixer). The mixer is the 32-bit
 # finalizer of Appleby's MurmurHash3: uint32 multiplies, xors and logical shifts,
-# which Triton and interpret mode both lower.
+# which Triton, Mosaic and interpret mode all lower.
 
 _FMIX_M1 = np.uint32(0x85EBCA6B)
 _FMIX_M2 = np.uint32(0xC2B2AE35)
@@ -100,14 +100,16 @@ def fmix32(x):
 
 
 def dropout_hash(seed, row, qpos, kpos):
-    """`(Bq, Bk)` `uint32` hash of `(seed, row, qpos[i], kpos[j])`: the seed is mixed,
-    then the row, the query and the key are each multiplied by an odd constant,
-    xored in and mixed again. `seed`, `row`: scalars; `qpos`, `kpos`: integer
-    positions `(Bq,)`, `(Bk,)` (non-negative)."""
+    """`uint32` hash of `(seed, row, qpos, kpos)`, elementwise over the broadcast of
+    the integer (non-negative) positions `qpos` and `kpos`: `(Bq, 1)` and
+    `(1, Bk)` for a tile with queries along its rows, `(1, Bq)` and `(Bk, 1)` for
+    a transposed one (keys along rows). The seed is mixed, then the row, the
+    query and the key are each multiplied by an odd constant, xored in and mixed
+    again. `seed`, `row`: scalars."""
     u32 = jnp.uint32
     a = fmix32(fmix32(jnp.asarray(seed).astype(u32)) ^ (jnp.asarray(row).astype(u32) * _ROW_MULT))
     b = fmix32(a ^ (qpos.astype(u32) * _QUERY_MULT))
-    return fmix32(b[:, None] ^ (kpos.astype(u32) * _KEY_MULT)[None, :])
+    return fmix32(b ^ (kpos.astype(u32) * _KEY_MULT))
 
 
 def dropout_threshold(rate: float) -> int:
@@ -116,17 +118,23 @@ def dropout_threshold(rate: float) -> int:
 
 
 def dropout_keep(seed, row, qpos, kpos, rate: float):
-    """`(Bq, Bk)` boolean: is the weight of (row, query `qpos[i]`, key `kpos[j]`) kept?
-    `True` with probability `1 − rate` (to `2⁻²⁴`), independently per entry."""
+    """Boolean, shaped as `dropout_hash`: is the weight of (row, query `qpos`, key
+    `kpos`) kept? `True` with probability `1 − rate` (to `2⁻²⁴`), independently per
+    entry."""
     h = dropout_hash(seed, row, qpos, kpos) >> (32 - _DROPOUT_BITS)
     return h.astype(jnp.int32) >= dropout_threshold(rate)
 
 
-def dropout_multiplier(seed, row, qpos, kpos, rate: float, dtype):
-    """`(Bq, Bk)` factors `z_ij / (1 − rate)` in `dtype` (`z` from `dropout_keep`):
-    what the softmax weights of a tile are multiplied by under dropout."""
+def dropped(rate: float, seed, row, qpos, kpos, *xs):
+    """`x ⊙ z / (1 − rate)` for each score-shaped array `x` of `xs` under dropout
+    (`rate > 0`; one keep mask `z` from `dropout_keep`, hashed once), else the `xs`
+    as they are; a tuple. What a kernel multiplies a tile's softmax weights (and,
+    backward, `do vᵀ`) by."""
+    if not rate:
+        return xs
     keep = dropout_keep(seed, row, qpos, kpos, rate)
-    return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.asarray(0.0, dtype))
+    zc = jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), xs[0].dtype), jnp.asarray(0.0, xs[0].dtype))
+    return tuple(x * zc for x in xs)
 
 
 def dropout_seed_array(seed) -> jax.Array:

@@ -95,6 +95,20 @@ def _grads(fn, g, *qkv):
     return jax.grad(lambda q, k, v: jnp.sum(g * fn(q, k, v)), argnums=(0, 1, 2))(*qkv)
 
 
+def check_dropout_float64(fn, q, k, v, g, allowed, drop):
+    """`fn` (a kernel with dropout, float64 inputs in interpret mode) against the dense
+    reference with the dropout factors `drop`: output and gradients to 1e-10, and the
+    mask drops something."""
+    o_ref, grads_ref = _reference(q, k, v, g, allowed, drop)
+    qkv = [jnp.asarray(a) for a in (q, k, v)]
+    out = fn(*qkv)
+    assert out.dtype == jnp.float64
+    assert_close(out, o_ref, rtol=1e-10)
+    for got, want in zip(_grads(fn, jnp.asarray(g), *qkv), grads_ref, strict=True):
+        assert_close(got, want, rtol=1e-10, atol=1e-14)
+    assert not np.allclose(out, _reference(q, k, v, g, allowed)[0])
+
+
 # (batch, L, dk, dv, window, causal, block_size, key mask). Block 8 or 4 puts several
 # tiles in a window; L is never a tile multiple; windows 0 (self only) and >= L (dense).
 CASES = {
@@ -202,7 +216,6 @@ def test_dropout_forward_and_grads_match_dense_float64(x64, batch, causal, maske
     km = _key_mask(batch, L) if masked else None
     rows = int(np.prod(batch))
     drop = dropout_keep_np(seed, rows, L, L, rate).reshape(*batch, L, L) / (1 - rate)
-    o_ref, grads_ref = _reference(q, k, v, g, _allowed(L, window, causal, km), drop)
     fn = functools.partial(
         local_attention_pallas,
         key_mask=None if km is None else jnp.asarray(km),
@@ -213,14 +226,7 @@ def test_dropout_forward_and_grads_match_dense_float64(x64, batch, causal, maske
         dropout_seed=jnp.uint32(seed),
         interpret=True,
     )
-    qkv = [jnp.asarray(a) for a in (q, k, v)]
-    out = fn(*qkv)
-    assert out.dtype == jnp.float64
-    assert_close(out, o_ref, rtol=1e-10)
-    for got, want in zip(_grads(fn, jnp.asarray(g), *qkv), grads_ref, strict=True):
-        assert_close(got, want, rtol=1e-10, atol=1e-14)
-    o_plain, _ = _reference(q, k, v, g, _allowed(L, window, causal, km))
-    assert not np.allclose(out, o_plain)  # the mask drops something
+    check_dropout_float64(fn, q, k, v, g, _allowed(L, window, causal, km), drop)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5])
@@ -233,7 +239,7 @@ def test_dropout_stream_keeps_one_minus_rate_and_differs_by_seed_and_row(rate):
     keep = jax.jit(dropout_keep, static_argnums=4)
 
     def mask(seed, row):
-        return np.asarray(keep(jnp.uint32(seed), jnp.int32(row), pos, pos, rate))
+        return np.asarray(keep(jnp.uint32(seed), jnp.int32(row), pos[:, None], pos[None, :], rate))
 
     a = mask(1, 0)
     assert np.array_equal(a, dropout_keep_np(1, 1, n, n, rate)[0])
