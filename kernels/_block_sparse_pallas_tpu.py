@@ -23,14 +23,31 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
 from ._block_sparse_pallas import _Config as _ListConfig, _tile_lists  # the list cleaning is shared
-from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
-from ._local_attention_pallas_tpu import _LANES, _TPU_DTYPES, _pad_to
-from ._pallas_common import check_block_idx, check_key_mask, check_qkv, float32_unsupported, tile_unsupported
+from ._local_attention_pallas import _acc_dtype  # the accumulator dtype is shared
+from ._local_attention_pallas_tpu import (  # the step kernels and their call are shared
+    _LANES,
+    _TPU_DTYPES,
+    _own,
+    _pad_to,
+    dkv_steps,
+    dq_steps,
+    forward_steps,
+    prefetch_call,
+    prepare_backward,
+)
+from ._pallas_common import (
+    check_block_idx,
+    check_key_mask,
+    check_qkv,
+    dropout_seed_array,
+    float32_unsupported,
+    tile_unsupported,
+)
 
 
 class _Config(NamedTuple):
@@ -42,6 +59,7 @@ class _Config(NamedTuple):
     slots: int  # g, entries per query tile's list
     causal: bool  # keys j <= i only
     interpret: Any  # False, True (Pallas's interpreter) or a `pltpu.InterpretParams`
+    dropout: float = 0.0  # attention dropout rate (0: none)
 
     @property
     def tiles(self) -> int:
@@ -57,7 +75,7 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
       `seqkit.kernels.block_sparse_attention_pallas`.
     - float32 or bfloat16 on TPU (computed in float32); any float dtype in
       interpret mode.
-    - No attention dropout (the kernel has no random-number stream).
+    - Attention dropout is served (the GPU kernels' stateless random stream).
     - `block_size`, positions per tile (BigBird's block size), a multiple of 128 on
       TPU (the lane width); any positive integer in interpret mode.
     """
@@ -68,8 +86,6 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
         return reason
     if platform == "tpu" and name not in _TPU_DTYPES:
         return f"dtype {name} is not supported on tpu (supported: {', '.join(_TPU_DTYPES)})"
-    if dropout:
-        return "attention dropout is not implemented in the TPU Pallas kernel (use impl='xla')"
     return tile_unsupported("block_size", block_size, platform)
 
 
@@ -78,15 +94,13 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
 # (distinct key tiles, ascending, zeros after the count), and the transposed lists:
 # `pairs`, the query tiles of every (query tile, key tile) pair grouped by key tile,
 # and `bounds[u] = (start, stop)`, key tile u's segment of `pairs`. Both go to scalar
-# memory, flattened. The forward and dq grids are (rows, query tiles, g slots): slot s
-# of tile t is key tile `lists[t, 1 + s]`. The dk/dv grid is (rows, key tiles, nb
-# slots): slot s of key tile u is query tile `pairs[start + s]` (a key tile is listed
-# by at most nb query tiles, all of them for a global block). Slots past the count do
-# no work, and their block specs repeat the last listed tile, so Pallas skips the copy.
-#
-# Per-position vectors come as (B, 1) columns (along a tile's rows) or (1, B) rows
-# (along its lanes), whichever broadcasts against the score tile, so no kernel
-# transposes anything.
+# memory, flattened, after the dropout seed. The forward and dq grids are (rows, query
+# tiles, g slots): slot s of tile t is key tile `lists[t, 1 + s]`. The dk/dv grid is
+# (rows, key tiles, nb slots): slot s of key tile u is query tile `pairs[start + s]` (a
+# key tile is listed by at most nb query tiles, all of them for a global block). Slots
+# past the count do no work, and their block specs repeat the last listed tile, so
+# Pallas skips the copy. The step kernels are the sliding-window kernel's
+# (`_local_attention_pallas_tpu`); this module gives their walk.
 
 
 def _listed(cfg: _Config, lists, t, s):
@@ -116,173 +130,70 @@ def _valid(cfg: _Config, qt, kt, km, rows_are_queries: bool):
     return jnp.broadcast_to(ok, (cfg.block, cfg.block))
 
 
-def _forward_kernel(lists, q_ref, k_ref, v_ref, km_ref, o_ref, lse_ref, m_scr, l_scr, acc_scr, *, cfg):
-    acc_t = m_scr.dtype
-    t, s = pl.program_id(1), pl.program_id(2)
-
-    @pl.when(s == 0)
-    def _init():
-        m_scr[...] = jnp.full(m_scr.shape, -jnp.inf, acc_t)
-        l_scr[...] = jnp.zeros(l_scr.shape, acc_t)
-        acc_scr[...] = jnp.zeros(acc_scr.shape, acc_t)
-
-    @pl.when(s < lists[t * (cfg.slots + 1)])
-    def _step():
-        u = _listed(cfg, lists, t, s)
-        q, k, v = q_ref[...], k_ref[...], v_ref[...]
-        sc = jnp.where(_valid(cfg, t, u, km_ref[...], True), _nt(q, k, acc_t), -jnp.inf)  # (Bq, Bk)
-        m = m_scr[...]
-        m_new = jnp.maximum(m, jnp.max(sc, axis=1, keepdims=True))
-        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
-        alpha = jnp.exp(m - m_safe)
-        p = jnp.exp(sc - m_safe)
-        l_scr[...] = l_scr[...] * alpha + jnp.sum(p, axis=1, keepdims=True)
-        acc_scr[...] = acc_scr[...] * alpha + _nn(p.astype(v.dtype), v, acc_t)
-        m_scr[...] = m_new
-
-    @pl.when(s == cfg.slots - 1)
-    def _finish():
-        # A row that sees no key (every key of its tiles masked, or an empty list)
-        # gives o = 0, lse = −inf.
-        l, m = l_scr[...], m_scr[...]
-        empty = l == 0.0
-        l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
-        m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
-        o_ref[...] = (acc_scr[...] / l_safe).astype(o_ref.dtype)
-        lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
+def _list_walk(cfg: _Config, lists) -> dict:
+    """The walk of a query tile's list (forward, dq)."""
+    return dict(
+        cfg=cfg,
+        partner=lambda t, s: _listed(cfg, lists, t, s),
+        active=lambda t, s: s < lists[t * (cfg.slots + 1)],
+        last=cfg.slots - 1,
+        visible=functools.partial(_valid, cfg),
+    )
 
 
-def _dq_kernel(lists, q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dq_ref, dq_scr, *, cfg):
-    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), D_i = do_i · o_i; p = exp(s − lse)
-    # with lse = +inf (set by the caller) on rows with no key, whose weights are zero.
-    acc_t = dq_scr.dtype
-    t, s = pl.program_id(1), pl.program_id(2)
-
-    @pl.when(s == 0)
-    def _init():
-        dq_scr[...] = jnp.zeros(dq_scr.shape, acc_t)
-
-    @pl.when(s < lists[t * (cfg.slots + 1)])
-    def _step():
-        u = _listed(cfg, lists, t, s)
-        q, k, v, do = q_ref[...], k_ref[...], v_ref[...], do_ref[...]
-        valid = _valid(cfg, t, u, km_ref[...], True)  # (Bq, Bk)
-        p = jnp.exp(jnp.where(valid, _nt(q, k, acc_t), -jnp.inf) - lse_ref[...])  # lse: (Bq, 1)
-        ds = p * (_nt(do, v, acc_t) - dd_ref[...])
-        dq_scr[...] += _nn(ds.astype(k.dtype), k, acc_t)
-
-    @pl.when(s == cfg.slots - 1)
-    def _finish():
-        dq_ref[...] = dq_scr[...].astype(dq_ref.dtype)
+def _forward_kernel(seed_ref, lists, *refs, cfg):
+    forward_steps(seed_ref, *refs, **_list_walk(cfg, lists))
 
 
-def _dkv_kernel(
-    pairs,
-    bounds,
-    k_ref,
-    v_ref,
-    km_ref,
-    q_ref,
-    do_ref,
-    lse_ref,
-    dd_ref,
-    dk_ref,
-    dv_ref,
-    dk_scr,
-    dv_scr,
-    *,
-    cfg,
-):
-    # Key tile u: the query tiles whose list holds u. Scores transposed, sᵀ = k qᵀ
-    # (keys along rows), with lse and D as (1, Bq) rows: dv_j = Σ_i p_ij do_i,
-    # dk_j = Σ_i ds_ij q_i.
-    acc_t = dk_scr.dtype
-    u, s = pl.program_id(1), pl.program_id(2)
+def _dq_kernel(seed_ref, lists, *refs, cfg):
+    dq_steps(seed_ref, *refs, **_list_walk(cfg, lists))
 
-    @pl.when(s == 0)
-    def _init():
-        dk_scr[...] = jnp.zeros(dk_scr.shape, acc_t)
-        dv_scr[...] = jnp.zeros(dv_scr.shape, acc_t)
 
-    @pl.when(s < bounds[2 * u + 1] - bounds[2 * u])
-    def _step():
-        t = _transposed(pairs, bounds, u, s)
-        k, v, q, do = k_ref[...], v_ref[...], q_ref[...], do_ref[...]
-        valid = _valid(cfg, t, u, km_ref[...], False)  # (Bk, Bq); mask (Bk, 1)
-        pt = jnp.exp(jnp.where(valid, _nt(k, q, acc_t), -jnp.inf) - lse_ref[...])
-        dst = pt * (_nt(v, do, acc_t) - dd_ref[...])
-        dv_scr[...] += _nn(pt.astype(do.dtype), do, acc_t)
-        dk_scr[...] += _nn(dst.astype(q.dtype), q, acc_t)
-
-    @pl.when(s == cfg.tiles - 1)
-    def _finish():
-        dk_ref[...] = dk_scr[...].astype(dk_ref.dtype)
-        dv_ref[...] = dv_scr[...].astype(dv_ref.dtype)
+def _dkv_kernel(seed_ref, pairs, bounds, *refs, cfg):
+    dkv_steps(
+        seed_ref,
+        *refs,
+        cfg=cfg,
+        partner=lambda u, s: _transposed(pairs, bounds, u, s),
+        active=lambda u, s: s < bounds[2 * u + 1] - bounds[2 * u],
+        last=cfg.tiles - 1,
+        visible=functools.partial(_valid, cfg),
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # pallas_call wrappers on padded arrays: rows (R, Lp, d); per-position vectors as
 # columns (R, Lp, 1) or rows (R, 1, Lp). Index maps take the grid indices, then the
-# prefetched tables.
-
-
-def _own(cfg, d):
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, t, 0))
-
-
-def _own_row(cfg):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, *tables: (r, 0, t))
+# prefetched tables (the seed first).
 
 
 def _by_list(cfg, d):  # the listed key tile (forward, dq)
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, lists: (r, _listed(cfg, lists, t, s), 0))
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, seed, lists: (r, _listed(cfg, lists, t, s), 0))
 
 
 def _by_list_row(cfg):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, lists: (r, 0, _listed(cfg, lists, t, s)))
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, seed, lists: (r, 0, _listed(cfg, lists, t, s)))
 
 
 def _by_pairs(cfg, d):  # the listing query tile (dk/dv)
-    return pl.BlockSpec((None, cfg.block, d), lambda r, u, s, p, b: (r, _transposed(p, b, u, s), 0))
+    return pl.BlockSpec((None, cfg.block, d), lambda r, u, s, seed, p, b: (r, _transposed(p, b, u, s), 0))
 
 
 def _by_pairs_row(cfg):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, u, s, p, b: (r, 0, _transposed(p, b, u, s)))
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, u, s, seed, p, b: (r, 0, _transposed(p, b, u, s)))
 
 
-def _call(kernel, cfg, name, slots, tables, in_specs, out_specs, out_shape, scratch, *args):
-    R = args[0].shape[0]
-    params = None
-    if cfg.interpret is False:
-        params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
-    grid_spec = pltpu.PrefetchScalarGridSpec(
-        num_scalar_prefetch=len(tables),
-        grid=(R, cfg.tiles, slots),
-        in_specs=in_specs,
-        out_specs=out_specs,
-        scratch_shapes=[pltpu.VMEM(shape, dtype) for shape, dtype in scratch],
-    )
-    return pl.pallas_call(
-        functools.partial(kernel, cfg=cfg),
-        out_shape=out_shape,
-        grid_spec=grid_spec,
-        interpret=cfg.interpret,
-        compiler_params=params,
-        name=name,
-    )(*tables, *args)
-
-
-def _forward_call(cfg, q, k, v, km_row, lists):
+def _forward_call(cfg, seed, q, k, v, km_row, lists):
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = _acc_dtype(q.dtype)
     B = cfg.block
-    return _call(
+    return prefetch_call(
         _forward_kernel,
         cfg,
         "block_sparse_attention_tpu_fwd",
         cfg.slots,
-        (lists,),
+        (seed, lists),
         [_own(cfg, dk), _by_list(cfg, dk), _by_list(cfg, dv), _by_list_row(cfg)],
         (_own(cfg, dv), _own(cfg, 1)),
         (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp, 1), acc_t)),
@@ -292,30 +203,28 @@ def _forward_call(cfg, q, k, v, km_row, lists):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_padded(cfg: _Config, q, k, v, km_row, lists, pairs, bounds):
-    return _forward_call(cfg, q, k, v, km_row, lists)[0]
+def _attention_padded(cfg: _Config, seed, q, k, v, km_row, lists, pairs, bounds):
+    return _forward_call(cfg, seed, q, k, v, km_row, lists)[0]
 
 
-def _attention_fwd(cfg, q, k, v, km_row, lists, pairs, bounds):
-    o, lse = _forward_call(cfg, q, k, v, km_row, lists)
-    return o, (q, k, v, km_row, lists, pairs, bounds, o, lse)
+def _attention_fwd(cfg, seed, q, k, v, km_row, lists, pairs, bounds):
+    o, lse = _forward_call(cfg, seed, q, k, v, km_row, lists)
+    return o, (seed, q, k, v, km_row, lists, pairs, bounds, o, lse)
 
 
 def _attention_bwd(cfg, res, do):
-    q, k, v, km_row, lists, pairs, bounds, o, lse = res
+    seed, q, k, v, km_row, lists, pairs, bounds, o, lse = res
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     B = cfg.block
     acc_t = lse.dtype
-    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1, keepdims=True)  # D_i = do_i · o_i
-    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)  # rows with no key: all weights zero
-    do = do.astype(q.dtype)
-    dq = _call(
+    dd, lse, do = prepare_backward(q, o, lse, do)
+    dq = prefetch_call(
         _dq_kernel,
         cfg,
         "block_sparse_attention_tpu_bwd_dq",
         cfg.slots,
-        (lists,),
+        (seed, lists),
         [_own(cfg, dk), _by_list(cfg, dk), _by_list(cfg, dv), _by_list_row(cfg)]
         + [_own(cfg, dv), _own(cfg, 1), _own(cfg, 1)],
         _own(cfg, dk),
@@ -325,12 +234,12 @@ def _attention_bwd(cfg, res, do):
     )  # fmt: skip
     km_col = jnp.swapaxes(km_row, 1, 2)
     lse_row, dd_row = jnp.swapaxes(lse, 1, 2), jnp.swapaxes(dd, 1, 2)
-    dk_, dv_ = _call(
+    dk_, dv_ = prefetch_call(
         _dkv_kernel,
         cfg,
         "block_sparse_attention_tpu_bwd_dkv",
         cfg.tiles,
-        (pairs, bounds),
+        (seed, pairs, bounds),
         [_own(cfg, dk), _own(cfg, dv), _own(cfg, 1)]
         + [_by_pairs(cfg, dk), _by_pairs(cfg, dv), _by_pairs_row(cfg), _by_pairs_row(cfg)],
         (_own(cfg, dk), _own(cfg, dv)),
@@ -338,13 +247,13 @@ def _attention_bwd(cfg, res, do):
         [((B, dk), acc_t), ((B, dv), acc_t)],
         k, v, km_col, q, do, lse_row, dd_row,
     )  # fmt: skip
-    return dq, dk_, dv_, None, None, None, None
+    return None, dq, dk_, dv_, None, None, None, None
 
 
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "interpret"))
+@functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "dropout_rate", "interpret"))
 def block_sparse_attention_pallas_tpu(
     q: Float[ArrayLike, "*batch L dk"],
     k: Float[ArrayLike, "*batch L dk"],
@@ -355,6 +264,8 @@ def block_sparse_attention_pallas_tpu(
     block_size: int,
     causal: bool = False,
     scale: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_seed: Integer[ArrayLike, "..."] | PRNGKeyArray | None = None,
     interpret: bool | pltpu.InterpretParams = False,
 ) -> Float[Array, "*batch L dv"]:
     """Block-sparse softmax attention as a Pallas kernel for TPU (flash-style, memory linear in `L`).
@@ -364,8 +275,8 @@ def block_sparse_attention_pallas_tpu(
     `[0, nb)` are ignored, a tile listed twice counts once), and inside them
     `o_i = Σ_j softmax_j(scale · q_i · k_j) v_j` over the keys `j` with
     `key_mask[j]` and `j <= i` when `causal`: the semantics of
-    `seqkit.kernels.block_sparse_attention_pallas` without its band, global-key
-    and dropout options. This is BigBird's pattern of window, global and random
+    `seqkit.kernels.block_sparse_attention_pallas` without its band and
+    global-key options. This is BigBird's pattern of window, global and random
     blocks (Zaheer et al., "Big Bird: Transformers for Longer Sequences", 2020).
 
     `block_idx` may be traced (BigBird's random blocks): the wrapper cleans it in
@@ -379,6 +290,11 @@ def block_sparse_attention_pallas_tpu(
     2022) is kept in VMEM scratch across the slots, so no `L × L` array exists and
     the work is proportional to the number of (query tile, key tile) pairs. A row
     with no allowed key gives a zero output and zero gradients.
+
+    Attention dropout as `seqkit.kernels.block_sparse_attention_pallas`, from the
+    same stateless stream (a hash of `(seed, row, i, j)`, `row` the flattened
+    batch index), recomputed tile by tile by the backward kernels: for one seed
+    the TPU and GPU kernels drop the same weights.
 
     Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
     (FlashAttention-2's split): one over query tiles × `g` slots accumulates `dq`
@@ -405,6 +321,10 @@ def block_sparse_attention_pallas_tpu(
     - `block_size`: `b`, positions per tile, a multiple of 128 unless `interpret`.
     - `causal`: see only keys `j <= i`.
     - `scale`: defaults to `1/sqrt(dk)`.
+    - `dropout_rate`: `0 <= rate < 1`, the attention-dropout rate (static).
+    - `dropout_seed`: a `uint32` scalar (may be traced), or a PRNG key (typed or
+      its raw bits) from which one is drawn with `jax.random.bits`; without it
+      there is no dropout.
     - `interpret`: run in Pallas's interpret mode (on CPU): `True`, or a
       `pltpu.InterpretParams` for the TPU interpreter (simulated VMEM scratch that
       starts as NaN, out-of-bounds reads raise).
@@ -416,6 +336,8 @@ def block_sparse_attention_pallas_tpu(
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
     if interpret is False and (reason := tile_unsupported("block_size", block_size, "tpu")):
         raise ValueError(reason)
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape
     dv = v.shape[-1]
     B = block_size
@@ -426,7 +348,8 @@ def block_sparse_attention_pallas_tpu(
         block_idx = jnp.full((nb, 1), -1, jnp.int32)
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     Lp = nb * B
-    cfg = _Config(L, Lp, B, block_idx.shape[1], bool(causal), interpret)
+    rate = float(dropout_rate) if dropout_seed is not None else 0.0
+    cfg = _Config(L, Lp, B, block_idx.shape[1], bool(causal), interpret, rate)
     R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (-(-d // _LANES) * _LANES for d in (dk, dv))
 
@@ -443,5 +366,6 @@ def block_sparse_attention_pallas_tpu(
         _pad_to(v.reshape(R, L, dv), Lp, dvp),
         km.astype(jnp.int32)[:, None, :],
     )
-    o = _attention_padded(cfg, *args, lists.reshape(-1), pairs, bounds.reshape(-1))
+    seed = dropout_seed_array(dropout_seed if rate else None)
+    o = _attention_padded(cfg, seed, *args, lists.reshape(-1), pairs, bounds.reshape(-1))
     return o[:, :L, :dv].reshape(*batch, L, dv)

@@ -19,12 +19,19 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
 from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
-from ._pallas_common import check_key_mask, check_qkv, float32_unsupported, tile_unsupported
+from ._pallas_common import (
+    check_key_mask,
+    check_qkv,
+    dropout_seed_array,
+    dropped,
+    float32_unsupported,
+    tile_unsupported,
+)
 
 _TPU_DTYPES = ("bfloat16", "float32")
 # Mosaic lays arrays out in (8 sublanes × 128 lanes) tiles: sequence tiles are a
@@ -44,6 +51,7 @@ class _Config(NamedTuple):
     lo: int  # query i sees keys i − lo <= j <= i + hi
     hi: int
     interpret: Any  # False, True (Pallas's interpreter) or a `pltpu.InterpretParams`
+    dropout: float = 0.0  # attention dropout rate (0: none)
 
     @property
     def tiles(self) -> int:
@@ -65,7 +73,9 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
       `seqkit.kernels.local_attention_pallas`.
     - float32 or bfloat16 on TPU (computed in float32); any float dtype in
       interpret mode.
-    - No attention dropout (the kernel has no random-number stream).
+    - Attention dropout is served (the kernels draw the GPU kernels' stateless
+      random stream); `dropout` is taken so that every attention kernel's
+      `unsupported` has one signature.
     - `block_size`, positions per tile, a multiple of 128 on TPU (the lane width);
       any positive integer in interpret mode.
     """
@@ -76,24 +86,197 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
         return reason
     if platform == "tpu" and name not in _TPU_DTYPES:
         return f"dtype {name} is not supported on tpu (supported: {', '.join(_TPU_DTYPES)})"
-    if dropout:
-        return "attention dropout is not implemented in the Pallas kernel (use impl='xla')"
     return tile_unsupported("block_size", block_size, platform)
 
 
 # ---------------------------------------------------------------------------------------
-# Kernels. The sequence is cut into tiles of B positions. Query tile t needs the keys
-# t·B − lo ... t·B + B − 1 + hi: key tiles t − ceil(lo/B) ... t + ceil(hi/B). The grid
-# is (rows, query tiles, steps); at step s the key/value blocks are tile
-# u = t − ceil(lo/B) + s, clipped into the sequence by the BlockSpec (so a clipped,
-# repeated tile costs no copy) and skipped by the kernel when u is out of range. The
-# online softmax (running max m, normalizer l, unnormalized output) sits in VMEM
-# scratch from step 0 to the last step, when the output tile is written. The backward
-# kernels walk the same pairs of tiles, the dk/dv one from the key side.
+# Step kernels, shared with the block-sparse kernel (`_block_sparse_pallas_tpu`). The
+# grid is (rows, own tiles, steps): a program owns one query tile (forward, dq) or one
+# key tile (dk/dv), and at step s the caller's block specs have copied the partner
+# tile `partner(own, s)` into VMEM. The caller gives the walk: `partner(own, s)`;
+# `active(own, s)`, whether step s does any work; `last`, the final step (static); and
+# `visible(t, u, km, rows_are_queries)`, the `(B, B)` pattern of query tile t against
+# key tile u, with the key mask `km` a (1, B) row when queries run along the tile's
+# rows and a (B, 1) column when keys do. The online softmax (running max m,
+# normalizer l, unnormalized output) sits in VMEM scratch from step 0 to the last
+# step, when the output tile is written.
 #
 # Per-position vectors come as (B, 1) columns (along a tile's rows) or (1, B) rows
 # (along its lanes), whichever broadcasts against the score tile, so no kernel
-# transposes anything.
+# transposes anything. Every kernel's first operand is the dropout seed, prefetched
+# into scalar memory; under dropout each step recomputes its tile's keep mask from
+# the seed, the row (grid axis 0) and the positions, the stream the GPU kernels draw
+# (`_pallas_common.dropped`), so the TPU and GPU kernels drop the same weights.
+
+
+def _positions(block: int, t, u, rows_are_queries: bool):
+    """Query and key positions of query tile `t` against key tile `u`, shaped to
+    broadcast to the score tile: `(B, 1)` and `(1, B)`, or the other way round
+    when keys run along the rows."""
+    col = lax.broadcasted_iota(jnp.int32, (block, 1), 0)
+    row = lax.broadcasted_iota(jnp.int32, (1, block), 1)
+    if rows_are_queries:
+        return t * block + col, u * block + row
+    return t * block + row, u * block + col
+
+
+def forward_steps(
+    seed_ref,
+    q_ref,
+    k_ref,
+    v_ref,
+    km_ref,
+    o_ref,
+    lse_ref,
+    m_scr,
+    l_scr,
+    acc_scr,
+    *,
+    cfg,
+    partner,
+    active,
+    last,
+    visible,
+):
+    """The online-softmax forward pass of query tile t over its partner key tiles;
+    a row that sees no key gives o = 0, lse = −inf."""
+    acc_t = m_scr.dtype
+    r, t, s = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+    seed = seed_ref[0]
+    u = partner(t, s)
+
+    @pl.when(s == 0)
+    def _init():
+        m_scr[...] = jnp.full(m_scr.shape, -jnp.inf, acc_t)
+        l_scr[...] = jnp.zeros(l_scr.shape, acc_t)
+        acc_scr[...] = jnp.zeros(acc_scr.shape, acc_t)
+
+    @pl.when(active(t, s))
+    def _step():
+        q, k, v = q_ref[...], k_ref[...], v_ref[...]
+        sc = jnp.where(visible(t, u, km_ref[...], True), _nt(q, k, acc_t), -jnp.inf)  # (Bq, Bk)
+        m = m_scr[...]
+        m_new = jnp.maximum(m, jnp.max(sc, axis=1, keepdims=True))
+        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
+        alpha = jnp.exp(m - m_safe)
+        p = jnp.exp(sc - m_safe)
+        l_scr[...] = l_scr[...] * alpha + jnp.sum(p, axis=1, keepdims=True)
+        # the normalizer sums the undropped weights; the output the dropped ones
+        (pz,) = dropped(cfg.dropout, seed, r, *_positions(cfg.block, t, u, True), p)
+        acc_scr[...] = acc_scr[...] * alpha + _nn(pz.astype(v.dtype), v, acc_t)
+        m_scr[...] = m_new
+
+    @pl.when(s == last)
+    def _finish():
+        l, m = l_scr[...], m_scr[...]
+        empty = l == 0.0
+        l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
+        m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
+        o_ref[...] = (acc_scr[...] / l_safe).astype(o_ref.dtype)
+        lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
+
+
+def dq_steps(
+    seed_ref,
+    q_ref,
+    k_ref,
+    v_ref,
+    km_ref,
+    do_ref,
+    lse_ref,
+    dd_ref,
+    dq_ref,
+    dq_scr,
+    *,
+    cfg,
+    partner,
+    active,
+    last,
+    visible,
+):
+    """dq of query tile t over its partner key tiles: dq_i = Σ_j ds_ij k_j with
+    ds = p ⊙ (dp − D), dp = z c ⊙ (do vᵀ) (keep mask z, c = 1/(1 − rate); dp = do vᵀ
+    without dropout), D_i = do_i · o_i, p = exp(s − lse) with lse = +inf (set by
+    the caller) on rows with no key, whose weights are zero."""
+    acc_t = dq_scr.dtype
+    r, t, s = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+    seed = seed_ref[0]
+    u = partner(t, s)
+
+    @pl.when(s == 0)
+    def _init():
+        dq_scr[...] = jnp.zeros(dq_scr.shape, acc_t)
+
+    @pl.when(active(t, s))
+    def _step():
+        q, k, v, do = q_ref[...], k_ref[...], v_ref[...], do_ref[...]
+        valid = visible(t, u, km_ref[...], True)  # (Bq, Bk)
+        p = jnp.exp(jnp.where(valid, _nt(q, k, acc_t), -jnp.inf) - lse_ref[...])  # lse: (Bq, 1)
+        (dp,) = dropped(cfg.dropout, seed, r, *_positions(cfg.block, t, u, True), _nt(do, v, acc_t))
+        ds = p * (dp - dd_ref[...])
+        dq_scr[...] += _nn(ds.astype(k.dtype), k, acc_t)
+
+    @pl.when(s == last)
+    def _finish():
+        dq_ref[...] = dq_scr[...].astype(dq_ref.dtype)
+
+
+def dkv_steps(
+    seed_ref,
+    k_ref,
+    v_ref,
+    km_ref,
+    q_ref,
+    do_ref,
+    lse_ref,
+    dd_ref,
+    dk_ref,
+    dv_ref,
+    dk_scr,
+    dv_scr,
+    *,
+    cfg,
+    partner,
+    active,
+    last,
+    visible,
+):
+    """dk and dv of key tile u over the query tiles that see it. Scores transposed,
+    sᵀ = k qᵀ (keys along rows), with lse and D as (1, Bq) rows:
+    dv_j = Σ_i z_ij c p_ij do_i, dk_j = Σ_i ds_ij q_i."""
+    acc_t = dk_scr.dtype
+    r, u, s = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+    seed = seed_ref[0]
+    t = partner(u, s)
+
+    @pl.when(s == 0)
+    def _init():
+        dk_scr[...] = jnp.zeros(dk_scr.shape, acc_t)
+        dv_scr[...] = jnp.zeros(dv_scr.shape, acc_t)
+
+    @pl.when(active(u, s))
+    def _step():
+        k, v, q, do = k_ref[...], v_ref[...], q_ref[...], do_ref[...]
+        valid = visible(t, u, km_ref[...], False)  # (Bk, Bq); mask (Bk, 1)
+        pt = jnp.exp(jnp.where(valid, _nt(k, q, acc_t), -jnp.inf) - lse_ref[...])
+        pz, dp = dropped(cfg.dropout, seed, r, *_positions(cfg.block, t, u, False), pt, _nt(v, do, acc_t))
+        dst = pt * (dp - dd_ref[...])
+        dv_scr[...] += _nn(pz.astype(do.dtype), do, acc_t)
+        dk_scr[...] += _nn(dst.astype(q.dtype), q, acc_t)
+
+    @pl.when(s == last)
+    def _finish():
+        dk_ref[...] = dk_scr[...].astype(dk_ref.dtype)
+        dv_ref[...] = dv_scr[...].astype(dv_ref.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# The sliding window's walk. The sequence is cut into tiles of B positions. Query tile
+# t needs the keys t·B − lo ... t·B + B − 1 + hi: key tiles t − ceil(lo/B) ...
+# t + ceil(hi/B); key tile u, the query tiles u − ceil(hi/B) ... u + ceil(lo/B). At
+# step s the partner is tile own − before + s, clipped into the sequence by the
+# BlockSpec (so a clipped, repeated tile costs no copy) and skipped by the kernel when
+# it is out of range.
 
 
 def _partner(t, s, before: int):
@@ -105,161 +288,107 @@ def _clip(cfg: _Config, u):
     return jnp.clip(u, 0, cfg.tiles - 1)
 
 
-def _window(cfg: _Config, offset, rows_are_queries: bool):
-    """`(B, B)`: is the query–key distance `i − j` of each entry within the window?
-    `offset` is (query tile − key tile) · B; queries run along rows or along lanes."""
+def _window(cfg: _Config, t, u, km, rows_are_queries: bool):
+    """`(B, B)`: is query–key distance `i − j` within the window and the key real
+    and unmasked? Query tile `t`, key tile `u`; queries along rows or along lanes."""
     B = cfg.block
     r = lax.broadcasted_iota(jnp.int32, (B, B), 0)
     c = lax.broadcasted_iota(jnp.int32, (B, B), 1)
-    d = offset + (r - c if rows_are_queries else c - r)
-    return (d <= cfg.lo) & (d >= -cfg.hi)
+    d = (t - u) * B + (r - c if rows_are_queries else c - r)
+    return (d <= cfg.lo) & (d >= -cfg.hi) & (km > 0)
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, km_ref, o_ref, lse_ref, m_scr, l_scr, acc_scr, *, cfg: _Config):
-    B = cfg.block
-    acc_t = m_scr.dtype
-    t, s = pl.program_id(1), pl.program_id(2)
-    u = _partner(t, s, -(-cfg.lo // B))
-
-    @pl.when(s == 0)
-    def _init():
-        m_scr[...] = jnp.full(m_scr.shape, -jnp.inf, acc_t)
-        l_scr[...] = jnp.zeros(l_scr.shape, acc_t)
-        acc_scr[...] = jnp.zeros(acc_scr.shape, acc_t)
-
-    @pl.when((u >= 0) & (u < cfg.tiles))
-    def _step():
-        q, k, v = q_ref[...], k_ref[...], v_ref[...]
-        sc = _nt(q, k, acc_t)  # (Bq, Bk)
-        valid = _window(cfg, (t - u) * B, True) & (km_ref[...] > 0)  # key mask: a (1, Bk) row
-        sc = jnp.where(valid, sc, -jnp.inf)
-        m = m_scr[...]
-        m_new = jnp.maximum(m, jnp.max(sc, axis=1, keepdims=True))
-        m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new).astype(acc_t)  # a row with no key yet
-        alpha = jnp.exp(m - m_safe)
-        p = jnp.exp(sc - m_safe)
-        l_scr[...] = l_scr[...] * alpha + jnp.sum(p, axis=1, keepdims=True)
-        acc_scr[...] = acc_scr[...] * alpha + _nn(p.astype(v.dtype), v, acc_t)
-        m_scr[...] = m_new
-
-    @pl.when(s == cfg.steps - 1)
-    def _finish():
-        # A row that sees no key (every key in its window masked) gives o = 0, lse = −inf.
-        l, m = l_scr[...], m_scr[...]
-        empty = l == 0.0
-        l_safe = jnp.where(empty, 1.0, l).astype(acc_t)
-        m_safe = jnp.where(empty, 0.0, m).astype(acc_t)
-        o_ref[...] = (acc_scr[...] / l_safe).astype(o_ref.dtype)
-        lse_ref[...] = jnp.where(empty, -jnp.inf, m_safe + jnp.log(l_safe)).astype(lse_ref.dtype)
+def _window_walk(cfg: _Config, before: int) -> dict:
+    """The walk of the tiles `before` tiles below the program's own tile and on."""
+    inside = lambda own, s: (_partner(own, s, before) >= 0) & (_partner(own, s, before) < cfg.tiles)  # noqa: E731
+    return dict(
+        cfg=cfg,
+        partner=lambda own, s: _partner(own, s, before),
+        active=inside,
+        last=cfg.steps - 1,
+        visible=functools.partial(_window, cfg),
+    )
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, km_ref, do_ref, lse_ref, dd_ref, dq_ref, dq_scr, *, cfg: _Config):
-    # dq_i = Σ_j ds_ij k_j with ds = p ⊙ (do vᵀ − D), D_i = do_i · o_i; p = exp(s − lse)
-    # with lse = +inf (set by the caller) on rows with no key, whose weights are zero.
-    B = cfg.block
-    acc_t = dq_scr.dtype
-    t, s = pl.program_id(1), pl.program_id(2)
-    u = _partner(t, s, -(-cfg.lo // B))
-
-    @pl.when(s == 0)
-    def _init():
-        dq_scr[...] = jnp.zeros(dq_scr.shape, acc_t)
-
-    @pl.when((u >= 0) & (u < cfg.tiles))
-    def _step():
-        q, k, v, do = q_ref[...], k_ref[...], v_ref[...], do_ref[...]
-        valid = _window(cfg, (t - u) * B, True) & (km_ref[...] > 0)  # (Bq, Bk)
-        p = jnp.exp(jnp.where(valid, _nt(q, k, acc_t), -jnp.inf) - lse_ref[...])  # lse: (Bq, 1)
-        ds = p * (_nt(do, v, acc_t) - dd_ref[...])
-        dq_scr[...] += _nn(ds.astype(k.dtype), k, acc_t)
-
-    @pl.when(s == cfg.steps - 1)
-    def _finish():
-        dq_ref[...] = dq_scr[...].astype(dq_ref.dtype)
+def _forward_kernel(*refs, cfg: _Config):
+    forward_steps(*refs, **_window_walk(cfg, -(-cfg.lo // cfg.block)))
 
 
-def _dkv_kernel(
-    k_ref, v_ref, km_ref, q_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, dk_scr, dv_scr, *, cfg: _Config
-):
-    # Key tile u meets the queries i with j − hi <= i <= j + lo: query tiles
-    # u − ceil(hi/B) ... u + ceil(lo/B). Scores transposed, sᵀ = k qᵀ (keys along rows),
-    # with lse and D as (1, Bq) rows: dv_j = Σ_i p_ij do_i, dk_j = Σ_i ds_ij q_i.
-    B = cfg.block
-    acc_t = dk_scr.dtype
-    u, s = pl.program_id(1), pl.program_id(2)
-    t = _partner(u, s, -(-cfg.hi // B))
+def _dq_kernel(*refs, cfg: _Config):
+    dq_steps(*refs, **_window_walk(cfg, -(-cfg.lo // cfg.block)))
 
-    @pl.when(s == 0)
-    def _init():
-        dk_scr[...] = jnp.zeros(dk_scr.shape, acc_t)
-        dv_scr[...] = jnp.zeros(dv_scr.shape, acc_t)
 
-    @pl.when((t >= 0) & (t < cfg.tiles))
-    def _step():
-        k, v, q, do = k_ref[...], v_ref[...], q_ref[...], do_ref[...]
-        valid = _window(cfg, (t - u) * B, False) & (km_ref[...] > 0)  # (Bk, Bq); mask (Bk, 1)
-        pt = jnp.exp(jnp.where(valid, _nt(k, q, acc_t), -jnp.inf) - lse_ref[...])
-        dst = pt * (_nt(v, do, acc_t) - dd_ref[...])
-        dv_scr[...] += _nn(pt.astype(do.dtype), do, acc_t)
-        dk_scr[...] += _nn(dst.astype(q.dtype), q, acc_t)
-
-    @pl.when(s == cfg.steps - 1)
-    def _finish():
-        dk_ref[...] = dk_scr[...].astype(dk_ref.dtype)
-        dv_ref[...] = dv_scr[...].astype(dv_ref.dtype)
+def _dkv_kernel(*refs, cfg: _Config):
+    dkv_steps(*refs, **_window_walk(cfg, -(-cfg.hi // cfg.block)))
 
 
 # ---------------------------------------------------------------------------------------
 # pallas_call wrappers on padded arrays: rows (R, Lp, d); per-position vectors as
 # columns (R, Lp, 1) or rows (R, 1, Lp). Grid (R, tiles, steps): the tile axis is the
 # program's own tile (`t` for the forward and dq, `u` for dk/dv), the step axis walks
-# its partners.
+# its partners. Index maps take the grid indices, then the prefetched tables (here
+# the seed alone).
 
 
 def _own(cfg, d):
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s: (r, t, 0))
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, t, 0))
 
 
 def _partner_spec(cfg, d, before):
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s: (r, _clip(cfg, t - before + s), 0))
-
-
-def _own_row(cfg):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s: (r, 0, t))
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, _clip(cfg, t - before + s), 0))
 
 
 def _partner_row(cfg, before):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s: (r, 0, _clip(cfg, t - before + s)))
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, *tables: (r, 0, _clip(cfg, t - before + s)))
 
 
-def _call(kernel, cfg, name, in_specs, out_specs, out_shape, scratch, *args):
+def prefetch_call(kernel, cfg, name, steps, tables, in_specs, out_specs, out_shape, scratch, *args):
+    """`pallas_call` of a step kernel over the grid (rows, `cfg.tiles`, `steps`), with
+    `tables` prefetched into scalar memory (index maps and the kernel read them
+    first); grid dimensions ("parallel", "parallel", "arbitrary") on TPU."""
     R = args[0].shape[0]
     params = None
     if cfg.interpret is False:
         params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
-    return pl.pallas_call(
-        functools.partial(kernel, cfg=cfg),
-        out_shape=out_shape,
-        grid=(R, cfg.tiles, cfg.steps),
+    grid_spec = pltpu.PrefetchScalarGridSpec(
+        num_scalar_prefetch=len(tables),
+        grid=(R, cfg.tiles, steps),
         in_specs=in_specs,
         out_specs=out_specs,
         scratch_shapes=[pltpu.VMEM(shape, dtype) for shape, dtype in scratch],
+    )
+    return pl.pallas_call(
+        functools.partial(kernel, cfg=cfg),
+        out_shape=out_shape,
+        grid_spec=grid_spec,
         interpret=cfg.interpret,
         compiler_params=params,
         name=name,
-    )(*args)
+    )(*tables, *args)
 
 
-def _forward_call(cfg, q, k, v, km_row):
+def prepare_backward(q, o, lse, do):
+    """`D_i = do_i · o_i` as a column (one `O(L d)` XLA reduction; it holds under
+    dropout too), lse with rows that saw no key set to +inf (all their weights
+    zero), and `do` in the inputs' dtype."""
+    acc_t = lse.dtype
+    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1, keepdims=True)
+    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)
+    return dd, lse, do.astype(q.dtype)
+
+
+def _forward_call(cfg, seed, q, k, v, km_row):
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = _acc_dtype(q.dtype)
     before = -(-cfg.lo // cfg.block)
     B = cfg.block
-    return _call(
+    return prefetch_call(
         _forward_kernel,
         cfg,
         "local_attention_tpu_fwd",
+        cfg.steps,
+        (seed,),
         [_own(cfg, dk), _partner_spec(cfg, dk, before), _partner_spec(cfg, dv, before),
          _partner_row(cfg, before)],
         (_own(cfg, dv), _own(cfg, 1)),
@@ -270,29 +399,29 @@ def _forward_call(cfg, q, k, v, km_row):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_padded(cfg: _Config, q, k, v, km_row):
-    return _forward_call(cfg, q, k, v, km_row)[0]
+def _attention_padded(cfg: _Config, seed, q, k, v, km_row):
+    return _forward_call(cfg, seed, q, k, v, km_row)[0]
 
 
-def _attention_fwd(cfg, q, k, v, km_row):
-    o, lse = _forward_call(cfg, q, k, v, km_row)
-    return o, (q, k, v, km_row, o, lse)
+def _attention_fwd(cfg, seed, q, k, v, km_row):
+    o, lse = _forward_call(cfg, seed, q, k, v, km_row)
+    return o, (seed, q, k, v, km_row, o, lse)
 
 
 def _attention_bwd(cfg, res, do):
-    q, k, v, km_row, o, lse = res
+    seed, q, k, v, km_row, o, lse = res
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     B = cfg.block
     acc_t = lse.dtype
-    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1, keepdims=True)  # D_i = do_i · o_i
-    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)  # rows with no key: all weights zero
-    do = do.astype(q.dtype)
+    dd, lse, do = prepare_backward(q, o, lse, do)
     lo_tiles, hi_tiles = -(-cfg.lo // B), -(-cfg.hi // B)
-    dq = _call(
+    dq = prefetch_call(
         _dq_kernel,
         cfg,
         "local_attention_tpu_bwd_dq",
+        cfg.steps,
+        (seed,),
         [
             _own(cfg, dk),
             _partner_spec(cfg, dk, lo_tiles),
@@ -309,10 +438,12 @@ def _attention_bwd(cfg, res, do):
     )  # fmt: skip
     km_col = jnp.swapaxes(km_row, 1, 2)
     lse_row, dd_row = jnp.swapaxes(lse, 1, 2), jnp.swapaxes(dd, 1, 2)
-    dk_, dv_ = _call(
+    dk_, dv_ = prefetch_call(
         _dkv_kernel,
         cfg,
         "local_attention_tpu_bwd_dkv",
+        cfg.steps,
+        (seed,),
         [
             _own(cfg, dk),
             _own(cfg, dv),
@@ -327,7 +458,7 @@ def _attention_bwd(cfg, res, do):
         [((B, dk), acc_t), ((B, dv), acc_t)],
         k, v, km_col, q, do, lse_row, dd_row,
     )  # fmt: skip
-    return dq, dk_, dv_, None
+    return None, dq, dk_, dv_, None
 
 
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
@@ -337,7 +468,9 @@ def _pad_to(a, rows, cols):
     return jnp.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, cols - a.shape[2])))
 
 
-@functools.partial(jax.jit, static_argnames=("window", "causal", "scale", "block_size", "interpret"))
+@functools.partial(
+    jax.jit, static_argnames=("window", "causal", "scale", "block_size", "dropout_rate", "interpret")
+)
 def local_attention_pallas_tpu(
     q: Float[ArrayLike, "*batch L dk"],
     k: Float[ArrayLike, "*batch L dk"],
@@ -348,6 +481,8 @@ def local_attention_pallas_tpu(
     causal: bool = False,
     scale: float | None = None,
     block_size: int | None = None,
+    dropout_rate: float = 0.0,
+    dropout_seed: Integer[ArrayLike, "..."] | PRNGKeyArray | None = None,
     interpret: bool | pltpu.InterpretParams = False,
 ) -> Float[Array, "*batch L dv"]:
     """Sliding-window softmax attention as a Pallas kernel for TPU (flash-style, memory linear in `L`).
@@ -363,6 +498,11 @@ def local_attention_pallas_tpu(
     "FlashAttention", 2022) is kept in VMEM scratch across the steps, so no `L × L`
     array exists and the work is `O(L · window · d)`. A row with no allowed key
     (every key of its window masked) gives a zero output and zero gradients.
+
+    Attention dropout as `seqkit.kernels.local_attention_pallas`, from the same
+    stateless stream (a hash of `(seed, row, i, j)`, `row` the flattened batch
+    index), recomputed tile by tile by the backward kernels: for one seed the TPU
+    and GPU kernels drop the same weights.
 
     Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
     (FlashAttention-2's split): one over query tiles × key steps accumulates `dq`,
@@ -387,6 +527,11 @@ def local_attention_pallas_tpu(
     - `scale`: defaults to `1/sqrt(dk)`.
     - `block_size`: positions per tile, a multiple of 128 unless `interpret`
       (default 128).
+    - `dropout_rate`: `0 <= rate < 1`, the attention-dropout rate (static).
+    - `dropout_seed`: a `uint32` scalar (may be traced), or a PRNG key (typed or
+      its raw bits) from which one is drawn with `jax.random.bits`; without it
+      there is no dropout. Under `jax.vmap` (one call per head) give each head
+      its own seed.
     - `interpret`: run in Pallas's interpret mode (on CPU): `True`, or a
       `pltpu.InterpretParams` for the TPU interpreter (simulated VMEM scratch that
       starts as NaN, out-of-bounds reads raise).
@@ -400,13 +545,16 @@ def local_attention_pallas_tpu(
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
     if interpret is False and (reason := tile_unsupported("block_size", block_size, "tpu")):
         raise ValueError(reason)
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape
     dv = v.shape[-1]
     key_mask = check_key_mask(key_mask, (*batch, L))
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     B = block_size or _DEFAULT_BLOCK
     Lp = -(-L // B) * B
-    cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret)
+    rate = float(dropout_rate) if dropout_seed is not None else 0.0
+    cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, rate)
     R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (-(-d // _LANES) * _LANES for d in (dk, dv))
 
@@ -421,5 +569,5 @@ def local_attention_pallas_tpu(
         _pad_to(v.reshape(R, L, dv), Lp, dvp),
         km.astype(jnp.int32)[:, None, :],
     )
-    o = _attention_padded(cfg, *args)
+    o = _attention_padded(cfg, dropout_seed_array(dropout_seed if rate else None), *args)
     return o[:, :L, :dv].reshape(*batch, L, dv)

@@ -60,13 +60,13 @@ def local_attention(
     `impl` (sliding mode): `"xla"` (the gathered blocks above), `"pallas"` (a
     flash-style sliding-window kernel, window `window_size − 1`, Pallas backward
     too: `seqkit.kernels.local_attention_pallas` on GPU and in interpret mode on
-    CPU, `seqkit.kernels.local_attention_pallas_tpu` on TPU, which has no
-    dropout; see `sliding_unsupported`) or `"auto"` (default: Pallas on GPU and
+    CPU, `seqkit.kernels.local_attention_pallas_tpu` on TPU; see
+    `sliding_unsupported`) or `"auto"` (default: Pallas on GPU and
     TPU when it serves the call, XLA otherwise and always on CPU). Block mode
     has no Pallas kernel: `"auto"` runs XLA and `"pallas"` is a `ValueError`.
 
     Dropout (`dropout_rate`, active with a `key`) drops normalized weights on
-    either path, but the Pallas kernel draws its keep mask from its own
+    either path, but the Pallas kernels (GPU and TPU alike) draw their keep mask from their own
     stateless stream (a hash of a seed drawn from `key`, the query and the key
     position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
     different, equally distributed masks for one key.
@@ -80,21 +80,17 @@ def local_attention(
         platform = backend()
         unsupported = functools.partial(sliding_unsupported, q.dtype, dropout)
         choice = choose(impl, "local_attention", unsupported, platform=platform)
-        if choice.impl == "pallas" and platform == "tpu":
-            return local_attention_pallas_tpu(q, k, v, key_mask, window=window_size - 1, causal=causal)
         if choice.impl == "pallas":
-            return local_attention_pallas(
-                q,
-                k,
-                v,
-                key_mask,
+            kernel_args = dict(
                 window=window_size - 1,
                 causal=causal,
                 dropout_rate=dropout_rate if key is not None else 0.0,
                 dropout_seed=key,
                 interpret=choice.interpret,
-                platform=platform,
             )
+            if platform == "tpu":
+                return local_attention_pallas_tpu(q, k, v, key_mask, **kernel_args)
+            return local_attention_pallas(q, k, v, key_mask, **kernel_args, platform=platform)
     elif impl not in ("auto", "xla"):
         raise ValueError(f"local_attention: expected impl in ('auto', 'xla', 'pallas'), got {impl!r}")
     if mode == "block":

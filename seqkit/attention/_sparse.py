@@ -486,10 +486,10 @@ def bigbird_attention(
     and random blocks, tiles of `block_size`; Pallas backward too; interpret mode
     on CPU; on GPU `block_size` a power of two `>= 16`, see its `unsupported`; on
     TPU the Mosaic kernel `seqkit.kernels.block_sparse_attention_pallas_tpu`
-    instead, `block_size` a multiple of 128, no dropout) or `"auto"` (default:
-    Pallas on GPU and TPU when it serves the call, XLA otherwise and always on
-    CPU). The global rows are full attention in XLA either way. With dropout the
-    GPU kernel draws its keep mask from its own
+    instead, `block_size` a multiple of 128) or `"auto"` (default: Pallas on GPU
+    and TPU when it serves the call, XLA otherwise and always on CPU). The global
+    rows are full attention in XLA either way. With dropout the kernels (GPU and
+    TPU alike) draw their keep mask from their own
     stateless stream (a hash of a seed drawn from `key`, the query and the key
     position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
     different, equally distributed masks for one key.
@@ -512,24 +512,17 @@ def bigbird_attention(
         idx = fixed
         if rand is not None:
             idx = jnp.concatenate([jnp.asarray(fixed, jnp.int32), rand.astype(jnp.int32)], axis=1)
+        kernel_args = dict(
+            block_size=block_size,
+            causal=causal,
+            dropout_rate=dropout_rate if k1 is not None else 0.0,
+            dropout_seed=k1,
+            interpret=choice.interpret,
+        )
         if platform == "tpu":
-            o = block_sparse_attention_pallas_tpu(
-                q, k, v, idx, kmask, block_size=block_size, causal=causal, interpret=choice.interpret
-            )
+            o = block_sparse_attention_pallas_tpu(q, k, v, idx, kmask, **kernel_args)
         else:
-            o = block_sparse_attention_pallas(
-                q,
-                k,
-                v,
-                idx,
-                kmask,
-                block_size=block_size,
-                causal=causal,
-                dropout_rate=dropout_rate if k1 is not None else 0.0,
-                dropout_seed=k1,
-                interpret=choice.interpret,
-                platform=platform,
-            )
+            o = block_sparse_attention_pallas(q, k, v, idx, kmask, **kernel_args, platform=platform)
     else:
         # the window and global blocks are static and the random ones traced: two
         # gathered parts over disjoint key blocks, merged exactly (constant indices

@@ -1,6 +1,8 @@
 """The TPU (Mosaic) Pallas block-sparse attention kernel: interpret mode on CPU against
-a float64 NumPy computation with the dense `L × L` mask built from the tile lists,
-forward and gradients, and its lowering for TPU by `jax.export` with a BigBird list.
+a float64 NumPy computation with the dense `L × L` mask built from the tile lists
+(the sliding-window kernel's tests' reference, imported), forward and gradients,
+with and without attention dropout, and its lowering for TPU by `jax.export` with a
+BigBird list.
 
 Tolerances (relative to the largest magnitude of the reference): float32 2e-5
 forward and 1e-4 gradients (plus 1e-6 absolute) against float64; bfloat16 forward
@@ -15,9 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.experimental.pallas import tpu as pltpu
+from test_kernels_local_attention_pallas import (
+    _grads,
+    _inputs,
+    _reference,
+    check_dropout_float64,
+    dropout_keep_np,
+)
+from test_kernels_local_attention_pallas_tpu import check_tpu_equals_gpu
 
 from helpers import assert_close
 from seqkit.attention._sparse import _bigbird_fixed_blocks
+from seqkit.kernels._block_sparse_pallas import block_sparse_attention_pallas
 from seqkit.kernels._block_sparse_pallas_tpu import block_sparse_attention_pallas_tpu, unsupported
 
 
@@ -35,35 +46,6 @@ def _allowed(L, B, block_idx, causal, key_mask=None):
     if causal:
         m = m & (np.arange(L)[None, :] <= np.arange(L)[:, None])
     return m if key_mask is None else m & key_mask[..., None, :]
-
-
-def _reference(q, k, v, g, allowed):
-    """Float64 `o` and the cotangents `(dq, dk, dv)` of `Σ g ⊙ o`; a row with no
-    allowed key has zero weights (zero output, no gradient)."""
-    scale = 1.0 / np.sqrt(q.shape[-1])
-    s = np.where(allowed, np.einsum("...qd,...kd->...qk", q, k) * scale, -np.inf)
-    m = np.max(s, axis=-1, keepdims=True)
-    p = np.exp(s - np.where(np.isfinite(m), m, 0.0))
-    den = p.sum(-1, keepdims=True)
-    p = p / np.where(den > 0, den, 1.0)
-    o = p @ v
-    dp = g @ np.swapaxes(v, -1, -2)
-    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
-    dq = ds @ k * scale
-    dk = np.swapaxes(ds, -1, -2) @ q * scale
-    dv = np.swapaxes(p, -1, -2) @ g
-    return o, (dq, dk, dv)
-
-
-def _inputs(batch, L, dk, dv, seed=0):
-    rng = np.random.default_rng(seed)
-    q, k = (rng.normal(size=(*batch, L, dk)) for _ in range(2))
-    v, g = (rng.normal(size=(*batch, L, dv)) for _ in range(2))
-    return q, k, v, g
-
-
-def _grads(fn, g, *qkv):
-    return jax.grad(lambda q, k, v: jnp.sum(g * fn(q, k, v)), argnums=(0, 1, 2))(*qkv)
 
 
 # 5 tiles of 8 (L = 37, the last tile ragged): repeats, −1 and out-of-range entries,
@@ -138,13 +120,53 @@ def test_bfloat16_forward():
     assert_close(np.asarray(out, np.float64), o_ref, rtol=2e-2)
 
 
+# --- attention dropout ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_dropout_forward_and_grads_match_dense_float64(x64, causal):
+    # The keep mask from the stream's NumPy definition over the whole L × L grid, rows
+    # the flattened batch (2 × 2); the messy lists, a key mask with an empty row.
+    L, B, rate, seed = 37, 8, 0.3, 2024
+    batch = (2, 2)
+    q, k, v, g = _inputs(batch, L, 4, 4, seed=4)
+    km = np.ones((*batch, L), bool)
+    km[1, 0, 8:16] = False
+    allowed = _allowed(L, B, IDX, causal, km)
+    drop = dropout_keep_np(seed, 4, L, L, rate).reshape(*batch, L, L) / (1 - rate)
+    fn = functools.partial(
+        block_sparse_attention_pallas_tpu,
+        block_idx=jnp.asarray(IDX),
+        key_mask=jnp.asarray(km),
+        block_size=B,
+        causal=causal,
+        dropout_rate=rate,
+        dropout_seed=jnp.uint32(seed),
+        interpret=True,
+    )
+    check_dropout_float64(fn, q, k, v, g, allowed, drop)
+
+
+def test_dropout_tpu_interpreter_equals_the_gpu_kernel():
+    # One seed, one stream: on a traced BigBird-like list (tiles of 128 in the TPU
+    # interpreter) the TPU kernel and the GPU kernel drop the same weights, forward
+    # and backward.
+    L, B, rate = 300, 128, 0.2
+    idx = np.array([[0, 1], [0, 2], [0, 1]])  # a global tile 0, then window/random tiles
+    q, k, v, g = _inputs((2,), L, 8, 8, seed=6)
+    common = dict(block_idx=jnp.asarray(idx), block_size=B, dropout_rate=rate, dropout_seed=jnp.uint32(77))
+    tpu = functools.partial(block_sparse_attention_pallas_tpu, **common, interpret=pltpu.InterpretParams())
+    gpu = functools.partial(block_sparse_attention_pallas, **common, interpret=True)
+    drop = dropout_keep_np(77, 2, L, L, rate) / (1 - rate)
+    check_tpu_equals_gpu(tpu, gpu, q, k, v, g, _allowed(L, B, idx, False), drop)
+
+
 @pytest.mark.parametrize(
     "platform, dtype, dropout, block_size, match",
     [
         ("gpu", jnp.float32, False, 128, "written for TPU \\(Mosaic\\) and interpret mode, not gpu"),
         ("tpu", jnp.float64, False, 128, "computes in float32 on tpu; got float64"),
         ("tpu", jnp.float16, False, 128, "dtype float16 is not supported on tpu"),
-        ("tpu", jnp.float32, True, 128, "dropout is not implemented"),
         ("tpu", jnp.float32, False, 64, "multiple of 128 on tpu, got 64"),
         ("cpu", jnp.float32, False, 0, "positive integer, got 0"),
     ],
@@ -152,6 +174,7 @@ def test_bfloat16_forward():
 def test_unsupported(platform, dtype, dropout, block_size, match):
     assert unsupported(jnp.bfloat16, False, 256, "tpu") is None
     assert unsupported(jnp.float64, False, 3, "cpu") is None
+    assert unsupported(jnp.float32, True, 128, "tpu") is None  # dropout is served
     assert re.search(match, unsupported(dtype, dropout, block_size, platform))
 
 
@@ -159,13 +182,13 @@ def test_unsupported(platform, dtype, dropout, block_size, match):
 def test_bigbird_attention_routes_to_the_kernel_on_tpu(monkeypatch, causal):
     """On a TPU backend `bigbird_attention` reaches this kernel (run here in interpret
     mode) with the window, global and random blocks in one list, equal to the XLA
-    path; with dropout it keeps to XLA."""
+    path; with dropout too, its seed drawn from the dropout key."""
     from seqkit.attention import _sparse
 
     calls = []
 
     def spy(*args, **kwargs):
-        calls.append(kwargs["block_size"])
+        calls.append(kwargs)
         return block_sparse_attention_pallas_tpu(*args, **{**kwargs, "interpret": True})
 
     monkeypatch.setattr(_sparse, "backend", lambda: "tpu")
@@ -175,10 +198,15 @@ def test_bigbird_attention_routes_to_the_kernel_on_tpu(monkeypatch, causal):
     opts = dict(block_size=128, num_random=1, num_global=1, seed=jax.random.key_data(jax.random.key(3)))
     got = _sparse.bigbird_attention(q, k, v, causal=causal, key_mask=km, impl="auto", **opts)
     want = _sparse.bigbird_attention(q, k, v, causal=causal, key_mask=km, impl="xla", **opts)
-    assert calls == [128]
+    assert [c["block_size"] for c in calls] == [128] and calls[0]["dropout_seed"] is None
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
-    _sparse.bigbird_attention(q, k, v, key_mask=km, dropout_rate=0.1, key=jax.random.key(0), **opts)
-    assert calls == [128]  # dropout: XLA
+    key = jax.random.key(0)
+    _sparse.bigbird_attention(q, k, v, key_mask=km, dropout_rate=0.1, key=key, **opts)
+    assert len(calls) == 2 and calls[1]["dropout_rate"] == 0.1
+    # the kernel's seed is the first of the dropout key's split (the second is the global rows')
+    np.testing.assert_array_equal(
+        jax.random.key_data(calls[1]["dropout_seed"]), jax.random.key_data(jax.random.split(key)[0])
+    )
 
 
 def test_bad_calls_raise():
@@ -196,9 +224,10 @@ def test_bad_calls_raise():
 # the TPU compiler itself needs the hardware and is not run here.
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_exports_for_tpu(dtype, causal):
+def test_exports_for_tpu(dtype, causal, dropout):
     L, B = 700, 128  # 6 tiles, the last ragged; head dimension 24 padded to 128
     nb = -(-L // B)
     fixed = jnp.asarray(_bigbird_fixed_blocks(nb, 1, causal), jnp.int32)
@@ -207,7 +236,9 @@ def test_exports_for_tpu(dtype, causal):
 
     def fwd(q, k, v, rand):
         idx = jnp.concatenate([fixed, rand], axis=1)  # BigBird: global, window, random blocks
-        return block_sparse_attention_pallas_tpu(q, k, v, idx, km, block_size=B, causal=causal)
+        return block_sparse_attention_pallas_tpu(
+            q, k, v, idx, km, block_size=B, causal=causal, dropout_rate=dropout, dropout_seed=jnp.uint32(5)
+        )
 
     def grad(q, k, v, rand):
         return jax.grad(lambda *a: jnp.sum(fwd(*a, rand).astype(jnp.float32) ** 2), argnums=(0, 1, 2))(

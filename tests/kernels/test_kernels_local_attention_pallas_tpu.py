@@ -1,6 +1,7 @@
 """The TPU (Mosaic) Pallas sliding-window attention kernel: interpret mode on CPU
-against a float64 NumPy computation with the dense `L × L` window mask, forward and
-gradients, and its lowering for TPU by `jax.export`.
+against a float64 NumPy computation with the dense `L × L` window mask (the GPU
+kernel's tests' reference, imported), forward and gradients, with and without
+attention dropout, and its lowering for TPU by `jax.export`.
 
 Tolerances (relative to the largest magnitude of the reference): float32 2e-5
 forward and 1e-4 gradients (plus 1e-6 absolute) against float64; float64 1e-12;
@@ -16,49 +17,19 @@ import numpy as np
 import pytest
 from jax.experimental.pallas import tpu as pltpu
 from jaxtyping import TypeCheckError
+from test_kernels_local_attention_pallas import (
+    _allowed,
+    _grads,
+    _inputs,
+    _reference,
+    check_dropout_float64,
+    dropout_keep_np,
+)
 
 from helpers import assert_close
 from seqkit.kernels._dispatch import Choice, choose
+from seqkit.kernels._local_attention_pallas import local_attention_pallas
 from seqkit.kernels._local_attention_pallas_tpu import local_attention_pallas_tpu, unsupported
-
-
-def _allowed(L, window, causal, key_mask=None):
-    """The dense mask: `|i − j| <= w`, or `0 <= i − j <= w` when causal, and real keys."""
-    d = np.arange(L)[:, None] - np.arange(L)[None, :]
-    m = (d <= window) & (d >= (0 if causal else -window))
-    return m if key_mask is None else m & key_mask[..., None, :]
-
-
-def _reference(q, k, v, g, allowed):
-    """Float64 `o` and the cotangents `(dq, dk, dv)` of `Σ g ⊙ o`, from the dense mask.
-
-    With `P = softmax(S)`, `S = q kᵀ / sqrt(d)`: `dv = Pᵀ g`, `dS = P ⊙ (g vᵀ − rowsum)`,
-    `dq = dS k / sqrt(d)`, `dk = dSᵀ q / sqrt(d)`; a row with no allowed key has
-    `P = 0` (zero output, no gradient)."""
-    scale = 1.0 / np.sqrt(q.shape[-1])
-    s = np.where(allowed, np.einsum("...qd,...kd->...qk", q, k) * scale, -np.inf)
-    m = np.max(s, axis=-1, keepdims=True)
-    p = np.exp(s - np.where(np.isfinite(m), m, 0.0))
-    den = p.sum(-1, keepdims=True)
-    p = p / np.where(den > 0, den, 1.0)
-    o = p @ v
-    dp = g @ np.swapaxes(v, -1, -2)
-    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
-    dq = ds @ k * scale
-    dk = np.swapaxes(ds, -1, -2) @ q * scale
-    dv = np.swapaxes(p, -1, -2) @ g
-    return o, (dq, dk, dv)
-
-
-def _inputs(batch, L, dk, dv, seed=0):
-    rng = np.random.default_rng(seed)
-    q, k = (rng.normal(size=(*batch, L, dk)) for _ in range(2))
-    v, g = (rng.normal(size=(*batch, L, dv)) for _ in range(2))
-    return q, k, v, g
-
-
-def _grads(fn, g, *qkv):
-    return jax.grad(lambda q, k, v: jnp.sum(g * fn(q, k, v)), argnums=(0, 1, 2))(*qkv)
 
 
 def _key_mask(batch, L, span=(8, 15)):
@@ -157,6 +128,79 @@ def test_bfloat16_forward():
     assert_close(np.asarray(out, np.float64), o_ref, rtol=2e-2)
 
 
+# --- attention dropout ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "batch, causal, masked, block",
+    [((2,), False, False, 8), ((2, 2), True, True, 4)],
+    ids=["batch2", "batch2x2-causal-masked"],
+)
+def test_dropout_forward_and_grads_match_dense_float64(x64, batch, causal, masked, block):
+    # The keep mask from the stream's NumPy definition over the whole L × L grid, rows
+    # the flattened batch; several key steps per window, steps off both ends, a key
+    # mask with empty rows.
+    L, d, window, rate, seed = 21, 4, 5, 0.3, 2024
+    q, k, v, g = _inputs(batch, L, d, d, seed=4)
+    km = _key_mask(batch, L) if masked else None
+    drop = dropout_keep_np(seed, int(np.prod(batch)), L, L, rate).reshape(*batch, L, L) / (1 - rate)
+    fn = functools.partial(
+        local_attention_pallas_tpu,
+        key_mask=None if km is None else jnp.asarray(km),
+        window=window,
+        causal=causal,
+        block_size=block,
+        dropout_rate=rate,
+        dropout_seed=jnp.uint32(seed),
+        interpret=True,
+    )
+    check_dropout_float64(fn, q, k, v, g, _allowed(L, window, causal, km), drop)
+
+
+def check_tpu_equals_gpu(tpu, gpu, q, k, v, g, allowed, drop):
+    """The TPU and GPU kernels with one dropout seed (float32, interpret mode) against
+    each other and the float64 reference with dropout factors `drop`: output and
+    gradients."""
+    o_ref, grads_ref = _reference(q, k, v, g, allowed, drop)
+    f32 = [jnp.asarray(a, jnp.float32) for a in (q, k, v, g)]
+    out = tpu(*f32[:3])
+    assert_close(out, o_ref, rtol=2e-5)
+    assert_close(out, gpu(*f32[:3]), rtol=2e-6)
+    pairs = zip(_grads(tpu, f32[3], *f32[:3]), _grads(gpu, f32[3], *f32[:3]), grads_ref, strict=True)
+    for got, other, want in pairs:
+        assert_close(got, want, rtol=1e-4, atol=1e-6)
+        assert_close(got, other, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_tpu_interpreter_equals_the_gpu_kernel():
+    # One seed, one stream: the TPU kernel (TPU interpreter: NaN-initialized VMEM,
+    # checked block reads; tiles of 128) and the GPU kernel (tiles of 16) drop the
+    # same weights, forward and backward.
+    L, d, window, rate = 160, 8, 40, 0.2
+    q, k, v, g = _inputs((2,), L, d, d, seed=6)
+    common = dict(window=window, dropout_rate=rate, dropout_seed=jnp.uint32(77))
+    tpu = functools.partial(local_attention_pallas_tpu, **common, interpret=pltpu.InterpretParams())
+    gpu = functools.partial(local_attention_pallas, **common, block_size=16, interpret=True)
+    drop = dropout_keep_np(77, 2, L, L, rate) / (1 - rate)
+    check_tpu_equals_gpu(tpu, gpu, q, k, v, g, _allowed(L, window, False), drop)
+
+
+def test_dropout_needs_a_seed_and_a_valid_rate():
+    q, k, v, _ = (jnp.asarray(a, jnp.float32) for a in _inputs((), 24, 8, 8, seed=5))
+    fn = functools.partial(local_attention_pallas_tpu, window=3, block_size=8, interpret=True)
+    plain = fn(q, k, v)
+    np.testing.assert_array_equal(fn(q, k, v, dropout_rate=0.5), plain)  # no seed: no dropout
+    np.testing.assert_array_equal(fn(q, k, v, dropout_seed=jnp.uint32(1)), plain)  # rate 0
+    key = jax.random.key(9)  # a PRNG key gives the seed jax.random.bits draws from it
+    seed = jax.random.bits(key, (1,), jnp.uint32)[0]
+    np.testing.assert_array_equal(
+        fn(q, k, v, dropout_rate=0.5, dropout_seed=key), fn(q, k, v, dropout_rate=0.5, dropout_seed=seed)
+    )
+    assert not np.allclose(fn(q, k, v, dropout_rate=0.5, dropout_seed=key), plain)
+    with pytest.raises(ValueError, match="0 <= dropout_rate < 1, got 1.0"):
+        fn(q, k, v, dropout_rate=1.0, dropout_seed=key)
+
+
 # --- dispatch ---------------------------------------------------------------------------
 
 
@@ -170,8 +214,9 @@ def test_dispatch_choice_per_backend():
     assert _choose("auto", "tpu", dtype=jnp.bfloat16, block_size=256) == Choice("pallas", interpret=False)
     assert _choose("auto", "cpu") == Choice("xla")
     assert _choose("pallas", "cpu", dtype=jnp.float64, block_size=3) == Choice("pallas", interpret=True)
+    assert _choose("auto", "tpu", dropout=True) == Choice("pallas", interpret=False)
     # Calls the kernel does not serve fall back to XLA under "auto".
-    for kwargs in ({"dtype": jnp.float64}, {"dtype": jnp.float16}, {"dropout": True}, {"block_size": 64}):
+    for kwargs in ({"dtype": jnp.float64}, {"dtype": jnp.float16}, {"block_size": 64}):
         assert _choose("auto", "tpu", **kwargs) == Choice("xla")
 
 
@@ -181,7 +226,6 @@ def test_dispatch_choice_per_backend():
         ("gpu", jnp.float32, False, None, "written for TPU \\(Mosaic\\) and interpret mode, not gpu"),
         ("tpu", jnp.float64, False, None, "computes in float32 on tpu; got float64"),
         ("tpu", jnp.float16, False, None, "dtype float16 is not supported on tpu"),
-        ("tpu", jnp.float32, True, None, "dropout is not implemented"),
         ("tpu", jnp.float32, False, 64, "multiple of 128 on tpu, got 64"),
         ("cpu", jnp.float32, False, 0, "positive integer, got 0"),
     ],
@@ -201,16 +245,16 @@ def test_local_attention_routes_by_platform(monkeypatch):
     assert choose("auto", "local_attention", functools.partial(rule, False), platform="tpu") == Choice(
         "pallas"
     )
-    assert choose("auto", "local_attention", functools.partial(rule, True), platform="tpu") == Choice("xla")
-    assert choose("auto", "local_attention", functools.partial(rule, True), platform="gpu") == Choice(
-        "pallas"
-    )
+    for platform in ("tpu", "gpu"):  # dropout is served on both
+        assert choose("auto", "local_attention", functools.partial(rule, True), platform=platform) == Choice(
+            "pallas"
+        )
 
     calls = []
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
-        return local_attention_pallas_tpu(*args, **kwargs, interpret=True)
+        return local_attention_pallas_tpu(*args, **(kwargs | {"interpret": True}))
 
     monkeypatch.setattr(_local, "backend", lambda: "tpu")
     monkeypatch.setattr(_local, "local_attention_pallas_tpu", spy)
@@ -222,8 +266,22 @@ def test_local_attention_routes_by_platform(monkeypatch):
     want = _local.local_attention(
         q, k, v, window_size=6, mode="sliding", causal=True, key_mask=km, impl="xla"
     )
-    assert calls == [{"window": 5, "causal": True}]
+    assert calls == [
+        {"window": 5, "causal": True, "dropout_rate": 0.0, "dropout_seed": None, "interpret": False}
+    ]
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    # Dropout with a key reaches the kernel too, with the key as its seed; its mask is
+    # the stream's (the definition in NumPy), not jax.random's.
+    key = jax.random.key(3)
+    dropped = _local.local_attention(
+        q, k, v, window_size=6, mode="sliding", causal=True, key_mask=km, dropout_rate=0.25, key=key
+    )
+    assert calls[-1]["dropout_rate"] == 0.25 and calls[-1]["dropout_seed"] is key
+    seed = int(jax.random.bits(key, (1,), jnp.uint32)[0])
+    drop = dropout_keep_np(seed, 1, 40, 40, 0.25)[0] / 0.75
+    f64 = [np.asarray(a, np.float64) for a in (q, k, v)]
+    o_ref, _ = _reference(*f64, np.zeros((40, 8)), _allowed(40, 5, True, np.asarray(km)), drop)
+    assert_close(dropped, o_ref, rtol=2e-5)
 
 
 def test_bad_calls_raise():
@@ -248,12 +306,19 @@ def test_bad_calls_raise():
 # itself needs the hardware and is not run here.
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_exports_for_tpu(dtype, causal):
+def test_exports_for_tpu(dtype, causal, dropout):
     q = jnp.zeros((2, 300, 24), dtype)  # ragged L (3 tiles of 128) and head dimension (padded to 128)
     km = jnp.ones((2, 300), bool)
-    fwd = functools.partial(local_attention_pallas_tpu, window=140, causal=causal)
+    fwd = functools.partial(
+        local_attention_pallas_tpu,
+        window=140,
+        causal=causal,
+        dropout_rate=dropout,
+        dropout_seed=jnp.uint32(5),
+    )
     grad = jax.grad(lambda q, k, v: jnp.sum(fwd(q, k, v, km).astype(jnp.float32) ** 2), argnums=(0, 1, 2))
     for fn, kernels in ((lambda q, k, v: fwd(q, k, v, km), 1), (grad, 3)):
         exported = jax.export.export(jax.jit(fn), platforms=["tpu"])(q, q, q)

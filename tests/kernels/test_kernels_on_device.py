@@ -1,8 +1,8 @@
 """The Pallas kernels compiled for a real accelerator (not interpret mode), against
 the XLA paths on the same device: forward and gradients in float32, and memory
-that grows linearly in L. Marked `gpu` / `tpu` (the attention kernels `gpu` only):
-skipped (with the reason) unless JAX's backend is that accelerator, e.g.
-`JAX_PLATFORMS=cuda pytest -m gpu`."""
+that grows linearly in L; attention dropout against a dense computation with the
+stream's keep mask. Marked `gpu` / `tpu`: skipped (with the reason) unless JAX's
+backend is that accelerator, e.g. `JAX_PLATFORMS=cuda pytest -m gpu`."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from seqkit.attention import bigbird_attention, local_attention, longformer_attention
-from seqkit.kernels import cauchy, linear_scan, vandermonde
+from seqkit.kernels import (
+    block_sparse_attention_pallas,
+    block_sparse_attention_pallas_tpu,
+    cauchy,
+    linear_scan,
+    local_attention_pallas,
+    local_attention_pallas_tpu,
+    vandermonde,
+)
+from seqkit.kernels._pallas_common import dropout_keep
 from seqkit.ssm import s4d_kernel
 
 ACCELERATORS = [pytest.param("gpu", marks=pytest.mark.gpu), pytest.param("tpu", marks=pytest.mark.tpu)]
@@ -125,4 +134,54 @@ def test_attention_kernels_on_device(accelerator, pattern):
     with jax.default_matmul_precision("highest"):
         res = _both(lambda q, k, v, impl: jax.vmap(lambda a, b, c: one(a, b, c, impl))(q, k, v), q, k, v)
     for a, b in zip(res["pallas"], res["xla"], strict=True):
+        jax.tree.map(_close, a, b)
+
+
+DROPOUT_CASES = [
+    pytest.param(accelerator, kernel, marks=getattr(pytest.mark, accelerator))
+    for accelerator in ("gpu", "tpu")
+    for kernel in ("sliding", "block-sparse")
+]
+
+
+@pytest.mark.parametrize("accelerator, kernel", DROPOUT_CASES)
+def test_attention_dropout_on_device(accelerator, kernel):
+    """The sliding-window and block-sparse kernels with dropout (rate 0.1) against a
+    dense float32 computation on the same device: softmax over the allowed keys,
+    times the keep mask of the stream over the whole `L × L` grid (`dropout_keep`),
+    over `1 − rate`; forward and gradients, 2 rows at L = 1000."""
+    R, L, d, rate, seed = 2, 1000, 64, 0.1, 3
+    q, k, v, g = (jr.normal(jr.key(i), (R, L, d)) for i in range(4))
+    i, j = jnp.arange(L)[:, None], jnp.arange(L)[None, :]
+    B = 128 if accelerator == "tpu" else 64
+    if kernel == "sliding":
+        fn = local_attention_pallas_tpu if accelerator == "tpu" else local_attention_pallas
+        pattern = dict(window=200, block_size=B)
+        allowed = jnp.abs(i - j) <= 200
+    else:
+        nb = -(-L // B)
+        idx = jnp.stack([jnp.zeros(nb, int), jnp.arange(nb), (jnp.arange(nb) + 3) % nb], axis=1)
+        fn = block_sparse_attention_pallas_tpu if accelerator == "tpu" else block_sparse_attention_pallas
+        pattern = dict(block_idx=idx, block_size=B)
+        tiles = jnp.zeros((nb, nb), bool).at[jnp.arange(nb)[:, None], idx].set(True)
+        allowed = tiles[i // B, j // B]
+    keep = dropout_keep(jnp.uint32(seed), jnp.arange(R)[:, None, None], i[None], j[None], rate)  # (R, L, L)
+
+    def kernel_fn(q, k, v):
+        return fn(q, k, v, **pattern, dropout_rate=rate, dropout_seed=jnp.uint32(seed))
+
+    def dense(q, k, v):
+        s = jnp.where(allowed, jnp.einsum("rqd,rkd->rqk", q, k) / np.sqrt(d), -jnp.inf)
+        p = jax.nn.softmax(s, axis=-1)
+        return jnp.einsum("rqk,rkd->rqd", jnp.where(keep, p / (1 - rate), 0.0), v)
+
+    def outputs(f):
+        loss = lambda *a: jnp.sum(g * f(*a))  # noqa: E731
+        return (jax.jit(f)(q, k, v), *jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v))
+
+    with jax.default_matmul_precision("highest"):
+        got, want = outputs(kernel_fn), outputs(dense)
+        plain = jax.jit(lambda q, k, v: fn(q, k, v, **pattern))(q, k, v)
+    assert not np.allclose(got[0], plain)  # the mask drops something
+    for a, b in zip(got, want, strict=True):
         jax.tree.map(_close, a, b)
