@@ -37,6 +37,7 @@ from ._local_attention_pallas import (
 )
 from ._pallas_common import (
     MIN_GPU_TILE,
+    check_band,
     check_block_idx,
     check_key_mask,
     check_qkv,
@@ -400,12 +401,7 @@ def block_sparse_attention_pallas(
     q, k, v = check_qkv(q, k, v)
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
-    if band is not None and not (
-        isinstance(band, tuple) and len(band) == 2 and all(isinstance(x, int) and x >= 0 for x in band)
-    ):
-        raise ValueError(f"expected band None or a pair of integers (lo, hi) >= 0, got {band!r}")
-    if not isinstance(num_global_keys, int) or num_global_keys < 0:
-        raise ValueError(f"expected an integer num_global_keys >= 0, got {num_global_keys!r}")
+    check_band(band, num_global_keys)
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
@@ -34,6 +33,7 @@ from ._local_attention_pallas_tpu import (  # the step kernels and their call ar
     _TPU_DTYPES,
     _own,
     _pad_to,
+    _positions,
     dkv_steps,
     dq_steps,
     forward_steps,
@@ -41,6 +41,7 @@ from ._local_attention_pallas_tpu import (  # the step kernels and their call ar
     prepare_backward,
 )
 from ._pallas_common import (
+    check_band,
     check_block_idx,
     check_key_mask,
     check_qkv,
@@ -58,6 +59,8 @@ class _Config(NamedTuple):
     block: int  # positions per query tile and per key tile
     slots: int  # g, entries per query tile's list
     causal: bool  # keys j <= i only
+    band: tuple[int, int] | None  # (lo, hi): keys i − lo <= j <= i + hi, or j < num_global
+    num_global: int
     interpret: Any  # False, True (Pallas's interpreter) or a `pltpu.InterpretParams`
     dropout: float = 0.0  # attention dropout rate (0: none)
 
@@ -69,7 +72,8 @@ class _Config(NamedTuple):
 def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
     """Why the TPU Pallas block-sparse kernel cannot serve a call on `platform`
     (`"cpu"` meaning interpret mode), or `None`. The dispatcher's `unsupported` for
-    `bigbird_attention` on TPU.
+    `bigbird_attention` on TPU, and for `longformer_attention` there when splash
+    attention cannot serve the call (with dropout).
 
     - TPU (Mosaic) and interpret mode only; GPU calls take the Triton kernel
       `seqkit.kernels.block_sparse_attention_pallas`.
@@ -118,15 +122,17 @@ def _transposed(pairs, bounds, u, s):
 
 
 def _valid(cfg: _Config, qt, kt, km, rows_are_queries: bool):
-    """`(B, B)`: may the query see the key (unmasked key, causality)? `km` is the key
-    mask as a row (keys along lanes) or a column (keys along rows)."""
+    """`(B, B)`: may the query see the key (unmasked key, causality, band or global
+    key)? `km` is the key mask as a row (keys along lanes) or a column (keys along
+    rows)."""
+    qpos, kpos = _positions(cfg.block, qt, kt, rows_are_queries)
     ok = km > 0
     if cfg.causal:
-        B = cfg.block
-        r = lax.broadcasted_iota(jnp.int32, (B, B), 0)
-        c = lax.broadcasted_iota(jnp.int32, (B, B), 1)
-        d = (qt - kt) * B + (r - c if rows_are_queries else c - r)  # i − j
-        ok = ok & (d >= 0)
+        ok = ok & (kpos <= qpos)
+    if cfg.band is not None:
+        lo, hi = cfg.band
+        d = kpos - qpos
+        ok = ok & (((d >= -lo) & (d <= hi)) | (kpos < cfg.num_global))
     return jnp.broadcast_to(ok, (cfg.block, cfg.block))
 
 
@@ -253,7 +259,10 @@ def _attention_bwd(cfg, res, do):
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "dropout_rate", "interpret"))
+@functools.partial(
+    jax.jit,
+    static_argnames=("block_size", "causal", "band", "num_global_keys", "scale", "dropout_rate", "interpret"),
+)
 def block_sparse_attention_pallas_tpu(
     q: Float[ArrayLike, "*batch L dk"],
     k: Float[ArrayLike, "*batch L dk"],
@@ -263,6 +272,8 @@ def block_sparse_attention_pallas_tpu(
     *,
     block_size: int,
     causal: bool = False,
+    band: tuple[int, int] | None = None,
+    num_global_keys: int = 0,
     scale: float | None = None,
     dropout_rate: float = 0.0,
     dropout_seed: Integer[ArrayLike, "..."] | PRNGKeyArray | None = None,
@@ -274,14 +285,16 @@ def block_sparse_attention_pallas_tpu(
     positions. Query tile `n` sees the key tiles `block_idx[n]` (entries outside
     `[0, nb)` are ignored, a tile listed twice counts once), and inside them
     `o_i = Σ_j softmax_j(scale · q_i · k_j) v_j` over the keys `j` with
-    `key_mask[j]` and `j <= i` when `causal`: the semantics of
-    `seqkit.kernels.block_sparse_attention_pallas` without its band and
-    global-key options. This is BigBird's pattern of window, global and random
-    blocks (Zaheer et al., "Big Bird: Transformers for Longer Sequences", 2020).
+    `key_mask[j]`, `j <= i` when `causal`, and, when `band = (lo, hi)` is given,
+    `−lo <= j − i <= hi` or `j < num_global_keys`: the semantics of
+    `seqkit.kernels.block_sparse_attention_pallas`. This covers BigBird's window,
+    global and random blocks (Zaheer et al., "Big Bird: Transformers for Longer
+    Sequences", 2020) and Longformer's sliding window with global keys (Beltagy et
+    al., "Longformer: The Long-Document Transformer", 2020).
 
     `block_idx` may be traced (BigBird's random blocks): the wrapper cleans it in
     XLA into a per-tile list with a count (sorted, repeats and out-of-range entries
-    dropped, and under `causal` the tiles after the query tile) and into the
+    dropped, and tiles holding no allowed pair under `causal`/`band`) and into the
     transposed lists, and prefetches them into scalar memory. The grid is (rows,
     query tiles, `g` slots); at slot `s` the key/value block specs read the list, so
     Pallas copies exactly the `s`-th listed key tile into VMEM, and slots past the
@@ -320,6 +333,10 @@ def block_sparse_attention_pallas_tpu(
     - `key_mask`: optional `(*batch, L)` boolean, `True` = real key.
     - `block_size`: `b`, positions per tile, a multiple of 128 unless `interpret`.
     - `causal`: see only keys `j <= i`.
+    - `band`: optional `(lo, hi)`, `lo, hi >= 0`: inside the listed tiles, see only
+      keys `i − lo <= j <= i + hi`, or the global keys below.
+    - `num_global_keys`: with `band`, the keys `j < num_global_keys` are seen
+      whatever the distance (ignored without `band`).
     - `scale`: defaults to `1/sqrt(dk)`.
     - `dropout_rate`: `0 <= rate < 1`, the attention-dropout rate (static).
     - `dropout_seed`: a `uint32` scalar (may be traced), or a PRNG key (typed or
@@ -336,6 +353,7 @@ def block_sparse_attention_pallas_tpu(
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
     if interpret is False and (reason := tile_unsupported("block_size", block_size, "tpu")):
         raise ValueError(reason)
+    check_band(band, num_global_keys)
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"expected 0 <= dropout_rate < 1, got {dropout_rate!r}")
     *batch, L, dk = q.shape
@@ -349,7 +367,8 @@ def block_sparse_attention_pallas_tpu(
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
     Lp = nb * B
     rate = float(dropout_rate) if dropout_seed is not None else 0.0
-    cfg = _Config(L, Lp, B, block_idx.shape[1], bool(causal), interpret, rate)
+    G = num_global_keys if band is not None else 0
+    cfg = _Config(L, Lp, B, block_idx.shape[1], bool(causal), band, G, interpret, rate)
     R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (-(-d // _LANES) * _LANES for d in (dk, dv))
 
@@ -357,8 +376,8 @@ def block_sparse_attention_pallas_tpu(
     km = jnp.broadcast_to(real, (R, Lp))
     if key_mask is not None:
         km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
-    # the GPU kernel's list cleaning, without its band and global keys
-    lists, pairs, bounds = _tile_lists(_ListConfig(L, Lp, B, bool(causal), None, 0, False, "tpu"), block_idx)
+    # the GPU kernel's list cleaning
+    lists, pairs, bounds = _tile_lists(_ListConfig(L, Lp, B, bool(causal), band, G, False, "tpu"), block_idx)
     qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
     args = (
         _pad_to(qs.reshape(R, L, dk), Lp, dkp),

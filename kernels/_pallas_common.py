@@ -192,3 +192,14 @@ def check_block_idx(block_idx, nb: int):
             f"got {block_idx.dtype} {block_idx.shape}"
         )
     return block_idx
+
+
+def check_band(band, num_global_keys) -> None:
+    """`band` None or a pair of integers `(lo, hi) >= 0`; `num_global_keys` an
+    integer `>= 0`: the position rule of the block-sparse kernels."""
+    if band is not None and not (
+        isinstance(band, tuple) and len(band) == 2 and all(isinstance(x, int) and x >= 0 for x in band)
+    ):
+        raise ValueError(f"expected band None or a pair of integers (lo, hi) >= 0, got {band!r}")
+    if not isinstance(num_global_keys, int) or num_global_keys < 0:
+        raise ValueError(f"expected an integer num_global_keys >= 0, got {num_global_keys!r}")

@@ -18,8 +18,11 @@ its mask into the kernel's block tables with NumPy while tracing and needs it
 static. Splash's only traced alternative is a dense `(heads, L, L)` boolean mask,
 which costs the `O(L²)` memory that block-sparse attention is meant to avoid; so
 BigBird on TPU runs seqkit's own Mosaic kernel, `block_sparse_attention_pallas_tpu`,
-whose tile lists are prefetched scalars. Tested in interpret mode against a
-dense-mask float64 reference, and lowered for TPU by `jax.export`.
+whose tile lists are prefetched scalars. That kernel also takes Longformer's band
+and global keys, and serves Longformer calls with attention dropout, which splash
+does not have (`seqkit.attention._sparse.longformer_tpu_unsupported` holds the rule).
+Tested in interpret mode against a dense-mask float64 reference, and lowered for
+TPU by `jax.export`.
 """
 
 import functools

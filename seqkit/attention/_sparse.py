@@ -223,6 +223,22 @@ def _global_rows(q, k, v, n_global, kmask, causal, rate, key):
     return chunked_dot_product_attention(qg, k, v, key_mask=kmask, dropout_rate=rate, key=key)
 
 
+_TPU_BLOCK = 128  # Longformer's tiles for the TPU block-sparse kernel (the lane width)
+
+
+def longformer_tpu_unsupported(dtype, dropout: bool, L: int, platform: str) -> str | None:
+    """Why no Pallas kernel serves a Longformer call on TPU (`platform`; `"cpu"`
+    meaning interpret mode), or `None`: JAX's splash attention when it serves the
+    call (`seqkit.kernels._splash_attention.splash_unsupported`: no dropout), else
+    the block-sparse kernel `seqkit.kernels.block_sparse_attention_pallas_tpu`
+    (tiles of 128)."""
+    if (splash := splash_unsupported(dtype, dropout, L, platform)) is None:
+        return None
+    if (kernel := _pallas_tpu_unsupported(dtype, dropout, _TPU_BLOCK, platform)) is None:
+        return None
+    return f"{splash}; and the block-sparse kernel: {kernel}"
+
+
 def longformer_attention(
     q: Float[Array, "L dk"],
     k: Float[Array, "L dk"],
@@ -247,14 +263,16 @@ def longformer_attention(
     the global keys and of the window, with the band and the global keys as its
     position rule; Pallas backward too; interpret mode on CPU; see its
     `unsupported`; on TPU, JAX's splash-attention kernel instead, through
-    `seqkit.kernels._splash_attention.longformer_attention_splash`, without
-    dropout, see `splash_unsupported`) or `"auto"` (default: Pallas on GPU and
-    TPU when it serves the call, XLA otherwise and always on CPU). The global
-    rows are full attention in XLA either way. With dropout the GPU kernel
-    draws its keep mask from its own stateless stream (a hash of a seed drawn
-    from `key`, the query and the key position), not `jax.random`'s:
-    `impl="pallas"` and `impl="xla"` give different, equally distributed masks
-    for one key.
+    `seqkit.kernels._splash_attention.longformer_attention_splash`, and with
+    dropout, which splash lacks, the TPU block-sparse kernel
+    `seqkit.kernels.block_sparse_attention_pallas_tpu` in tiles of 128; see
+    `longformer_tpu_unsupported`) or `"auto"` (default: Pallas on GPU and TPU
+    when it serves the call, XLA otherwise and always on CPU). The global rows
+    are full attention in XLA either way. With dropout the block-sparse kernels
+    (GPU and TPU alike) draw their keep mask from their own stateless stream (a
+    hash of a seed drawn from `key`, the query and the key position), not
+    `jax.random`'s: `impl="pallas"` and `impl="xla"` give different, equally
+    distributed masks for one key.
     """
     L = q.shape[0]
     g = min(num_global, L)
@@ -264,12 +282,12 @@ def longformer_attention(
     dropout = dropout_rate > 0.0 and key is not None
     platform = backend()
     if platform == "tpu":
-        unsupported = functools.partial(splash_unsupported, q.dtype, dropout, L)
-        choice = choose(impl, "longformer_attention", unsupported, platform=platform)
+        unsupported = functools.partial(longformer_tpu_unsupported, q.dtype, dropout, L)
     else:
         unsupported = functools.partial(_pallas_unsupported, q.dtype, dropout, None)
-        choice = choose(impl, "longformer_attention", unsupported)
-    if choice.impl == "pallas" and platform == "tpu":
+    choice = choose(impl, "longformer_attention", unsupported, platform=platform)
+    splash = platform == "tpu" and splash_unsupported(q.dtype, dropout, L, platform) is None
+    if choice.impl == "pallas" and splash:
         # JAX's splash-attention kernel: the band or a global key, padding in a segment of its own
         o = longformer_attention_splash(
             q,
@@ -285,13 +303,8 @@ def longformer_attention(
     elif choice.impl == "pallas":
         # one kernel call: band or global key, inside the tiles of both
         hi = 0 if causal else r
-        b = _default_block(L)
-        o = block_sparse_attention_pallas(
-            q,
-            k,
-            v,
-            _longformer_tiles(L, b, r, hi, g),
-            kmask,
+        b = _TPU_BLOCK if platform == "tpu" else _default_block(L)
+        kernel_args = dict(
             block_size=b,
             causal=causal,
             band=(r, hi),
@@ -299,8 +312,12 @@ def longformer_attention(
             dropout_rate=dropout_rate if key is not None else 0.0,
             dropout_seed=keys[0],
             interpret=choice.interpret,
-            platform=backend(),
         )
+        tiles = _longformer_tiles(L, b, r, hi, g)
+        if platform == "tpu":
+            o = block_sparse_attention_pallas_tpu(q, k, v, tiles, kmask, **kernel_args)
+        else:
+            o = block_sparse_attention_pallas(q, k, v, tiles, kmask, **kernel_args, platform=platform)
     else:
         o, l1 = band_attention(
             q,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.experimental.pallas import tpu as pltpu
+from test_kernels_block_sparse_pallas import _visible
 from test_kernels_local_attention_pallas import (
     _grads,
     _inputs,
@@ -27,7 +28,7 @@ from test_kernels_local_attention_pallas import (
 from test_kernels_local_attention_pallas_tpu import check_tpu_equals_gpu
 
 from helpers import assert_close
-from seqkit.attention._sparse import _bigbird_fixed_blocks
+from seqkit.attention._sparse import _bigbird_fixed_blocks, _longformer_tiles
 from seqkit.kernels._block_sparse_pallas import block_sparse_attention_pallas
 from seqkit.kernels._block_sparse_pallas_tpu import block_sparse_attention_pallas_tpu, unsupported
 
@@ -35,17 +36,7 @@ from seqkit.kernels._block_sparse_pallas_tpu import block_sparse_attention_palla
 def _allowed(L, B, block_idx, causal, key_mask=None):
     """The dense mask: key j is seen by query i when j's tile is listed for i's tile
     (entries outside [0, nb) ignored), `j <= i` when causal, and the key is real."""
-    nb = -(-L // B)
-    tiles = np.zeros((nb, nb), bool)
-    for n, row in enumerate(np.asarray(block_idx)):
-        for m in row:
-            if 0 <= m < nb:
-                tiles[n, m] = True
-    pos = np.arange(L) // B
-    m = tiles[pos[:, None], pos[None, :]]
-    if causal:
-        m = m & (np.arange(L)[None, :] <= np.arange(L)[:, None])
-    return m if key_mask is None else m & key_mask[..., None, :]
+    return _visible(L, B, block_idx, causal, key_mask=key_mask)
 
 
 # 5 tiles of 8 (L = 37, the last tile ragged): repeats, −1 and out-of-range entries,
@@ -161,6 +152,38 @@ def test_dropout_tpu_interpreter_equals_the_gpu_kernel():
     check_tpu_equals_gpu(tpu, gpu, q, k, v, g, _allowed(L, B, idx, False), drop)
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.3], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_band_and_global_keys_match_dense_float64(x64, causal, rate):
+    # Longformer's pattern: its tile lists, and inside them the band or a global key
+    # (3 global keys, a band reaching across tiles of 8, ragged L, a masked key span).
+    L, B, G, seed = 37, 8, 3, 11
+    band = (5, 0 if causal else 4)
+    idx = _longformer_tiles(L, B, *band, G)
+    q, k, v, g = _inputs((2,), L, 4, 4, seed=8)
+    km = np.ones((2, L), bool)
+    km[1, 20:27] = False
+    allowed = _visible(L, B, idx, causal, band, G, km)
+    drop = dropout_keep_np(seed, 2, L, L, rate) / (1 - rate) if rate else None
+    o_ref, grads_ref = _reference(q, k, v, g, allowed, drop)
+    fn = functools.partial(
+        block_sparse_attention_pallas_tpu,
+        block_idx=jnp.asarray(idx),
+        key_mask=jnp.asarray(km),
+        block_size=B,
+        causal=causal,
+        band=band,
+        num_global_keys=G,
+        dropout_rate=rate,
+        dropout_seed=jnp.uint32(seed),
+        interpret=True,
+    )
+    qkv = [jnp.asarray(a) for a in (q, k, v)]
+    assert_close(fn(*qkv), o_ref, rtol=1e-10)
+    for got, want in zip(_grads(fn, jnp.asarray(g), *qkv), grads_ref, strict=True):
+        assert_close(got, want, rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize(
     "platform, dtype, dropout, block_size, match",
     [
@@ -250,4 +273,25 @@ def test_exports_for_tpu(dtype, causal, dropout):
         exported = jax.export.export(jax.jit(fn), platforms=["tpu"])(q, q, q, rand)
         assert exported.platforms == ("tpu",)
         # forward: one kernel; gradient: the forward, dq and dk/dv kernels
+        assert exported.mlir_module().count("tpu_custom_call") == kernels
+
+
+def test_exports_longformer_with_dropout_for_tpu():
+    # Longformer's band and global keys, with dropout (the route longformer_attention
+    # takes on TPU when splash cannot serve it); bfloat16, ragged L.
+    L, B, G = 700, 128, 2
+    q = jnp.zeros((2, L, 24), jnp.bfloat16)
+    idx = jnp.asarray(_longformer_tiles(L, B, 100, 100, G))
+    fwd = functools.partial(
+        block_sparse_attention_pallas_tpu,
+        block_idx=idx,
+        block_size=B,
+        band=(100, 100),
+        num_global_keys=G,
+        dropout_rate=0.1,
+        dropout_seed=jnp.uint32(5),
+    )
+    grad = jax.grad(lambda *a: jnp.sum(fwd(*a).astype(jnp.float32) ** 2), argnums=(0, 1, 2))
+    for fn, kernels in ((fwd, 1), (grad, 3)):
+        exported = jax.export.export(jax.jit(fn), platforms=["tpu"])(q, q, q)
         assert exported.mlir_module().count("tpu_custom_call") == kernels

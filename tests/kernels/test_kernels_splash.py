@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_close
+from seqkit.kernels._block_sparse_pallas_tpu import block_sparse_attention_pallas_tpu
 from seqkit.kernels._dispatch import Choice, choose
 from seqkit.kernels._splash_attention import longformer_attention_splash, splash_unsupported
 
@@ -152,7 +153,9 @@ def test_splash_unsupported(platform, dtype, dropout, L, match):
 
 def test_longformer_routes_to_splash_on_tpu(monkeypatch):
     """On a TPU backend `longformer_attention` reaches splash (run here in interpret
-    mode), equal to the XLA path on the real rows; with dropout it runs XLA."""
+    mode), equal to the XLA path on the real rows; with dropout, which splash lacks,
+    it reaches the TPU block-sparse kernel, whose mask is the GPU kernel's for one
+    key."""
     from seqkit.attention import _sparse
 
     rule = functools.partial(splash_unsupported, jnp.float32, False, 300)
@@ -176,7 +179,19 @@ def test_longformer_routes_to_splash_on_tpu(monkeypatch):
         np.testing.assert_allclose(got[:140], want[:140], rtol=2e-5, atol=2e-6)
         assert np.all(np.isfinite(got))
     assert [c["window_hi"] for c in calls] == [10, 0] and calls[0]["window_lo"] == 10
-    _sparse.longformer_attention(
-        q, k, v, window_size=20, num_global=3, dropout_rate=0.1, key=jax.random.key(5), impl="auto"
-    )
-    assert len(calls) == 2
+    kernel_calls = []
+
+    def kernel_spy(*args, **kwargs):
+        kernel_calls.append(kwargs)
+        return block_sparse_attention_pallas_tpu(*args, **{**kwargs, "interpret": True})
+
+    monkeypatch.setattr(_sparse, "block_sparse_attention_pallas_tpu", kernel_spy)
+    kw = dict(window_size=20, num_global=3, key_mask=km, dropout_rate=0.1, key=jax.random.key(5))
+    got = _sparse.longformer_attention(q, k, v, **kw, impl="auto")
+    assert len(calls) == 2  # not splash
+    assert len(kernel_calls) == 1 and kernel_calls[0]["block_size"] == 128
+    assert kernel_calls[0]["band"] == (10, 10) and kernel_calls[0]["num_global_keys"] == 3
+    monkeypatch.undo()  # a CPU backend again: impl="pallas" is the GPU kernel in interpret mode
+    gpu = _sparse.longformer_attention(q, k, v, **kw, impl="pallas")
+    np.testing.assert_allclose(got, gpu, rtol=2e-5, atol=2e-6)
+    assert not np.allclose(got, _sparse.longformer_attention(q, k, v, **{**kw, "dropout_rate": 0.0}))
