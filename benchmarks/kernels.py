@@ -246,8 +246,8 @@ def main():
                 continue
             print(f"(skipped {kernel}: seqkit.kernels.{kernel} takes no impl= argument here)")
             break
-    if args.json:
-        save_rows(args.json, title, table)
+        if args.json:  # after every kernel, so a run stopped part way keeps what it measured
+            save_rows(args.json, title, table)
     plot(table, title, args.plot)
 
 
