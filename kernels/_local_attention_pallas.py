@@ -49,7 +49,9 @@ class _Config(NamedTuple):
     dropout: float = 0.0  # attention dropout rate (0: none)
 
 
-def _default_block(L: int) -> int:
+def default_block(L: int) -> int:
+    """The GPU attention kernels' default tile: the power of two in `[16, 64]` nearest
+    above `L` (64 from `L > 32`)."""
     return min(_MAX_DEFAULT_BLOCK, max(MIN_GPU_TILE, next_pow2(L)))
 
 
@@ -501,7 +503,7 @@ def local_attention_pallas(
     key_mask = check_key_mask(key_mask, (*batch, L))
     platform = "cpu" if interpret else platform
     scale = 1.0 / math.sqrt(dk) if scale is None else float(scale)
-    B = block_size or _default_block(L)
+    B = block_size or default_block(L)
     Lp = -(-L // B) * B
     rate = float(dropout_rate) if dropout_seed is not None else 0.0
     cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, platform, rate)

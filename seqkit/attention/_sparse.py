@@ -20,7 +20,7 @@ from seqkit.kernels._block_sparse_pallas_tpu import (
     unsupported as _pallas_tpu_unsupported,
 )
 from seqkit.kernels._dispatch import Impl, backend, choose
-from seqkit.kernels._local_attention_pallas import _default_block
+from seqkit.kernels._local_attention_pallas import default_block as gpu_attention_block
 from seqkit.kernels._splash_attention import longformer_attention_splash, splash_unsupported
 
 from ._base import AbstractAttention, AttentionHeads, as_key, key_data
@@ -303,7 +303,7 @@ def longformer_attention(
     elif choice.impl == "pallas":
         # one kernel call: band or global key, inside the tiles of both
         hi = 0 if causal else r
-        b = _TPU_BLOCK if platform == "tpu" else _default_block(L)
+        b = _TPU_BLOCK if platform == "tpu" else gpu_attention_block(L)
         kernel_args = dict(
             block_size=b,
             causal=causal,
