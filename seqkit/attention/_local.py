@@ -61,15 +61,15 @@ def local_attention(
     flash-style sliding-window kernel, window `window_size − 1`, Pallas backward
     too: `seqkit.kernels.local_attention_pallas` on GPU and in interpret mode on
     CPU, `seqkit.kernels.local_attention_pallas_tpu` on TPU; see
-    `sliding_unsupported`) or `"auto"` (default: Pallas on GPU and
-    TPU when it serves the call, XLA otherwise and always on CPU). Block mode
+    `sliding_unsupported`) or `"auto"` (default: Pallas on GPU and TPU when it
+    serves the call, XLA otherwise and always on CPU). Block mode
     has no Pallas kernel: `"auto"` runs XLA and `"pallas"` is a `ValueError`.
 
     Dropout (`dropout_rate`, active with a `key`) drops normalized weights on
-    either path, but the Pallas kernels (GPU and TPU alike) draw their keep mask from their own
-    stateless stream (a hash of a seed drawn from `key`, the query and the key
-    position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
-    different, equally distributed masks for one key.
+    either path, but the Pallas kernels (GPU and TPU alike) draw their keep mask
+    from their own stateless stream (a hash of a seed drawn from `key`, the query
+    and the key position), not `jax.random`'s: `impl="pallas"` and `impl="xla"`
+    give different, equally distributed masks for one key.
     """
     if window_size < 1:
         raise ValueError(f"expected window_size >= 1, got {window_size}")
