@@ -4,7 +4,9 @@ The TPU counterpart of `seqkit.kernels._local_attention_pallas` (written for Tri
 where each program reads its key window straight from memory). Here every program
 holds one query tile and one key tile in VMEM: the grid's last axis steps through
 the few key tiles that meet the query tile's window, Pallas pipelines their copies
-from HBM, and the online softmax state lives in VMEM scratch between steps. Tested
+from HBM, and the online softmax state lives in VMEM scratch between steps. The
+step kernels (forward, dq, dk/dv; attention dropout from the GPU kernels' stream)
+are shared with the block-sparse TPU kernel, which gives them another walk. Tested
 in interpret mode against a dense-mask float64 reference, and lowered for TPU by
 `jax.export`.
 """
