@@ -238,7 +238,10 @@ class CifarSource:
         if not self.grayscale:
             rgb = planes.astype(np.float32) / np.float32(255.0)
             return {"inputs": (rgb - CIFAR_MEAN) / CIFAR_STD, "label": label}
-        gray = np.round(planes.astype(np.float32) @ LUMA)
+        # elementwise, not `planes @ LUMA`: a BLAS product rounds differently per CPU,
+        # and a gray level on a .5 boundary would then differ between machines
+        p = planes.astype(np.float32)
+        gray = np.round(p[:, 0] * LUMA[0] + p[:, 1] * LUMA[1] + p[:, 2] * LUMA[2])
         if self.as_tokens:
             return {"inputs": np.clip(gray, 0, 255).astype(np.int32), "label": label}
         return {"inputs": ((gray - GRAY_MEAN) / GRAY_STD)[:, None], "label": label}

@@ -406,7 +406,8 @@ def generate_pathfinder(
         try:
             a0 = rng.uniform(border, size - border, size=2)
             a1 = _snake(canvas, rng, a0, 0, L)  # target snake A (id 0)
-            reach = np.linalg.norm(a1 - a0)
+            d = a1 - a0  # not np.linalg.norm: its BLAS dot rounds differently per CPU
+            reach = np.sqrt(d[0] * d[0] + d[1] * d[1])
             if reach < cfg.seed_distance:
                 raise _Stuck
             # Target snake B (id 1) starts as far from A's start as A's end is, so the
