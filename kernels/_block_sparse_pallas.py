@@ -14,7 +14,6 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
@@ -25,7 +24,6 @@ from seqkit._typing import ArrayLike
 from ._local_attention_pallas import (
     _acc_dtype,
     _call,
-    _pad_to,
     _row,
     _row1,
     _seed,
@@ -43,6 +41,7 @@ from ._pallas_common import (
     check_qkv,
     dropout_seed_array,
     next_pow2,
+    padded_attention_inputs,
     tile_unsupported,
 )
 
@@ -417,22 +416,11 @@ def block_sparse_attention_pallas(
     Lp = nb * B
     rate = float(dropout_rate) if dropout_seed is not None else 0.0
     cfg = _Config(L, Lp, B, bool(causal), band, num_global_keys, interpret, platform, rate)
-    R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (max(MIN_GPU_TILE, next_pow2(d)) for d in (dk, dv))
 
-    real = jnp.arange(Lp) < L
-    km = jnp.broadcast_to(real, (R, Lp))
-    if key_mask is not None:
-        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
-    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
-    args = (
-        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
-        _pad_to(k.reshape(R, L, dk), Lp, dkp),
-        _pad_to(v.reshape(R, L, dv), Lp, dvp),
-        km.astype(jnp.int32),
-        dropout_seed_array(dropout_seed if rate else None),
-    )
-    o, lse = _attention_padded(cfg, *args, *_tile_lists(cfg, block_idx))
+    args = padded_attention_inputs(q, k, v, key_mask, scale, Lp, dkp, dvp)
+    seed = dropout_seed_array(dropout_seed if rate else None)
+    o, lse = _attention_padded(cfg, *args, seed, *_tile_lists(cfg, block_idx))
     o = o[:, :L, :dv].reshape(*batch, L, dv)
     if return_lse:
         return o, lse[:, :L].reshape(*batch, L)

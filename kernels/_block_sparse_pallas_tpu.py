@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
@@ -32,7 +31,6 @@ from ._local_attention_pallas_tpu import (  # the step kernels and their call ar
     _LANES,
     _TPU_DTYPES,
     _own,
-    _pad_to,
     _positions,
     dkv_steps,
     dq_steps,
@@ -47,6 +45,7 @@ from ._pallas_common import (
     check_qkv,
     dropout_seed_array,
     float32_unsupported,
+    padded_attention_inputs,
     tile_unsupported,
 )
 
@@ -369,22 +368,11 @@ def block_sparse_attention_pallas_tpu(
     rate = float(dropout_rate) if dropout_seed is not None else 0.0
     G = num_global_keys if band is not None else 0
     cfg = _Config(L, Lp, B, block_idx.shape[1], bool(causal), band, G, interpret, rate)
-    R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (-(-d // _LANES) * _LANES for d in (dk, dv))
 
-    real = jnp.arange(Lp) < L
-    km = jnp.broadcast_to(real, (R, Lp))
-    if key_mask is not None:
-        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
     # the GPU kernel's list cleaning
     lists, pairs, bounds = _tile_lists(_ListConfig(L, Lp, B, bool(causal), band, G, False, "tpu"), block_idx)
-    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
-    args = (
-        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
-        _pad_to(k.reshape(R, L, dk), Lp, dkp),
-        _pad_to(v.reshape(R, L, dv), Lp, dvp),
-        km.astype(jnp.int32)[:, None, :],
-    )
+    qp, kp, vp, km = padded_attention_inputs(q, k, v, key_mask, scale, Lp, dkp, dvp)
     seed = dropout_seed_array(dropout_seed if rate else None)
-    o = _attention_padded(cfg, seed, *args, lists.reshape(-1), pairs, bounds.reshape(-1))
+    o = _attention_padded(cfg, seed, qp, kp, vp, km[:, None, :], lists.reshape(-1), pairs, bounds.reshape(-1))
     return o[:, :L, :dv].reshape(*batch, L, dv)

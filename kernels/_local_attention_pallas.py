@@ -11,7 +11,6 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Integer, PRNGKeyArray
@@ -26,6 +25,7 @@ from ._pallas_common import (
     dropout_seed_array,
     dropped,
     next_pow2,
+    padded_attention_inputs,
     tile_unsupported,
 )
 
@@ -413,10 +413,6 @@ def _attention_bwd(cfg, res, do):
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
 
 
-def _pad_to(a, rows, cols):
-    return jnp.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, cols - a.shape[2])))
-
-
 @functools.partial(
     jax.jit,
     static_argnames=("window", "causal", "scale", "block_size", "dropout_rate", "interpret", "platform"),
@@ -507,20 +503,8 @@ def local_attention_pallas(
     Lp = -(-L // B) * B
     rate = float(dropout_rate) if dropout_seed is not None else 0.0
     cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, platform, rate)
-    R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (max(MIN_GPU_TILE, next_pow2(d)) for d in (dk, dv))
 
-    real = jnp.arange(Lp) < L
-    km = jnp.broadcast_to(real, (R, Lp))
-    if key_mask is not None:
-        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
-    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
-    args = (
-        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
-        _pad_to(k.reshape(R, L, dk), Lp, dkp),
-        _pad_to(v.reshape(R, L, dv), Lp, dvp),
-        km.astype(jnp.int32),
-        dropout_seed_array(dropout_seed if rate else None),
-    )
-    o = _attention_padded(cfg, *args)
+    args = padded_attention_inputs(q, k, v, key_mask, scale, Lp, dkp, dvp)
+    o = _attention_padded(cfg, *args, dropout_seed_array(dropout_seed if rate else None))
     return o[:, :L, :dv].reshape(*batch, L, dv)

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
@@ -32,6 +31,7 @@ from ._pallas_common import (
     dropout_seed_array,
     dropped,
     float32_unsupported,
+    padded_attention_inputs,
     tile_unsupported,
 )
 
@@ -466,10 +466,6 @@ def _attention_bwd(cfg, res, do):
 _attention_padded.defvjp(_attention_fwd, _attention_bwd)
 
 
-def _pad_to(a, rows, cols):
-    return jnp.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, cols - a.shape[2])))
-
-
 @functools.partial(
     jax.jit, static_argnames=("window", "causal", "scale", "block_size", "dropout_rate", "interpret")
 )
@@ -557,19 +553,9 @@ def local_attention_pallas_tpu(
     Lp = -(-L // B) * B
     rate = float(dropout_rate) if dropout_seed is not None else 0.0
     cfg = _Config(L, Lp, B, window, 0 if causal else window, interpret, rate)
-    R = int(np.prod(batch, dtype=np.int64))
     dkp, dvp = (-(-d // _LANES) * _LANES for d in (dk, dv))
 
-    real = jnp.arange(Lp) < L
-    km = jnp.broadcast_to(real, (R, Lp))
-    if key_mask is not None:
-        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
-    qs = q * jnp.asarray(scale, q.dtype)  # scale once, not every score tile
-    args = (
-        _pad_to(qs.reshape(R, L, dk), Lp, dkp),
-        _pad_to(k.reshape(R, L, dk), Lp, dkp),
-        _pad_to(v.reshape(R, L, dv), Lp, dvp),
-        km.astype(jnp.int32)[:, None, :],
-    )
-    o = _attention_padded(cfg, dropout_seed_array(dropout_seed if rate else None), *args)
+    qp, kp, vp, km = padded_attention_inputs(q, k, v, key_mask, scale, Lp, dkp, dvp)
+    seed = dropout_seed_array(dropout_seed if rate else None)
+    o = _attention_padded(cfg, seed, qp, kp, vp, km[:, None, :])
     return o[:, :L, :dv].reshape(*batch, L, dv)

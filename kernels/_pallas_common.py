@@ -203,3 +203,23 @@ def check_band(band, num_global_keys) -> None:
         raise ValueError(f"expected band None or a pair of integers (lo, hi) >= 0, got {band!r}")
     if not isinstance(num_global_keys, int) or num_global_keys < 0:
         raise ValueError(f"expected an integer num_global_keys >= 0, got {num_global_keys!r}")
+
+
+def padded_attention_inputs(q, k, v, key_mask, scale: float, Lp: int, dkp: int, dvp: int):
+    """What the attention kernels read: `q · scale`, `k`, `v` as rows `(R, Lp, d)`
+    (`R` the flattened batch) padded with zeros to `Lp` positions and head widths
+    `dkp`, `dvp` (zeros change no score and no output), and the int32 key mask
+    `(R, Lp)`: 1 at a real, unmasked key, 0 at a masked one or padding. The scale
+    is applied once here, not to every score tile."""
+    *batch, L, dk = q.shape
+    dv = v.shape[-1]
+    R = int(np.prod(batch, dtype=np.int64))
+
+    def pad(a, d, cols):
+        return jnp.pad(a.reshape(R, L, d), ((0, 0), (0, Lp - L), (0, cols - d)))
+
+    km = jnp.broadcast_to(jnp.arange(Lp) < L, (R, Lp))
+    if key_mask is not None:
+        km = km & jnp.pad(key_mask.reshape(R, L), ((0, 0), (0, Lp - L)))
+    qs = q * jnp.asarray(scale, q.dtype)
+    return pad(qs, dk, dkp), pad(k, dk, dkp), pad(v, dv, dvp), km.astype(jnp.int32)
