@@ -19,24 +19,21 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
 from ._block_sparse_pallas import _Config as _ListConfig, _tile_lists  # the list cleaning is shared
-from ._local_attention_pallas import _acc_dtype  # the accumulator dtype is shared
-from ._local_attention_pallas_tpu import (  # the step kernels and their call are shared
+from ._local_attention_pallas_tpu import (  # the step kernels and their calls are shared
     _LANES,
-    _TPU_DTYPES,
-    _own,
+    TilePass,
     _positions,
+    attention_padded,
     dkv_steps,
     dq_steps,
     forward_steps,
-    prefetch_call,
-    prepare_backward,
+    unsupported as _sliding_unsupported,
 )
 from ._pallas_common import (
     check_band,
@@ -44,7 +41,6 @@ from ._pallas_common import (
     check_key_mask,
     check_qkv,
     dropout_seed_array,
-    float32_unsupported,
     padded_attention_inputs,
     tile_unsupported,
 )
@@ -67,6 +63,19 @@ class _Config(NamedTuple):
     def tiles(self) -> int:
         return self.Lp // self.block
 
+    def passes(self, seed, tables: tuple) -> tuple[TilePass, TilePass, TilePass]:
+        """The forward and dq calls along the lists (`g` slots), the dk/dv call along
+        the transposed lists (`nb` slots); `tables = (lists, pairs, bounds)`, flat."""
+        lists, pairs, bounds = tables
+        listed = lambda t, s, seed, lists: _listed(self, lists, t, s)  # noqa: E731
+        listing = lambda u, s, seed, pairs, bounds: _transposed(pairs, bounds, u, s)  # noqa: E731
+        name = "block_sparse_attention_tpu"
+        return (
+            TilePass(_forward_kernel, f"{name}_fwd", self.slots, (seed, lists), listed),
+            TilePass(_dq_kernel, f"{name}_bwd_dq", self.slots, (seed, lists), listed),
+            TilePass(_dkv_kernel, f"{name}_bwd_dkv", self.tiles, (seed, pairs, bounds), listing),
+        )
+
 
 def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> str | None:
     """Why the TPU Pallas block-sparse kernel cannot serve a call on `platform`
@@ -82,14 +91,7 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
     - `block_size`, positions per tile (BigBird's block size), a multiple of 128 on
       TPU (the lane width); any positive integer in interpret mode.
     """
-    name = jnp.dtype(dtype).name
-    if platform not in ("cpu", "tpu"):
-        return f"the kernel is written for TPU (Mosaic) and interpret mode, not {platform}"
-    if reason := float32_unsupported(dtype, platform):
-        return reason
-    if platform == "tpu" and name not in _TPU_DTYPES:
-        return f"dtype {name} is not supported on tpu (supported: {', '.join(_TPU_DTYPES)})"
-    return tile_unsupported("block_size", block_size, platform)
+    return _sliding_unsupported(dtype, dropout, block_size, platform)  # the same rules
 
 
 # ---------------------------------------------------------------------------------------
@@ -164,98 +166,6 @@ def _dkv_kernel(seed_ref, pairs, bounds, *refs, cfg):
         last=cfg.tiles - 1,
         visible=functools.partial(_valid, cfg),
     )
-
-
-# ---------------------------------------------------------------------------------------
-# pallas_call wrappers on padded arrays: rows (R, Lp, d); per-position vectors as
-# columns (R, Lp, 1) or rows (R, 1, Lp). Index maps take the grid indices, then the
-# prefetched tables (the seed first).
-
-
-def _by_list(cfg, d):  # the listed key tile (forward, dq)
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, seed, lists: (r, _listed(cfg, lists, t, s), 0))
-
-
-def _by_list_row(cfg):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, seed, lists: (r, 0, _listed(cfg, lists, t, s)))
-
-
-def _by_pairs(cfg, d):  # the listing query tile (dk/dv)
-    return pl.BlockSpec((None, cfg.block, d), lambda r, u, s, seed, p, b: (r, _transposed(p, b, u, s), 0))
-
-
-def _by_pairs_row(cfg):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, u, s, seed, p, b: (r, 0, _transposed(p, b, u, s)))
-
-
-def _forward_call(cfg, seed, q, k, v, km_row, lists):
-    R, Lp, dk = q.shape
-    dv = v.shape[-1]
-    acc_t = _acc_dtype(q.dtype)
-    B = cfg.block
-    return prefetch_call(
-        _forward_kernel,
-        cfg,
-        "block_sparse_attention_tpu_fwd",
-        cfg.slots,
-        (seed, lists),
-        [_own(cfg, dk), _by_list(cfg, dk), _by_list(cfg, dv), _by_list_row(cfg)],
-        (_own(cfg, dv), _own(cfg, 1)),
-        (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp, 1), acc_t)),
-        [((B, 1), acc_t), ((B, 1), acc_t), ((B, dv), acc_t)],
-        q, k, v, km_row,
-    )  # fmt: skip
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_padded(cfg: _Config, seed, q, k, v, km_row, lists, pairs, bounds):
-    return _forward_call(cfg, seed, q, k, v, km_row, lists)[0]
-
-
-def _attention_fwd(cfg, seed, q, k, v, km_row, lists, pairs, bounds):
-    o, lse = _forward_call(cfg, seed, q, k, v, km_row, lists)
-    return o, (seed, q, k, v, km_row, lists, pairs, bounds, o, lse)
-
-
-def _attention_bwd(cfg, res, do):
-    seed, q, k, v, km_row, lists, pairs, bounds, o, lse = res
-    R, Lp, dk = q.shape
-    dv = v.shape[-1]
-    B = cfg.block
-    acc_t = lse.dtype
-    dd, lse, do = prepare_backward(q, o, lse, do)
-    dq = prefetch_call(
-        _dq_kernel,
-        cfg,
-        "block_sparse_attention_tpu_bwd_dq",
-        cfg.slots,
-        (seed, lists),
-        [_own(cfg, dk), _by_list(cfg, dk), _by_list(cfg, dv), _by_list_row(cfg)]
-        + [_own(cfg, dv), _own(cfg, 1), _own(cfg, 1)],
-        _own(cfg, dk),
-        jax.ShapeDtypeStruct(q.shape, q.dtype),
-        [((B, dk), acc_t)],
-        q, k, v, km_row, do, lse, dd,
-    )  # fmt: skip
-    km_col = jnp.swapaxes(km_row, 1, 2)
-    lse_row, dd_row = jnp.swapaxes(lse, 1, 2), jnp.swapaxes(dd, 1, 2)
-    dk_, dv_ = prefetch_call(
-        _dkv_kernel,
-        cfg,
-        "block_sparse_attention_tpu_bwd_dkv",
-        cfg.tiles,
-        (seed, pairs, bounds),
-        [_own(cfg, dk), _own(cfg, dv), _own(cfg, 1)]
-        + [_by_pairs(cfg, dk), _by_pairs(cfg, dv), _by_pairs_row(cfg), _by_pairs_row(cfg)],
-        (_own(cfg, dk), _own(cfg, dv)),
-        (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
-        [((B, dk), acc_t), ((B, dv), acc_t)],
-        k, v, km_col, q, do, lse_row, dd_row,
-    )  # fmt: skip
-    return None, dq, dk_, dv_, None, None, None, None
-
-
-_attention_padded.defvjp(_attention_fwd, _attention_bwd)
 
 
 @functools.partial(
@@ -374,5 +284,6 @@ def block_sparse_attention_pallas_tpu(
     lists, pairs, bounds = _tile_lists(_ListConfig(L, Lp, B, bool(causal), band, G, False, "tpu"), block_idx)
     qp, kp, vp, km = padded_attention_inputs(q, k, v, key_mask, scale, Lp, dkp, dvp)
     seed = dropout_seed_array(dropout_seed if rate else None)
-    o = _attention_padded(cfg, seed, qp, kp, vp, km[:, None, :], lists.reshape(-1), pairs, bounds.reshape(-1))
+    tables = (lists.reshape(-1), pairs, bounds.reshape(-1))
+    o = attention_padded(cfg, seed, qp, kp, vp, km[:, None, :], tables)
     return o[:, :L, :dv].reshape(*batch, L, dv)

@@ -13,6 +13,7 @@ in interpret mode against a dense-mask float64 reference, and lowered for TPU by
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -58,6 +59,19 @@ class _Config(NamedTuple):
     @property
     def tiles(self) -> int:
         return self.Lp // self.block
+
+    def passes(self, seed, tables: tuple = ()) -> tuple["TilePass", "TilePass", "TilePass"]:
+        """The forward, dq and dk/dv calls: the window's partner tiles, clipped into
+        the sequence (so a clipped, repeated tile costs no copy)."""
+        lo, hi = -(-self.lo // self.block), -(-self.hi // self.block)
+        by_queries = lambda t, s, *tables: _clip(self, _partner(t, s, lo))  # noqa: E731
+        by_keys = lambda u, s, *tables: _clip(self, _partner(u, s, hi))  # noqa: E731
+        name = "local_attention_tpu"
+        return (
+            TilePass(_forward_kernel, f"{name}_fwd", self.steps, (seed,), by_queries),
+            TilePass(_dq_kernel, f"{name}_bwd_dq", self.steps, (seed,), by_queries),
+            TilePass(_dkv_kernel, f"{name}_bwd_dkv", self.steps, (seed,), by_keys),
+        )
 
     @property
     def steps(self) -> int:
@@ -328,71 +342,70 @@ def _dkv_kernel(*refs, cfg: _Config):
 # pallas_call wrappers on padded arrays: rows (R, Lp, d); per-position vectors as
 # columns (R, Lp, 1) or rows (R, 1, Lp). Grid (R, tiles, steps): the tile axis is the
 # program's own tile (`t` for the forward and dq, `u` for dk/dv), the step axis walks
-# its partners. Index maps take the grid indices, then the prefetched tables (here
-# the seed alone).
+# its partners. Each kernel module describes its three calls as `TilePass`es (its
+# config's `passes`); the custom_vjp below runs them for both.
+
+
+class TilePass(NamedTuple):
+    """One pallas_call of a TPU attention kernel: its step kernel and name, its
+    number of steps, the tables prefetched into scalar memory (the dropout seed
+    first), and `index(own, s, *tables)`, the partner tile whose blocks step `s`
+    copies into VMEM (the block specs' index map)."""
+
+    kernel: Callable
+    name: str
+    steps: int
+    tables: tuple
+    index: Callable
+
+
+def _tile(cfg, d, index):
+    """Block spec of a `(B, d)` tile of rows; the tile is `index(own, s, *tables)`."""
+    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, index(t, s, *tables), 0))
+
+
+def _row(cfg, index):
+    """Block spec of a `(1, B)` row of per-position values; the tile as in `_tile`."""
+    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, *tables: (r, 0, index(t, s, *tables)))
 
 
 def _own(cfg, d):
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, t, 0))
+    return _tile(cfg, d, lambda t, s, *tables: t)
 
 
-def _partner_spec(cfg, d, before):
-    return pl.BlockSpec((None, cfg.block, d), lambda r, t, s, *tables: (r, _clip(cfg, t - before + s), 0))
-
-
-def _partner_row(cfg, before):
-    return pl.BlockSpec((None, 1, cfg.block), lambda r, t, s, *tables: (r, 0, _clip(cfg, t - before + s)))
-
-
-def prefetch_call(kernel, cfg, name, steps, tables, in_specs, out_specs, out_shape, scratch, *args):
-    """`pallas_call` of a step kernel over the grid (rows, `cfg.tiles`, `steps`), with
-    `tables` prefetched into scalar memory (index maps and the kernel read them
-    first); grid dimensions ("parallel", "parallel", "arbitrary") on TPU."""
+def _call(cfg, p: TilePass, in_specs, out_specs, out_shape, scratch, *args):
+    """`pallas_call` of pass `p` over the grid (rows, `cfg.tiles`, `p.steps`), its
+    tables prefetched; grid dimensions ("parallel", "parallel", "arbitrary") on TPU."""
     R = args[0].shape[0]
     params = None
     if cfg.interpret is False:
         params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
     grid_spec = pltpu.PrefetchScalarGridSpec(
-        num_scalar_prefetch=len(tables),
-        grid=(R, cfg.tiles, steps),
+        num_scalar_prefetch=len(p.tables),
+        grid=(R, cfg.tiles, p.steps),
         in_specs=in_specs,
         out_specs=out_specs,
         scratch_shapes=[pltpu.VMEM(shape, dtype) for shape, dtype in scratch],
     )
     return pl.pallas_call(
-        functools.partial(kernel, cfg=cfg),
+        functools.partial(p.kernel, cfg=cfg),
         out_shape=out_shape,
         grid_spec=grid_spec,
         interpret=cfg.interpret,
         compiler_params=params,
-        name=name,
-    )(*tables, *args)
+        name=p.name,
+    )(*p.tables, *args)
 
 
-def prepare_backward(q, o, lse, do):
-    """`D_i = do_i · o_i` as a column (one `O(L d)` XLA reduction; it holds under
-    dropout too), lse with rows that saw no key set to +inf (all their weights
-    zero), and `do` in the inputs' dtype."""
-    acc_t = lse.dtype
-    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1, keepdims=True)
-    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)
-    return dd, lse, do.astype(q.dtype)
-
-
-def _forward_call(cfg, seed, q, k, v, km_row):
+def _forward_call(cfg, p: TilePass, q, k, v, km_row):
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     acc_t = _acc_dtype(q.dtype)
-    before = -(-cfg.lo // cfg.block)
     B = cfg.block
-    return prefetch_call(
-        _forward_kernel,
+    return _call(
         cfg,
-        "local_attention_tpu_fwd",
-        cfg.steps,
-        (seed,),
-        [_own(cfg, dk), _partner_spec(cfg, dk, before), _partner_spec(cfg, dv, before),
-         _partner_row(cfg, before)],
+        p,
+        [_own(cfg, dk), _tile(cfg, dk, p.index), _tile(cfg, dv, p.index), _row(cfg, p.index)],
         (_own(cfg, dv), _own(cfg, 1)),
         (jax.ShapeDtypeStruct((R, Lp, dv), v.dtype), jax.ShapeDtypeStruct((R, Lp, 1), acc_t)),
         [((B, 1), acc_t), ((B, 1), acc_t), ((B, dv), acc_t)],
@@ -401,38 +414,37 @@ def _forward_call(cfg, seed, q, k, v, km_row):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_padded(cfg: _Config, seed, q, k, v, km_row):
-    return _forward_call(cfg, seed, q, k, v, km_row)[0]
+def attention_padded(cfg, seed, q, k, v, km_row, tables):
+    """The attention output `(R, Lp, dv)` of a TPU kernel on padded rows (see
+    `padded_attention_inputs`; `km_row` the key mask as `(R, 1, Lp)` rows), with
+    `cfg.passes(seed, tables)` its forward, dq and dk/dv calls; differentiable in
+    `q`, `k`, `v`."""
+    return _forward_call(cfg, cfg.passes(seed, tables)[0], q, k, v, km_row)[0]
 
 
-def _attention_fwd(cfg, seed, q, k, v, km_row):
-    o, lse = _forward_call(cfg, seed, q, k, v, km_row)
-    return o, (seed, q, k, v, km_row, o, lse)
+def _attention_fwd(cfg, seed, q, k, v, km_row, tables):
+    o, lse = _forward_call(cfg, cfg.passes(seed, tables)[0], q, k, v, km_row)
+    return o, (seed, q, k, v, km_row, tables, o, lse)
 
 
 def _attention_bwd(cfg, res, do):
-    seed, q, k, v, km_row, o, lse = res
+    # D_i = do_i · o_i is one O(L d) XLA reduction (it holds under dropout too); rows
+    # that saw no key get lse = +inf, so all their weights are zero.
+    seed, q, k, v, km_row, tables, o, lse = res
+    _, dq_pass, dkv_pass = cfg.passes(seed, tables)
     R, Lp, dk = q.shape
     dv = v.shape[-1]
     B = cfg.block
     acc_t = lse.dtype
-    dd, lse, do = prepare_backward(q, o, lse, do)
-    lo_tiles, hi_tiles = -(-cfg.lo // B), -(-cfg.hi // B)
-    dq = prefetch_call(
-        _dq_kernel,
+    dd = jnp.sum(do.astype(acc_t) * o.astype(acc_t), axis=-1, keepdims=True)
+    lse = jnp.where(lse == -jnp.inf, jnp.inf, lse)
+    do = do.astype(q.dtype)
+    index = dq_pass.index
+    dq = _call(
         cfg,
-        "local_attention_tpu_bwd_dq",
-        cfg.steps,
-        (seed,),
-        [
-            _own(cfg, dk),
-            _partner_spec(cfg, dk, lo_tiles),
-            _partner_spec(cfg, dv, lo_tiles),
-            _partner_row(cfg, lo_tiles),
-            _own(cfg, dv),
-            _own(cfg, 1),
-            _own(cfg, 1),
-        ],
+        dq_pass,
+        [_own(cfg, dk), _tile(cfg, dk, index), _tile(cfg, dv, index), _row(cfg, index)]
+        + [_own(cfg, dv), _own(cfg, 1), _own(cfg, 1)],
         _own(cfg, dk),
         jax.ShapeDtypeStruct(q.shape, q.dtype),
         [((B, dk), acc_t)],
@@ -440,30 +452,21 @@ def _attention_bwd(cfg, res, do):
     )  # fmt: skip
     km_col = jnp.swapaxes(km_row, 1, 2)
     lse_row, dd_row = jnp.swapaxes(lse, 1, 2), jnp.swapaxes(dd, 1, 2)
-    dk_, dv_ = prefetch_call(
-        _dkv_kernel,
+    index = dkv_pass.index
+    dk_, dv_ = _call(
         cfg,
-        "local_attention_tpu_bwd_dkv",
-        cfg.steps,
-        (seed,),
-        [
-            _own(cfg, dk),
-            _own(cfg, dv),
-            _own(cfg, 1),
-            _partner_spec(cfg, dk, hi_tiles),
-            _partner_spec(cfg, dv, hi_tiles),
-            _partner_row(cfg, hi_tiles),
-            _partner_row(cfg, hi_tiles),
-        ],
+        dkv_pass,
+        [_own(cfg, dk), _own(cfg, dv), _own(cfg, 1)]
+        + [_tile(cfg, dk, index), _tile(cfg, dv, index), _row(cfg, index), _row(cfg, index)],
         (_own(cfg, dk), _own(cfg, dv)),
         (jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
         [((B, dk), acc_t), ((B, dv), acc_t)],
         k, v, km_col, q, do, lse_row, dd_row,
     )  # fmt: skip
-    return None, dq, dk_, dv_, None
+    return None, dq, dk_, dv_, None, None
 
 
-_attention_padded.defvjp(_attention_fwd, _attention_bwd)
+attention_padded.defvjp(_attention_fwd, _attention_bwd)
 
 
 @functools.partial(
@@ -557,5 +560,5 @@ def local_attention_pallas_tpu(
 
     qp, kp, vp, km = padded_attention_inputs(q, k, v, key_mask, scale, Lp, dkp, dvp)
     seed = dropout_seed_array(dropout_seed if rate else None)
-    o = _attention_padded(cfg, seed, qp, kp, vp, km[:, None, :])
+    o = attention_padded(cfg, seed, qp, kp, vp, km[:, None, :], ())
     return o[:, :L, :dv].reshape(*batch, L, dv)
