@@ -278,36 +278,22 @@ def _window_loops(cfg: _Config, before: int, after: int) -> dict:
     )
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, *, cfg: _Config):
+# Each kernel takes (q, k, v, km, seed, inputs of its pass..., outputs...) refs, as the
+# loops above do.
+
+
+def _forward_kernel(*refs, cfg: _Config):
     # query tile t sees the key tiles meeting i0 − lo ... i0 + B − 1 + hi
-    forward_over_tiles(
-        q_ref, k_ref, v_ref, km_ref, seed_ref, o_ref, lse_ref, **_window_loops(cfg, cfg.lo, cfg.hi)
-    )
+    forward_over_tiles(*refs, **_window_loops(cfg, cfg.lo, cfg.hi))
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dq_ref, *, cfg: _Config):
-    dq_over_tiles(
-        q_ref,
-        k_ref,
-        v_ref,
-        km_ref,
-        seed_ref,
-        do_ref,
-        lse_ref,
-        dd_ref,
-        dq_ref,
-        **_window_loops(cfg, cfg.lo, cfg.hi),
-    )
+def _dq_kernel(*refs, cfg: _Config):
+    dq_over_tiles(*refs, **_window_loops(cfg, cfg.lo, cfg.hi))
 
 
-def _dkv_kernel(
-    q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref, *, cfg: _Config
-):
+def _dkv_kernel(*refs, cfg: _Config):
     # Key tile u: the queries i with i − lo <= j <= i + hi, i.e. j − hi <= i <= j + lo.
-    dkv_over_tiles(
-        q_ref, k_ref, v_ref, km_ref, seed_ref, do_ref, lse_ref, dd_ref, dk_ref, dv_ref,
-        **_window_loops(cfg, cfg.hi, cfg.lo),
-    )  # fmt: skip
+    dkv_over_tiles(*refs, **_window_loops(cfg, cfg.hi, cfg.lo))
 
 
 # ---------------------------------------------------------------------------------------
