@@ -95,6 +95,26 @@ def _grads(fn, g, *qkv):
     return jax.grad(lambda q, k, v: jnp.sum(g * fn(q, k, v)), argnums=(0, 1, 2))(*qkv)
 
 
+def check_float32(fn, q, k, v, g, allowed):
+    """`fn` on float32 inputs against the float64 reference of the dense mask
+    `allowed`: output to 2e-5, gradients to 1e-4 (plus 1e-6 absolute: dq = dk = 0
+    when the window is 0), shapes and dtypes kept; rows with no allowed key give a
+    zero output and zero query gradients. Returns those rows' mask."""
+    o_ref, grads_ref = _reference(q, k, v, g, allowed)
+    f32 = [jnp.asarray(a, jnp.float32) for a in (q, k, v, g)]
+    out = fn(*f32[:3])
+    assert out.shape == q.shape[:-1] + v.shape[-1:] and out.dtype == jnp.float32
+    assert_close(out, o_ref, rtol=2e-5)
+    grads = _grads(fn, f32[3], *f32[:3])
+    for got, want, x in zip(grads, grads_ref, f32[:3], strict=True):
+        assert got.shape == x.shape and got.dtype == jnp.float32
+        assert_close(got, want, rtol=1e-4, atol=1e-6)
+    empty = np.broadcast_to(~allowed.any(-1), out.shape[:-1])  # allowed may be shared by the batch
+    assert np.all(np.asarray(out)[empty] == 0.0)
+    assert np.all(np.asarray(grads[0])[empty] == 0.0)
+    return empty
+
+
 def check_dropout_float64(fn, q, k, v, g, allowed, drop):
     """`fn` (a kernel with dropout, float64 inputs in interpret mode) against the dense
     reference with the dropout factors `drop`: output and gradients to 1e-10, and the
@@ -133,7 +153,6 @@ def test_forward_and_grads_match_dense_float64(case):
     batch, L, dk, dv, window, causal, block, masked = CASES[case]
     q, k, v, g = _inputs(batch, L, dk, dv)
     km = _key_mask(batch, L) if masked else None
-    o_ref, grads_ref = _reference(q, k, v, g, _allowed(L, window, causal, km))
     fn = functools.partial(
         local_attention_pallas,
         key_mask=None if km is None else jnp.asarray(km),
@@ -142,19 +161,9 @@ def test_forward_and_grads_match_dense_float64(case):
         block_size=block,
         interpret=True,
     )
-    f32 = [jnp.asarray(a, jnp.float32) for a in (q, k, v, g)]
-    out = fn(*f32[:3])
-    assert out.shape == (*batch, L, dv) and out.dtype == jnp.float32
-    assert_close(out, o_ref, rtol=2e-5)
-    grads = _grads(fn, f32[3], *f32[:3])
-    for got, want, x in zip(grads, grads_ref, f32[:3], strict=True):
-        assert got.shape == x.shape and got.dtype == jnp.float32
-        assert_close(got, want, rtol=1e-4, atol=1e-6)  # atol: dq = dk = 0 when window = 0
-    if masked:  # rows with no allowed key: zero output, zero and finite query gradients
-        empty = ~_allowed(L, window, causal, km).any(-1)
+    empty = check_float32(fn, q, k, v, g, _allowed(L, window, causal, km))
+    if masked:  # the key mask leaves rows with no allowed key
         assert empty.any()
-        assert np.all(np.asarray(out)[empty] == 0.0)
-        assert np.all(np.asarray(grads[0])[empty] == 0.0)
 
 
 def test_float64_interpret(x64):
