@@ -19,6 +19,8 @@ from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
+from ._dropout import dropout_seed_array
+
 # The (r, t) grid's block specs and `_call` serve both kernels: their configs share
 # `block`, `Lp`, `interpret` and `platform`.
 from ._local_attention_pallas import (
@@ -39,7 +41,6 @@ from ._pallas_common import (
     check_block_idx,
     check_key_mask,
     check_qkv,
-    dropout_seed_array,
     next_pow2,
     padded_attention_inputs,
     tile_unsupported,
@@ -142,7 +143,7 @@ def _tile_lists(cfg: _Config, block_idx):
 # (running max m, normalizer l, unnormalized output), so a program holds O(block · d)
 # numbers and the whole pass is O(L · g · block · d) for g tiles per list. Under
 # dropout every kernel recomputes the keep mask of each tile pair from the seed, the
-# row (grid axis 0), and the query and key positions (`_pallas_common`).
+# row (grid axis 0), and the query and key positions (`_dropout`).
 
 
 def _valid(cfg: _Config, qpos, kpos, kmask):

@@ -25,6 +25,7 @@ from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray
 from seqkit._typing import ArrayLike
 
 from ._block_sparse_pallas import _Config as _ListConfig, _tile_lists  # the list cleaning is shared
+from ._dropout import dropout_seed_array
 from ._local_attention_pallas_tpu import (  # the step kernels and their calls are shared
     _LANES,
     TilePass,
@@ -40,7 +41,6 @@ from ._pallas_common import (
     check_block_idx,
     check_key_mask,
     check_qkv,
-    dropout_seed_array,
     padded_attention_inputs,
     tile_unsupported,
 )

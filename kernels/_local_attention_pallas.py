@@ -17,13 +17,12 @@ from jaxtyping import Array, Bool, Float, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
+from ._dropout import dropout_seed_array, dropped
 from ._pallas_common import (
     MIN_GPU_TILE,
     check_key_mask,
     check_qkv,
     compiler_params,
-    dropout_seed_array,
-    dropped,
     next_pow2,
     padded_attention_inputs,
     tile_unsupported,

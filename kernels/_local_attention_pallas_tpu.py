@@ -25,12 +25,11 @@ from jaxtyping import Array, Bool, Float, Integer, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 
+from ._dropout import dropout_seed_array, dropped
 from ._local_attention_pallas import _acc_dtype, _nn, _nt  # the products and accumulator dtype are shared
 from ._pallas_common import (
     check_key_mask,
     check_qkv,
-    dropout_seed_array,
-    dropped,
     float32_unsupported,
     padded_attention_inputs,
     tile_unsupported,
@@ -122,7 +121,7 @@ def unsupported(dtype, dropout: bool, block_size: int | None, platform: str) -> 
 # transposes anything. Every kernel's first operand is the dropout seed, prefetched
 # into scalar memory; under dropout each step recomputes its tile's keep mask from
 # the seed, the row (grid axis 0) and the positions, the stream the GPU kernels draw
-# (`_pallas_common.dropped`), so the TPU and GPU kernels drop the same weights.
+# (`_dropout.dropped`), so the TPU and GPU kernels drop the same weights.
 
 
 def _positions(block: int, t, u, rows_are_queries: bool):

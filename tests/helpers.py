@@ -52,3 +52,32 @@ def scan_steps(model, xs, state):
         return state, y_t
 
     return jax.lax.scan(body, state, xs)[1]
+
+
+# The attention-dropout stream (`seqkit.kernels._dropout`) by its definition, in NumPy.
+
+
+def _fmix32_np(x):
+    """MurmurHash3's 32-bit finalizer in NumPy uint32 arithmetic (wrapping products)."""
+    x = np.asarray(x, np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x85EBCA6B)
+        x = x ^ (x >> np.uint32(13))
+        x = x * np.uint32(0xC2B2AE35)
+        return x ^ (x >> np.uint32(16))
+
+
+def dropout_keep_np(seed, rows, Lq, Lk, rate):
+    """The keep mask `(rows, Lq, Lk)` by its definition: for row r, query i, key j,
+    `h = fmix(fmix(fmix(fmix(seed) ^ r·0x9E3779B1) ^ i·0x85EBCA77) ^ j·0xC2B2AE3D)`
+    (uint32), kept when `h >> 8 >= round(rate · 2²⁴)`."""
+    u = np.uint32
+    r = np.arange(rows, dtype=u)[:, None, None]
+    i = np.arange(Lq, dtype=u)[None, :, None]
+    j = np.arange(Lk, dtype=u)[None, None, :]
+    with np.errstate(over="ignore"):
+        a = _fmix32_np(_fmix32_np(u(seed)) ^ (r * u(0x9E3779B1)))
+        b = _fmix32_np(a ^ (i * u(0x85EBCA77)))
+        h = _fmix32_np(b ^ (j * u(0xC2B2AE3D)))
+    return (h >> u(8)).astype(np.int64) >= round(rate * 2**24)

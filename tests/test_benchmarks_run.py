@@ -14,6 +14,7 @@ CASES = {
     "ssm_layers": "--lengths 64 --batch 1 --d-model 8 --state-size 4 --repeats 1",
     "attention": "--lengths 64 --batch 1 --d-model 8 --repeats 1 --only vanilla mha-chunked local performer",
     "attention_fused": "--lengths 64 --batch 1 --heads 1 --head-dim 8 --repeats 1",
+    "attention_dropout": "--lengths 64 --batch 1 --heads 1 --head-dim 8 --repeats 1",
     "mega_memory": "--lengths 64 128 --d-model 8 --z-dim 4 --v-dim 8 --chunk 32",
     # XLA against Pallas (interpret mode on CPU) for every kernel with an impl switch
     "kernels": "--quick --lengths 64 --repeats 1",

@@ -12,12 +12,12 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 from jax import lax
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from seqkit.kernels._dispatch import choose
+from seqkit.kernels._dropout import dropout_seed_array, dropped
 
 #: Dense attention's implementations: `"auto"` (cuDNN on GPU when it serves the
 #: call, else XLA; always XLA on CPU), `"xla"` or `"cudnn"`.
@@ -64,10 +64,17 @@ def combine_masks(*masks: Bool[Array, "..."] | None) -> Bool[Array, "..."] | Non
 
 
 def _dropout_weights(p: Array, rate: float, key: PRNGKeyArray | None) -> Array:
+    """`p` under attention-weight dropout: weight (row r, query i, key j) is kept when
+    `dropout_keep(seed, r, i, j)` says so, `seed` drawn from `key`, `r` the flat index
+    over the leading axes of `p`. The chunked path draws the same mask for one row."""
     if rate <= 0.0 or key is None:
         return p
-    keep = jr.bernoulli(key, 1.0 - rate, p.shape)
-    return jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
+    *b, Lq, Lk = p.shape
+    row = jnp.arange(math.prod(b), dtype=jnp.uint32).reshape(*b, 1, 1)
+    qpos = jnp.arange(Lq, dtype=jnp.uint32)[:, None]
+    kpos = jnp.arange(Lk, dtype=jnp.uint32)[None, :]
+    (p,) = dropped(rate, dropout_seed_array(key)[0], row, qpos, kpos, p)
+    return p
 
 
 def attention_with_lse(
@@ -211,7 +218,9 @@ def dot_product_attention(
     - `mask`: optional boolean `(Lq, Lk)` (broadcast over `*b`), `True` = may attend.
     - `causal`: also keep only keys `j <= i` (the mask `causal_mask(Lq, Lk)`).
     - `scale`: defaults to `1/sqrt(dk)`.
-    - `dropout_rate`, `key`: attention-weight dropout (inactive without a key).
+    - `dropout_rate`, `key`: attention-weight dropout (inactive without a key):
+      weight `(r, i, j)` (`r` the flat index over `*b`) is kept when a hash of a
+      seed drawn from `key` and `(r, i, j)` says so (`seqkit.kernels._dropout`).
     - `impl`: `"xla"` (the computation above, on every backend), `"cudnn"`
       (cuDNN's fused flash attention through
       `jax.nn.dot_product_attention(..., implementation="cudnn")`; NVIDIA GPU,
@@ -266,12 +275,14 @@ def _chunk_valid(kmask_j, j, c, Lq, causal, q_offset):
     return valid
 
 
-def _chunk_keep(seed, tile, shape, rate):
-    key = jr.fold_in(jr.wrap_key_data(seed), tile)
-    return jr.bernoulli(key, 1.0 - rate, shape)
+def _chunk_positions(j, c, n, off):
+    """`(n, 1)` query and `(1, c)` key positions of the tile of the `n` queries
+    `off, off + 1, …` and key chunk `j`: what its dropout mask is hashed from."""
+    qpos = jnp.asarray(off).astype(jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)[:, None]
+    return qpos, j.astype(jnp.uint32) * c + jnp.arange(c, dtype=jnp.uint32)[None, :]
 
 
-def _forward_step(carry, qs, kj, vj, mj, j, off, tile, seed, causal, c, rate, masked):
+def _forward_step(carry, qs, kj, vj, mj, j, off, seed, causal, c, rate, masked):
     """One key chunk `j` of the online softmax for the queries `off, off + 1, …`
     held in `qs` (all of them, or one query block)."""
     m, l, acc = carry
@@ -283,13 +294,11 @@ def _forward_step(carry, qs, kj, vj, mj, j, off, tile, seed, causal, c, rate, ma
     alpha = jnp.exp(m - m_safe)
     p = jnp.exp(s - m_safe[:, None])
     l = l * alpha + jnp.sum(p, axis=-1)
-    if rate > 0.0:
-        keep = _chunk_keep(seed, tile, p.shape, rate)
-        p = jnp.where(keep, p / (1.0 - rate), jnp.zeros_like(p))
-    return m_new, l, acc * alpha[:, None] + p @ vj
+    (pd,) = dropped(rate, seed[0], 0, *_chunk_positions(j, c, qs.shape[0], off), p)
+    return m_new, l, acc * alpha[:, None] + pd @ vj
 
 
-def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, tile, seed, causal, c, rate, masked):
+def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, seed, causal, c, rate, masked):
     """Key chunk `j`'s share of the gradients from the queries `off, off + 1, …`.
 
     Tiles are key-major, `(c, Lq)`, so that dk and dv are plain `(c, Lq) @ (Lq, d)`
@@ -301,12 +310,9 @@ def _backward_step(qs, do, D, lse, kj, vj, mj, j, off, tile, seed, causal, c, ra
         sT = jnp.where(_chunk_valid(mj, j, c, Lr, causal, off).T, sT, -jnp.inf)
     pT = jnp.exp(sT - lse[None, :])
     dpT = vj @ do.T
-    if rate > 0.0:
-        keep = _chunk_keep(seed, tile, (Lr, c), rate).T  # the forward pass's mask
-        pdT = jnp.where(keep, pT / (1.0 - rate), jnp.zeros_like(pT))
-        dpT = jnp.where(keep, dpT / (1.0 - rate), jnp.zeros_like(dpT))
-    else:
-        pdT = pT
+    # the forward pass's mask, transposed: keys along the rows
+    qpos, kpos = _chunk_positions(j, c, Lr, off)
+    pdT, dpT = dropped(rate, seed[0], 0, qpos.T, kpos.T, pT, dpT)
     dsT = pT * (dpT - D[None, :])
     return kj.T @ dsT, dsT @ qs, pdT @ do  # kjᵀ dsT: no transpose of the (c, Lq) tile
 
@@ -357,7 +363,7 @@ def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
             i, j = ij
             part = [_block(x, i, c) for x in carry]
             kv = (_block(k, j, c), _block(v, j, c), _block(kmask, j, c))
-            part = _forward_step(part, _block(qs, i, c), *kv, j, i * c, i * nb + j, *static)
+            part = _forward_step(part, _block(qs, i, c), *kv, j, i * c, *static)
             return tuple(_set_block(x, i, c, y) for x, y in zip(carry, part, strict=True)), None
 
         carry, _ = lax.scan(body, carry, _causal_pairs(nb, by_query=True))
@@ -366,7 +372,7 @@ def _chunked_forward(q, k, v, kmask, seed, causal, c, scale, rate, masked):
 
         def body(carry, xs):
             kj, vj, mj, j = xs
-            return _forward_step(carry, qs, kj, vj, mj, j, 0, j, *static), None
+            return _forward_step(carry, qs, kj, vj, mj, j, 0, *static), None
 
         carry, _ = lax.scan(body, carry, xs)
     m, l, acc = (x[:Lq] for x in carry)
@@ -397,7 +403,7 @@ def _chunked_backward(q, k, v, kmask, seed, o, lse, do, causal, c, scale, rate, 
             i, j = ij
             rows = [_block(x, i, c) for x in (qs, do, D, lse)]
             kv = (_block(k, j, c), _block(v, j, c), _block(kmask, j, c))
-            dqT_i, dk_j, dv_j = _backward_step(*rows, *kv, j, i * c, i * nb + j, *static)
+            dqT_i, dk_j, dv_j = _backward_step(*rows, *kv, j, i * c, *static)
             return (
                 _add_block(dqT, i, c, dqT_i, axis=1),
                 _add_block(dk, j, c, dk_j),
@@ -412,7 +418,7 @@ def _chunked_backward(q, k, v, kmask, seed, o, lse, do, causal, c, scale, rate, 
 
         def body(dqT, xs):
             kj, vj, mj, j = xs
-            dqT_j, dk_j, dv_j = _backward_step(qs, do, D, lse, kj, vj, mj, j, 0, j, *static)
+            dqT_j, dk_j, dv_j = _backward_step(qs, do, D, lse, kj, vj, mj, j, 0, *static)
             return dqT + dqT_j, (dk_j, dv_j)
 
         dqT, (dk, dv) = lax.scan(body, jnp.zeros_like(qs.T), xs)
@@ -544,8 +550,10 @@ def chunked_dot_product_attention(
     - `chunk_size`: the most keys per scan step; the keys are split into
       `ceil(Lk / chunk_size)` equal chunks, so little padding is ever added.
     - `scale`: defaults to `1/sqrt(dk)`.
-    - `dropout_rate`, `key`: attention-weight dropout, regenerated per chunk in
-      the backward pass from the same key.
+    - `dropout_rate`, `key`: attention-weight dropout. Whether weight `(i, j)` is
+      kept is a hash of a seed drawn from `key` and the positions `i`, `j`
+      (`seqkit.kernels._dropout`), recomputed per chunk in the backward pass: the
+      same mask as the dense path's for the same key, whatever `chunk_size`.
     - `impl`: `"xla"` (the online softmax above), `"cudnn"` (cuDNN's fused
       flash attention, also memory-linear; NVIDIA GPU, float16/bfloat16, no
       `key_mask`, no dropout: see [`seqkit.attention.dot_product_attention`][])
@@ -573,12 +581,7 @@ def chunked_dot_product_attention(
         v = jnp.pad(v, ((0, pad), (0, 0)))
         kmask = jnp.pad(kmask, (0, pad))
     rate = float(dropout_rate) if key is not None else 0.0
-    if key is None:
-        seed = jnp.zeros((2,), jnp.uint32)
-    elif jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        seed = jr.key_data(key)
-    else:
-        seed = key
+    seed = dropout_seed_array(key if rate else None)  # the mask `_dropout_weights` draws
     # Keys need masking when the caller gave a mask or the last chunk is padded.
     masked = key_mask is not None or pad > 0
     return _chunked(q, k, v, kmask, seed, causal, c, scale, rate, masked)

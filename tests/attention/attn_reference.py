@@ -4,8 +4,10 @@ explicit loops, softmax from the definition."""
 import numpy as np
 
 
-def np_attention(q, k, v, mask=None, scale=None):
-    """softmax(scale q kᵀ, masked) v in float64; rows with no allowed key are 0."""
+def np_attention(q, k, v, mask=None, scale=None, drop=None):
+    """softmax(scale q kᵀ, masked) v in float64; rows with no allowed key are 0.
+    `drop`: optional `(Lq, Lk)` factors applied to the normalized weights (dropout:
+    the keep mask over `1 − rate`)."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
     s = scale * q @ k.T
@@ -16,7 +18,10 @@ def np_attention(q, k, v, mask=None, scale=None):
             continue
         row = s[i, allowed]
         w = np.exp(row - row.max())
-        out[i] = (w / w.sum()) @ v[allowed]
+        w = w / w.sum()
+        if drop is not None:
+            w = w * np.asarray(drop[i], np.float64)[allowed]
+        out[i] = w @ v[allowed]
     return out
 
 

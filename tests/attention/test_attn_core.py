@@ -11,7 +11,7 @@ import pytest
 from attn_reference import combined_mask, np_attention, np_mha
 
 import seqkit.attention as sa
-from helpers import assert_close
+from helpers import assert_close, dropout_keep_np
 
 
 def _qkv(getkey, Lq, Lk, d=8, dv=6):
@@ -100,6 +100,54 @@ def test_chunked_dropout_gradient_is_exact(getkey, causal):
         jax.test_util.check_grads(f, (q, k, v), order=1, modes=["rev"])
     finally:
         jax.config.update("jax_enable_x64", False)
+
+
+def _stream_seed(key):
+    """The dropout stream's seed: 32 bits drawn from the key."""
+    return int(jr.bits(key, (1,), jnp.uint32)[0])
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dense_dropout_drops_the_streams_weights(getkey, x64, rate):
+    """Over leading axes (2, 3) the dense path keeps weight (r, i, j) when the hash
+    of (seed, r, i, j) says so, `r` the flat index of the leading axes."""
+    B, h, Lq, Lk = 2, 3, 9, 11
+    q, k, v = (jr.normal(getkey(), (B, h, n, 8), jnp.float64) for n in (Lq, Lk, Lk))
+    m = np.arange(Lk)[None, :] < 8 + (np.arange(Lq)[:, None] % 3)  # rows with 8, 9, 10 keys
+    key = getkey()
+    o, _ = sa.attention_with_lse(q, k, v, jnp.asarray(m), dropout_rate=rate, key=key)
+    drop = dropout_keep_np(_stream_seed(key), B * h, Lq, Lk, rate).reshape(B, h, Lq, Lk) / (1 - rate)
+    assert 0 < drop.mean() * (1 - rate) < 1  # some weights kept, some dropped
+    for b in range(B):
+        for i in range(h):
+            assert_close(o[b, i], np_attention(q[b, i], k[b, i], v[b, i], m, drop=drop[b, i]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("Lq,Lk,chunk,causal", [*CHUNK_CASES, (12, 12, 12, False)])
+def test_chunked_dropout_is_the_dense_mask_at_every_chunk_size(getkey, x64, Lq, Lk, chunk, causal):
+    """The chunked path hashes absolute positions, so it drops the weights the dense
+    path drops whatever the chunk size: the float64 reference with that mask, and
+    the dense path's gradients."""
+    q, k, v = (jr.normal(getkey(), (n, 8), jnp.float64) for n in (Lq, Lk, Lk))
+    km = np.arange(Lk) < Lk - 2
+    m = combined_mask(Lq, lambda i, j: True, km, causal=causal) if causal else np.broadcast_to(km, (Lq, Lk))
+    key, rate = getkey(), 0.3
+    drop = dropout_keep_np(_stream_seed(key), 1, Lq, Lk, rate)[0] / (1 - rate)
+
+    def chunked(q, k, v):
+        return sa.chunked_dot_product_attention(
+            q, k, v, key_mask=jnp.asarray(km), causal=causal, chunk_size=chunk, dropout_rate=rate, key=key
+        )
+
+    def dense(q, k, v):
+        return sa.dot_product_attention(q, k, v, jnp.asarray(m), dropout_rate=rate, key=key)
+
+    assert_close(chunked(q, k, v), np_attention(q, k, v, m, drop=drop), rtol=1e-12)
+    w = jr.normal(getkey(), (Lq, 8), jnp.float64)
+    g1 = jax.grad(lambda *a: jnp.sum(chunked(*a) * w), argnums=(0, 1, 2))(q, k, v)
+    g2 = jax.grad(lambda *a: jnp.sum(dense(*a) * w), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g1, g2, strict=True):
+        assert_close(a, b, rtol=1e-10)
 
 
 # Batched use: a `vmap` over the per-head function is folded into the row

@@ -3,7 +3,7 @@ NumPy computation with the dense `L × L` visibility matrix built from the tile 
 and the position rule, forward (with the log normalizers) and gradients, and
 `bigbird_attention` / `longformer_attention` with `impl="pallas"` against their XLA
 paths. With attention dropout, against the same reference with the keep mask built
-by the NumPy twin of the kernels' hash (`dropout_keep_np`, from the sliding-window
+by the NumPy twin of the kernels' hash (`helpers.dropout_keep_np`, as in the sliding-window
 kernel's tests, which also test the stream itself).
 
 Tolerances (relative to the largest magnitude of the reference): float64 1e-10;
@@ -19,10 +19,9 @@ import jax.random as jr
 import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
-from test_kernels_local_attention_pallas import dropout_keep_np
 
 import seqkit.attention as sa
-from helpers import assert_close
+from helpers import assert_close, dropout_keep_np
 from seqkit.attention._sparse import _longformer_tiles
 from seqkit.kernels import block_sparse_attention_pallas, use_impl
 from seqkit.kernels._block_sparse_pallas import _Config, _tile_lists, unsupported

@@ -24,11 +24,10 @@ from test_kernels_local_attention_pallas import (
     _reference,
     check_dropout_float64,
     check_float32,
-    dropout_keep_np,
 )
 from test_kernels_local_attention_pallas_tpu import check_tpu_equals_gpu
 
-from helpers import assert_close
+from helpers import assert_close, dropout_keep_np
 from seqkit.attention._sparse import _bigbird_fixed_blocks, _longformer_tiles
 from seqkit.kernels._block_sparse_pallas import block_sparse_attention_pallas
 from seqkit.kernels._block_sparse_pallas_tpu import block_sparse_attention_pallas_tpu, unsupported

@@ -2,7 +2,7 @@
 float64 NumPy computation with the dense `L × L` window mask, forward and
 gradients, and against the XLA path of `local_attention(mode="sliding")`; with
 attention dropout, against the same reference with the keep mask built by a NumPy
-twin of the kernels' hash (`dropout_keep_np`, imported by the block-sparse tests).
+twin of the hash (`helpers.dropout_keep_np`).
 
 Tolerances (relative to the largest magnitude of the reference): float32 2e-5
 forward and 1e-4 gradients (plus 1e-6 absolute) against float64; float64 1e-12; bfloat16 forward 2e-2
@@ -19,38 +19,12 @@ import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
 
-from helpers import assert_close
+from helpers import assert_close, dropout_keep_np
 from seqkit.attention import LocalAttention, local_attention
 from seqkit.kernels import local_attention_pallas
 from seqkit.kernels._dispatch import Choice, choose, use_impl
+from seqkit.kernels._dropout import dropout_keep
 from seqkit.kernels._local_attention_pallas import unsupported
-from seqkit.kernels._pallas_common import dropout_keep
-
-
-def _fmix32_np(x):
-    """MurmurHash3's 32-bit finalizer in NumPy uint32 arithmetic (wrapping products)."""
-    x = np.asarray(x, np.uint32)
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint32(16))
-        x = x * np.uint32(0x85EBCA6B)
-        x = x ^ (x >> np.uint32(13))
-        x = x * np.uint32(0xC2B2AE35)
-        return x ^ (x >> np.uint32(16))
-
-
-def dropout_keep_np(seed, rows, Lq, Lk, rate):
-    """The keep mask `(rows, Lq, Lk)` by its definition: for row r, query i, key j,
-    `h = fmix(fmix(fmix(fmix(seed) ^ r·0x9E3779B1) ^ i·0x85EBCA77) ^ j·0xC2B2AE3D)`
-    (uint32), kept when `h >> 8 >= round(rate · 2²⁴)`."""
-    u = np.uint32
-    r = np.arange(rows, dtype=u)[:, None, None]
-    i = np.arange(Lq, dtype=u)[None, :, None]
-    j = np.arange(Lk, dtype=u)[None, None, :]
-    with np.errstate(over="ignore"):
-        a = _fmix32_np(_fmix32_np(u(seed)) ^ (r * u(0x9E3779B1)))
-        b = _fmix32_np(a ^ (i * u(0x85EBCA77)))
-        h = _fmix32_np(b ^ (j * u(0xC2B2AE3D)))
-    return (h >> u(8)).astype(np.int64) >= round(rate * 2**24)
 
 
 def _allowed(L, window, causal, key_mask=None):

@@ -24,10 +24,9 @@ from test_kernels_local_attention_pallas import (
     _reference,
     check_dropout_float64,
     check_float32,
-    dropout_keep_np,
 )
 
-from helpers import assert_close
+from helpers import assert_close, dropout_keep_np
 from seqkit.kernels._dispatch import Choice, choose
 from seqkit.kernels._local_attention_pallas import local_attention_pallas
 from seqkit.kernels._local_attention_pallas_tpu import local_attention_pallas_tpu, unsupported

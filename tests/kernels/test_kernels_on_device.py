@@ -20,7 +20,7 @@ from seqkit.kernels import (
     local_attention_pallas_tpu,
     vandermonde,
 )
-from seqkit.kernels._pallas_common import dropout_keep
+from seqkit.kernels._dropout import dropout_keep
 from seqkit.ssm import s4d_kernel
 
 ACCELERATORS = [pytest.param("gpu", marks=pytest.mark.gpu), pytest.param("tpu", marks=pytest.mark.tpu)]
