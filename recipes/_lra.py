@@ -1,5 +1,6 @@
 """What the LRA recipes of every family share: the six tasks' data, one builder that
-writes a published row down as a `Recipe`, and the seconds-long `smoke` preset.
+writes a published row down as a `Recipe`, the seconds-long `smoke` preset, and
+the minutes-long `cpu` preset of the two generated tasks.
 
 Tasks (Tay et al., "Long Range Arena", ICLR 2021), inputs as the SSM and Mega
 papers fed them:
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from seqkit.nn import MegaConfig, MixerConfig
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
-from ._presets import shrink
+from ._presets import cpu_listops, cpu_pathfinder, shrink
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 
@@ -131,6 +132,25 @@ def smoke(r: Recipe) -> Recipe:
         **short,
     )
     return map_mixers(r, _mega_widths_follow_model)
+
+
+Preset = Callable[[Recipe], Recipe]
+
+# The generated tasks' CPU jobs: one setting per task for every family, so that
+# their results compare.
+_CPU = {"listops": cpu_listops, "pathfinder": cpu_pathfinder}
+
+
+def presets(task: str, smoke_preset: Preset = smoke) -> dict[str, Preset]:
+    """A family's presets for `task`: `smoke`, and on ListOps and Pathfinder (the
+    tasks seqkit generates) `cpu`, the task's CPU job (`cpu_listops`:
+    64 wide, 4 layers, 800 steps of 32 on LRA's trees; `cpu_pathfinder`: 32 wide, 3
+    layers, 400 steps of 32 at contour length 6). The published optimizer,
+    mixer options, heads, norms and pooling stay; Mega's widths follow the model's."""
+    out = {"smoke": smoke_preset}
+    if task in _CPU:
+        out["cpu"] = lambda r, shrink_to=_CPU[task]: map_mixers(shrink_to(r), _mega_widths_follow_model)
+    return out
 
 
 def _mega_widths_follow_model(m: MixerConfig) -> MixerConfig:

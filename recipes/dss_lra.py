@@ -144,7 +144,7 @@ SPECS = [
         name=f"dss-{task}",
         description=DESCRIPTIONS[task],
         build=build,
-        presets={"smoke": _lra.smoke},
+        presets=_lra.presets(task),
         task=_lra.TASK_TITLES[task],
         model="DSS",
         source=SOURCE.format(task=_CONFIG_NAME.get(task, task)),

@@ -29,7 +29,7 @@ import dataclasses
 from seqkit.nn import MegaConfig
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
-from ._presets import shrink, smoke
+from ._presets import cpu_pathfinder, smoke
 
 NAME = "mega"
 DESCRIPTION = "Mega (EMA + gated Laplace attention) on Pathfinder-32, published setting; preset cpu"
@@ -80,21 +80,7 @@ def recipe() -> Recipe:
 
 def cpu(r: Recipe) -> Recipe:
     """The quick CPU job: contour length 6, a 32-wide 3-layer Mega with full attention, 400 steps of 32."""
-    r = shrink(
-        r,
-        d_model=32,
-        n_layers=3,
-        sizes=(8000, 512, 512),
-        batch_size=32,
-        warmup_steps=40,
-        total_steps=400,
-        eval_every=100,
-        checkpoint_every=50,
-        log_every=10,
-        contour_length=6,
-        style="continuous",
-        memory_cache=True,
-    )
+    r = cpu_pathfinder(r)
     (mega,) = r.model.mixers
     mega = dataclasses.replace(mega, z_dim=16, v_dim=64)
     return dataclasses.replace(r, model=dataclasses.replace(r.model, mixers=[mega]))

@@ -169,9 +169,7 @@ def smoke_pathx(r: Recipe) -> Recipe:
 
 def _spec(task: str, chunk: int | None) -> RecipeSpec:
     name = _name(task, chunk)
-    presets = {"smoke": smoke_pathx if task == "pathx" else _lra.smoke}
-    if task == "pathfinder":
-        presets["cpu"] = mega.cpu  # the quick CPU job of `mega` (Mega-chunk, contour length 6)
+    presets = _lra.presets(task, smoke_pathx if task == "pathx" else _lra.smoke)
     return RecipeSpec(
         name=name,
         description=_description(task, chunk),

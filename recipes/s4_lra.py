@@ -34,14 +34,14 @@ Differences seqkit cannot express (stated, not hidden):
 The repository's table of approximate final accuracies (models/s4/experiments.md):
 ListOps 59.5, Text 86.5, Retrieval 91.0, Image 88.5 (Pathfinder 94.0, Path-X 96.0).
 
-`s4-listops` also has a `cpu` preset: the published task (generated, LRA's trees)
-with a small model and a short schedule that learns well above chance on a CPU.
+`s4-listops` also has a `cpu` preset, as every ListOps recipe does: the published
+task (generated, LRA's trees) with a 64-wide 4-layer model and 800 steps of 32,
+which learns well above chance in about 15 minutes on two CPU cores.
 """
 
 from seqkit.nn import S4Config
 
 from . import _lra
-from ._presets import shrink
 from ._spec import RecipeSpec
 
 SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-{task}.yaml (updated S4, Gu et al. 2022)"
@@ -89,24 +89,6 @@ def image():
     )  # fmt: skip
 
 
-def listops_cpu(r):
-    """The CPU job on generated ListOps: a 64-wide 4-layer model, 800 steps of 32
-    (25,600 trees, each seen once) at the published learning rates, about 15
-    minutes on two cores. The trees and the padded length (2048) are LRA's."""
-    return shrink(
-        r,
-        d_model=64,
-        n_layers=4,
-        sizes=(25_600, 500, 500),
-        batch_size=32,
-        warmup_steps=80,
-        total_steps=800,
-        eval_every=200,
-        checkpoint_every=200,
-        log_every=20,
-    )
-
-
 DESCRIPTIONS = {
     "listops": "S4 on LRA ListOps (generated, L=2048), the authors' updated config",
     "text": "S4 on LRA Text (IMDb bytes, L=4096), the authors' updated config; needs the IMDb archive",
@@ -122,7 +104,7 @@ SPECS = [
         name=f"s4-{task}",
         description=DESCRIPTIONS[task],
         build=build,
-        presets={"smoke": _lra.smoke, **({"cpu": listops_cpu} if task == "listops" else {})},
+        presets=_lra.presets(task),
         task=_lra.TASK_TITLES[task],
         model="S4",
         source=SOURCE.format(task=_CONFIG_NAME.get(task, task)),

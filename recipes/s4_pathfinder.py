@@ -17,7 +17,7 @@ import dataclasses
 from seqkit.nn import S4Config
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
-from ._presets import shrink, smoke
+from ._presets import cpu_pathfinder, smoke
 
 NAME = "s4-pathfinder"
 DESCRIPTION = "S4 on Pathfinder-32 (L=1024, generated), published setting; preset cpu is the quick CPU job"
@@ -47,26 +47,13 @@ def recipe() -> Recipe:
 
 
 def cpu(r: Recipe) -> Recipe:
-    """The quick CPU job: contour length 6, a 32-wide 3-layer S4 model, 400 steps of 32.
+    """The quick CPU job: `cpu_pathfinder` (contour length 6, solid snakes, a 32-wide
+    3-layer model, 400 steps of 32) at lr 0.01.
 
     It reads the `continuous` Pathfinder style (solid snakes, an easier task than
     LRA's dashed one, generated about 10x faster), so it learns in minutes; the
     published setting and the other presets use the LRA style."""
-    r = shrink(
-        r,
-        d_model=32,
-        n_layers=3,
-        sizes=(8000, 512, 512),
-        batch_size=32,
-        warmup_steps=40,
-        total_steps=400,
-        eval_every=100,
-        checkpoint_every=50,
-        log_every=10,
-        contour_length=6,
-        style="continuous",
-        memory_cache=True,
-    )
+    r = cpu_pathfinder(r)
     return dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=0.01))
 
 

@@ -136,7 +136,7 @@ SPECS = [
         name=f"s4d-{task}",
         description=DESCRIPTIONS[task],
         build=build,
-        presets={"smoke": _lra.smoke},
+        presets=_lra.presets(task),
         task=_lra.TASK_TITLES[task],
         model="S4D",
         source=SOURCE.format(task=_CONFIG_NAME.get(task, task)),

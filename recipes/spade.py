@@ -30,7 +30,7 @@ import dataclasses
 from seqkit.attention import LocalAttentionConfig, SpadeConfig
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
-from ._presets import shrink, smoke
+from ._presets import cpu_pathfinder, smoke
 
 NAME = "spade"
 DESCRIPTION = "SPADE (S4 fused with local attention at the bottom, local above) on Pathfinder-32; preset cpu"
@@ -75,21 +75,7 @@ def recipe() -> Recipe:
 
 def cpu(r: Recipe) -> Recipe:
     """The quick CPU job: contour length 6, fused S4 + local then local (windows of 16), 400 steps."""
-    r = shrink(
-        r,
-        d_model=32,
-        n_layers=2,
-        sizes=(8000, 512, 512),
-        batch_size=32,
-        warmup_steps=40,
-        total_steps=400,
-        eval_every=100,
-        checkpoint_every=50,
-        log_every=10,
-        contour_length=6,
-        style="continuous",
-        memory_cache=True,
-    )
+    r = cpu_pathfinder(r, n_layers=2)
     fused, local = r.model.mixers
     fused = dataclasses.replace(fused, num_heads=2, window_size=16)
     local = dataclasses.replace(local, num_heads=2, window_size=16)

@@ -559,7 +559,7 @@ SPECS = [
         name=f"{family}-{task}",
         description=_description(family, task),
         build=lambda family=family, task=task: build(family, task),
-        presets={"smoke": smoke},
+        presets=_lra.presets(task, smoke),
         task=_lra.TASK_TITLES[task],
         model=MODELS[family],
         source=_source(family, task),

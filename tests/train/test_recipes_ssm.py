@@ -180,27 +180,6 @@ def test_registry_names_and_the_recipes_kept():
     assert recipes.get("s4-pathfinder", "cpu").data.contour_length == 6
 
 
-def test_s4_listops_cpu_preset_only_shrinks():
-    # The CPU job keeps the published setting (optimizer, norms, mixer, LRA's trees
-    # at length 2048) and changes size and schedule only.
-    r, full = recipes.get("s4-listops", "cpu"), recipes.get("s4-listops")
-    r.validate()
-    assert (r.model.d_model, r.model.n_layers, r.trainer.batch_size) == (64, 4, 32)
-    assert (r.schedule.warmup_steps, r.schedule.total_steps) == (80, 800)
-    assert (r.data.train_size, r.data.val_size, r.data.test_size) == (25_600, 500, 500)
-    assert r.data.train_size == r.steps * r.trainer.batch_size  # every tree seen once
-    assert r.optimizer == full.optimizer and r.model.mixers == full.model.mixers
-    assert (r.model.norm, r.model.prenorm, r.model.pool) == (
-        full.model.norm,
-        full.model.prenorm,
-        full.model.pool,
-    )
-    assert dataclasses.replace(r.data, train_size=None, val_size=None, test_size=None) == dataclasses.replace(
-        full.data, train_size=None, val_size=None, test_size=None
-    )
-    assert set(recipes.SPECS["s4-listops"].presets) == {"smoke", "cpu"}
-
-
 @pytest.mark.parametrize("name", sorted(set(ALL_NAMES) - {"s4-pathfinder", "s4-pathx", "s4-scifar"}))
 def test_smoke_preset_is_tiny(name):
     r = recipes.get(name, "smoke")
