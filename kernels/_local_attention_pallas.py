@@ -435,9 +435,9 @@ def local_attention_pallas(
     `(seed, row, i, j)` with `row` the flattened batch index (MurmurHash3's
     finalizer; counter-based as in Salmon et al., "Parallel Random Numbers: As
     Easy as 1, 2, 3", 2011), which the backward kernels recompute instead of
-    storing an `L × L` mask. It is not `jax.random`'s stream: with dropout,
-    `impl="pallas"` and `impl="xla"` give different (equally distributed) masks
-    for one key.
+    storing an `L × L` mask. The XLA paths draw from the same hash but over
+    their own block layout's rows and positions: with dropout, `impl="pallas"`
+    and `impl="xla"` give different (equally distributed) masks for one key.
 
     Differentiable through a `custom_vjp` whose backward is two more Pallas kernels
     (FlashAttention-2's split): one over query tiles accumulates `dq`, one over key

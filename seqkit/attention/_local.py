@@ -66,10 +66,11 @@ def local_attention(
     has no Pallas kernel: `"auto"` runs XLA and `"pallas"` is a `ValueError`.
 
     Dropout (`dropout_rate`, active with a `key`) drops normalized weights on
-    either path, but the Pallas kernels (GPU and TPU alike) draw their keep mask
-    from their own stateless stream (a hash of a seed drawn from `key`, the query
-    and the key position), not `jax.random`'s: `impl="pallas"` and `impl="xla"`
-    give different, equally distributed masks for one key.
+    either path from one stateless stream (a hash of a seed drawn from `key`, a
+    row, the query and the key position), but the Pallas kernels (GPU and TPU
+    alike) hash the whole sequence's positions and the XLA path its blocks':
+    `impl="pallas"` and `impl="xla"` give different, equally distributed masks
+    for one key.
     """
     if window_size < 1:
         raise ValueError(f"expected window_size >= 1, got {window_size}")

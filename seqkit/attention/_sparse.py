@@ -269,10 +269,10 @@ def longformer_attention(
     `longformer_tpu_unsupported`) or `"auto"` (default: Pallas on GPU and TPU
     when it serves the call, XLA otherwise and always on CPU). The global rows
     are full attention in XLA either way. With dropout the block-sparse kernels
-    (GPU and TPU alike) draw their keep mask from their own stateless stream (a
-    hash of a seed drawn from `key`, the query and the key position), not
-    `jax.random`'s: `impl="pallas"` and `impl="xla"` give different, equally
-    distributed masks for one key.
+    (GPU and TPU alike) draw their keep mask from a stateless stream (a hash of a
+    seed drawn from `key`, the row, the query and the key position); the XLA path
+    hashes its own block layout's rows and positions, so `impl="pallas"` and
+    `impl="xla"` give different, equally distributed masks for one key.
     """
     L = q.shape[0]
     g = min(num_global, L)
@@ -506,10 +506,10 @@ def bigbird_attention(
     instead, `block_size` a multiple of 128) or `"auto"` (default: Pallas on GPU
     and TPU when it serves the call, XLA otherwise and always on CPU). The global
     rows are full attention in XLA either way. With dropout the kernels (GPU and
-    TPU alike) draw their keep mask from their own
-    stateless stream (a hash of a seed drawn from `key`, the query and the key
-    position), not `jax.random`'s: `impl="pallas"` and `impl="xla"` give
-    different, equally distributed masks for one key.
+    TPU alike) draw their keep mask from a stateless stream (a hash of a seed
+    drawn from `key`, the row, the query and the key position); the XLA path
+    hashes its own block layout's rows and positions, so `impl="pallas"` and
+    `impl="xla"` give different, equally distributed masks for one key.
     """
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
