@@ -5,7 +5,7 @@
 Published setting: the authors' LRA configs, state-spaces/s4 at e757cef (2024-02),
 `configs/experiment/lra/s4-{listops,imdb,aan,cifar}.yaml` with the layer defaults
 of `configs/model/layer/s4.yaml` (the "updated" S4 of Gu, Goel and Ré, "Efficiently
-Modeling Long Sequences with Structured State Spaces", ICLR 2022; SPEC.md §6).
+Modeling Long Sequences with Structured State Spaces", ICLR 2022).
 Every task: 6 layers, bidirectional S4 with HiPPO-LegS, Δ ∈ [1e-3, 1e-1], GELU then
 GLU, mean pooling over the real positions, AdamW (0.9, 0.999), linear warmup then
 cosine decay per step, the SSM's A and B at lr 0.001 without weight decay.

@@ -2,8 +2,8 @@
 
 Published setting: the authors' current Path-X config, state-spaces/s4 at e757cef,
 `configs/experiment/lra/s4-pathx.yaml` (the updated S4 of Gu, Goel and Ré,
-"Efficiently Modeling Long Sequences with Structured State Spaces", ICLR 2022;
-SPEC.md §6): 256 × 6, BatchNorm, pre-norm, no dropout, N = 64, Δ ∈ [1e-4, 1e-1],
+"Efficiently Modeling Long Sequences with Structured State Spaces", ICLR 2022):
+256 × 6, BatchNorm, pre-norm, no dropout, N = 64, Δ ∈ [1e-4, 1e-1],
 AdamW lr 0.001 / wd 0.05, the SSM parameters (A, B, Δ) at lr 0.001 without weight
 decay, batch 16, 50 epochs, warmup 50k of 500k steps (cosine).
 

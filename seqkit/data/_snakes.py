@@ -56,10 +56,11 @@ image.) `antialias_scale` is 2 everywhere (LRA's list sets it to 4, then to 2),
 single paddles are off, at most three draws per paddle and five tries per distractor
 (the generator's defaults), and the distractor counts use integer division (the
 generator ran on Python 2): 5, 5, 8, 7 distractors of 4 paddles at contour length 14.
-Where seqkit's SPEC differs, this module follows the original code: the gap between
-paddles is about `2 margin` (not `margin`), the distractor count follows the budget
-at every level, pathfinder256 keeps the default padding of 22 px, and the paddle
-length of pathfinder64 and Path-X is the default 5.
+Where written descriptions of the task differ from it, this module follows the
+original code: the gap between paddles is about `2 margin` (not `margin`), the
+distractor count follows the budget at every level, pathfinder256 keeps the
+default padding of 22 px, and the paddle length of pathfinder64 and Path-X is the
+default 5.
 
 **Labels and markers, and where this differs from the original.** Marker distance
 must not tell the label, which the original does not guarantee (its label-0 markers
