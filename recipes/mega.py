@@ -29,7 +29,8 @@ import dataclasses
 from seqkit.nn import MegaConfig
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
-from ._presets import cpu_pathfinder, smoke
+from . import _lra
+from ._presets import smoke
 
 NAME = "mega"
 DESCRIPTION = "Mega (EMA + gated Laplace attention) on Pathfinder-32, published setting; preset cpu"
@@ -78,14 +79,6 @@ def recipe() -> Recipe:
     )
 
 
-def cpu(r: Recipe) -> Recipe:
-    """The quick CPU job: contour length 6, a 32-wide 3-layer Mega with full attention, 400 steps of 32."""
-    r = cpu_pathfinder(r)
-    (mega,) = r.model.mixers
-    mega = dataclasses.replace(mega, z_dim=16, v_dim=64)
-    return dataclasses.replace(r, model=dataclasses.replace(r.model, mixers=[mega]))
-
-
 def tiny(r: Recipe) -> Recipe:
     """`smoke`, with Mega's widths scaled to the smoke model's 32."""
     r = smoke(r)
@@ -94,4 +87,6 @@ def tiny(r: Recipe) -> Recipe:
     return dataclasses.replace(r, model=dataclasses.replace(r.model, mixers=[mega]))
 
 
-PRESETS = {"smoke": tiny, "cpu": cpu}
+# `cpu`: every Pathfinder recipe's CPU job (contour length 6, 32 wide, 3 layers,
+# 400 steps of 32), Mega's widths following the model's (z 16, v 64).
+PRESETS = {"smoke": tiny, "cpu": _lra.presets("pathfinder")["cpu"]}
