@@ -22,6 +22,7 @@ from seqkit.nn import MegaConfig, MixerConfig
 from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
 
 from ._presets import cpu_listops, cpu_pathfinder, shrink
+from ._spec import RecipeSpec
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 
@@ -160,3 +161,32 @@ def _mega_widths_follow_model(m: MixerConfig) -> MixerConfig:
 def map_mixers(r: Recipe, f: Callable[[MixerConfig], MixerConfig]) -> Recipe:
     """`r` with every mixer config replaced by `f(config)`."""
     return dataclasses.replace(r, model=dataclasses.replace(r.model, mixers=[f(m) for m in r.model.mixers]))
+
+
+# The file names of the tasks in the S4 repository's `configs/experiment/lra/`
+# (`s4-lra-{name}.yaml`), which the SSM families' configs follow.
+S4_CONFIG_NAME = {"text": "imdb", "retrieval": "aan", "image": "cifar"}
+
+
+def family_specs(
+    family: str,
+    model: str,
+    builds: dict[str, Callable[[], Recipe]],
+    descriptions: dict[str, str],
+    source: str,
+) -> list[RecipeSpec]:
+    """One `RecipeSpec` per task of a family whose settings come from S4-style
+    per-task config files: `FAMILY-TASK`, the task's presets, and `source` with
+    `{task}` filled in by the config's file name (`imdb`, `aan`, `cifar`, ...)."""
+    return [
+        RecipeSpec(
+            name=f"{family}-{task}",
+            description=descriptions[task],
+            build=build,
+            presets=presets(task),
+            task=TASK_TITLES[task],
+            model=model,
+            source=source.format(task=S4_CONFIG_NAME.get(task, task)),
+        )
+        for task, build in builds.items()
+    ]

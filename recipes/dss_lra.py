@@ -46,7 +46,6 @@ Text 84.8, Retrieval 87.8, Image 85.7, Pathfinder 84.6, Path-X 87.8.
 from seqkit.nn import DSSConfig
 
 from . import _lra
-from ._spec import RecipeSpec
 
 SOURCE = "ag1988/dss@777084e README LRA commands + configs/experiment/s4-lra-{task}.yaml (Gupta et al. 2022)"
 
@@ -137,17 +136,4 @@ _BUILD = {
     "pathfinder": pathfinder,
     "pathx": pathx,
 }
-_CONFIG_NAME = {"text": "imdb", "retrieval": "aan", "image": "cifar"}
-
-SPECS = [
-    RecipeSpec(
-        name=f"dss-{task}",
-        description=DESCRIPTIONS[task],
-        build=build,
-        presets=_lra.presets(task),
-        task=_lra.TASK_TITLES[task],
-        model="DSS",
-        source=SOURCE.format(task=_CONFIG_NAME.get(task, task)),
-    )
-    for task, build in _BUILD.items()
-]
+SPECS = _lra.family_specs("dss", "DSS", _BUILD, DESCRIPTIONS, SOURCE)

@@ -42,7 +42,6 @@ which learns well above chance in about 15 minutes on two CPU cores.
 from seqkit.nn import S4Config
 
 from . import _lra
-from ._spec import RecipeSpec
 
 SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-{task}.yaml (updated S4, Gu et al. 2022)"
 
@@ -97,17 +96,4 @@ DESCRIPTIONS = {
 }
 
 _BUILD = {"listops": listops, "text": text, "retrieval": retrieval, "image": image}
-_CONFIG_NAME = {"text": "imdb", "retrieval": "aan", "image": "cifar"}
-
-SPECS = [
-    RecipeSpec(
-        name=f"s4-{task}",
-        description=DESCRIPTIONS[task],
-        build=build,
-        presets=_lra.presets(task),
-        task=_lra.TASK_TITLES[task],
-        model="S4",
-        source=SOURCE.format(task=_CONFIG_NAME.get(task, task)),
-    )
-    for task, build in _BUILD.items()
-]
+SPECS = _lra.family_specs("s4", "S4", _BUILD, DESCRIPTIONS, SOURCE)

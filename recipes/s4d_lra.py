@@ -39,7 +39,6 @@ The paper also reports S4D-Inv and S4D-Lin: `--set model.mixers.0.init=inv` (or
 from seqkit.nn import S4DConfig
 
 from . import _lra
-from ._spec import RecipeSpec
 
 SOURCE = "state-spaces/s4@b5dae46 configs/experiment/lra/s4-lra-{task}.yaml + layer=s4d (Gu et al. 2022, S4D)"
 
@@ -129,17 +128,4 @@ _BUILD = {
     "pathfinder": pathfinder,
     "pathx": pathx,
 }
-_CONFIG_NAME = {"text": "imdb", "retrieval": "aan", "image": "cifar"}
-
-SPECS = [
-    RecipeSpec(
-        name=f"s4d-{task}",
-        description=DESCRIPTIONS[task],
-        build=build,
-        presets=_lra.presets(task),
-        task=_lra.TASK_TITLES[task],
-        model="S4D",
-        source=SOURCE.format(task=_CONFIG_NAME.get(task, task)),
-    )
-    for task, build in _BUILD.items()
-]
+SPECS = _lra.family_specs("s4d", "S4D", _BUILD, DESCRIPTIONS, SOURCE)
