@@ -27,8 +27,9 @@ pathfinder --preset pathx` (`--set data.data_dir=DIR`).
 """
 
 from seqkit.nn import S4Config
-from seqkit.train import DataConfig, ModelConfig, OptimizerConfig, Recipe, ScheduleConfig, TrainerConfig
+from seqkit.train import Recipe
 
+from . import _lra
 from ._presets import shrink
 
 NAME = "s4-pathx"
@@ -39,23 +40,13 @@ SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-pathx.yaml (updated 
 
 
 def recipe() -> Recipe:
-    return Recipe(
-        name=NAME,
-        description=DESCRIPTION,
-        model=ModelConfig(
-            d_model=256,
-            n_layers=6,
-            mixers=[S4Config(state_size=64, dt_min=1e-4, dt_max=1e-1, bidirectional=True)],
-            norm="batch",
-            prenorm=True,
-            dropout=0.0,
-            pool="mean",
-        ),
-        data=DataConfig(name="pathx", contour_length=14, n_classes=2),
-        optimizer=OptimizerConfig(lr=0.001, weight_decay=0.05, ssm_lr=0.001, ssm_weight_decay=0.0),
-        schedule=ScheduleConfig(warmup_steps=50_000, total_steps=500_000),
-        trainer=TrainerConfig(batch_size=16, eval_every=5000, checkpoint_every=1000, log_every=50),
-    )
+    return _lra.lra_recipe(
+        NAME, DESCRIPTION, "pathx",
+        S4Config(state_size=64, dt_min=1e-4, dt_max=1e-1, bidirectional=True),
+        d_model=256, n_layers=6, norm="batch", prenorm=True, dropout=0.0,
+        lr=0.001, weight_decay=0.05, ssm_lr=0.001, batch_size=16,
+        warmup_steps=50_000, total_steps=500_000, eval_every=5000,
+    )  # fmt: skip
 
 
 def smoke(r: Recipe) -> Recipe:
