@@ -17,6 +17,8 @@ import jax  # noqa: E402
 import jax.random as jr  # noqa: E402
 import pytest  # noqa: E402
 
+from helpers import enable_x64  # noqa: E402
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Tests compile thousands of small programs and run each a few times: compilation,
@@ -44,7 +46,7 @@ def getkey():
 @pytest.fixture
 def x64():
     """Runs the test with 64-bit types enabled (float64 references, check_grads)."""
-    with jax.enable_x64(True):
+    with enable_x64():
         yield
 
 

@@ -5,6 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def enable_x64():
+    """A context with 64-bit types on: `jax.enable_x64(True)`, or on JAX releases
+    before it was public, its older home in `jax.experimental`."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64 as older
+
+    return older(True)
+
+
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
     """True when two pytrees have the same structure and close leaves."""
     if jax.tree.structure(x) != jax.tree.structure(y):

@@ -14,6 +14,7 @@ float32 Pallas against float32 XLA 1e-5.
 import functools
 
 import jax
+import jax.export  # a submodule: older JAX does not import it with `jax`
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np

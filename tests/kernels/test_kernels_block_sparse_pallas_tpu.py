@@ -13,6 +13,7 @@ import functools
 import re
 
 import jax
+import jax.export  # a submodule: older JAX does not import it with `jax`
 import jax.numpy as jnp
 import numpy as np
 import pytest

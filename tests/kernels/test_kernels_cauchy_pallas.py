@@ -14,6 +14,7 @@ float32 ones.
 import functools
 
 import jax
+import jax.export  # a submodule: older JAX does not import it with `jax`
 import jax.numpy as jnp
 import numpy as np
 import pytest

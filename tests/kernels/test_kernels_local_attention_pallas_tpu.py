@@ -12,6 +12,7 @@ float32).
 import functools
 
 import jax
+import jax.export  # a submodule: older JAX does not import it with `jax`
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -11,6 +11,7 @@ forward and 1e-4 gradients (plus 1e-6 absolute) against float64; bfloat16 forwar
 import functools
 
 import jax
+import jax.export  # a submodule: older JAX does not import it with `jax`
 import jax.numpy as jnp
 import numpy as np
 import pytest

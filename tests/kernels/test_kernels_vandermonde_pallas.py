@@ -10,6 +10,7 @@ phase errors grow like `|x| l · 6e-8`); 1e-5 against the XLA float32 path; floa
 import functools
 
 import jax
+import jax.export  # a submodule: older JAX does not import it with `jax`
 import jax.numpy as jnp
 import numpy as np
 import pytest

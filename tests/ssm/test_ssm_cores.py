@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jaxtyping import TypeCheckError
 
-from helpers import assert_close, scan_steps
+from helpers import assert_close, enable_x64, scan_steps
 from seqkit.ssm import DSS, EMA, S4, S4D, DiscreteSystem, hippo_legs
 
 H, N = 3, 8
@@ -77,7 +77,7 @@ def _tol(dtype):
 @pytest.fixture(params=["float32", "float64"])
 def precision(request):
     if request.param == "float64":
-        with jax.enable_x64(True):
+        with enable_x64():
             yield jnp.float64
     else:
         yield jnp.float32
