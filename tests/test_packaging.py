@@ -1,8 +1,10 @@
 """seqkit installs one import name only; kernels/ and recipes/ live inside it."""
 
 import pathlib
+import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
@@ -64,3 +66,26 @@ def test_fresh_install_maps_kernels_and_recipes(tmp_path, editable):
     assert (top_k, top_r) == ("None", "None")
     inside_repo = kernels.startswith(str(ROOT))
     assert inside_repo == editable, kernels
+
+
+def _version(text):
+    parts = tuple(int(p) for p in text.split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
+def test_floors_file_pins_pyproject_floors():
+    """`.ci/floors` tests the oldest supported dependencies: its pins must be
+    pyproject.toml's floors, so that raising one without the other fails here."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {}
+    for dep in deps:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", dep.split(";")[0].strip())
+        assert m, f"expected every runtime dependency as NAME>=VERSION, got {dep!r}"
+        floors[m[1].lower()] = _version(m[2])
+    pins = {}
+    for line in (ROOT / ".ci" / "floors.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = _version(version.strip())
+    assert pins.pop("jaxlib") == pins["jax"], "jaxlib is pinned at jax's version"
+    assert pins == floors
