@@ -69,7 +69,7 @@ dropout where it is not the task's):
 | linear | 128 × 1, 8, ×1 | 128 × 1, 2, ×1, dropout 0.2 |
 | performer | 128 × 1, 8, ×1 | 32 × 4, 8, ×1, dropout 0.2 |
 | synthesizer | 128 × 1, 8, ×1 | 64 × 2, 4, ×1, dropout 0.2 |
-| sinkhorn | 32 × 1, 1, ×2, dropout 0.1, wd 0.7 | 32 × 2, 4, ×2, dropout 0.2 |
+| sinkhorn | 32 × 1, 1, ×2, dropout 0.1, wd 0.7, mean pool | 32 × 2, 4, ×2, dropout 0.2 |
 | reformer | 64 × 4, 8, ×1 | 64 × 2, 8, ×1, dropout 0.2 |
 
 BigBird's Image config writes `num_head = 4`, a key its model does not take; the
@@ -85,8 +85,16 @@ passes on); performer: 256 features (ListOps: 2, its config's FAVOR+ softmax
 kernel); synthesizer: "random" (the Text config's factorized keys are likewise
 never read); sinkhorn: blocks of 50 (Image and Pathfinder 64); reformer: 1 hash
 round into 10 buckets, the sorted sequence in 10 chunks (`chunk_size = ⌈L/10⌉`).
-Attention-weight dropout as LRA applies it: not in the sparse, linear, Performer
-and Reformer attention, whose LRA functions discard the rate.
+Attention-weight dropout as LRA applies it: not in the linear, Performer and
+Reformer attention, whose LRA functions discard the rate (the sparse attention
+passes it on to its softmax, so it drops weights like the Transformer's).
+Pooling as LRA's code runs it: the Sinkhorn encoder pools by the mean and rejects
+anything else (`sinkhorn_transformer.py`, `classifier_pool` must be `'MEAN'`), so
+`sinkhorn-listops` (whose script sets no pooling), `sinkhorn-text` and
+`sinkhorn-image` (whose configs ask for CLS, which that code raises on) pool by the
+mean, with no CLS token; `sinkhorn-retrieval` keeps the CLS pooling of every
+Retrieval recipe (the Sinkhorn dual encoder's own default). seqkit's mean skips
+padded positions; LRA's averages over the padding too.
 
 **Luna** (packed length 16, the README's `plen`; 128 and 256 via
 `--set model.mixers.0.packed_len=256`; post-norm with a LayerNorm on the
@@ -101,6 +109,9 @@ embeddings; learned positions and a CLS token, mean pooling on Pathfinder; Adam
 | Retrieval | 128 × 4 | 4 | ×4 | 0.1 / 0.1 | 5e-4 | 1e-4 | 32 | 8000 / 20000 | 4000 |
 | Image | 64 × 1 | 8 | ×2 | 0.3 / 0.1 | 5e-3 | 0 | 256 | 4000 / 35000 | 1024 |
 | Pathfinder | 128 × 1 | 4 | ×1 | 0.2 / 0.1 | 1e-3 | 0 | 512 | 4000 / 62500 | 1024 |
+
+Pathfinder's batch is 512 as the README has read since the authors' edit of
+2022-04-12 (commit d4a632a, which changed that one value); at 6135e5b it read 256.
 
 **Transformer-LS** (64 wide, 2 layers, 2 heads of 32, FFN ×2, learned positions,
 pre-norm; r = 32 landmarks per head, segments of w = 8; AdamW β = (0.9, 0.999),
@@ -141,7 +152,8 @@ Differences seqkit cannot express:
 - Widths: LRA's `qkv_dim` (the Q/K/V width, half of `d` in most Image and
   Pathfinder configs) is not a knob: seqkit's Q/K/V are `d_model` wide.
 - Heads: LRA, Luna and Transformer-LS classify with a hidden layer
-  (`Dense(mlp_dim) → ReLU → Dense`); seqkit's head is one linear map. For
+  (`Dense(mlp_dim) → ReLU → Dense`; LRA's Retrieval head has two, `mlp_dim` then
+  `mlp_dim / 2`, and its Sinkhorn encoder none); seqkit's head is one linear map. For
   Retrieval, LRA's dual encoder reads `[u, v]` (Luna's too) and LRA's pooling
   takes each document's first position (its dual encoder prepends no CLS token);
   seqkit's `DualEncoder` reads `[u, v, u⊙v, u−v]` with a CLS token per document.
@@ -271,7 +283,8 @@ def _shape(d, layers, heads, mult, **more):
 
 
 # Per-family image and Pathfinder configs (`emb_dim`, `num_layers`, `num_heads`,
-# `mlp_dim / emb_dim`, and whatever else the family's file sets).
+# `mlp_dim / emb_dim`, and whatever else the family's file sets), and what a
+# family's model code changes on another task.
 _LRA_FAMILY = {
     ("transformer", "image"): _shape(128, 1, 8, 1),
     ("local", "image"): _shape(128, 1, 2, 1, pool="mean"),
@@ -282,7 +295,7 @@ _LRA_FAMILY = {
     ("linear", "image"): _shape(128, 1, 8, 1),
     ("performer", "image"): _shape(128, 1, 8, 1),
     ("synthesizer", "image"): _shape(128, 1, 8, 1),
-    ("sinkhorn", "image"): _shape(32, 1, 1, 2, dropout=0.1, weight_decay=0.7),
+    ("sinkhorn", "image"): _shape(32, 1, 1, 2, dropout=0.1, weight_decay=0.7, pool="mean"),
     ("reformer", "image"): _shape(64, 4, 8, 1),
     ("transformer", "pathfinder"): _shape(32, 4, 4, 1, dropout=0.2),
     ("local", "pathfinder"): _shape(64, 2, 4, 1),
@@ -295,10 +308,13 @@ _LRA_FAMILY = {
     ("synthesizer", "pathfinder"): _shape(64, 2, 4, 1, dropout=0.2),
     ("sinkhorn", "pathfinder"): _shape(32, 2, 4, 2, dropout=0.2),
     ("reformer", "pathfinder"): _shape(64, 2, 8, 1, dropout=0.2),
+    # The Sinkhorn encoder pools by the mean only (see the module docstring).
+    ("sinkhorn", "listops"): dict(pool="mean"),
+    ("sinkhorn", "text"): dict(pool="mean"),
 }
 
 # Families whose LRA attention function discards its dropout rate.
-_NO_ATTENTION_DROPOUT = ("sparse", "linear", "performer", "reformer")
+_NO_ATTENTION_DROPOUT = ("linear", "performer", "reformer")
 
 
 def _sequence_length(task: str, s: Setting) -> int:

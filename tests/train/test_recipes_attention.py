@@ -60,7 +60,7 @@ LRA_IMAGE = {
     "linear": (128, 1, 8, 1, {}),
     "performer": (128, 1, 8, 1, {}),
     "synthesizer": (128, 1, 8, 1, {}),
-    "sinkhorn": (32, 1, 1, 2, {"dropout": 0.1, "weight_decay": 0.7}),
+    "sinkhorn": (32, 1, 1, 2, {"dropout": 0.1, "weight_decay": 0.7, "pool": "mean"}),
     "reformer": (64, 4, 8, 1, {}),
 }
 LRA_PATHFINDER = {
@@ -78,12 +78,19 @@ LRA_PATHFINDER = {
 }
 LRA_FAMILIES = list(LRA_IMAGE)
 LRA_TASKS = ["listops", "text", "retrieval", "image", "pathfinder"]
-# LRA attention functions that discard their dropout rate.
-LRA_NO_ATTENTION_DROPOUT = {"sparse", "linear", "performer", "reformer"}
+# LRA attention functions that discard their dropout rate (linear_attention.py
+# `del dropout_rate`; the Performer and Reformer functions take none); the sparse
+# attention hands it to flax's dot_product_attention (sparse_attention.py).
+LRA_NO_ATTENTION_DROPOUT = {"linear", "performer", "reformer"}
+# The Sinkhorn encoder's classifier pools by the mean and raises on any other
+# `classifier_pool` (sinkhorn_transformer.py, default 'MEAN'); ListOps' script
+# passes none, Text's and Image's configs pass 'CLS' (which it cannot run).
+SINKHORN_MEAN_POOL = {"listops", "text", "image"}
 
 # Luna: XuezheMax/fairseq-apollo@6135e5b, examples/luna/README.lra.md commands and
 # fairseq/models/luna_lra/model.py (post-norm, learned positions, a prepended CLS;
-# Pathfinder mean pooling); projection length 16.
+# Pathfinder mean pooling); projection length 16. Pathfinder's batch: 512 since the
+# README's edit d4a632a (256 at 6135e5b).
 LUNA = {
     "listops": (512, 1, 8, 4, 0.1, 0.1, "cls", LEARN, 1e-4, 1e-4, 32, 1000, 5000, 2000, 0.0),
     "text": (256, 4, 4, 4, 0.3, 0.3, "cls", LEARN, 5e-5, 1e-4, 32, 8000, 20_000, 4000, 0.0),
@@ -136,6 +143,8 @@ def lra_row(family, task):
     if table is not None:
         d, n, h, mult, extra = table[family]
         drop, pool, wd = extra.get("dropout", drop), extra.get("pool", pool), extra.get("weight_decay", wd)
+    if family == "sinkhorn" and task in SINKHORN_MEAN_POOL:
+        pool = "mean"
     return d, n, h, mult, drop, adrop, pool, pos, lr, wd, bs, warm, total, length, clip
 
 
