@@ -9,9 +9,9 @@ from typing import Any
 import equinox as eqx
 from jaxtyping import PyTree
 
-# What an interrupted atomic write leaves behind: `save_checkpoint`'s and
-# `write_json`'s temporaries, removed by `remove_temporaries` on the next start.
-_TEMPORARY_PATTERNS = (".ckpt-*", "*.json.tmp")
+# What an interrupted atomic write leaves behind: `save_checkpoint`'s, `write_json`'s
+# and `MetricsLog.truncate`'s temporaries, removed by `remove_temporaries` on the next start.
+_TEMPORARY_PATTERNS = (".ckpt-*", "*.json.tmp", "*.jsonl.tmp")
 
 
 class CheckpointError(ValueError):
@@ -36,12 +36,15 @@ def remove_temporaries(directory: str | os.PathLike) -> list[str]:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` to `path` as JSON, atomically (a temporary file, then `os.replace`)."""
+    """Write `data` to `path` as JSON, atomically (a temporary file flushed to disk,
+    then `os.replace`)."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     try:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

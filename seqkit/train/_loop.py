@@ -20,7 +20,7 @@ from seqkit.kernels import use_impl
 
 from ._checkpoint import load_checkpoint, read_json, remove_temporaries, save_checkpoint, write_json
 from ._distributed import host_arrays, is_main_process, process_eval_batches, process_part
-from ._logging import MetricsLog, Progress
+from ._logging import MetricsLog, Progress, TrainWindow
 from ._mesh import describe_mesh, make_mesh, shard_batch, shard_params, sharded_step
 from ._pretrain import masked_patch_objective
 from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
@@ -289,6 +289,7 @@ class _Run:
     opt_state: Any
     step: int = 0
     elapsed: float = 0.0
+    window: dict[str, Any] | None = None  # the train-record window a checkpoint noted
 
 
 def train(
@@ -489,8 +490,8 @@ def _start_or_resume(recipe: Recipe, run_dir: str, run: _Run, *, resume: bool, b
                 "or start a new run in another --out"
             )
         bar.message(f"resuming {run_dir} at step {meta['step']}/{recipe.steps}")
-        log.truncate(meta["step"])
-        return _Run(model, state, opt_state, meta["step"], meta["elapsed_s"])
+        log.truncate(meta["step"], size=meta.get("log_bytes"))
+        return _Run(model, state, opt_state, meta["step"], meta["elapsed_s"], meta.get("window"))
     log.truncate(-1)
     if is_main_process():
         write_json(os.path.join(run_dir, CONFIG), recipe_to_dict(recipe))
@@ -533,8 +534,7 @@ def _step_loop(
             f"compiling the training step ({_n_params(model):,} parameters, batch {tc.batch_size} of {shape})"
         )
     first = True
-    window: list[dict[str, Array]] = []
-    t_window = time.perf_counter()
+    window = TrainWindow(run.window)
     t_segment = time.perf_counter()
     elapsed_at_segment = elapsed
     while step < total:
@@ -545,9 +545,9 @@ def _step_loop(
         step += 1
         if first:
             jax.block_until_ready(metrics)
-            bar.message(f"compiled; first step done in {time.perf_counter() - t_window:.1f} s")
+            bar.message(f"compiled; first step done in {time.perf_counter() - t_segment:.1f} s")
             first = False
-        window.append(metrics)
+        window.add(metrics)
         elapsed = elapsed_at_segment + time.perf_counter() - t_segment
         if step % tc.log_every == 0 or step == total:
             _log_train(
@@ -556,12 +556,12 @@ def _step_loop(
                 window,
                 step=step,
                 elapsed=elapsed,
-                t_window=t_window,
                 recipe=recipe,
                 skipped=int(opt_state.total_notfinite),
             )
-            window, t_window = [], time.perf_counter()
+            window = TrainWindow()
         if step % tc.eval_every == 0 and step < total:
+            t_eval = time.perf_counter()
             res = evaluate(
                 model,
                 state,
@@ -574,26 +574,25 @@ def _step_loop(
             log.write({"step": step, "split": "val", **res})
             acc = "" if math.isnan(res["accuracy"]) else f"accuracy {100 * res['accuracy']:.2f}%, "
             bar.message(f"step {step}: val {acc}loss {res['loss']:.4f}")
-            t_window = time.perf_counter()
+            window.pause(time.perf_counter() - t_eval)
         if step % tc.checkpoint_every == 0 or step == total:
-            _save(ckpt_path, recipe, _Run(model, state, opt_state, step, elapsed))
+            _save(ckpt_path, recipe, _Run(model, state, opt_state, step, elapsed, window.carry()), log)
     return _Run(model, state, opt_state, step, elapsed)
 
 
 def _log_train(
     log: MetricsLog,
     bar: Progress,
-    window: list[dict[str, Array]],
+    window: TrainWindow,
     *,
     step: int,
     elapsed: float,
-    t_window: float,
     recipe: Recipe,
     skipped: int,
 ) -> None:
     """One train record: the window's mean metrics, throughput and skipped updates."""
-    means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-    eps = len(window) * recipe.trainer.batch_size / max(time.perf_counter() - t_window, 1e-9)
+    means = {k: float(v) for k, v in window.means().items()}
+    eps = window.examples_per_s(recipe.trainer.batch_size)
     log.write(
         {
             "step": step,
@@ -607,9 +606,11 @@ def _log_train(
     bar.update(step, loss=means["loss"], accuracy=means["accuracy"], examples_per_s=eps)
 
 
-def _save(path: str, recipe: Recipe, run: _Run) -> None:
+def _save(path: str, recipe: Recipe, run: _Run, log: MetricsLog) -> None:
     """Write the checkpoint from the first process; every process calls it (the
-    arrays split over processes are gathered first, a collective)."""
+    arrays split over processes are gathered first, a collective). Its header
+    notes the metrics log's length and the open train-record window, so a resumed
+    run's log continues exactly this one's."""
     meta = {
         "step": run.step,
         "data_position": run.step,
@@ -617,6 +618,8 @@ def _save(path: str, recipe: Recipe, run: _Run) -> None:
         "elapsed_s": run.elapsed,
         "recipe": recipe.name,
         "process_count": jax.process_count(),
+        "log_bytes": log.size(),
+        "window": run.window,
     }
     tree = host_arrays((run.model, run.state, run.opt_state))
     if is_main_process():

@@ -21,7 +21,7 @@ from seqkit._paths import expand_path
 from seqkit.kernels import use_impl
 
 from ._checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
-from ._logging import MetricsLog, Progress
+from ._logging import MetricsLog, Progress, TrainWindow
 from ._loop import (
     CHECKPOINT,
     METRICS,
@@ -424,6 +424,7 @@ class _Sweep:
     opt_states: Any
     step: int = 0
     elapsed: float = 0.0
+    window: dict[str, Any] | None = None  # the train-record window a checkpoint noted
 
 
 def _sweep_config(recipe: Recipe, grid: dict[str, list[Any]], seeds: list[int], per_member_data: bool):
@@ -602,14 +603,14 @@ def _start_or_resume(
                 f"{meta.get('seeds')}; expected {config['members']} of seeds {config['seeds']}"
             )
         bar.message(f"resuming {run_dir} at step {meta['step']}/{bar.total}")
-        log.truncate(meta["step"])
-        return _Sweep(models, states, opt_states, meta["step"], meta["elapsed_s"])
+        log.truncate(meta["step"], size=meta.get("log_bytes"))
+        return _Sweep(models, states, opt_states, meta["step"], meta["elapsed_s"], meta.get("window"))
     log.truncate(-1)
     write_json(os.path.join(run_dir, SWEEP_CONFIG), config)
     return run
 
 
-def _save(path: str, recipe: Recipe, run: _Sweep, config: dict[str, Any]) -> None:
+def _save(path: str, recipe: Recipe, run: _Sweep, config: dict[str, Any], log: MetricsLog) -> None:
     meta = {
         "step": run.step,
         "data_position": run.step,
@@ -617,6 +618,8 @@ def _save(path: str, recipe: Recipe, run: _Sweep, config: dict[str, Any]) -> Non
         "members": config["members"],
         "elapsed_s": run.elapsed,
         "recipe": recipe.name,
+        "log_bytes": log.size(),
+        "window": run.window,
     }
     save_checkpoint(path, (run.models, run.states, run.opt_states), meta)
 
@@ -667,8 +670,8 @@ def _step_loop(
         n = int(sum(x.size for x in jax.tree.leaves(eqx.filter(models, eqx.is_inexact_array)))) // K
         bar.message(f"compiling the sweep step ({K} members of {n:,} parameters, batch {tc.batch_size})")
     first = True
-    window: list[dict[str, Any]] = []
-    t_window = t_segment = time.perf_counter()
+    window = TrainWindow(run.window)
+    t_segment = time.perf_counter()
     elapsed_at_segment = elapsed
     while step < total:
         if per_member_data:
@@ -681,13 +684,13 @@ def _step_loop(
         step += 1
         if first:
             jax.block_until_ready(metrics)
-            bar.message(f"compiled; first step done in {time.perf_counter() - t_window:.1f} s")
+            bar.message(f"compiled; first step done in {time.perf_counter() - t_segment:.1f} s")
             first = False
-        window.append(metrics)
+        window.add(metrics)
         elapsed = elapsed_at_segment + time.perf_counter() - t_segment
         if step % tc.log_every == 0 or step == total:
-            means = {k: np.mean(np.stack([np.asarray(m[k]) for m in window]), axis=0) for k in window[0]}
-            eps = len(window) * tc.batch_size * K / max(time.perf_counter() - t_window, 1e-9)
+            means = window.means()
+            eps = window.examples_per_s(tc.batch_size * K)
             skipped = np.asarray(opt_states.total_notfinite)
             for m in members:
                 log.write(
@@ -704,8 +707,9 @@ def _step_loop(
             with np.errstate(all="ignore"):
                 loss, acc = float(np.nanmean(means["loss"])), float(np.nanmean(means["accuracy"]))
             bar.update(step, loss=loss, accuracy=acc, examples_per_s=eps)
-            window, t_window = [], time.perf_counter()
+            window = TrainWindow()
         if step % tc.eval_every == 0 and step < total:
+            t_eval = time.perf_counter()
             res = _evaluate_members(
                 models,
                 states,
@@ -718,9 +722,10 @@ def _step_loop(
                 log.write({"step": step, "split": "val", **_record(m), **res[m.index]})
             best = max(r["accuracy"] for r in res)
             bar.message(f"step {step}: best val accuracy {100 * best:.2f}% of {K} members")
-            t_window = time.perf_counter()
+            window.pause(time.perf_counter() - t_eval)
         if step % tc.checkpoint_every == 0 or step == total:
-            _save(ckpt_path, recipe, _Sweep(models, states, opt_states, step, elapsed), config)
+            noted = _Sweep(models, states, opt_states, step, elapsed, window.carry())
+            _save(ckpt_path, recipe, noted, config, log)
     return _Sweep(models, states, opt_states, step, elapsed)
 
 

@@ -10,9 +10,10 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from train_fixtures import Crash, batches, crashing_batches, sources, tiny_recipe
+from train_fixtures import Crash, assert_same_log, batches, crashing_batches, sources, tiny_recipe
 
 import seqkit.train as st
+import seqkit.train._sweep as sweep_module
 from seqkit import cli
 
 # lr = 1e30 overflows the model after one step: its later updates are non-finite.
@@ -166,8 +167,34 @@ def test_resume_after_kill_matches_uninterrupted(study, tmp_path):
     resumed = st.sweep(study_recipe(), GRID, run_dir=run, resume=True, batches=batches, **kw)
     for a, b in zip(resumed["members"], res["members"], strict=True):
         assert same(a, b)  # the same program on the same batches: bit for bit
-    steps = [r["step"] for r in records(run, "train")]
-    assert steps == sorted(steps) and len(steps) == 4 * 12
+    assert_same_log(run, study[1])
+
+
+def test_resumed_log_reads_as_one_sweep(tmp_path, monkeypatch):
+    """A checkpoint inside a train-record window (every 3 steps, records every 2),
+    then a kill after the final records but before sweep.json: the resumed sweep's
+    metrics.jsonl equals the uninterrupted sweep's record for record."""
+    recipe = study_recipe(steps=6, log_every=2, checkpoint_every=3, eval_every=4)
+    grid = {"optimizer.lr": [0.01, 0.03]}
+    kw = dict(sources=sources(), progress=False)
+    st.sweep(recipe, grid, run_dir=tmp_path / "full", batches=batches, **kw)
+    run = tmp_path / "killed"
+    # Dies drawing batch 5: the checkpoint of step 3 sits inside the window 3-4.
+    with pytest.raises(Crash):
+        st.sweep(recipe, grid, run_dir=run, batches=crashing_batches(4), **kw)
+    write_json = sweep_module.write_json
+
+    def dies_before_results(path, data):
+        if os.path.basename(path) == "sweep.json":
+            raise Crash
+        write_json(path, data)
+
+    monkeypatch.setattr(sweep_module, "write_json", dies_before_results)
+    with pytest.raises(Crash):
+        st.sweep(recipe, grid, run_dir=run, resume=True, batches=batches, **kw)
+    monkeypatch.undo()
+    st.sweep(recipe, grid, run_dir=run, resume=True, batches=batches, **kw)
+    assert_same_log(run, tmp_path / "full")
 
 
 def test_nonfinite_members_are_skipped_alone(study):

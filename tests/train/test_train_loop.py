@@ -9,9 +9,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from train_fixtures import Crash, batches, crashing_batches, replace_trainer, sources, tiny_recipe
+from train_fixtures import (
+    Crash,
+    assert_same_log,
+    batches,
+    crashing_batches,
+    replace_trainer,
+    sources,
+    tiny_recipe,
+)
 
 import seqkit.train as st
+import seqkit.train._loop as loop
 
 
 def test_train_learns_and_writes_run_dir(tmp_path, capsys, optimized):
@@ -45,10 +54,36 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     resumed = st.train(tiny_recipe(), run, resume=True, sources=sources(), batches=batches, progress=False)
     for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps", "skipped_updates"):
         assert resumed[k] == full[k], k
-    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps)  # the lost steps were logged once, after the resume
+    assert_same_log(run, tmp_path / "full")  # the lost steps were logged once, after the resume
     with pytest.raises(st.RecipeError, match="different configuration"):
         st.train(tiny_recipe(seed=4), run, resume=True, sources=sources(), batches=batches, progress=False)
+
+
+def test_resumed_log_reads_as_one_run(tmp_path, monkeypatch):
+    """A checkpoint inside a train-record window (every 7 steps, records every 5),
+    then a kill after the final val/test records but before results.json: the
+    resumed run's metrics.jsonl equals the uninterrupted run's record for record
+    (the window's mean over all its steps, the final records once)."""
+    recipe = tiny_recipe(steps=20, checkpoint_every=7, log_every=5, eval_every=6)
+    st.train(recipe, tmp_path / "full", sources=sources(), batches=batches, progress=False)
+    run = tmp_path / "killed"
+    # Dies fetching batch 9: the last checkpoint is step 7, inside the window 6-10.
+    with pytest.raises(Crash):
+        st.train(recipe, run, sources=sources(), batches=crashing_batches(9), progress=False)
+    write_json = loop.write_json
+
+    def dies_before_results(path, data):
+        if os.path.basename(path) == "results.json":
+            raise Crash
+        write_json(path, data)
+
+    monkeypatch.setattr(loop, "write_json", dies_before_results)
+    with pytest.raises(Crash):
+        st.train(recipe, run, resume=True, sources=sources(), batches=batches, progress=False)
+    monkeypatch.undo()
+    assert not (run / "results.json").exists()
+    st.train(recipe, run, resume=True, sources=sources(), batches=batches, progress=False)
+    assert_same_log(run, tmp_path / "full")
 
 
 def test_nonfinite_updates_are_skipped_and_counted(tmp_path):

@@ -159,3 +159,27 @@ def run_on_fake_devices(out, runner: str, n_devices: int, *args: str) -> tuple[d
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+# Record keys that measure time: they differ between any two runs.
+TIMING_KEYS = ("examples_per_s", "elapsed_s")
+
+
+def assert_same_log(run_dir, reference_dir):
+    """`run_dir`'s metrics.jsonl holds the records of `reference_dir`'s, in the same
+    order with the same values (timings aside): a resumed run's log reads as one run."""
+
+    def records(d):
+        return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+    got, want = records(run_dir), records(reference_dir)
+    assert [(r["step"], r["split"], r.get("member")) for r in got] == [
+        (r["step"], r["split"], r.get("member")) for r in want
+    ]
+    for r, ref in zip(got, want, strict=True):
+        assert set(r) == set(ref)
+        for k in set(r) - set(TIMING_KEYS):
+            if isinstance(r[k], float):
+                np.testing.assert_allclose(r[k], ref[k], rtol=1e-12, err_msg=f"{k} at step {r['step']}")
+            else:
+                assert r[k] == ref[k], (k, r["step"])
