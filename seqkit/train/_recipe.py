@@ -5,7 +5,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
@@ -30,7 +30,11 @@ class RecipeError(ValueError):
 
 
 def _bounded(
-    default: Any, *, lo: float | int | None = None, below: float | None = None, above: float | None = None
+    default: Any,
+    *,
+    lo: float | int | None = None,
+    below: float | int | None = None,
+    above: float | int | None = None,
 ):
     """A dataclass field whose value `Recipe.validate` keeps in range: `>= lo`,
     `< below`, `> above` (`None` passes, for optional fields)."""
@@ -255,7 +259,7 @@ class TrainerConfig:
     eval_batch_size: int | None = _bounded(None, lo=1)
     checkpoint_every: int = _bounded(500, lo=1)
     log_every: int = _bounded(50, lo=1)
-    seed: int = _bounded(0, lo=0)
+    seed: int = _bounded(0, lo=0, below=2**32)  # PRNG keys and the batch order are 32-bit
     mesh: str = ""
     objective: Literal["cross_entropy", "trime_local", "trime_batch", "trime_long", "masked_patches"] = (
         "cross_entropy"
@@ -559,14 +563,23 @@ class Recipe:
 
     def _init_from(self, model: eqx.Module) -> eqx.Module:
         """`model` with the backbone of the run at `model.init_from`."""
+        return self.backbone_transfer()(model)
+
+    def backbone_transfer(self) -> Callable[[eqx.Module], eqx.Module]:
+        """A function giving a model of this recipe the backbone of the run at
+        `model.init_from` (read once, here; `model.init_from` must be set)."""
         from ._loop import load_run  # the loop imports this module
 
         where = f"model.init_from={self.model.init_from}"
         _, pretrained, _, _, meta = load_run(self.model.init_from)
-        try:
-            return transfer_backbone(model, pretrained, source=f"{where} (step {meta.get('step')})")
-        except ValueError as e:
-            raise RecipeError(_first_line(e)) from e
+
+        def transfer(model: eqx.Module) -> eqx.Module:
+            try:
+                return transfer_backbone(model, pretrained, source=f"{where} (step {meta.get('step')})")
+            except ValueError as e:
+                raise RecipeError(_first_line(e)) from e
+
+        return transfer
 
     def validate(self, sources: Mapping[str, Any] | None = None) -> None:
         """Check the whole recipe before anything is written or compiled.

@@ -99,8 +99,8 @@ def _seed_list(recipe: Recipe, seeds: int | Sequence[int]) -> list[int]:
     if not out:
         raise RecipeError("seeds: expected at least one seed, got an empty list")
     for s in out:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise RecipeError(f"seeds: expected non-negative ints, got {s!r}")
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
+            raise RecipeError(f"seeds: expected ints in [0, 2**32), got {s!r}")
     if len(set(out)) != len(out):
         raise RecipeError(f"seeds: expected distinct seeds, got {out}")
     return out
@@ -283,7 +283,8 @@ def _build_members(members: list[SweepMember], example: np.ndarray) -> tuple[Any
     recipe: each such group is built in one `eqx.filter_vmap` over its init keys
     (the same values as building each member alone); groups (e.g. one per
     `dt_max`, an init option the constructors take as a Python float) are then
-    concatenated in member order."""
+    concatenated in member order. A group whose recipe sets `model.init_from`
+    then takes that run's backbone, member by member, as `train` does."""
     groups: dict[str, list[int]] = {}
     for m in members:
         text = json.dumps(recipe_to_dict(m.recipe)["model"], sort_keys=True)
@@ -297,9 +298,15 @@ def _build_members(members: list[SweepMember], example: np.ndarray) -> tuple[Any
             return recipe.build_model(example, key=k)
 
         try:
-            parts.append(eqx.filter_vmap(build)(jnp.stack(keys)))
+            part = eqx.filter_vmap(build)(jnp.stack(keys))
         except jax.errors.ConcretizationTypeError:
-            parts.append(_stack([build(k) for k in keys]))  # a constructor that needs concrete keys
+            part = _stack([build(k) for k in keys])  # a constructor that needs concrete keys
+        if recipe.model.init_from is not None:
+            transfer = recipe.backbone_transfer()
+            model, state = part
+            model = _stack([transfer(_take(model, i)) for i in range(len(idxs))])
+            part = (model, state)
+        parts.append(part)
         order.extend(idxs)
     built = parts[0] if len(parts) == 1 else _stack(parts, jnp.concatenate)
     if order != list(range(len(members))):
@@ -539,6 +546,13 @@ def sweep(
 
     **Returns:** the content of `sweep.json`.
     """
+    if jax.process_count() > 1:
+        raise RecipeError(
+            f"a sweep runs in one process; this one is 1 of {jax.process_count()} "
+            "(unset JAX_NUM_PROCESSES / JAX_COORDINATOR_ADDRESS, or launch one process); "
+            "to spread members over this host's devices use member_devices "
+            "(seqkit sweep --member-devices N)"
+        )
     recipe.validate()
     with use_impl(recipe.trainer.kernels):  # what impl="auto" means while tracing
         return _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches,

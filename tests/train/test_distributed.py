@@ -75,6 +75,11 @@ RUNNER = textwrap.dedent(
             report[name] = str(e)
 
     if mode == "full":
+        try:
+            recipe, grid = postnorm_recipe(steps=steps, mesh=mesh), {"optimizer.lr": [0.01, 0.03]}
+            st.sweep(recipe, grid, run_dir=f"{out}/sweep", sources=sources(), progress=False)
+        except st.RecipeError as e:
+            report["sweep"] = str(e)
         refused("no_mesh", "no-mesh", mesh="")
         refused("data_1", "data-1", mesh="data:1")
         refused("from_one", "from-one", resume=True)  # a checkpoint of one process
@@ -198,14 +203,15 @@ def test_two_processes_equal_one(two_processes):
     assert meta["process_count"] == 2
 
 
-def test_two_processes_refuse_bad_meshes_and_a_one_process_checkpoint(two_processes):
+def test_two_processes_refuse_bad_meshes_a_one_process_checkpoint_and_a_sweep(two_processes):
     out, results = two_processes
     assert [code for code, _ in results] == [0, 0]
     for r in (report(out, "full", i) for i in range(2)):
         assert "a run of 2 processes needs a mesh whose data axis spans them, e.g. data:2" in r["no_mesh"]
         assert "multiple of the process count 2" in r["data_1"] and "got 1" in r["data_1"]
         assert "checkpointed by a run of 1 process(es); this run has 2" in r["from_one"]
-    assert not (out / "no-mesh").exists() and not (out / "data-1").exists()
+        assert r["sweep"].startswith("a sweep runs in one process; this one is 1 of 2")
+    assert not (out / "no-mesh").exists() and not (out / "data-1").exists() and not (out / "sweep").exists()
     # Nothing overwritten: the refused run directory is the one-process run's.
     assert not (out / "from-one" / "results.json").exists()
     for name in ("checkpoint.eqx", "metrics.jsonl", "config.json"):

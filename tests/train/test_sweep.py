@@ -197,6 +197,30 @@ def test_resumed_log_reads_as_one_sweep(tmp_path, monkeypatch):
     assert_same_log(run, tmp_path / "full")
 
 
+def test_fine_tuning_sweep_starts_members_from_init_from(tmp_path, monkeypatch):
+    """`model.init_from`: every member starts from the pretrained run's backbone,
+    as a solo run of its settings does (and not from scratch)."""
+    # load_run rebuilds the pretrained run from its recipe: the fixture data is not registered.
+    monkeypatch.setattr(st.Recipe, "make_sources", lambda self: sources())
+    kw = dict(sources=sources(), batches=batches, progress=False)
+    st.train(study_recipe(steps=3, eval_every=100, seed=7), tmp_path / "pre", **kw)
+    scratch = study_recipe(steps=2, eval_every=100)
+    tuned = dataclasses.replace(
+        scratch, model=dataclasses.replace(scratch.model, init_from=str(tmp_path / "pre"))
+    )
+    grid = {"optimizer.weight_decay": [0.0, 0.1]}
+    res = st.sweep(tuned, grid, run_dir=tmp_path / "tuned", **kw)
+    fresh = st.sweep(scratch, grid, run_dir=tmp_path / "scratch", **kw)
+    member = st.sweep_members(tuned, grid)[1]
+    solo = st.train(member.recipe, tmp_path / "solo", **kw)
+    for key in ("val_loss", "test_loss"):
+        np.testing.assert_allclose(res["members"][1][key], solo[key], rtol=1e-5, err_msg=key)
+        assert not np.isclose(res["members"][1][key], fresh["members"][1][key], rtol=1e-3), key
+    mine = [r for r in records(tmp_path / "tuned", "train") if r["member"] == 1]
+    for a, b in zip(mine, records(tmp_path / "solo", "train"), strict=True):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+
 def test_nonfinite_members_are_skipped_alone(study):
     """The lr = 1e30 members' non-finite updates are skipped and counted (their
     parameters stay finite); the other members never notice (and equal solo runs)."""
@@ -285,7 +309,12 @@ def test_members_and_seeds():
         {"optimizer.lr": 0.01, "seed": 4},
     ]
     assert ms[2].recipe.optimizer.lr == 0.01 and ms[2].recipe.trainer.seed == 3
-    for seeds, message in [(0, "count >= 1"), ([], "at least one seed"), ([1, 1], "distinct")]:
+    for seeds, message in [
+        (0, "count >= 1"),
+        ([], "at least one seed"),
+        ([1, 1], "distinct"),
+        ([0, 2**32], r"ints in \[0, 2\*\*32\), got 4294967296"),  # a 32-bit key would alias it with 0
+    ]:
         with pytest.raises(st.RecipeError, match=message):
             st.sweep_members(r, {}, seeds=seeds)
 

@@ -249,6 +249,8 @@ def test_mixer_override_errors(sets, message):
         (["model.mixers="], "model.mixers: expected at least one mixer, got none"),
         (["model.n_layers=0"], "model.n_layers: expected an int >= 1, got 0"),
         (["schedule.total_steps=0"], "schedule.total_steps: expected an int >= 1, got 0"),
+        # PRNG keys and the batch order take 32-bit seeds: 2**32 would alias 0.
+        (["trainer.seed=4294967296"], "trainer.seed: expected an int >= 0 and < 4294967296, got 4294967296"),
     ],
 )
 def test_pattern_errors_are_caught_by_validate(sets, message):
