@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from seqkit._checks import check_mask, check_sequence
 from seqkit._mixer import AbstractRecurrentMixer
-from seqkit.ssm import DSS, SSMState, fft_conv
+from seqkit.ssm import DSS, DSSSoftmaxState, SSMState, fft_conv
 
 
 class GSS(AbstractRecurrentMixer):
@@ -149,7 +149,7 @@ class GSS(AbstractRecurrentMixer):
         keys = None if key is None else jr.split(key, L)
         return jax.vmap(self._output)(y, v, keys)
 
-    def init_state(self, L: int | None = None) -> SSMState:
+    def init_state(self, L: int | None = None) -> SSMState | DSSSoftmaxState:
         """A zero state for `step` (causal GSS only).
 
         **Arguments:** `L`, the sequence length (needed by the `"softmax"` DSS
@@ -162,8 +162,8 @@ class GSS(AbstractRecurrentMixer):
         return state._replace(system=system._replace(D=jnp.zeros_like(system.D)))
 
     def step(
-        self, x_t: Array, state: SSMState, *, key: PRNGKeyArray | None = None
-    ) -> tuple[Float[Array, " d_model"], SSMState]:
+        self, x_t: Array, state: SSMState | DSSSoftmaxState, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], SSMState | DSSSoftmaxState]:
         """One position of recurrent mode.
 
         **Arguments:** `x_t`, the `(d_model,)` input at one position; `state`

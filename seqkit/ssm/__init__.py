@@ -10,7 +10,7 @@ from ._base import (
 )
 from ._conv import fft_conv as fft_conv
 from ._discretize import discretize_bilinear as discretize_bilinear, discretize_zoh as discretize_zoh
-from ._dss import DSS as DSS, dss_kernel as dss_kernel
+from ._dss import DSS as DSS, DSSSoftmaxState as DSSSoftmaxState, dss_kernel as dss_kernel
 from ._ema import EMA as EMA, ema_kernel as ema_kernel
 from ._hippo import HiPPOLegS as HiPPOLegS, hippo_legs as hippo_legs, inv as inv, legs as legs, lin as lin
 from ._s4 import S4 as S4, s4_kernel as s4_kernel

@@ -1,12 +1,12 @@
 """DSS: diagonal state spaces with the exp or softmax kernel."""
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jaxtyping import Array, Complex, Float, PRNGKeyArray
+from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
 from seqkit.kernels import vandermonde
@@ -14,6 +14,7 @@ from seqkit.kernels import vandermonde
 from ._base import (
     AbstractSSMCore,
     DiscreteSystem,
+    SSMState,
     clamp_dt,
     init_readout,
     negative_real,
@@ -39,6 +40,28 @@ def _geometric_sum(x: Array, L: int | Array) -> Array:
     if not isinstance(L, int):
         L = to_complex(jnp.asarray(L, jnp.real(x).dtype))
     return jnp.where(tiny, jnp.full_like(x, L), _expm1c(safe * L) / _expm1c(safe))
+
+
+class DSSSoftmaxState(NamedTuple):
+    """Recurrent state of a DSS-softmax core, whose growing modes run reflected.
+
+    A mode with `Re λΔ > 0` normalised over `L` has `B̄ ≈ e^{−λΔ(L−1)}` and
+    `Ā^{L−1} = e^{λΔ(L−1)}`: past `Re λΔ · L ≈ 88` (float32) one underflows and
+    the other overflows, and no `(Ā, B̄, C)` recurrence holds the mode. Written
+    with the kernel's reflection, `y_t ∋ Re(C e^{−λΔ(L−1−t)} g_t)` with
+    `g_t = g_{t−1} + e^{−λΔ t} u_t / Σ_{l<L} e^{−λΔ l}`, every factor is at most
+    1 in modulus. Decaying modes keep `x_t = Ā x_{t−1} + B̄ u_t`.
+
+    **Fields:** `x` (the modes' states, `g` for growing ones); `system` (`Ā = 1` and
+    `B̄ = 1/Σ e^{−λΔ l}` for growing modes); `rate`, `−λΔ` for a growing mode
+    and 0 for a decaying one; `t`, the position of the next input; `last`, `L − 1`.
+    """
+
+    x: Complex[Array, "H n"]
+    system: DiscreteSystem
+    rate: Complex[Array, "H n"]
+    t: Int[Array, ""]
+    last: Int[Array, ""]
 
 
 def dss_kernel(
@@ -207,7 +230,52 @@ class DSS(AbstractSSMCore):
         else:
             if L is None:
                 raise ValueError("the DSS-softmax system depends on the sequence length: pass L")
-            # Σ_{l<L} exp(x l), computed directly (float64 references use short L).
-            B_bar = 1.0 / (_expm1c(x * L) / _expm1c(x))
+            # B̄ = 1 / Σ_{l<L} e^{xl}; a growing mode's sum is e^{x(L−1)} Σ e^{−xl}, so
+            # its B̄ underflows to 0 (rather than NaN) where Ā^{L−1} overflows.
+            grows = jnp.real(x) > 0
+            xs = jnp.where(grows, -x, x)
+            tail = jnp.where(grows, jnp.exp(xs * (L - 1)), jnp.ones_like(x))
+            B_bar = tail / _geometric_sum(xs, L)
             C = W / Lambda
         return per_direction(A_bar, B_bar, C if self.bidirectional else C[None], self.D)
+
+    def init_state(self, L: int | None = None) -> SSMState | DSSSoftmaxState:
+        """A zero state for recurrent mode (causal cores only).
+
+        **Arguments:** `L`, the sequence length (the softmax variant normalises
+        over it). The softmax variant's state is a [`seqkit.ssm.DSSSoftmaxState`][]:
+        its growing modes run reflected, exact at any `L` (its
+        `discrete_system(L)` holds them only while `Re λΔ · L` fits the dtype's
+        exponent range).
+        """
+        state = super().init_state(L)
+        if self.variant != "softmax":
+            return state
+        Lambda, _, dt = self._params()
+        x = Lambda * to_complex(dt)[:, None]
+        grows = jnp.real(x) > 0
+        assert L is not None  # the softmax system needs it (checked in _systems)
+        system = state.system._replace(
+            A_bar=jnp.where(grows, jnp.ones_like(x), state.system.A_bar),
+            B_bar=jnp.where(grows, 1.0 / _geometric_sum(-x, L), state.system.B_bar),
+        )
+        zero = jnp.zeros((), jnp.int32)
+        rate = jnp.where(grows, -x, jnp.zeros_like(x))
+        return DSSSoftmaxState(state.x, system, rate, zero, zero + (L - 1))
+
+    def step(
+        self, u_t: Array, state: SSMState | DSSSoftmaxState, *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " d_model"], SSMState | DSSSoftmaxState]:
+        """One step of recurrent mode: `(y_t, state)` for the `(d_model,)` input `u_t`."""
+        if not isinstance(state, DSSSoftmaxState):
+            return super().step(u_t, state, key=key)
+        u_t = jnp.asarray(u_t)
+        if u_t.shape != (self.d_model,):
+            raise ValueError(f"expected a step input of shape ({self.d_model},), got {u_t.shape}")
+        sys = state.system
+        u = u_t.astype(sys.D.dtype)
+        real = jnp.real(state.rate).dtype
+        t_in, t_out = (to_complex(jnp.asarray(v, real)) for v in (state.t, state.last - state.t))
+        x = sys.A_bar * state.x + sys.B_bar * jnp.exp(state.rate * t_in) * to_complex(u)[:, None]
+        y = jnp.real(jnp.sum(sys.C * jnp.exp(state.rate * t_out) * x, axis=-1)) + sys.D * u
+        return y, state._replace(x=x, t=state.t + 1)

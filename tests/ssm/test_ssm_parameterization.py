@@ -16,8 +16,8 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from helpers import assert_close
-from seqkit.ssm import DSS, EMA, S4, S4D
+from helpers import assert_close, scan_steps
+from seqkit.ssm import DSS, EMA, S4, S4D, DSSSoftmaxState
 
 H, N = 3, 8
 
@@ -171,6 +171,29 @@ def test_dss_kernel_and_output_from_raw_leaves(variant, bidirectional, x64):
     u = np.random.default_rng(0).normal(size=(L, H))
     expected = _apply_kernels(K, _np(core.D), u, bidirectional)
     assert_close(core(jnp.asarray(u)), expected, rtol=1e-10)
+
+
+def test_dss_softmax_recurrence_with_growing_modes_at_long_length():
+    """Recurrent mode of DSS-softmax (float32) where a growing mode's `Re λΔ · L`
+    (120) is past float32's exponent range: the float64 kernel from the raw leaves,
+    applied as a causal convolution, is what `step` gives at every position. An
+    `(Ā, B̄, C)` recurrence cannot hold such a mode (`B̄` underflows where `Ā^L`
+    overflows); the core runs it reflected (`DSSSoftmaxState`)."""
+    core = DSS(H, N, variant="softmax", dt_min=0.05, dt_max=0.05, key=jr.key(0))
+    core = eqx.tree_at(lambda c: c.lambda_re, core, core.lambda_re.at[:, :2].set(0.6))  # Re λΔ = 0.03
+    L = 4000
+    u = np.random.default_rng(1).normal(size=(L, H))
+    expected = _apply_kernels(_dss_reference_kernel(core, L), _np(core.D), u, False)
+    state = core.init_state(L)
+    assert isinstance(state, DSSSoftmaxState)
+    got = np.asarray(scan_steps(core, jnp.asarray(u, jnp.float32), state))
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() <= 1e-5 * scale * np.sqrt(L / 100), (
+        np.abs(got - expected).max() / scale
+    )
+    # The LTI system loses the growing modes here (B̄ underflows to 0, not NaN).
+    system = core.discrete_system(L)
+    assert np.isfinite(np.asarray(system.B_bar)).all() and (np.asarray(system.B_bar)[:, :2] == 0).all()
 
 
 # --- S4: Gu, Goel and Ré 2022 -----------------------------------------------------
