@@ -34,11 +34,17 @@ def _reciprocals(z: Array, lam: Array, conj_pairs: bool) -> tuple[Array, Array |
     return r, lax.complex(dr / den2, -di2 / den2)
 
 
+def _mm(a: Array, b: Array) -> Array:
+    """`a @ b` at full float32 precision (no TF32 or bfloat16 passes on an
+    accelerator), as the Pallas kernels compute it."""
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+
+
 def _forward_chunk(v, lam, z, conj_pairs):
     r, s = _reciprocals(z, lam, conj_pairs)
-    out = v @ r
+    out = _mm(v, r)
     if conj_pairs:
-        out = out + jnp.conj(v) @ s
+        out = out + _mm(jnp.conj(v), s)
     return out
 
 
@@ -50,15 +56,15 @@ def _backward_chunk(v, lam, z, G, conj_pairs):
     r, s = _reciprocals(z, lam, conj_pairs)
     r2 = r * r
     rT = jnp.swapaxes
-    W = G @ rT(r, -1, -2)
-    Y = G @ rT(r2, -1, -2)
-    Q = v @ r2
+    W = _mm(G, rT(r, -1, -2))
+    Y = _mm(G, rT(r2, -1, -2))
+    Q = _mm(v, r2)
     if conj_pairs:
         s2 = s * s
         Gc = jnp.conj(G)
-        W = W + Gc @ rT(jnp.conj(s), -1, -2)
-        Y = Y + Gc @ rT(jnp.conj(s2), -1, -2)
-        Q = Q + jnp.conj(v) @ s2
+        W = W + _mm(Gc, rT(jnp.conj(s), -1, -2))
+        Y = Y + _mm(Gc, rT(jnp.conj(s2), -1, -2))
+        Q = Q + _mm(jnp.conj(v), s2)
     ct_z = -jnp.sum(G * Q, axis=tuple(range(G.ndim - 1)))
     return W, Y, ct_z
 

@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Float, Inexact
 
 from seqkit._typing import ArrayLike
@@ -85,5 +86,5 @@ def vandermonde(
     else:
         S = s_mag * v_re[..., None, :]
         E = e_mag
-    out = jnp.matmul(S, E)  # (..., nb, B)
+    out = jnp.matmul(S, E, precision=lax.Precision.HIGHEST)  # (..., nb, B); no TF32 on a GPU
     return out.reshape(*out.shape[:-2], nb * B)[..., :L]

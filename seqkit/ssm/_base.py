@@ -186,7 +186,17 @@ class AbstractSSMCore(AbstractRecurrentMixer):
         """One discrete system per direction (diagonal ones may keep `A_bar`
         diagonal); `D` sits in the first, the backward one has `D = 0`."""
 
+    def _check_dtype(self) -> None:
+        dtype = self.skip().dtype
+        if dtype not in (jnp.float32, jnp.float64):
+            raise ValueError(
+                f"{type(self).__name__}: SSM core parameters must be float32 or float64, got "
+                f"{dtype}; keep the core in float32 (its kernels are complex and FFT-based) and "
+                "cast the rest of the model"
+            )
+
     def _check_input(self, u: Array) -> Array:
+        self._check_dtype()
         u = check_sequence(u, self.d_model)
         return u.astype(self.skip().dtype)
 
@@ -203,7 +213,8 @@ class AbstractSSMCore(AbstractRecurrentMixer):
           either direction.
         - `key`: unused (cores have no dropout); accepted for the mixer interface.
 
-        **Returns:** `(L, d_model)`.
+        **Returns:** `(L, d_model)`, in the parameters' dtype (float32 or float64;
+        the input is cast to it).
         """
         del key
         u = self._check_input(u)
@@ -236,6 +247,7 @@ class AbstractSSMCore(AbstractRecurrentMixer):
         """
         if self.bidirectional:
             raise ValueError("recurrent mode needs a causal core; this core is bidirectional")
+        self._check_dtype()
         (system,) = self._systems(L)
         return SSMState(x=jnp.zeros(system.B_bar.shape, system.B_bar.dtype), system=system)
 

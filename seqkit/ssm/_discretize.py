@@ -8,8 +8,11 @@
   State Space Models", NeurIPS 2022).
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Inexact
 
 from seqkit._typing import ArrayLike
@@ -25,6 +28,18 @@ def _layout(A: Array, B: Array) -> bool:
         "expected a diagonal A of the same shape as B (..., n), or a dense A of shape "
         f"(..., n, n) with B of shape (..., n); got A {A.shape} and B {B.shape}"
     )
+
+
+def _operands(A: Any, B: Any, dt: Any) -> tuple[Array, Array, Array, bool]:
+    """`A`, `B` and `dt` in one inexact dtype (the promotion of `A`'s and `B`'s, so a
+    float64 `Δ` is not rounded to a float32 `B`), and the layout of `A`."""
+    A, B, dt = jnp.asarray(A), jnp.asarray(B), jnp.asarray(dt)
+    for name, v in (("A", A), ("B", B), ("dt", dt)):
+        if not jnp.issubdtype(v.dtype, jnp.inexact):
+            raise ValueError(f"{name}: expected a floating or complex array, got {v.dtype}")
+    dtype = jax.dtypes.canonicalize_dtype(np.promote_types(A.dtype, B.dtype))
+    diagonal = _layout(A, B)
+    return A.astype(dtype), B.astype(dtype), dt.astype(dtype)[..., None], diagonal
 
 
 def _eye_like(A: Array) -> Array:
@@ -46,9 +61,7 @@ def discretize_bilinear(
 
     **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
     """
-    A, B = jnp.asarray(A), jnp.asarray(B)
-    diagonal = _layout(A, B)
-    dt = jnp.asarray(dt).astype(B.dtype)[..., None]
+    A, B, dt, diagonal = _operands(A, B, dt)
     if diagonal:
         den = 1.0 - dt / 2 * A
         return (1.0 + dt / 2 * A) / den, dt * B / den
@@ -71,9 +84,7 @@ def discretize_zoh(
 
     **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
     """
-    A, B = jnp.asarray(A), jnp.asarray(B)
-    diagonal = _layout(A, B)
-    dt = jnp.asarray(dt).astype(B.dtype)[..., None]
+    A, B, dt, diagonal = _operands(A, B, dt)
     if diagonal:
         dA = dt * A
         return jnp.exp(dA), jnp.expm1(dA) / A * B

@@ -38,7 +38,9 @@ def ema_kernel(
     **Returns:** `(*dirs, H, L)`.
     """
     alpha, delta, beta, eta = map(jnp.asarray, (alpha, delta, beta, eta))
-    x = jnp.log1p(-alpha * delta)  # log(1 − αδ) < 0
+    # log(1 − αδ) < 0, kept finite where α and δ round to 1 (saturated gates):
+    # −inf would make tap 0 exp(−inf · 0) = NaN, where the recurrence is finite.
+    x = jnp.maximum(jnp.log1p(-alpha * delta), jnp.log(jnp.finfo(alpha.dtype).tiny))
     return vandermonde(eta * beta * alpha, x, L, impl=impl)
 
 

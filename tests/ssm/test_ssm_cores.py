@@ -245,6 +245,13 @@ def test_bad_inputs_raise_clear_errors(name):
     bi = CORES[name](True, jr.key(0))
     with pytest.raises(ValueError, match="bidirectional"):
         bi.init_state(10)
+    # Parameters cast to bfloat16 (a mixed-precision step over the whole model).
+    half = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if eqx.is_inexact_array(x) else x, core)
+    message = "SSM core parameters must be float32 or float64, got bfloat16; keep the core in float32"
+    with pytest.raises(ValueError, match=message):
+        half(jnp.zeros((10, H)))
+    with pytest.raises(ValueError, match=message):
+        half.init_state(10)
 
 
 def test_dss_softmax_system_needs_length():

@@ -61,3 +61,27 @@ def test_discretize_grads(x64):
 def test_discretize_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="diagonal A"):
         discretize_bilinear(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3)), jnp.ones(2))
+
+
+def test_discretize_rejects_integer_operands():
+    """The functions' own check, which holds without the test suite's type-check
+    hook (`__wrapped__`: the function the hook wraps)."""
+    lam = jnp.asarray([-1.0 + 2j, -0.5 + 1j], jnp.complex64)
+    for f in (getattr(g, "__wrapped__", g) for g in (discretize_zoh, discretize_bilinear)):
+        with pytest.raises(ValueError, match="B: expected a floating or complex array, got int32"):
+            f(lam, jnp.asarray([1, 1]), 0.1)  # an integer B must not turn Δ = 0.1 into 0
+        with pytest.raises(ValueError, match="dt: expected a floating or complex array, got int32"):
+            f(lam, jnp.ones(2, jnp.complex64), jnp.asarray(1))
+
+
+def test_discretize_keeps_float64_step_with_a_float32_input_vector(x64):
+    """Δ in float64 with a float32 `B` is not rounded to float32: the result is
+    the float64 discretization of `B`'s (exact) float32 values."""
+    _, lam, B, dt = _system(np.random.default_rng(3))
+    B32 = jnp.asarray(B.real, jnp.float32)
+    for f in (discretize_zoh, discretize_bilinear):
+        A_bar, B_bar = f(jnp.asarray(lam), B32, jnp.asarray(dt))
+        ref_A, ref_B = f(jnp.asarray(lam), jnp.asarray(np.asarray(B32, np.float64)), jnp.asarray(dt))
+        assert B_bar.dtype == jnp.complex128
+        np.testing.assert_allclose(A_bar, ref_A, rtol=1e-15)
+        np.testing.assert_allclose(B_bar, ref_B, rtol=1e-15)

@@ -281,3 +281,32 @@ def test_ema_output_from_raw_leaves(bidirectional, x64):
     core = _perturb(core, seed=4, scale=1.0)  # α, δ well spread over (0, 1)
     x = np.random.default_rng(0).normal(size=(50, H))
     assert_close(core(jnp.asarray(x)), _ema_reference(core, x), rtol=1e-10)
+
+
+# --- saturated parameters: finite where the definition is ---------------------------
+
+
+def test_ema_with_saturated_gates_matches_the_recurrence():
+    """float32 EMA whose α and δ logits (20) round both gates to 1, so `1 − αδ`
+    is 0 in float32: the output is finite and equals the float64 recurrence from
+    the raw leaves (there `1 − αδ ≈ 4e-9`)."""
+    core = EMA(H, 4, key=jr.key(0))
+    core = eqx.tree_at(
+        lambda c: (c.alpha_logit, c.delta_logit),
+        core,
+        (core.alpha_logit.at[0, :2].set(20.0), core.delta_logit.at[0, :2].set(20.0)),
+    )
+    x = np.random.default_rng(0).normal(size=(30, H))
+    got = np.asarray(core(jnp.asarray(x, jnp.float32)))
+    assert np.isfinite(got).all()
+    assert_close(got, _ema_reference(core, x), rtol=1e-5, atol=1e-5)
+
+
+def test_s4d_bilinear_with_a_pole_at_zero_matches_the_definition(x64):
+    """A real pole with `Δ|λ|/2 = 1` (the `lin` init's mode 0, Δ = 4) has bilinear
+    `Ā = 0`: `K_0 = 2 Re(C B̄)` and every later tap 0, not NaN."""
+    core = S4D(H, N, init="lin", discretization="bilinear", dt_min=4.0, dt_max=4.0, key=jr.key(0))
+    assert (_np(core.lambda_im)[:, 0] == 0).all()
+    K = np.asarray(core.kernel(12))
+    assert np.isfinite(K).all()
+    assert_close(K, _s4d_reference_kernel(core, 12), rtol=1e-10, atol=1e-12)
