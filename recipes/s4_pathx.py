@@ -7,14 +7,16 @@ Published setting: the authors' current Path-X config, state-spaces/s4 at e757ce
 AdamW lr 0.001 / wd 0.05, the SSM parameters (A, B, Δ) at lr 0.001 without weight
 decay, batch 16, 50 epochs, warmup 50k of 500k steps (cosine).
 
-Which Path-X learning rates. The repository's history holds four settings:
+Which Path-X learning rates. The repository's history holds five settings:
 
 - 2021 (S4 v1, `lra/old/s4-lra-pathx.yaml`): lr 0.0005, plateau schedule, batch 32;
 - 2022-08 (the S4D / HTTYH papers, `lra/s4-lra-pathx.yaml`): lr 0.0005, SSM lr
   0.0005, warmup 10k of 500k, batch 16;
+- 2023-03-03 (commit 43f5b0c, the same file edited): lr 0.001, SSM lr 0.0005,
+  warmup 50k (its comment: the original S4D/HTTYH papers use lr 5e-4); commit
+  62a14bb later moved it, unchanged, to `lra/old/v3-s4-pathx.yaml`;
 - 2023-04-01 (v4, `lra/s4-pathx.yaml`, commit 62a14bb): lr 0.002, SSM lr 0.001,
-  warmup 50k (kept as `lra/old/v3-s4-pathx.yaml` in a variant with lr 0.001, SSM
-  lr 0.0005);
+  warmup 50k;
 - 2023-04-15 (commit 8bfbb60, "Update PathX config learning rate", unchanged since):
   lr 0.001, SSM lr 0.001.
 

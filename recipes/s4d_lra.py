@@ -6,7 +6,8 @@ Initialization of Diagonal State Space Models", NeurIPS 2022 (S4D), as the autho
 repository ran it when the paper came out: state-spaces/s4 at b5dae46 (2022-08,
 "add small PathX config from S4D paper"), `configs/experiment/lra/s4-lra-{listops,
 imdb,aan,cifar,pathfinder,pathx}.yaml` with the S4D layer (`model/layer=s4d`:
-diagonal mode; the experiments' `measure: legs` makes it S4D-LegS) and the
+diagonal mode; the experiments' `measure: legs` makes it S4D-LegS, with a warning
+in that code that the measure is not meant for S4D) and the
 `cosine_warmup` scheduler (warmup 1000 steps where a config sets none). Every
 task: N = 64, bidirectional, Δ ∈ [1e-3, 1e-1] (Path-X [1e-4, 1e-1]), GELU then
 GLU, AdamW (0.9, 0.999), cosine decay per step, SSM parameters without weight
@@ -31,6 +32,10 @@ Differences seqkit cannot express:
 - Pathfinder and Path-X pixels: the code normalizes them to [−1, 1]; seqkit feeds
   [0, 1] (a linear encoder absorbs the shift).
 - Inputs and the Retrieval head as for S4 (see `recipes/s4_lra.py`).
+
+The repository records no command line of the S4D paper's LRA runs; its
+CHANGELOG says that any experiment config runs with `model/layer=s4d`, which is
+the reading here (the configs at b5dae46 are the HTTYH S4 configs).
 
 The paper also reports S4D-Inv and S4D-Lin: `--set model.mixers.0.init=inv` (or
 `lin`).
