@@ -9,9 +9,12 @@ BatchNorm, pre-norm, no dropout, mean pooling; Adam β = (0.9, 0.98), lr 0.01,
 weight decay 0.01 on every parameter (EMA included: one group), gradient
 clipping 1.0, batch 128, warmup 50k of 250k updates.
 
+As the code, not the paper's equations: the EMA's output passes a SiLU
+(`ema_silu`), and its kernel is truncated to 1024 taps (the whole of L = 1024).
+
 Differences: the learning rate decays on seqkit's cosine schedule (the paper's is
-linear), the head is one linear map (the paper's classifier has a hidden layer),
-and pixels stay in [0, 1] (the paper shifts them to [−1, 1]).
+linear), the head is one linear map (the code's classifier has a hidden layer,
+GELU), and pixels stay in [0, 1] (the paper shifts them to [−1, 1]).
 
 Preset `cpu`: contour length 6 (`continuous` style: solid snakes), a 32-wide 3-layer
 Mega (z 16, v 64) with attention over the whole sequence, as the published model,
@@ -54,6 +57,8 @@ def recipe() -> Recipe:
                     chunk_size=None,
                     attention="laplace",
                     relative_position="simple",
+                    ema_silu=True,  # the code's EMA output, SiLU(EMA(X))
+                    truncation=1024,  # the code's mega_lra_pf32 (all of L = 1024)
                 )
             ],
             norm="batch",

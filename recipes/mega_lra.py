@@ -12,7 +12,9 @@ and the `mega_lra_*` architectures of `fairseq/models/lra/model.py`. Every task:
 EMA dimension 16, SiLU, the FFN as wide as `v` (`ffn_mult=2`), simple
 relative-position bias, mean pooling, Adam β = (0.9, 0.98), ε 1e-8, decoupled
 weight decay on every parameter (EMA included: `ssm_lr = lr`), gradient clipping
-1.0, linear warmup.
+1.0, linear warmup. As the code's EMA layer: a SiLU on the EMA's output
+(`ema_silu`, absent from the paper's equations) and the EMA kernel truncated to
+its first 1024 taps (Path-X 4096; `truncation`, no effect at L = 1024).
 
 | task | d × layers | z / v | attention | norm | dropout | lr / wd | batch | warmup / total |
 |---|---|---|---|---|---|---|---|---|
@@ -34,10 +36,11 @@ Differences seqkit cannot express:
   quadratic warmup, `--warmup-power 2`); seqkit decays on a cosine.
 - Norms: Text and Retrieval use ScaleNorm, which seqkit lacks: LayerNorm here.
   Path-X's synchronized BatchNorm is seqkit's BatchNorm over the batch.
-- Dropout 0.1 (ListOps, Text, Retrieval) acts here on Mega's `Ĥ`, as in the code;
-  the code also drops the embeddings and the FFN output, seqkit's block dropout
-  would drop more (the whole update and the FFN hidden), so it stays 0.
-- Head: the code's classifier has a hidden layer (`Linear → SiLU → Linear`), and
+- Dropout 0.1 (ListOps, Text, Retrieval) acts here on Mega's `X'` (the EMA
+  output) and `Ĥ`, as in the code; the code also drops the embeddings and the FFN
+  output, seqkit's block dropout would drop more (the whole update and the FFN
+  hidden), so it stays 0.
+- Head: the code's classifier has a hidden layer (`Linear → GELU → Linear`), and
   its Retrieval head reads `[u, v]`; seqkit's head is one linear map, and its
   `DualEncoder` reads `[u, v, u⊙v, u−v]`.
 - Inputs: pixels normalized with (0.48, 0.24) for Image (as seqkit's gray values,
@@ -58,7 +61,9 @@ SOURCE = "facebookresearch/mega@aeaa4b4 examples/mega/README.lra.md + mega_lra_{
 CHUNK = 128
 
 
-def _mega(z: int, v: int, attention: str, *, dropout: float = 0.0, chunk: int | None = None) -> MegaConfig:
+def _mega(
+    z: int, v: int, attention: str, *, dropout: float = 0.0, chunk: int | None = None, truncation: int = 1024
+) -> MegaConfig:
     return MegaConfig(
         z_dim=z,
         v_dim=v,
@@ -67,6 +72,8 @@ def _mega(z: int, v: int, attention: str, *, dropout: float = 0.0, chunk: int | 
         attention=attention,
         relative_position="simple",
         dropout=dropout,
+        ema_silu=True,
+        truncation=truncation,
     )
 
 
@@ -125,7 +132,7 @@ def pathfinder(chunk: int | None = None) -> Recipe:
 def pathx(chunk: int | None = None) -> Recipe:
     return _lra.lra_recipe(
         _name("pathx", chunk), _description("pathx", chunk), "pathx",
-        _mega(32, 128, "laplace", chunk=chunk),
+        _mega(32, 128, "laplace", chunk=chunk, truncation=4096),
         d_model=64, n_layers=4, norm="batch", prenorm=True, dropout=0.0,
         lr=0.01, weight_decay=0.01, ssm_lr=0.01, ssm_weight_decay=0.01, batch_size=128,
         warmup_steps=25_000, total_steps=125_000, eval_every=1250, **_COMMON,

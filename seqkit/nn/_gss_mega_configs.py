@@ -47,9 +47,9 @@ class MegaConfig(MixerConfig):
     Options (the constructor's): `z_dim` (`None`: `d_model // 2`, the ratio of
     Mega's LRA Pathfinder and Path-X models), `v_dim` (`None`: `2·d_model`, the
     paper's), `ema_ndim`, `chunk_size` (`None`: attention over the whole
-    sequence), `attention`, `relative_position`, `causal`, `dropout`. The
-    constructor's `max_length` is the model's sequence length when unchunked, and
-    the chunk size when chunked.
+    sequence), `attention`, `relative_position`, `causal`, `dropout`, and Mega's
+    code's `ema_silu` and `truncation`. The constructor's `max_length` is the
+    model's sequence length when unchunked, and the chunk size when chunked.
 
     In a block, Mega's FFN is the block's: `ModelConfig(ffn_mult=2,
     ffn_activation="silu")`.
@@ -67,6 +67,8 @@ class MegaConfig(MixerConfig):
     relative_position: Literal["simple", "rotary"] = "simple"
     causal: bool = False
     dropout: float = 0.0
+    ema_silu: bool = False
+    truncation: int | None = None
 
     def build(self, d_model: int, *, max_length: int, key: PRNGKeyArray) -> Mega:
         options = self.options()

@@ -149,6 +149,14 @@ def mega_attention(
     return out.reshape(n * c, -1)[:L]
 
 
+def _split(key: PRNGKeyArray | None) -> tuple[PRNGKeyArray | None, PRNGKeyArray | None]:
+    """Dropout keys for `X'` and `Ĥ` (both `None` without a key)."""
+    if key is None:
+        return None, None
+    k1, k2 = jr.split(key)
+    return k1, k2
+
+
 class MegaState(NamedTuple):
     """Recurrent state of a causal [`seqkit.nn.Mega`][].
 
@@ -200,9 +208,15 @@ class Mega(AbstractRecurrentMixer):
       Mega's reference code gates the raw residual instead,
       `X + φ ⊙ (Ĥ − X)`; the two differ by `φ ⊙ (X − X_n)`.
 
-    Dropout: the mixer's `dropout` acts on `Ĥ` (`φ ⊙ (drop(Ĥ) − X)`, as in Mega);
-    a block's `dropout` also drops elements of the whole update `mixer(X)`, and acts
-    inside and after the FFN.
+    Dropout: the mixer's `dropout` acts on `X'` (before the projections that read
+    it) and on `Ĥ` (`φ ⊙ (drop(Ĥ) − X)`), as in Mega's code; a block's `dropout`
+    also drops elements of the whole update `mixer(X)`, and acts inside and after
+    the FFN.
+
+    Two options follow Mega's code where it departs from the paper's equations:
+    `ema_silu=True` makes `X' = SiLU(EMA(X))` (the code's EMA layer ends with a
+    SiLU), and `truncation=T` keeps the EMA kernel's first `T` taps (the code's
+    LRA models truncate to 1024, Path-X to 4096; convolution mode only).
 
     `chunk_size=c` gives Mega-chunk: attention only within consecutive chunks
     of `c` positions while the EMA still runs over the whole sequence, so time
@@ -242,6 +256,7 @@ class Mega(AbstractRecurrentMixer):
     relative_position: str = eqx.field(static=True)
     max_length: int | None = eqx.field(static=True)
     causal: bool = eqx.field(static=True)
+    ema_silu: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -256,6 +271,8 @@ class Mega(AbstractRecurrentMixer):
         max_length: int | None = None,
         causal: bool = False,
         dropout: float = 0.0,
+        ema_silu: bool = False,
+        truncation: int | None = None,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -275,7 +292,10 @@ class Mega(AbstractRecurrentMixer):
           Longer spans raise.
         - `causal`: causal EMA and attention (for language modelling); enables
           recurrent mode.
-        - `dropout`: dropout rate on `Ĥ`.
+        - `dropout`: dropout rate on `X'` and on `Ĥ`.
+        - `ema_silu`: `X' = SiLU(EMA(X))`, as Mega's code (the paper has no SiLU there).
+        - `truncation`: keep only the EMA kernel's first `truncation` taps (`None`:
+          all); a truncated EMA has no recurrent mode.
         - `key`: PRNG key.
         """
         for name, value in (
@@ -309,7 +329,7 @@ class Mega(AbstractRecurrentMixer):
         if relative_position == "rotary" and z_dim % 2:
             raise ValueError(f"relative_position='rotary' needs an even z_dim, got {z_dim}")
         ekey, vkey, mkey, skey, hkey, rkey = jr.split(key, 6)
-        self.ema = EMA(d_model, ema_ndim, bidirectional=not causal, key=ekey)
+        self.ema = EMA(d_model, ema_ndim, bidirectional=not causal, truncation=truncation, key=ekey)
         self.proj_v = eqx.nn.Linear(d_model, v_dim, key=vkey)
         # One projection of X' for Z, γ, φ and the X' W_h + b_h term, in that order.
         self.proj_mx = eqx.nn.Linear(d_model, z_dim + v_dim + 2 * d_model, key=mkey)
@@ -330,6 +350,7 @@ class Mega(AbstractRecurrentMixer):
         self.relative_position = relative_position
         self.max_length = max_length
         self.causal = causal
+        self.ema_silu = ema_silu
 
     def _bias(self, qpos: Int[Array, " P"], kpos: Int[Array, " C"]) -> Float[Array, "P C"]:
         """`b_rel` between query positions `qpos` and key positions `kpos` (inside a span)."""
@@ -348,6 +369,10 @@ class Mega(AbstractRecurrentMixer):
         q = z * self.qk_scale[0] + self.qk_offset[0]
         k = z * self.qk_scale[1] + self.qk_offset[1]
         return q, k, gamma, phi, h_in
+
+    def _ema_output(self, e: Array, key: PRNGKeyArray | None) -> Array:
+        """`X' = drop(EMA(X))`, or `drop(SiLU(EMA(X)))` with `ema_silu`."""
+        return self.dropout(jax.nn.silu(e) if self.ema_silu else e, key=key)
 
     def _update(self, x, o, gamma, phi, h_in, key):
         """`φ ⊙ (drop(Ĥ) − X)` with `Ĥ = SiLU(X' W_h + b_h + (γ ⊙ O) U_h)`."""
@@ -377,12 +402,13 @@ class Mega(AbstractRecurrentMixer):
                 f"exceeds max_length={self.max_length}"
             )
         x = x.astype(self.qk_scale.dtype)
-        xp = self.ema(x, mask=mask)  # X', including the EMA's ω ⊙ x term
+        k_ema, k_h = _split(key)
+        xp = self._ema_output(self.ema(x, mask=mask), k_ema)  # X', the EMA's ω ⊙ x term included
         v = jax.nn.silu(jax.vmap(self.proj_v)(x))
         q, k, gamma, phi, h_in = self._gates(xp)
         pos = jnp.arange(span, dtype=jnp.int32)
         o = mega_attention(q, k, v, self._bias(pos, pos), mask, attention=self.attention, causal=self.causal)
-        return self._update(x, o, gamma, phi, h_in, key)
+        return self._update(x, o, gamma, phi, h_in, k_h)
 
     def init_state(self, L: int | None = None) -> MegaState:
         """A fresh state for `step` (causal Mega only).
@@ -440,7 +466,9 @@ class Mega(AbstractRecurrentMixer):
             p = t
         else:
             p = state.position % C  # a new chunk starts at p = 0; older slots are masked out
-        xp, ema_state = self.ema.step(x_t, state.ema)
+        k_ema, k_h = _split(key)
+        e, ema_state = self.ema.step(x_t, state.ema)
+        xp = self._ema_output(e, k_ema)
         v = jax.nn.silu(self.proj_v(x_t))
         q, k, gamma, phi, h_in = self._gates(xp)
         keys = lax.dynamic_update_index_in_dim(state.keys, k, p, 0)
@@ -449,5 +477,5 @@ class Mega(AbstractRecurrentMixer):
         scores = _scale_scores((keys @ q)[None], self.z_dim, self.attention)
         weights = _attention_weights(scores, self._bias(p[None], slots), (slots <= p)[None], self.attention)
         o = (weights @ values)[0]
-        y = self._update(x_t, o, gamma, phi, h_in, key)
+        y = self._update(x_t, o, gamma, phi, h_in, k_h)
         return y, MegaState(ema=ema_state, keys=keys, values=values, position=state.position + 1)

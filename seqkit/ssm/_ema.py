@@ -53,6 +53,11 @@ class EMA(AbstractSSMCore):
     Vandermonde product. Bidirectional EMAs learn a separate set of
     `α, δ, β, η` for the backward direction.
 
+    `truncation=T` keeps the kernel's first `T` taps and zeroes the rest (Mega's
+    code truncates its LRA models' EMA to 1024 or 4096 taps): a convolution only,
+    with no finite recurrence, so recurrent mode and `discrete_system` need
+    `truncation=None`.
+
     ```python
     core = seqkit.ssm.EMA(64, ndim=16, key=jax.random.key(0))
     y = core(x)  # x: (L, 64)
@@ -69,17 +74,29 @@ class EMA(AbstractSSMCore):
     d_model: int = eqx.field(static=True)
     ndim: int = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
+    truncation: int | None = eqx.field(static=True)
 
-    def __init__(self, d_model: int, ndim: int = 16, *, bidirectional: bool = False, key: PRNGKeyArray):
+    def __init__(
+        self,
+        d_model: int,
+        ndim: int = 16,
+        *,
+        bidirectional: bool = False,
+        truncation: int | None = None,
+        key: PRNGKeyArray,
+    ):
         """**Arguments:**
 
         - `d_model`: channels `H`.
         - `ndim`: expansion dimensions `h` per channel.
         - `bidirectional`: add a second EMA run over the reversed sequence.
+        - `truncation`: keep only the kernel's first `truncation` taps (`None`: all).
         - `key`: PRNG key.
         """
         if d_model < 1 or ndim < 1:
             raise ValueError(f"d_model and ndim must be >= 1, got {d_model} and {ndim}")
+        if truncation is not None and (not isinstance(truncation, int) or truncation < 1):
+            raise ValueError(f"truncation must be None or an integer >= 1, got {truncation!r}")
         shape = ((2,) if bidirectional else ()) + (d_model, ndim)
         akey, dkey, bkey, ekey, okey = jr.split(key, 5)
         self.alpha_logit = 0.2 * jr.normal(akey, shape)
@@ -92,6 +109,7 @@ class EMA(AbstractSSMCore):
         self.d_model = d_model
         self.ndim = ndim
         self.bidirectional = bidirectional
+        self.truncation = truncation
 
     def _params(self):
         return jax.nn.sigmoid(self.alpha_logit), jax.nn.sigmoid(self.delta_logit), self.beta, self.eta
@@ -108,11 +126,19 @@ class EMA(AbstractSSMCore):
         return self.omega
 
     def kernel(self, L: int) -> Float[Array, "*dirs d_model L"]:
-        """The kernel, `(d_model, L)` or `(2, d_model, L)`."""
-        return ema_kernel(*self._params(), L)
+        """The kernel, `(d_model, L)` or `(2, d_model, L)` (zero past `truncation` taps)."""
+        if self.truncation is None or self.truncation >= L:
+            return ema_kernel(*self._params(), L)
+        k = ema_kernel(*self._params(), self.truncation)
+        return jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, L - self.truncation)])
 
     def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:
         del L
+        if self.truncation is not None:
+            raise ValueError(
+                f"an EMA truncated to {self.truncation} taps is a convolution with no finite "
+                "recurrence: recurrent mode and discrete_system need truncation=None"
+            )
         alpha, delta, beta, eta = self._params()
         A, Bb, C = (to_complex(a) for a in (1.0 - alpha * delta, alpha * beta, eta))
         if not self.bidirectional:

@@ -106,6 +106,8 @@ def np_gated(layer, x, mask):
     """`(φ, Ĥ)` of Mega's gated attention on the input `x`."""
     L, d = x.shape
     xp = np_ema(x * mask[:, None], layer.ema)
+    if layer.ema_silu:  # Mega's code: X' = SiLU(EMA(X))
+        xp = silu(xp)
     v = silu(np_linear(x, layer.proj_v))
     mx = np_linear(xp, layer.proj_mx)
     zd, vd = layer.z_dim, layer.v_dim
@@ -175,6 +177,14 @@ CASES = [
     {"attention": "laplace", "relative_position": "simple", "chunk_size": 3, "prenorm": False},
     {"attention": "relu2", "relative_position": "rotary", "chunk_size": 4, "causal": True, "prenorm": False},
     {"attention": "relu2", "relative_position": "simple", "max_length": 10, "prenorm": False},
+    {"attention": "laplace", "relative_position": "simple", "max_length": 10, "ema_silu": True},
+    {
+        "attention": "softmax",
+        "relative_position": "rotary",
+        "chunk_size": 4,
+        "causal": True,
+        "ema_silu": True,
+    },
 ]
 
 
@@ -251,6 +261,7 @@ STEP_CASES = [
     {"chunk_size": 4, "attention": "laplace", "relative_position": "rotary"},
     {"max_length": 12},
     {"attention": "relu2", "relative_position": "rotary"},
+    {"chunk_size": 4, "ema_silu": True},
 ]
 
 
@@ -357,6 +368,15 @@ def test_mega_dropout_is_keyed(getkey):
         layer(x)
     no_drop = eqx.tree_at(lambda m: m.dropout, layer, eqx.nn.Dropout(0.0))
     assert np.array_equal(eqx.nn.inference_mode(layer)(x), no_drop(x))
+
+
+def test_mega_truncation_is_the_emas(getkey):
+    """`truncation` reaches the EMA (whose cut kernel is checked against a float64
+    reference in the EMA's tests); a causal truncated Mega has no recurrent mode."""
+    assert make(getkey, max_length=10, truncation=3).ema.truncation == 3
+    causal = make(getkey, max_length=10, truncation=3, causal=True)
+    with pytest.raises(ValueError, match="truncated to 3 taps is a convolution with no finite recurrence"):
+        causal.init_state(10)
 
 
 def test_mega_errors(getkey):

@@ -64,7 +64,7 @@ SSM_PUBLISHED = {
 
 # Mega (facebookresearch/mega@aeaa4b4, examples/mega/README.lra.md commands and the
 # mega_lra_* architectures): d_model, n_layers, z, v, attention, norm (ScaleNorm ->
-# layer), prenorm, dropout (on Ĥ), lr, weight decay (every parameter), batch
+# layer), prenorm, dropout (on X' and Ĥ), lr, weight decay (every parameter), batch
 # (per-GPU batch x update-freq x GPUs), warmup, total updates.
 MEGA_PUBLISHED = {
     "listops": (80, 6, 64, 160, "softmax", "layer", False, 0.1, 0.001, 0.01, 64, 3000, 90_000),
@@ -75,6 +75,16 @@ MEGA_PUBLISHED = {
     "pathx": (64, 4, 32, 128, "laplace", "batch", True, 0.0, 0.01, 0.01, 2 * 8 * 8, 25_000, 125_000),
 }
 MEGA_CHUNK = 128
+# The code's EMA (fairseq/modules/exponential_moving_average.py): SiLU on its output,
+# the kernel truncated to `truncation_length` taps (mega_lra_* defaults: 1024, Path-X 4096).
+MEGA_TRUNCATION = {
+    "listops": 1024,
+    "text": 1024,
+    "retrieval": 1024,
+    "image": 1024,
+    "pathfinder": 1024,
+    "pathx": 4096,
+}
 
 # Task -> (dataset, classes, vocabulary of token inputs or None for pixels, dual encoder).
 TASK_DATA = {
@@ -156,6 +166,7 @@ def test_mega_recipe_is_the_published_setting(name):
     assert (mega.attention, mega.dropout) == (attention, drop)
     assert (mega.relative_position, mega.causal) == ("simple", False)
     assert mega.chunk_size == (None if family == "mega" else MEGA_CHUNK)
+    assert (mega.ema_silu, mega.truncation) == (True, MEGA_TRUNCATION[task])
     o = r.optimizer
     assert (o.lr, o.weight_decay, o.ssm_lr, o.ssm_weight_decay) == (lr, wd, lr, wd)
     assert (o.b1, o.b2, o.eps, o.grad_clip) == (0.9, 0.98, 1e-8, 1.0)
