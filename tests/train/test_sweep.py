@@ -197,6 +197,33 @@ def test_resumed_log_reads_as_one_sweep(tmp_path, monkeypatch):
     assert_same_log(run, tmp_path / "full")
 
 
+def test_member_equals_solo_train_for_every_optimizer_setting(tmp_path):
+    """The settings each member reads from its own optimizer state: warmup,
+    Adam's b2 and eps, both weight decays and the SSM learning rate. The member
+    that differs from member 0 in all of them equals its solo run."""
+    grid = {
+        "schedule.warmup_steps": [1, 3],
+        "optimizer.b2": [0.99, 0.999],
+        "optimizer.eps": [1e-8, 1e-6],
+        "optimizer.weight_decay": [0.0, 0.2],
+        "optimizer.ssm_lr": [0.001, 0.02],
+        "optimizer.ssm_weight_decay": [0.0, 0.1],
+    }
+    recipe = study_recipe(steps=4, eval_every=100)
+    kw = dict(sources=sources(), batches=batches, progress=False)
+    res = st.sweep(recipe, grid, run_dir=tmp_path / "sw", **kw)
+    members = st.sweep_members(recipe, grid)
+    last = members[-1]
+    assert all(last.settings[k] == v[1] for k, v in grid.items())
+    solo = st.train(last.recipe, tmp_path / "solo", **kw)
+    for key in ("val_loss", "test_loss"):
+        np.testing.assert_allclose(res["members"][-1][key], solo[key], rtol=1e-5, err_msg=key)
+        assert res["members"][-1][key] != res["members"][0][key]
+    mine = [r for r in records(tmp_path / "sw", "train") if r["member"] == len(members) - 1]
+    for a, b in zip(mine, records(tmp_path / "solo", "train"), strict=True):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+
 def test_fine_tuning_sweep_starts_members_from_init_from(tmp_path, monkeypatch):
     """`model.init_from`: every member starts from the pretrained run's backbone,
     as a solo run of its settings does (and not from scratch)."""
