@@ -250,17 +250,24 @@ def test_s4_kernel_and_output_from_raw_leaves(bidirectional, x64):
 # --- EMA: Ma et al. 2023 (Mega) ---------------------------------------------------
 
 
-def _ema_reference(core, x):
+def _ema_reference(core, x, truncation=None):
     """Mega's damped EMA as the explicit recurrence over t, per channel and dim j:
 
     `α = sigmoid(alpha_logit)`, `δ = sigmoid(delta_logit)`,
     `z_t = α β x_t + (1 − α δ) z_{t−1}`, `y_t = Σ_j η_j z_t + ω x_t`;
     bidirectional: a second EMA with its own `α, δ, β, η` over the reversed sequence.
+    With `truncation=T`, the explicit sum over lags `l < T` instead:
+    `Σ_l K_l x_{t−l}` with `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l`.
     """
     alpha, delta = _sigmoid(_np(core.alpha_logit)), _sigmoid(_np(core.delta_logit))
     beta, eta = _np(core.beta), _np(core.eta)
 
     def run(a, d, b, e, xs):
+        if truncation is not None:
+            K = [np.sum(e * b * a * (1.0 - a * d) ** lag, axis=-1) for lag in range(truncation)]
+            return np.stack(
+                [sum(K[lag] * xs[t - lag] for lag in range(min(truncation, t + 1))) for t in range(len(xs))]
+            )
         z = np.zeros(a.shape)  # (H, h)
         ys = np.zeros(xs.shape)
         for t in range(xs.shape[0]):
@@ -283,31 +290,12 @@ def test_ema_output_from_raw_leaves(bidirectional, x64):
     assert_close(core(jnp.asarray(x)), _ema_reference(core, x), rtol=1e-10)
 
 
-def _truncated_ema_reference(core, x, T):
-    """The EMA with its kernel cut to `T` taps, as the explicit sum over lags:
-    `y_t = Σ_{l < min(T, t+1)} K_l x_{t−l} + ω x_t` with
-    `K_l = Σ_j η_j β_j α_j (1 − α_j δ_j)^l` (per direction; the backward one over
-    the reversed sequence)."""
-    alpha, delta = _sigmoid(_np(core.alpha_logit)), _sigmoid(_np(core.delta_logit))
-    beta, eta = _np(core.beta), _np(core.eta)
-
-    def run(a, d, b, e, xs):
-        K = np.stack([np.sum(e * b * a * (1.0 - a * d) ** lag, axis=-1) for lag in range(T)])  # (T, H)
-        return np.stack([sum(K[lag] * xs[t - lag] for lag in range(min(T, t + 1))) for t in range(len(xs))])
-
-    y = _np(core.omega) * x
-    if not core.bidirectional:
-        return y + run(alpha, delta, beta, eta, x)
-    y = y + run(alpha[0], delta[0], beta[0], eta[0], x)
-    return y + run(alpha[1], delta[1], beta[1], eta[1], x[::-1])[::-1]
-
-
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_truncated_ema_from_raw_leaves(bidirectional, x64):
     core = EMA(H, 4, bidirectional=bidirectional, truncation=7, key=jr.key(0))
     core = _perturb(core, seed=5, scale=1.0)
     x = np.random.default_rng(0).normal(size=(30, H))
-    assert_close(core(jnp.asarray(x)), _truncated_ema_reference(core, x, 7), rtol=1e-10)
+    assert_close(core(jnp.asarray(x)), _ema_reference(core, x, truncation=7), rtol=1e-10)
     # At or below the truncation length nothing is cut: the untruncated EMA.
     assert_close(core(jnp.asarray(x[:7])), _ema_reference(core, x[:7]), rtol=1e-10)
     if not bidirectional:

@@ -10,7 +10,15 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from train_fixtures import Crash, assert_same_log, batches, crashing_batches, sources, tiny_recipe
+from train_fixtures import (
+    Crash,
+    assert_same_log,
+    batches,
+    crashing_batches,
+    dies_writing,
+    sources,
+    tiny_recipe,
+)
 
 import seqkit.train as st
 import seqkit.train._sweep as sweep_module
@@ -182,14 +190,7 @@ def test_resumed_log_reads_as_one_sweep(tmp_path, monkeypatch):
     # Dies drawing batch 5: the checkpoint of step 3 sits inside the window 3-4.
     with pytest.raises(Crash):
         st.sweep(recipe, grid, run_dir=run, batches=crashing_batches(4), **kw)
-    write_json = sweep_module.write_json
-
-    def dies_before_results(path, data):
-        if os.path.basename(path) == "sweep.json":
-            raise Crash
-        write_json(path, data)
-
-    monkeypatch.setattr(sweep_module, "write_json", dies_before_results)
+    monkeypatch.setattr(sweep_module, "write_json", dies_writing(sweep_module.write_json, "sweep.json"))
     with pytest.raises(Crash):
         st.sweep(recipe, grid, run_dir=run, resume=True, batches=batches, **kw)
     monkeypatch.undo()

@@ -14,6 +14,7 @@ from train_fixtures import (
     assert_same_log,
     batches,
     crashing_batches,
+    dies_writing,
     replace_trainer,
     sources,
     tiny_recipe,
@@ -70,14 +71,7 @@ def test_resumed_log_reads_as_one_run(tmp_path, monkeypatch):
     # Dies fetching batch 9: the last checkpoint is step 7, inside the window 6-10.
     with pytest.raises(Crash):
         st.train(recipe, run, sources=sources(), batches=crashing_batches(9), progress=False)
-    write_json = loop.write_json
-
-    def dies_before_results(path, data):
-        if os.path.basename(path) == "results.json":
-            raise Crash
-        write_json(path, data)
-
-    monkeypatch.setattr(loop, "write_json", dies_before_results)
+    monkeypatch.setattr(loop, "write_json", dies_writing(loop.write_json, "results.json"))
     with pytest.raises(Crash):
         st.train(recipe, run, resume=True, sources=sources(), batches=batches, progress=False)
     monkeypatch.undo()

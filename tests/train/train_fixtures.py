@@ -183,3 +183,15 @@ def assert_same_log(run_dir, reference_dir):
                 np.testing.assert_allclose(r[k], ref[k], rtol=1e-12, err_msg=f"{k} at step {r['step']}")
             else:
                 assert r[k] == ref[k], (k, r["step"])
+
+
+def dies_writing(write_json, filename):
+    """`write_json` that raises `Crash` instead of writing `filename`: a kill
+    between a run's last records and its results file."""
+
+    def write(path, data):
+        if os.path.basename(path) == filename:
+            raise Crash
+        write_json(path, data)
+
+    return write
