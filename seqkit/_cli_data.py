@@ -142,7 +142,7 @@ def _check_command(args: argparse.Namespace) -> int:
     from seqkit.data import DataNotFoundError, check_dataset
 
     try:
-        report = check_dataset(args.name, args.data_dir, contour_length=args.contour_length)
+        report = check_dataset(args.name, args.data_dir, contour_length=args.contour_length, style=args.style)
     except (ValueError, DataNotFoundError) as e:
         return _error(str(e).splitlines()[0])
     for f in report.files:
@@ -202,5 +202,8 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
         help="data directory (default: $SEQKIT_DATA for datasets read from files; generated ones need none)",
     )
     ck.add_argument("--contour-length", type=int, help="Pathfinder level to check: 6, 9 or 14 (default 14)")
+    ck.add_argument(
+        "--style", choices=("lra", "continuous"), help="Pathfinder style the cache must have (default lra)"
+    )
     data.set_defaults(func=data_command)
     return data

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from seqkit._paths import expand_path
 
 from . import _aan, _bytes, _cifar, _imdb, _listops, _pathfinder
-from ._files import DataError, FileCheck, one_line
+from ._files import DataError, FileCheck, find_cache
 from ._lra_release import (
     PATHFINDER_FOLDERS,
     check_listops_files,
@@ -56,43 +56,48 @@ class DataCheck(NamedTuple):
     summary: str
 
 
-def _cache(directory: str, name: str, metadata: str, what: str, command: str) -> list[FileCheck] | None:
-    """The metadata of a generated cache in `directory` or `directory/name`, if one is there."""
-    for candidate in (directory, os.path.join(directory, name)):
-        path = os.path.join(candidate, metadata)
-        if os.path.isfile(path):
-            return [
-                FileCheck(
-                    path, True, f"a {what} cache written by `{command}`; its arrays are checked when read"
-                )
-            ]
-    return None
+def _cache(
+    directory: str, name: str, metadata: str, what: str, command: str, ours: Callable[[dict], bool]
+) -> list[FileCheck] | None:
+    """The metadata of this dataset's generated cache (`ours`) in `directory` or
+    `directory/name`, if one is there (another dataset's cache is passed over, as
+    the readers do)."""
+    found = find_cache(directory, name, metadata, ours)
+    if found is None:
+        return None
+    path = os.path.join(found, metadata)
+    return [FileCheck(path, True, f"a {what} cache written by `{command}`; its arrays are checked when read")]
 
 
 def _pathfinder_files(name: str):
-    def files(data_dir: str, contour_length: int = 14) -> list[FileCheck]:
-        cached = _cache(data_dir, name, _pathfinder.METADATA, "Pathfinder", "seqkit data pathfinder")
+    def ours(meta: dict) -> bool:
+        return meta.get("kind", "pathfinder") == "pathfinder" and meta.get("preset", name) == name
+
+    def files(data_dir: str, contour_length: int = 14, style: str = "lra") -> list[FileCheck]:
+        cached = _cache(data_dir, name, _pathfinder.METADATA, "Pathfinder", "seqkit data pathfinder", ours)
         if not cached:
             return check_pathfinder_files(data_dir, name, contour_length)
         (path, _, note) = cached[0]
         try:
             meta = _pathfinder.read_pathfinder_metadata(os.path.dirname(path))
-        except DataError as e:
-            return [FileCheck(path, False, one_line(e))]
-        found = (meta.get("preset"), meta.get("contour_length"))
-        if found != (name, contour_length):
-            return [
-                FileCheck(
-                    path, False, f"a cache of {found[0]} at contour length {found[1]}, not {contour_length}"
-                )
-            ]
+            # What make_source requires of it: preset, level, style and generator version.
+            _pathfinder.check_pathfinder_cache(meta, os.path.dirname(path), name, contour_length, style)
+        except (DataError, ValueError) as e:
+            return [FileCheck(path, False, str(e).splitlines()[0])]
         return cached
 
     return files
 
 
 def _listops_files(data_dir: str) -> list[FileCheck]:
-    cached = _cache(data_dir, "listops", _listops.METADATA, "ListOps", "seqkit data listops")
+    cached = _cache(
+        data_dir,
+        "listops",
+        _listops.METADATA,
+        "ListOps",
+        "seqkit data listops",
+        lambda meta: meta.get("kind", "listops") == "listops",
+    )
     return cached or check_listops_files(data_dir)
 
 
@@ -103,7 +108,7 @@ CHECKERS: dict[str, Checker] = {
         name: Checker(
             _pathfinder_files(name),
             generated=True,
-            options=("contour_length",),
+            options=("contour_length", "style"),
             otherwise=(
                 f"or write a cache with `seqkit data pathfinder --preset {name}{{level}} --size N "
                 f"--out {{out}}`, {_GENERATE}"
@@ -138,7 +143,9 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **option
       written by seqkit or the LRA release files there. CIFAR-10, IMDb, AAN, enwik8
       and text8 default to `$SEQKIT_DATA`; `pytext` needs no files to be put
       anywhere (it reads this Python's standard library, listed as its one file).
-    - `options`: `contour_length` for Pathfinder (6, 9 or 14; default 14).
+    - `options`: `contour_length` (6, 9 or 14; default 14) and `style` (`"lra"` or
+      `"continuous"`; default `"lra"`) for Pathfinder: a cache must match both, and
+      the generator version of its style, as `make_source` requires.
 
     **Returns:**
 

@@ -196,7 +196,11 @@ class CifarSource:
       normalized with the standard CIFAR-10 mean and std.
     - `grayscale=True` (LRA Image): luma rounded to 0..255; inputs int32 `(1024,)`
       tokens with `as_tokens=True`, else float32 `(1024, 1)` as
-      `(gray - 122.6) / 61`.
+      `(gray - 122.6) / 61`. The weights are TensorFlow's (0.2989, 0.5870,
+      0.1140), as LRA's pipeline; that pipeline's `tf.image.rgb_to_grayscale`
+      returns to uint8 by truncating `255.5 · g / 255` rather than rounding `g`, so
+      some of its gray levels are one below these, and S4's (torchvision, PIL's
+      `convert("L")`: weights 0.299, 0.587, 0.114, rounded) differ in the same way.
 
     `label` is int32 in 0..9. The arrays load when the first source of a
     directory is built (once per process; a bad file raises `DataError` here, not

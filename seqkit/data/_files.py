@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 
@@ -25,6 +27,27 @@ def read_json_file(path: str, advice: str) -> object:
         raise DataError(
             f"{path} is not readable JSON (truncated or corrupt?): {one_line(e)}; {advice}"
         ) from None
+
+
+def find_cache(data_dir: str, name: str, metadata: str, ours: Callable[[dict], bool]) -> str | None:
+    """The first of `data_dir` and `data_dir/name` whose `metadata` file describes
+    this dataset's cache (`ours(meta)`), or `None`. Another dataset's cache there
+    (a Pathfinder-32 cache written into `data_dir` itself, say) is passed over, so
+    it neither hides this dataset's nor draws advice to overwrite it; a metadata
+    file that is not a readable JSON object counts as this dataset's, for its
+    reader to report."""
+    for candidate in (data_dir, os.path.join(data_dir, name)):
+        path = os.path.join(candidate, metadata)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as f:
+                meta = json.loads(f.read().decode("utf-8"))
+        except (ValueError, OSError):
+            return candidate
+        if not isinstance(meta, dict) or ours(meta):
+            return candidate
+    return None
 
 
 def one_line(e: BaseException) -> str:

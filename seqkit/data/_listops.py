@@ -76,7 +76,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, one_line, read_json_file
+from ._files import DataError, find_cache, one_line, read_json_file
 from ._index import check_index
 
 # Bumped whenever the tokens produced for a given (config, seed, split, index) change.
@@ -919,12 +919,12 @@ def _write_arrays(out_dir, cfg, seed, counts, workers, chunk, progress) -> dict:
 def find_listops_cache(data_dir: str | os.PathLike, name: str = "listops") -> str:
     """The cache directory: `data_dir` itself or `data_dir/name`, whichever holds metadata."""
     data_dir = expand_path(data_dir)
-    for candidate in (data_dir, os.path.join(data_dir, name)):
-        if os.path.isfile(os.path.join(candidate, METADATA)):
-            return candidate
+    found = find_cache(data_dir, name, METADATA, lambda meta: meta.get("kind", "listops") == "listops")
+    if found is not None:
+        return found
     raise ListOpsCacheNotFoundError(
-        f"no ListOps cache in {data_dir} (no {os.path.join(data_dir, METADATA)} or "
-        f"{os.path.join(data_dir, name, METADATA)}); write one with "
+        f"no ListOps cache in {data_dir} (neither {os.path.join(data_dir, METADATA)} nor "
+        f"{os.path.join(data_dir, name, METADATA)} describes one); write one with "
         f"`seqkit data listops --size N --out {os.path.join(data_dir, name)}`, "
         f"or give no data directory to generate examples on the fly"
     )

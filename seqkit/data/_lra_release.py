@@ -409,7 +409,11 @@ def _metadata_rows(path: str) -> list[list[str]]:
             ) from None
         if array.ndim != 2:
             raise DataError(f"{path}: expected a 2-d array of rows {_ROW_FORMAT}, got shape {array.shape}")
-        return [[str(v) for v in row] for row in array.tolist()]
+        # Python 2's np.save writes str as bytes (dtype S): decode those cells.
+        return [
+            [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row]
+            for row in array.tolist()
+        ]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -9,6 +9,7 @@ from seqkit._paths import expand_path
 from ._aan import AanSource
 from ._bytes import ByteSource
 from ._cifar import CifarSource
+from ._files import find_cache
 from ._imdb import ImdbSource
 from ._listops import (
     ListOpsCacheNotFoundError,
@@ -68,14 +69,17 @@ _OPTIONS = {
 
 
 def _pathfinder_cache_dir(data_dir: str, name: str, contour_length: int, style: str = "lra") -> str:
-    for candidate in (data_dir, os.path.join(data_dir, name)):
-        if os.path.isfile(os.path.join(candidate, METADATA)):
-            return candidate
+    def ours(meta: dict) -> bool:  # this preset's cache (at any level: checked after)
+        return meta.get("kind", "pathfinder") == "pathfinder" and meta.get("preset", name) == name
+
+    found = find_cache(data_dir, name, METADATA, ours)
+    if found is not None:
+        return found
     level = f" --contour-length {contour_length}" if contour_length != 14 else ""
     level += f" --style {style}" if style != "lra" else ""
     raise PathfinderCacheNotFoundError(
-        f"no {name} cache in {data_dir} (no {os.path.join(data_dir, METADATA)} or "
-        f"{os.path.join(data_dir, name, METADATA)}); write one with `seqkit data pathfinder "
+        f"no {name} cache in {data_dir} (neither {os.path.join(data_dir, METADATA)} nor "
+        f"{os.path.join(data_dir, name, METADATA)} describes one); write one with `seqkit data pathfinder "
         f"--preset {name}{level} --size N --out {os.path.join(data_dir, name)}`, or set no data "
         f"directory (`--set data.data_dir=none`, data_dir=None) to generate examples on the fly"
     )

@@ -8,7 +8,7 @@ from test_data_cifar import _batches, _write_folder
 from test_data_lra_release import write_level, write_listops_release
 
 from seqkit import cli
-from seqkit.data import CHECKERS, DATASETS, check_dataset, write_listops, write_pathfinder
+from seqkit.data import CHECKERS, DATASETS, check_dataset, make_source, write_listops, write_pathfinder
 
 
 def _run(capsys, *argv):
@@ -91,9 +91,31 @@ def test_data_check_caches(tmp_path, capsys):
     code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path))
     assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "pathfinder32" / "metadata.json"))]
     code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--contour-length", "9")
-    assert code == 1 and "a cache of pathfinder32 at contour length 14, not 9" in lines[0]
+    assert code == 1 and "holds preset 'pathfinder32' at contour length 14" in lines[0]
+    assert "not preset 'pathfinder32' at contour length 9" in lines[0]
     assert "seqkit data pathfinder --preset pathfinder32 --contour-length 9 --size N" in lines[-1]
+    # The style make_source would read (default lra) is checked too, not only the level.
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--style", "continuous")
+    assert code == 1 and "style 'lra' (generator version 2), not" in lines[0]
+    assert "style 'continuous'" in lines[0]
     write_listops(tmp_path / "listops", 50)
+    code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
+    assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "listops" / "metadata.json"))]
+
+
+def test_another_datasets_cache_in_the_data_directory_is_passed_over(tmp_path, capsys):
+    """A Pathfinder-32 cache written into DIR itself neither hides DIR/pathx and
+    DIR/listops caches nor makes their readers refuse DIR (and advise overwriting it)."""
+    write_pathfinder(tmp_path, "pathfinder32", 6, contour_length=6, style="continuous")
+    write_pathfinder(tmp_path / "pathx", "pathx", 6, contour_length=6, style="continuous")
+    write_listops(tmp_path / "listops", 50)
+    src = make_source("pathx", "train", data_dir=tmp_path, contour_length=6, style="continuous")
+    assert src[0]["inputs"].shape == (128 * 128, 1)
+    assert len(make_source("listops", "train", data_dir=tmp_path)) > 0
+    code, lines, _ = _run(
+        capsys, "pathx", "--data-dir", str(tmp_path), "--contour-length", "6", "--style", "continuous"
+    )
+    assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "pathx" / "metadata.json"))]
     code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
     assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "listops" / "metadata.json"))]
 

@@ -250,7 +250,9 @@ def test_data_lra_release_s4_permutation_is_torch_randperm():
 def write_level(level_dir, batches=None, side=32, seed=0, binary=False):
     """A release level: imgs/<n>/sample_<k>.png and metadata/<n>.npy for n in `batches`
     (written in another order than their numbers). Returns the images and labels in
-    S4's order (metadata files by number, rows in order) and the rows."""
+    S4's order (metadata files by number, rows in order) and the rows. `binary`:
+    metadata in NumPy's format, `"str"` cells (Python 3's np.save) or `"bytes"`
+    (Python 2's, where the generator ran: dtype S)."""
     batches = {10: 11, 2: 9} if batches is None else batches
     rng = np.random.default_rng(seed)
     rows = []
@@ -266,7 +268,10 @@ def write_level(level_dir, batches=None, side=32, seed=0, binary=False):
             rows.append((n, k, image, label))
         meta = os.path.join(level_dir, "metadata", f"{n}.npy")
         if binary:  # what the public generator's np.save writes
-            np.save(meta, np.array([line.split() for line in lines]))
+            cells = [line.split() for line in lines]
+            np.save(
+                meta, np.array([[c.encode() for c in row] for row in cells] if binary == "bytes" else cells)
+            )
         else:
             with open(meta, "w") as f:
                 f.write("\n".join(lines) + "\n")
@@ -320,9 +325,11 @@ def test_data_lra_release_pathfinder_same_format_as_generated(tmp_path):
         assert (released[k].shape, released[k].dtype) == (generated[k].shape, generated[k].dtype)
 
 
-def test_data_lra_release_pathx_binary_metadata_and_pickle(tmp_path):
-    """Path-X is `pathfinder128`; metadata in NumPy's binary format reads the same."""
-    images, labels, _ = write_level(_level_dir(tmp_path, "pathfinder128"), {0: 10}, side=128, binary=True)
+@pytest.mark.parametrize("cells", ["str", "bytes"])
+def test_data_lra_release_pathx_binary_metadata_and_pickle(tmp_path, cells):
+    """Path-X is `pathfinder128`; metadata in NumPy's binary format reads the same,
+    with text cells or Python 2's bytes cells."""
+    images, labels, _ = write_level(_level_dir(tmp_path, "pathfinder128"), {0: 10}, side=128, binary=cells)
     expected, _ = _s4_expected(images, labels)
     src = make_source("pathx", "test", data_dir=tmp_path, as_tokens=True)
     np.testing.assert_array_equal(src[0]["inputs"], expected["test"][0][0].reshape(-1))
