@@ -61,6 +61,8 @@ class Linformer(AbstractAttention):
         inference: bool = False,
         key: PRNGKeyArray,
     ):
+        if proj_dim < 1 or max_len < 1:
+            raise ValueError(f"expected proj_dim >= 1 and max_len >= 1, got {proj_dim} and {max_len}")
         kp, ke, kf = jr.split(key, 3)
         self.heads = AttentionHeads(
             d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp

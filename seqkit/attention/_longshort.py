@@ -121,12 +121,13 @@ class LongShortAttention(AbstractAttention):
             dropout_rate=dropout_rate,
             key=k1,
         )
-        # P = softmax over the real positions of X W_p: (L, r), padded rows 0
-        lg = jnp.where(km[:, None], logits, -jnp.inf)
-        P = jax.nn.softmax(lg, axis=0)
-        kz = jnp.where(km[:, None], k, jnp.zeros_like(k))
-        vz = jnp.where(km[:, None], v, jnp.zeros_like(v))
-        kg, vg = self._norm(self.ln_global, P.T @ kz), self._norm(self.ln_global, P.T @ vz)
+        # K̄ = Pᵀ K, V̄ = Pᵀ V with P = softmax over the real positions of X W_p (L, r):
+        # attention of the r projection rows over the real positions (an input with
+        # no real position gives zeros, not NaN).
+        kv = jnp.where(km[:, None], jnp.concatenate([k, v], 1), 0.0)
+        kv, _ = softmax_attend(logits.T, kv, km[None, :])
+        dk = k.shape[1]
+        kg, vg = self._norm(self.ln_global, kv[:, :dk]), self._norm(self.ln_global, kv[:, dk:])
         o2, l2 = attention_with_lse(q, kg, vg, dropout_rate=dropout_rate, key=k2)
         return merge_attention([o1, o2], [l1, l2])[0]
 

@@ -49,6 +49,11 @@ def lsh_attention(
     (memory `O(r · L · chunk_size)`), attending to oneself only when nothing else
     is allowed. The rounds are merged through their log normalizers.
 
+    `causal=True` masks `j > i` within the chunks, as the Reformer paper does for
+    language modelling; the chunks themselves are cut from every position's
+    bucket, so a later position still changes which earlier keys a query sees
+    (the modules refuse that form).
+
     Padded positions (`key_mask` False) sort after every real one and never
     share a chunk with them; the first chunk's "previous" chunk is the last one
     that holds a real position. So the real positions' chunks, and outputs, are
@@ -101,7 +106,12 @@ class ReformerAttention(AbstractAttention):
     Transformer", 2020): shared query-key projection (there is no key map),
     `num_hashes` rounds of angular LSH with fixed random rotations, attention
     within sorted chunks and the previous chunk. Memory
-    `O(num_hashes · L · chunk_size)`. `causal=True` masks `j > i`.
+    `O(num_hashes · L · chunk_size)`.
+
+    There is no causal form: masking `j > i` inside the chunks (the paper's
+    language-model setting) leaves the chunks cut from every position's bucket, so
+    a later token moves which earlier keys a query sees, and the bucket count
+    follows the whole length; `causal=True` raises.
 
     The rotations are regenerated on every call from the raw key bits stored in
     `seed` (an integer array: never trained, and `eqx.filter_vmap` can build a
@@ -149,6 +159,10 @@ class ReformerAttention(AbstractAttention):
         self.chunk_size = chunk_size
         self.num_hashes = num_hashes
         self.num_buckets = num_buckets
+        self._no_causal(
+            "its LSH chunks are cut from every position's bucket, so a later token changes "
+            "which earlier keys a query sees (a causal mask inside the chunks does not hide it)"
+        )
 
     def rotations(self, L: int) -> Float[Array, "h r dh nb2"]:
         """The random rotations for a sequence of length `L`: column `j` (bucket
@@ -170,7 +184,6 @@ class ReformerAttention(AbstractAttention):
             v,
             R,
             chunk_size=self.chunk_size,
-            causal=self.causal,
             key_mask=key_mask,
             num_active=num_active,
             dropout_rate=dropout_rate,

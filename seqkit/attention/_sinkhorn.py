@@ -128,6 +128,10 @@ class SinkhornAttention(AbstractAttention):
     ):
         if block_size < 1:
             raise ValueError(f"expected block_size >= 1, got {block_size}")
+        if not temperature > 0 or sinkhorn_iters < 0:
+            raise ValueError(
+                f"expected temperature > 0 and sinkhorn_iters >= 0, got {temperature} and {sinkhorn_iters}"
+            )
         kp, ks = jr.split(key)
         self.heads = AttentionHeads(
             d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=kp

@@ -59,6 +59,8 @@ class Synthesizer(AbstractAttention):
     ):
         if mode not in ("dense", "random"):
             raise ValueError(f"mode must be 'dense' or 'random', got {mode!r}")
+        if max_len < 1 or factor < 1:
+            raise ValueError(f"expected max_len >= 1 and factor >= 1, got {max_len} and {factor}")
         if mode == "dense" and factorized and max_len % factor:
             raise ValueError(f"factorized dense needs max_len % factor == 0, got {max_len}, {factor}")
         if mode == "dense" and not trainable:

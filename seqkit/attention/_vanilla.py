@@ -134,7 +134,12 @@ class MultiHeadAttention(AbstractRecurrentAttention):
         self._need_causal("step")
         x_t = self.heads.check_step(x_t)
         L = state.k.shape[1]
-        t = eqx.error_if(state.t, state.t >= L, "MultiHeadAttention.step: the key/value cache is full")
+        t = eqx.error_if(
+            state.t,
+            state.t >= L,
+            f"MultiHeadAttention.step: the key/value cache is full ({L} positions); "
+            "make the state with a larger init_state(L)",
+        )
         q, k, v = self.proj.qkv(x_t[None])
         K = lax.dynamic_update_slice_in_dim(state.k, k, t, axis=1)
         V = lax.dynamic_update_slice_in_dim(state.v, v, t, axis=1)

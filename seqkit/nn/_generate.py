@@ -60,8 +60,9 @@ def sample_logits(
         return jnp.argmax(logits).astype(jnp.int32)
     scaled = logits.astype(jnp.float32) / temperature
     if top_k is not None:
-        kth = jax.lax.top_k(scaled, top_k)[0][-1]
-        scaled = jnp.where(scaled >= kth, scaled, -jnp.inf)
+        # exactly the top_k indices (ties with the k-th value do not widen the set)
+        keep = jnp.zeros(scaled.shape, bool).at[jax.lax.top_k(scaled, top_k)[1]].set(True)
+        scaled = jnp.where(keep, scaled, -jnp.inf)
     return jr.categorical(key, scaled).astype(jnp.int32)
 
 

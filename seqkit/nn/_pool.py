@@ -20,13 +20,16 @@ def pool(x: Float[Array, "L d"], kind: Pooling, mask: Bool[Array, " L"] | None =
 
     **Returns:** `(d,)`.
     """
+    if kind not in ("mean", "last", "cls"):
+        raise ValueError(f"pooling must be 'mean', 'last' or 'cls', got {kind!r}")
     if kind == "cls":
         return x[0]
     if mask is None:
         return jnp.mean(x, axis=0) if kind == "mean" else x[-1]
     if kind == "mean":
-        w = mask.astype(x.dtype)
-        return jnp.sum(x * w[:, None], axis=0) / jnp.maximum(jnp.sum(w), 1.0)
+        # where, not a product: a non-finite padded position must not reach the sum
+        total = jnp.sum(jnp.where(mask[:, None], x, jnp.zeros_like(x)), axis=0)
+        return total / jnp.maximum(jnp.sum(mask.astype(x.dtype)), 1.0)
     if kind == "last":
         # The last True position: L − 1 − (index of the first True in the reversed mask).
         last = x.shape[0] - 1 - jnp.argmax(mask[::-1])

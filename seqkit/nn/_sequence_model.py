@@ -211,6 +211,12 @@ class SequenceModel(eqx.Module):
                     f"layer {i}: expected a seqkit.nn.AbstractMixer, got {type(m).__name__} "
                     "(wrap custom layers by subclassing AbstractMixer)"
                 )
+        if norm == "batch" and pool == "none" and any(getattr(m, "causal", False) for m in mixers):
+            raise ValueError(
+                "norm='batch' in a causal model with pool='none' (a language model): BatchNorm's "
+                "training statistics mix all positions, so every position would see later tokens "
+                "while training; use norm='layer'"
+            )
         if d_in is not None:
             self.encoder = eqx.nn.Linear(d_in, d_model, key=ekey)
         else:

@@ -65,6 +65,11 @@ class SSMLayer(AbstractRecurrentMixer):
         self.activation = activation
         self.output = output
 
+    @property
+    def causal(self) -> bool:
+        """Whether the layer is causal (its core runs one direction)."""
+        return not self.core.bidirectional
+
     def __call__(
         self, u: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
     ) -> Float[Array, "L d_model"]:

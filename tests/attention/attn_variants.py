@@ -21,7 +21,7 @@ VARIANTS = [
     ("synth-random", sa.Synthesizer, dict(max_len=32, mode="random"), True),
     ("synth-random-fact", sa.Synthesizer, dict(max_len=32, mode="random", factorized=True), True),
     ("sinkhorn", sa.SinkhornAttention, dict(block_size=4), True),
-    ("reformer", sa.ReformerAttention, dict(chunk_size=4), True),
+    ("reformer", sa.ReformerAttention, dict(chunk_size=4), False),
     ("luna", sa.LunaAttention, dict(packed_len=4), False),
     ("longshort", sa.LongShortAttention, dict(window_size=6, rank=4), True),
     ("contextpool", sa.ContextPool, dict(max_support=3), True),

@@ -26,6 +26,23 @@ def test_padding_does_not_reach_real_outputs(getkey, name, cls, opts, _):
     np.testing.assert_allclose(np.asarray(y1[:-5]), np.asarray(y2[:-5]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name,cls,opts,causal", forms(VARIANTS))
+def test_fully_padded_input_is_finite(getkey, name, cls, opts, causal):
+    """An input with no real position (a filler row of a batch, an empty document)
+    gives finite outputs and finite parameter gradients, so it cannot poison a
+    batch's update."""
+    m = cls(D, H, causal=causal, key=getkey(), **opts)
+    x = jr.normal(getkey(), (L, D))
+    mask = jnp.zeros((L,), bool)
+    y, grads = eqx.filter_jit(
+        lambda m: (m(x, mask=mask), eqx.filter_grad(lambda m: jnp.sum(m(x, mask=mask) ** 2))(m))
+    )(m)
+    assert bool(jnp.all(jnp.isfinite(y)))
+    assert all(
+        bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array))
+    )
+
+
 @pytest.mark.parametrize("name,cls,opts,_", params(CAUSAL))
 def test_causal_no_leak(getkey, name, cls, opts, _):
     m = cls(D, H, causal=True, key=getkey(), **opts)
@@ -36,6 +53,10 @@ def test_causal_no_leak(getkey, name, cls, opts, _):
     future = np.triu(np.ones((n, n), bool), 1)
     assert norms[future].max() == 0.0
     assert norms[-1, : n - 1].sum() > 0  # the last output does depend on the past
+    # What gradients cannot see (sorting, bucketing, stop_gradient shifts): new
+    # inputs from position 6 on leave outputs 0..5 as they were.
+    later = x.at[6:].set(5.0 * jr.normal(getkey(), (n - 6, D)))
+    np.testing.assert_allclose(np.asarray(m(later)[:6]), np.asarray(m(x)[:6]), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name,cls,opts,_", params(NON_CAUSAL))
@@ -56,6 +77,12 @@ def test_bad_inputs_raise(getkey):
         sa.MultiHeadAttention(D, 3, key=getkey())
     with pytest.raises(ValueError, match="max_len"):
         sa.Linformer(D, H, max_len=8, key=getkey())(jnp.zeros((9, D)))
+    with pytest.raises(ValueError, match="expected proj_dim >= 1 and max_len >= 1, got 0 and 8"):
+        sa.Linformer(D, H, proj_dim=0, max_len=8, key=getkey())
+    with pytest.raises(ValueError, match="expected max_len >= 1 and factor >= 1, got 8 and 0"):
+        sa.Synthesizer(D, H, max_len=8, mode="random", factorized=True, factor=0, key=getkey())
+    with pytest.raises(ValueError, match="expected temperature > 0 and sinkhorn_iters >= 0, got 0.0 and 8"):
+        sa.SinkhornAttention(D, H, temperature=0.0, key=getkey())
 
 
 def test_dropout_needs_key_and_is_keyed(getkey):

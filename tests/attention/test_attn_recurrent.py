@@ -64,7 +64,7 @@ def test_kv_cache_needs_its_length_and_bounds_it(getkey):
     with pytest.raises(ValueError, match=r"step input of shape \(8,\)"):
         m.step(jnp.zeros((D + 1,)), state)
     _, state = m.step(jnp.ones((D,)), state)
-    with pytest.raises(Exception, match="cache is full"):
+    with pytest.raises(Exception, match=r"cache is full \(1 positions\); make the state with a larger"):
         m.step(jnp.ones((D,)), state)
 
 

@@ -52,7 +52,7 @@ MIXERS = [
     ("synth-dense", _attn(sa.Synthesizer, max_len=MAX_LEN), BOTH),
     ("synth-random", _attn(sa.Synthesizer, max_len=MAX_LEN, mode="random"), BOTH),
     ("sinkhorn", _attn(sa.SinkhornAttention, block_size=4), BOTH),
-    ("reformer", _attn(sa.ReformerAttention, chunk_size=4), BOTH),
+    ("reformer", _attn(sa.ReformerAttention, chunk_size=4), ("bidirectional",)),
     ("luna", _attn(sa.LunaAttention, packed_len=4), ("bidirectional",)),
     ("longshort", _attn(sa.LongShortAttention, window_size=4, rank=2), BOTH),
     ("contextpool", _attn(sa.ContextPool, max_support=3), BOTH),

@@ -185,6 +185,17 @@ def test_pool_reference(getkey, kind):
     assert_close(snn.pool(x, kind, mask), expected, rtol=1e-6)
     expected = {"mean": xn.mean(0), "last": xn[-1], "cls": xn[0]}[kind]
     assert_close(snn.pool(x, kind), expected, rtol=1e-6)
+    # A non-finite value at a padded position does not reach the pooled vector.
+    poisoned = x.at[2].set(jnp.nan).at[6].set(jnp.inf)
+    expected = {"mean": xn[mn].mean(0), "last": xn[4], "cls": xn[0]}[kind]
+    assert_close(snn.pool(poisoned, kind, mask), expected, rtol=1e-6)
+
+
+def test_pool_rejects_unknown_kinds(getkey):
+    x = jr.normal(getkey(), (7, 3))
+    for mask in (None, jnp.ones(7, bool)):
+        with pytest.raises((ValueError, TypeError), match="max"):
+            snn.pool(x, "max", mask)
 
 
 def test_errors(getkey):
