@@ -18,9 +18,12 @@ GELU), and pixels stay in [0, 1] (the paper shifts them to [−1, 1]).
 
 Preset `cpu`: contour length 6 (`continuous` style: solid snakes), a 32-wide 3-layer
 Mega (z 16, v 64) with attention over the whole sequence, as the published model,
-400 steps of 32: about 10–15 minutes on two CPU cores. Measured on 2026-12-06: 88.09%
-val / 89.45% test (chance 50%). Validation stays at chance for the first 200 steps
-while the BatchNorm running statistics catch up with the training statistics.
+400 steps of 32: about 10–15 minutes on two quiet CPU cores. Measured on
+2026-12-07 (with the code's SiLU on the EMA output): 57.81% val / 54.69% test
+(chance 50%), still climbing; without it (`--set model.mixers.0.ema_silu=false`, the
+paper's equations; measured 2026-12-06) 88.09% / 89.45%: at this size and budget
+the SiLU slows learning. Validation stays at chance for the first 200 steps while
+the BatchNorm running statistics catch up with the training statistics.
 Attention in chunks of 128 (Mega-chunk) does not learn in 400 steps (52.9% val at
 the published learning rate, at most 54.1% for 0.002–0.02): within a chunk of 128
 pixels the endpoints of a snake rarely meet, and the EMA's initial decay
