@@ -6,7 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Float, Inexact
+from jaxtyping import Array, Float, Inexact
 
 from seqkit._typing import ArrayLike
 
@@ -18,6 +18,14 @@ from ._vandermonde_pallas import unsupported as _pallas_unsupported, vandermonde
 def _block_size(L: int) -> int:
     # A power of two near sqrt(L): both factors then hold O(n sqrt(L)) numbers.
     return max(1, 1 << math.ceil(math.log2(max(1.0, math.sqrt(L)))))
+
+
+def _finite_exponents(x: Array, dtype) -> Array:
+    """`x` with `Re x` held at or above `log(tiny)` (a pole at 0 stays finite)."""
+    floor = math.log(jnp.finfo(dtype).tiny)
+    if jnp.iscomplexobj(x):
+        return lax.complex(jnp.maximum(jnp.real(x), floor), jnp.imag(x))
+    return jnp.maximum(x, floor)
 
 
 @resolving_auto
@@ -39,7 +47,10 @@ def vandermonde(
     multiply-adds on matrix units, `O(n (L/B + B))` exponentials, and never the
     `(n, L)` tensor, forward or backward. Meant for decaying or oscillating
     modes (`Re x ≤ 0`); growing modes are exact too until `exp(Re(x) L)`
-    overflows.
+    overflows. A pole at 0 (`Re x = −∞`, the log of 0: a saturated EMA gate, a
+    bilinear `Ā = 0`) counts `v` at `l = 0` and nothing after: `Re x` is held at
+    or above the log of the dtype's smallest normal number, so `exp(x · 0)` is 1,
+    not `exp(−∞ · 0)` = NaN.
 
     **Arguments:**
 
@@ -61,6 +72,7 @@ def vandermonde(
         raise ValueError(f"expected v and x of the same shape (*batch, n), got {v.shape} and {x.shape}")
     if not isinstance(L, int) or L < 1:
         raise ValueError(f"expected a positive integer length L, got {L!r}")
+    x = _finite_exponents(x, dtype)
     choice = choose(impl, "vandermonde", functools.partial(_pallas_unsupported, dtype, block_size))
     if choice.impl == "pallas":
         return vandermonde_pallas(

@@ -38,9 +38,9 @@ def ema_kernel(
     **Returns:** `(*dirs, H, L)`.
     """
     alpha, delta, beta, eta = map(jnp.asarray, (alpha, delta, beta, eta))
-    # log(1 − αδ) < 0, kept finite where α and δ round to 1 (saturated gates):
-    # −inf would make tap 0 exp(−inf · 0) = NaN, where the recurrence is finite.
-    x = jnp.maximum(jnp.log1p(-alpha * delta), jnp.log(jnp.finfo(alpha.dtype).tiny))
+    # log(1 − αδ) < 0; −inf where α and δ round to 1 (saturated gates), which the
+    # Vandermonde product takes as a pole at 0 (tap 0 only).
+    x = jnp.log1p(-alpha * delta)
     return vandermonde(eta * beta * alpha, x, L, impl=impl)
 
 

@@ -35,11 +35,9 @@ def _diag_discretize(Lambda, B, dt, discretization):
         return A_bar, B_bar, Lambda * dtc
     if discretization == "bilinear":
         A_bar, B_bar = discretize_bilinear(Lambda, B, dt)
-        # log Ā, its real part kept finite where Ā = 0 (a real pole with Δ|λ|/2 = 1):
-        # −inf would make tap 0 exp(−inf · 0) = NaN, where the recurrence is finite.
-        log_A = jnp.log(A_bar)
-        tiny = jnp.log(jnp.finfo(jnp.real(log_A).dtype).tiny)
-        return A_bar, B_bar, lax.complex(jnp.maximum(jnp.real(log_A), tiny), jnp.imag(log_A))
+        # log Ā is −inf where Ā = 0 (a real pole with Δ|λ|/2 = 1): the Vandermonde
+        # product takes it as a pole at 0 (tap 0 only).
+        return A_bar, B_bar, jnp.log(A_bar)
     raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
 
 

@@ -34,6 +34,20 @@ def test_vandermonde_real_and_block_sizes(block_size):
     assert_close(out, expected, rtol=2e-5)
 
 
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_vandermonde_pole_at_zero_is_tap_zero_only(impl):
+    """`x = log 0 = −∞` (a saturated EMA gate, a bilinear `Ā = 0`): the mode
+    contributes `v` at `l = 0` and nothing after (0⁰ = 1), not NaN."""
+    v = np.array([[2.0 + 1j, 1.0 - 0.5j]])
+    x = np.array([[-np.inf + 0j, -0.3 + 1.1j]])
+    expected = _brute(v[:, 1:], x[:, 1:], 40)
+    expected[:, 0] += v[0, 0].real
+    out = vandermonde(jnp.asarray(v, jnp.complex64), jnp.asarray(x, jnp.complex64), 40, impl=impl)
+    assert_close(out, expected, rtol=2e-5)
+    real = vandermonde(jnp.asarray([[2.0, 1.0]]), jnp.asarray([[-np.inf, -0.3]]), 40, impl=impl)
+    assert_close(real, np.concatenate([[[3.0]], np.exp(-0.3 * np.arange(1, 40))[None]], axis=1), rtol=2e-5)
+
+
 def test_vandermonde_grads_float64(x64):
     rng = np.random.default_rng(2)
     v = jnp.asarray(rng.normal(size=(2, 3)) + 1j * rng.normal(size=(2, 3)))
