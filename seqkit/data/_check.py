@@ -16,7 +16,7 @@ from typing import NamedTuple
 from seqkit._paths import expand_path
 
 from . import _aan, _bytes, _cifar, _imdb, _listops, _pathfinder
-from ._files import DataError, FileCheck, find_cache
+from ._files import FileCheck, find_cache
 from ._lra_release import (
     PATHFINDER_FOLDERS,
     check_listops_files,
@@ -71,7 +71,7 @@ def _cache(
 
 def _pathfinder_files(name: str):
     def ours(meta: dict) -> bool:
-        return meta.get("kind", "pathfinder") == "pathfinder" and meta.get("preset", name) == name
+        return _pathfinder.is_pathfinder_cache(meta, name)
 
     def files(data_dir: str, contour_length: int = 14, style: str = "lra") -> list[FileCheck]:
         cached = _cache(data_dir, name, _pathfinder.METADATA, "Pathfinder", "seqkit data pathfinder", ours)
@@ -82,7 +82,7 @@ def _pathfinder_files(name: str):
             meta = _pathfinder.read_pathfinder_metadata(os.path.dirname(path))
             # What make_source requires of it: preset, level, style and generator version.
             _pathfinder.check_pathfinder_cache(meta, os.path.dirname(path), name, contour_length, style)
-        except (DataError, ValueError) as e:
+        except ValueError as e:  # a DataError (unreadable) or the level/style mismatch
             return [FileCheck(path, False, str(e).splitlines()[0])]
         return cached
 
@@ -96,7 +96,7 @@ def _listops_files(data_dir: str) -> list[FileCheck]:
         _listops.METADATA,
         "ListOps",
         "seqkit data listops",
-        lambda meta: meta.get("kind", "listops") == "listops",
+        _listops.is_listops_cache,
     )
     return cached or check_listops_files(data_dir)
 

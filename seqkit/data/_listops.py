@@ -916,10 +916,15 @@ def _write_arrays(out_dir, cfg, seed, counts, workers, chunk, progress) -> dict:
     return {split: _dedupe(out_dir, cfg, seed, split, n, limit=max(1000, n)) for split, n in counts.items()}
 
 
+def is_listops_cache(meta: dict) -> bool:
+    """Whether cache metadata describes a ListOps cache (`write_listops`'s)."""
+    return meta.get("kind", "listops") == "listops"
+
+
 def find_listops_cache(data_dir: str | os.PathLike, name: str = "listops") -> str:
     """The cache directory: `data_dir` itself or `data_dir/name`, whichever holds metadata."""
     data_dir = expand_path(data_dir)
-    found = find_cache(data_dir, name, METADATA, lambda meta: meta.get("kind", "listops") == "listops")
+    found = find_cache(data_dir, name, METADATA, is_listops_cache)
     if found is not None:
         return found
     raise ListOpsCacheNotFoundError(

@@ -739,6 +739,12 @@ def _metadata(preset: str, cfg: SnakesConfig | PathfinderConfig, seed: int, coun
     }
 
 
+def is_pathfinder_cache(meta: dict, preset: str) -> bool:
+    """Whether cache metadata describes a cache of `preset` (at any level or style,
+    which `check_pathfinder_cache` judges)."""
+    return meta.get("kind", "pathfinder") == "pathfinder" and meta.get("preset", preset) == preset
+
+
 def cache_style(meta: dict) -> tuple[str, object]:
     """The style and generator version a cache was written with (caches written
     before styles existed hold the continuous style, version 1)."""

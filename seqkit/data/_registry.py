@@ -34,6 +34,7 @@ from ._pathfinder import (
     PathfinderCacheSource,
     PathfinderSource,
     check_pathfinder_cache,
+    is_pathfinder_cache,
     pathfinder_config,
 )
 from ._render import MAX_PATCHES, RenderedTextSource, decode_utf8
@@ -69,10 +70,7 @@ _OPTIONS = {
 
 
 def _pathfinder_cache_dir(data_dir: str, name: str, contour_length: int, style: str = "lra") -> str:
-    def ours(meta: dict) -> bool:  # this preset's cache (at any level: checked after)
-        return meta.get("kind", "pathfinder") == "pathfinder" and meta.get("preset", name) == name
-
-    found = find_cache(data_dir, name, METADATA, ours)
+    found = find_cache(data_dir, name, METADATA, lambda meta: is_pathfinder_cache(meta, name))
     if found is not None:
         return found
     level = f" --contour-length {contour_length}" if contour_length != 14 else ""
