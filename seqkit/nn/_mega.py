@@ -149,14 +149,6 @@ def mega_attention(
     return out.reshape(n * c, -1)[:L]
 
 
-def _split(key: PRNGKeyArray | None) -> tuple[PRNGKeyArray | None, PRNGKeyArray | None]:
-    """Dropout keys for `X'` and `Ĥ` (both `None` without a key)."""
-    if key is None:
-        return None, None
-    k1, k2 = jr.split(key)
-    return k1, k2
-
-
 class MegaState(NamedTuple):
     """Recurrent state of a causal [`seqkit.nn.Mega`][].
 
@@ -402,7 +394,7 @@ class Mega(AbstractRecurrentMixer):
                 f"exceeds max_length={self.max_length}"
             )
         x = x.astype(self.qk_scale.dtype)
-        k_ema, k_h = _split(key)
+        k_ema, k_h = (None, None) if key is None else jr.split(key)  # dropout of X', of Ĥ
         xp = self._ema_output(self.ema(x, mask=mask), k_ema)  # X', the EMA's ω ⊙ x term included
         v = jax.nn.silu(jax.vmap(self.proj_v)(x))
         q, k, gamma, phi, h_in = self._gates(xp)
@@ -466,7 +458,7 @@ class Mega(AbstractRecurrentMixer):
             p = t
         else:
             p = state.position % C  # a new chunk starts at p = 0; older slots are masked out
-        k_ema, k_h = _split(key)
+        k_ema, k_h = (None, None) if key is None else jr.split(key)  # dropout of X', of Ĥ
         e, ema_state = self.ema.step(x_t, state.ema)
         xp = self._ema_output(e, k_ema)
         v = jax.nn.silu(self.proj_v(x_t))
