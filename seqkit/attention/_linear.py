@@ -88,6 +88,7 @@ def linear_attention(
     causal: bool = False,
     key_mask: Bool[Array, " L"] | None = None,
     chunk_size: int = 64,
+    key_shift: Float[Array, " L"] | None = None,
 ) -> Float[Array, "L dv"]:
     """`o_i = φ(q_i) Σ_j φ(k_j) v_jᵀ / φ(q_i) · Σ_j φ(k_j)` over `j` (over `j <= i`
     when causal).
@@ -95,34 +96,73 @@ def linear_attention(
     The causal form is a prefix sum over chunks: within a chunk the `c × c`
     quadratic form, across chunks a carried state `S = Σ φ(k) vᵀ`, `z = Σ φ(k)`
     (memory `O(L · (c + m))`, never `L × m × dv`).
+
+    `key_shift`: the log-scale taken out of each key's features, so that the key
+    features are `phi_k[j] · exp(key_shift[j])` (exponential feature maps keep
+    `phi_k` near 1 this way). Keys are then weighted by `exp(key_shift[j] − M)`,
+    with `M` the largest shift over the keys a query sees: over all real keys in
+    the bidirectional form, over `j <= i` in the causal one (a running maximum,
+    as the recurrence keeps), so a later key never changes an earlier output.
     """
+    L, m = phi_q.shape
+    if key_shift is not None and key_shift.shape != (L,):
+        raise ValueError(f"expected key_shift of shape {(L,)}, got {key_shift.shape}")
     if key_mask is not None:
         phi_k = jnp.where(key_mask[:, None], phi_k, jnp.zeros_like(phi_k))
+    if key_shift is None:
+        s = jnp.zeros((L,), phi_k.dtype)
+    else:
+        s = key_shift.astype(phi_k.dtype)
+    if key_mask is not None:
+        s = jnp.where(key_mask, s, -jnp.inf)
     if not causal:
+        w = jnp.exp(s - _finite(lax.stop_gradient(jnp.max(s))))
+        phi_k = phi_k * w[:, None]
         S = phi_k.T @ v
         z = jnp.sum(phi_k, axis=0)
         return (phi_q @ S) / _safe(phi_q @ z)[:, None]
-    L, m = phi_q.shape
     c = min(chunk_size, L)
     n = -(-L // c)
     pad = n * c - L
 
-    def chunks(a):
-        return jnp.pad(a, ((0, pad), (0, 0))).reshape(n, c, -1)
+    def chunks(a, fill=0.0):
+        widths = ((0, pad),) + ((0, 0),) * (a.ndim - 1)
+        return jnp.pad(a, widths, constant_values=fill).reshape(n, c, *a.shape[1:])
 
     tri = jnp.tril(jnp.ones((c, c), bool))
 
     def body(carry, xs):
-        S, z = carry
-        fq, fk, vc = xs
-        a = jnp.where(tri, fq @ fk.T, jnp.zeros((c, c), fq.dtype))
-        num = fq @ S + a @ vc
-        den = fq @ z + jnp.sum(a, axis=-1)
-        return (S + fk.T @ vc, z + jnp.sum(fk, axis=0)), num / _safe(den)[:, None]
+        # S, z are stored relative to exp(M), M the largest key shift so far
+        S, z, M = carry
+        fq, fk, vc, sc = xs
+        Mi = lax.stop_gradient(jnp.maximum(M, lax.cummax(sc)))  # per query: max over j <= i
+        Mi = _finite(Mi)
+        past = jnp.exp(M - Mi)  # 0 before any real key (M = −inf)
+        w = jnp.exp(jnp.where(tri, sc[None, :] - Mi[:, None], -jnp.inf))
+        a = (fq @ fk.T) * w
+        num = past[:, None] * (fq @ S) + a @ vc
+        den = past * (fq @ z) + jnp.sum(a, axis=-1)
+        M_new = lax.stop_gradient(jnp.maximum(M, jnp.max(sc)))
+        ref = _finite(M_new)
+        fk = fk * jnp.exp(sc - ref)[:, None]
+        old = jnp.exp(M - ref)
+        S = S * old + fk.T @ vc
+        z = z * old + jnp.sum(fk, axis=0)
+        return (S, z, M_new), num / _safe(den)[:, None]
 
-    init = (jnp.zeros((m, v.shape[1]), v.dtype), jnp.zeros((m,), v.dtype))
-    _, o = lax.scan(body, init, (chunks(phi_q), chunks(phi_k), chunks(v)))
+    init = (
+        jnp.zeros((m, v.shape[1]), v.dtype),
+        jnp.zeros((m,), v.dtype),
+        jnp.asarray(-jnp.inf, phi_k.dtype),
+    )
+    xs = (chunks(phi_q), chunks(phi_k), chunks(v), chunks(s, -jnp.inf))
+    _, o = lax.scan(body, init, xs)
     return o.reshape(n * c, -1)[:L]
+
+
+def _finite(x):
+    """`x` where finite, else 0 (a reference point for `exp(· − x)`)."""
+    return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
 
 
 class LinearState(NamedTuple):
@@ -144,14 +184,13 @@ class _FeatureAttention(AbstractRecurrentAttention):
         """The feature map's per-head weights (computed once per call), or `None`."""
 
     @abc.abstractmethod
-    def _features(
-        self, x: Float[Array, "h L dh"], W: Array | None, is_query: bool, key_mask: Array | None = None
-    ) -> Float[Array, "h L m"]:
-        """Feature map per head (`key_mask`: the real keys, for a shared key shift)."""
+    def _query_features(self, q: Float[Array, "h L dh"], W: Array | None) -> Float[Array, "h L m"]:
+        """Query features per head."""
 
     @abc.abstractmethod
-    def _step_key_features(self, k: Float[Array, "h 1 dh"], W: Array | None) -> tuple[Array, Array]:
-        """Key features of one step and the log-shift taken out of them `(h,)`."""
+    def _key_features(self, k: Float[Array, "h L dh"], W: Array | None) -> tuple[Array, Array]:
+        """Key features per head `(h, L, m)` and the log-shift taken out of each
+        key's features `(h, L)` (zeros for feature maps that need none)."""
 
     def __call__(
         self, x: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None
@@ -161,16 +200,18 @@ class _FeatureAttention(AbstractRecurrentAttention):
         x, mask = self.heads.check(x, mask)
         q, k, v = self.proj.qkv(x)
         W = self._feature_weights()
-        fq, fk = self._features(q, W, True), self._features(k, W, False, mask)
+        fq = self._query_features(q, W)
+        fk, shift = self._key_features(k, W)
         rate = self.heads.rate()
         o = map_heads(
-            lambda a, b, c, kk: output_dropout(
-                linear_attention(a, b, c, causal=self.causal, key_mask=mask), rate, kk
+            lambda a, b, c, s, kk: output_dropout(
+                linear_attention(a, b, c, causal=self.causal, key_mask=mask, key_shift=s), rate, kk
             ),
             self.heads.head_keys(key, type(self).__name__),
             fq,
             fk,
             v,
+            shift,
         )
         return self.proj.merge(o)
 
@@ -181,7 +222,7 @@ class _FeatureAttention(AbstractRecurrentAttention):
         dh = self.d_model // h
         dt = self.proj.value.weight.dtype
         zeros = jnp.zeros((h, 1, dh), dt)
-        m = jax.eval_shape(lambda: self._features(zeros, self._feature_weights(), True)).shape[-1]
+        m = jax.eval_shape(lambda: self._query_features(zeros, self._feature_weights())).shape[-1]
         return LinearState(
             S=jnp.zeros((h, m, dh), dt), z=jnp.zeros((h, m), dt), shift=jnp.full((h,), -jnp.inf, dt)
         )
@@ -198,8 +239,9 @@ class _FeatureAttention(AbstractRecurrentAttention):
         x_t = self.heads.check_step(x_t)
         q, k, v = self.proj.qkv(x_t[None])
         W = self._feature_weights()
-        fq = self._features(q, W, True)[:, 0]
-        fk, s_t = self._step_key_features(k, W)
+        fq = self._query_features(q, W)[:, 0]
+        fk, s_t = self._key_features(k, W)
+        fk, s_t = fk[:, 0], s_t[:, 0]
         shift = jnp.maximum(state.shift, s_t)
         old = jnp.exp(state.shift - shift)  # 0 at the first step (shift −inf)
         new = jnp.exp(s_t - shift)[:, None]
@@ -216,13 +258,11 @@ class _RandomFeatureAttention(_FeatureAttention):
     """Linear attention with positive random features of given per-head weights
     (FAVOR+ and its learned-kernel variant)."""
 
-    def _features(self, x, W, is_query, key_mask=None):
-        prf = lambda a, w: positive_random_features(a, w, is_query=is_query, key_mask=key_mask)  # noqa: E731
-        return jax.vmap(prf)(x, W)
+    def _query_features(self, q, W):
+        return jax.vmap(lambda a, w: positive_random_features(a, w, is_query=True))(q, W)
 
-    def _step_key_features(self, k, W):
-        f, sh = jax.vmap(lambda a, w: _prf(a, w, per_row=True))(k, W)
-        return f[:, 0], sh[:, 0]
+    def _key_features(self, k, W):
+        return jax.vmap(lambda a, w: _prf(a, w, per_row=True))(k, W)
 
 
 class LinearAttention(_FeatureAttention):
@@ -262,11 +302,11 @@ class LinearAttention(_FeatureAttention):
     def _feature_weights(self):
         return None
 
-    def _features(self, x, W, is_query, key_mask=None):
-        return elu_feature_map(x)
+    def _query_features(self, q, W):
+        return elu_feature_map(q)
 
-    def _step_key_features(self, k, W):
-        return elu_feature_map(k)[:, 0], jnp.zeros(k.shape[0], k.dtype)
+    def _key_features(self, k, W):
+        return elu_feature_map(k), jnp.zeros(k.shape[:2], k.dtype)
 
 
 class Performer(_RandomFeatureAttention):

@@ -7,6 +7,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 from attn_reference import heads, np_attention, np_mha, out
+from jaxtyping import TypeCheckError
 
 import seqkit.attention as sa
 from helpers import assert_close, scan_steps
@@ -47,6 +48,63 @@ def test_linear_attention_function(getkey, L, chunk, causal):
     )
     fq, fk = np_elu1(np.asarray(q, np.float64)), np_elu1(np.asarray(k, np.float64))
     assert_close(got, np_linear_quadratic(fq, fk, np.asarray(v, np.float64), causal, km), rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_linear_attention_key_shift_over_a_wide_range(getkey, causal):
+    """Key features given as `phi_k · exp(key_shift)` with shifts hundreds apart (their
+    products over- or underflow float32): equal to the quadratic form of the true
+    features in float64, and, causal, no output depends on a later key's shift."""
+    L, chunk = 11, 4
+    q, k, v = (jr.normal(getkey(), (L, 3)) for _ in range(3))
+    shift = np.array([0.0, -150.0, 3.0, 200.0, -40.0, 90.0, 90.5, -300.0, 10.0, 250.0, 0.0])
+    km = np.arange(L) != 4
+    fq, fk = sa.elu_feature_map(q), sa.elu_feature_map(k)
+    got = sa.linear_attention(
+        fq, fk, v, causal=causal, key_mask=jnp.asarray(km), chunk_size=chunk, key_shift=jnp.asarray(shift)
+    )
+    true_k = np.asarray(fk, np.float64) * np.exp(shift)[:, None]
+    want = np_linear_quadratic(np.asarray(fq, np.float64), true_k, np.asarray(v, np.float64), causal, km)
+    assert np.isfinite(np.asarray(got)).all()
+    assert_close(got, want, rtol=1e-5)
+
+
+def test_linear_attention_key_shift_shape_is_checked(getkey):
+    x = jr.normal(getkey(), (5, 2))
+    # the ValueError, or the type checker's report first where the tests run one
+    with pytest.raises((ValueError, TypeCheckError), match="key_shift"):
+        sa.linear_attention(x, x, x, key_shift=jnp.zeros(4))
+
+
+def np_favor(m, x, causal):
+    """FAVOR+ attention in float64 from its definition, with the module's own random
+    directions: `φ(u) = exp(W u' − |u'|²/2)/sqrt(M)`, `u' = u / d_h^{1/4}`, no shift."""
+    q, k, v = heads(m, x)
+    W = np.asarray(m.random_matrix(), np.float64)
+    dh = q.shape[-1]
+
+    def phi(u, w):
+        u = u * dh**-0.25
+        return np.exp(u @ w.T - 0.5 * np.sum(u * u, axis=-1, keepdims=True)) / np.sqrt(w.shape[0])
+
+    o = [np_linear_quadratic(phi(q[h], W[h]), phi(k[h], W[h]), v[h], causal) for h in range(len(W))]
+    return out(m, np.stack(o))
+
+
+def test_causal_performer_with_a_large_key_first(getkey):
+    """The first key has a large norm, so its features' exponent `w·k' − |k'|²/2` lies
+    hundreds below the later keys'. The first outputs see only that key: they must
+    not collapse to 0 (the causal form takes its shift over the keys each query sees,
+    as the recurrence does, not over all keys), and every output equals FAVOR+
+    computed in float64 without any shift."""
+    L, d = 9, 16
+    m = sa.Performer(d, 2, causal=True, num_features=16, key=getkey())
+    x = jr.normal(getkey(), (L, d))
+    x = x.at[0].multiply(20.0)
+    y = m(x)
+    assert_close(y[:1], m(x[:1]), rtol=1e-5)
+    assert_close(y, np_favor(m, x, causal=True), rtol=1e-4)
+    assert_close(scan_steps(m, x, m.init_state()), y, rtol=1e-4)
 
 
 def test_linear_attention_parallel_equals_step_equals_quadratic(getkey):
