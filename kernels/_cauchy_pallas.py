@@ -16,7 +16,8 @@ from jaxtyping import Array, Complex, Inexact
 
 from seqkit._typing import ArrayLike
 
-from ._pallas_common import compiler_params, float32_unsupported, mode_block, next_pow2, tile_unsupported
+from . import _dispatch
+from ._pallas_common import compiler_params, float32_unsupported, i32, mode_block, next_pow2, tile_unsupported
 from ._util import real_dtype, split_complex
 
 # Vectors (rows of `v`) per tile: 16 on GPU (Triton's smallest matrix-product operand),
@@ -162,7 +163,7 @@ def _forward_kernel(
         return acc[0] + re, acc[1] + im
 
     zero = jnp.zeros((cfg.block_m, cfg.block_k), o_re_ref.dtype)
-    o_re_ref[...], o_im_ref[...] = lax.fori_loop(0, cfg.n_pad // bn, body, (zero, zero))
+    o_re_ref[...], o_im_ref[...] = lax.fori_loop(i32(0), i32(cfg.n_pad // bn), body, (zero, zero))
 
 
 def _backward_kernel(
@@ -195,7 +196,7 @@ def _backward_kernel(
 
     zero = jnp.zeros((cfg.block_m, cfg.block_n), v_re.dtype)
     n_tiles = z_re_ref.shape[1] // bk
-    w_re, w_im, y_re, y_im = lax.fori_loop(0, n_tiles, body, (zero,) * 4)
+    w_re, w_im, y_re, y_im = lax.fori_loop(i32(0), i32(n_tiles), body, (zero,) * 4)
     w_re_ref[...], w_im_ref[...] = w_re, w_im
     l_re_ref[...] = _rows(v_re * y_re - v_im * y_im)
     l_im_ref[...] = _rows(v_re * y_im + v_im * y_re)
@@ -295,7 +296,7 @@ def cauchy_pallas(
     conj_pairs: bool = True,
     chunk_size: int | None = None,
     interpret: bool = False,
-    platform: Literal["gpu", "tpu", "cpu"] = "gpu",
+    platform: Literal["gpu", "tpu", "cpu"] | None = None,
 ) -> Complex[Array, "*batch M K"]:
     """Pallas Cauchy kernel `out[..., m, k] = Σ_n v[..., m, n] / (z[k] − lam[..., n])`,
     plus `conj(v[..., m, n]) / (z[k] − conj(lam[..., n]))` with `conj_pairs=True`.
@@ -349,8 +350,9 @@ def cauchy_pallas(
     - `conj_pairs`: add the conjugate member of each pair.
     - `chunk_size`: evaluation points per tile (default: 128 on TPU; elsewhere
       the power of two in `[16, 64]` nearest `K`).
-    - `interpret`: run in Pallas's interpret mode (on CPU).
-    - `platform`: `"gpu"`, `"tpu"` or `"cpu"`: the target whose compiler parameters
+    - `interpret`: run in Pallas's interpret mode (as on CPU, where it is the only mode).
+    - `platform`: `"gpu"`, `"tpu"` or `"cpu"` (default: the default backend, as
+      `jax.default_backend()` names it): the target whose compiler parameters
       and default block sizes to use (ignored in interpret mode). It may differ
       from the machine's backend when lowering ahead of time with `jax.export`.
 
@@ -371,7 +373,8 @@ def cauchy_pallas(
         raise ValueError(f"expected at least one vector, pole and point, got M={M}, n={n}, K={K}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"expected a positive integer chunk_size, got {chunk_size!r}")
-    platform = "cpu" if interpret else platform
+    platform = "cpu" if interpret else (platform or _dispatch.backend())
+    interpret = platform not in _dispatch.ACCELERATORS  # "cpu": interpret mode
     bk = chunk_size or _default_block_k(K, platform)
     bn = mode_block(n, platform)
     bm = _BLOCK_M[platform]

@@ -35,6 +35,13 @@ def float32_unsupported(dtype, platform: str) -> str | None:
     return None
 
 
+def i32(n) -> jnp.ndarray:
+    """`n` as an int32 scalar, for loop bounds and index arithmetic inside kernels: a
+    Python int becomes int64 under `jax_enable_x64`, and Mosaic (TPU) rejects index
+    arithmetic that mixes int32 and int64."""
+    return jnp.int32(n)
+
+
 def tile_unsupported(name: str, size: int | None, platform: str) -> str | None:
     """Why `name=size` cannot be a tile size on `platform`, or `None` (`None` size:
     the kernel's default). A positive integer everywhere (interpret mode takes any);

@@ -14,7 +14,7 @@ from jaxtyping import Array, Inexact
 from seqkit._typing import ArrayLike
 
 from . import _dispatch
-from ._pallas_common import compiler_params
+from ._pallas_common import compiler_params, i32
 from ._util import make_complex, real_dtype, split_complex
 
 # Time steps per chunk: the kernel's sequential loop runs over chunks, and the
@@ -101,15 +101,10 @@ def _accumulator(dtype):
     return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
 
 
-def _i32(n):
-    # Index arithmetic stays int32 under jax_enable_x64 too (Mosaic rejects mixed widths).
-    return jnp.int32(n)
-
-
 def _row(c, i, chunk, rows, descending):
     """The row of step `i` of chunk `c`, counted from the start or from the end."""
-    step = c * _i32(chunk) + _i32(i)
-    return _i32(rows - 1) - step if descending else step
+    step = c * i32(chunk) + i32(i)
+    return i32(rows - 1) - step if descending else step
 
 
 def _forward_kernel(*refs, parts, rows, chunk, reverse):
@@ -126,7 +121,7 @@ def _forward_kernel(*refs, parts, rows, chunk, reverse):
         return x
 
     zero = tuple(jnp.zeros((1, width), acc) for _ in range(parts))
-    lax.fori_loop(_i32(0), _i32(rows // chunk), body, zero)
+    lax.fori_loop(i32(0), i32(rows // chunk), body, zero)
 
 
 def _backward_kernel(*refs, parts, rows, chunk, reverse):
@@ -150,16 +145,16 @@ def _backward_kernel(*refs, parts, rows, chunk, reverse):
             y = _add(_load(g_refs, t, acc), _mul(a_after, y))
             _store(gb_refs, t, y)
             # The state the step at t was applied to: x_{t−1} (forward) or x_{t+1}.
-            before = t + _i32(1) if reverse else t - _i32(1)
-            valid = before < _i32(rows) if reverse else before >= _i32(0)
-            x_before = _load(x_refs, jnp.clip(before, _i32(0), _i32(rows - 1)), acc)
+            before = t + i32(1) if reverse else t - i32(1)
+            valid = before < i32(rows) if reverse else before >= i32(0)
+            x_before = _load(x_refs, jnp.clip(before, i32(0), i32(rows - 1)), acc)
             x_before = tuple(jnp.where(valid, v, jnp.zeros_like(v)) for v in x_before)
             _store(ga_refs, t, _mul(y, x_before))
             a_after = _load(a_refs, t, acc)
         return y, a_after
 
     zero = tuple(jnp.zeros((1, width), acc) for _ in range(parts))
-    lax.fori_loop(_i32(0), _i32(rows // chunk), body, (zero, zero))
+    lax.fori_loop(i32(0), i32(rows // chunk), body, (zero, zero))
 
 
 def _call(kernel, inputs, n_out, *, parts, chunk, reverse, platform):

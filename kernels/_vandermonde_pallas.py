@@ -16,7 +16,8 @@ from jaxtyping import Array, Float, Inexact
 
 from seqkit._typing import ArrayLike
 
-from ._pallas_common import compiler_params, float32_unsupported, mode_block, next_pow2, tile_unsupported
+from . import _dispatch
+from ._pallas_common import compiler_params, float32_unsupported, i32, mode_block, next_pow2, tile_unsupported
 from ._util import real_dtype, split_complex
 
 # Rows of positions per tile (`M`): a multiple of 8 (TPU sublanes) and at least 16
@@ -122,7 +123,7 @@ def _forward_kernel(*refs, cfg: _Config):
         return acc + _dot(vs_re, e_re, trans_b=True) - _dot(vs_im, e_im, trans_b=True)
 
     acc = jnp.zeros((cfg.block_m, cfg.block_l), out_ref.dtype)
-    out_ref[...] = lax.fori_loop(0, cfg.n // bn, body, acc)
+    out_ref[...] = lax.fori_loop(i32(0), i32(cfg.n // bn), body, acc)
 
 
 def _backward_kernel(*refs, cfg: _Config):
@@ -142,7 +143,7 @@ def _backward_kernel(*refs, cfg: _Config):
     def reduce_rows(a):
         return jnp.sum(a, axis=0, keepdims=True)
 
-    @pl.loop(0, cfg.n // bn)
+    @pl.loop(i32(0), i32(cfg.n // bn))
     def _(k):
         sl = pl.ds(pl.multiple_of(k * bn, bn), bn)
         x_re, x_im = _load(x_re_ref, k, bn), _load(x_im_ref, k, bn)
@@ -246,7 +247,7 @@ def vandermonde_pallas(
     *,
     block_size: int | None = None,
     interpret: bool = False,
-    platform: Literal["gpu", "tpu", "cpu"] = "gpu",
+    platform: Literal["gpu", "tpu", "cpu"] | None = None,
 ) -> Float[Array, "*batch L"]:
     """Pallas Vandermonde product `out[..., l] = Re Σ_n v_n exp(x_n l)` for `l < L`.
 
@@ -289,8 +290,9 @@ def vandermonde_pallas(
     - `L`: output length.
     - `block_size`: `B` (default: 128 on TPU; elsewhere the power of two in
       `[16, 128]` nearest `L / 16`, so short outputs are not padded far).
-    - `interpret`: run in Pallas's interpret mode (on CPU).
-    - `platform`: `"gpu"`, `"tpu"` or `"cpu"`: the target whose compiler parameters
+    - `interpret`: run in Pallas's interpret mode (as on CPU, where it is the only mode).
+    - `platform`: `"gpu"`, `"tpu"` or `"cpu"` (default: the default backend, as
+      `jax.default_backend()` names it): the target whose compiler parameters
       and default block sizes to use (ignored in interpret mode). It may differ
       from the machine's backend when lowering ahead of time with `jax.export`.
 
@@ -306,7 +308,8 @@ def vandermonde_pallas(
         raise ValueError(f"expected v and x with a mode axis (*batch, n), got shape {v.shape}")
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"expected a positive integer block_size, got {block_size!r}")
-    platform = "cpu" if interpret else platform
+    platform = "cpu" if interpret else (platform or _dispatch.backend())
+    interpret = platform not in _dispatch.ACCELERATORS  # "cpu": interpret mode
     *batch, n = v.shape
     B = block_size or _default_block_size(L, platform)
     bn = mode_block(n, platform)

@@ -134,6 +134,16 @@ def test_pallas_real_inputs():
     assert_close(out, _brute(*_c128(v, z, lam), True), rtol=2e-5)
 
 
+def test_platform_defaults_to_the_backend():
+    # No platform, no interpret flag: the kernel targets the default backend (here
+    # the CPU, where Pallas runs in interpret mode), not a GPU.
+    rng = np.random.default_rng(5)
+    v = jnp.asarray(rng.normal(size=(2, 3, 4)) + 1j * rng.normal(size=(2, 3, 4)), jnp.complex64)
+    lam = jnp.asarray(-rng.uniform(0.5, 1.0, (2, 4)) + 1j * rng.normal(size=(2, 4)), jnp.complex64)
+    z = jnp.asarray(1j * rng.uniform(0.0, 3.0, 9), jnp.complex64)
+    assert_close(cauchy_pallas(v, z, lam), _brute(*_c128(v, z, lam), True), rtol=2e-5)
+
+
 def test_padding_never_meets_a_point():
     # z = 0 and padded poles (stored as λ = 0) would make 1/0 in the padding; the
     # kernel masks padded reciprocals to zero, so outputs and gradients stay finite.
@@ -294,6 +304,19 @@ def test_exports_for_gpu_and_tpu(target, platform, conj_pairs):
         assert exported.platforms == (target,)
         text = exported.mlir_module()
         assert ("__gpu$xla.gpu.triton" if target == "cuda" else "tpu_custom_call") in text
+
+
+@pytest.mark.parametrize("target, platform", [("cuda", "gpu"), ("tpu", "tpu")])
+def test_exports_under_x64(x64, target, platform):
+    # With jax_enable_x64 on, Python-int loop bounds would be int64; Mosaic refuses
+    # index arithmetic mixing them with the kernel's int32 program ids.
+    c64 = jnp.complex64
+    v, z, lam = jnp.zeros((2, 3, 7), c64), jnp.zeros(40, c64), jnp.zeros((2, 7), c64)
+    fwd = functools.partial(cauchy_pallas, platform=platform)
+    grad = jax.grad(lambda *a: jnp.sum(jnp.abs(fwd(*a)) ** 2), argnums=(0, 1, 2))
+    for fn in (fwd, grad):
+        exported = jax.export.export(jax.jit(fn), platforms=[target], disabled_checks=[TRITON])(v, z, lam)
+        assert exported.platforms == (target,)
 
 
 def test_export_for_gpu_rejects_non_power_of_two_tiles():

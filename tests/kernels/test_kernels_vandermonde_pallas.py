@@ -112,6 +112,16 @@ def test_pallas_bfloat16_forward():
     assert_close(np.asarray(out, np.float64), expected, rtol=2e-2)
 
 
+def test_platform_defaults_to_the_backend():
+    # No platform, no interpret flag: the kernel targets the default backend (here
+    # the CPU, where Pallas runs in interpret mode), not a GPU.
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(2, 6)) + 1j * rng.normal(size=(2, 6))
+    x = -rng.uniform(0.05, 0.5, (2, 6)) + 1j * rng.normal(size=(2, 6))
+    got = vandermonde_pallas(jnp.asarray(v, jnp.complex64), jnp.asarray(x, jnp.complex64), 37)
+    assert_close(got, _brute(v, x, 37), rtol=2e-5)
+
+
 def test_pallas_growing_modes_stay_finite_in_padding():
     # exp(x l) overflows float32 beyond l ≈ 88 / Re x; the tile pads L = 40 to 256
     # positions, where an unclamped exponent would overflow and turn the backward's
@@ -255,6 +265,18 @@ def test_exports_for_gpu_and_tpu(target, platform, dtype):
         assert exported.platforms == (target,)
         text = exported.mlir_module()
         assert ("__gpu$xla.gpu.triton" if target == "cuda" else "tpu_custom_call") in text
+
+
+@pytest.mark.parametrize("target, platform", [("cuda", "gpu"), ("tpu", "tpu")])
+def test_exports_under_x64(x64, target, platform):
+    # With jax_enable_x64 on, Python-int loop bounds would be int64; Mosaic refuses
+    # index arithmetic mixing them with the kernel's int32 program ids.
+    v = jnp.zeros((2, 40), jnp.complex64)
+    fwd = functools.partial(vandermonde_pallas, L=300, platform=platform)
+    grad = jax.grad(lambda v, x: jnp.sum(fwd(v, x) ** 2), argnums=(0, 1))
+    for fn in (fwd, grad):
+        exported = jax.export.export(jax.jit(fn), platforms=[target], disabled_checks=[TRITON])(v, v)
+        assert exported.platforms == (target,)
 
 
 def test_export_for_gpu_rejects_non_power_of_two_blocks():
