@@ -148,11 +148,11 @@ def longformer_attention_splash(
     the caller's (`seqkit.attention.longformer_attention` overwrites them).
 
     The sequence is padded to a multiple of 128 positions and head dimensions to a
-    multiple of 128 lanes with zeros. Padding, the positions with
-    `key_mask[j] = False` and those added, form segment 1 and real tokens segment 0
-    (splash's `SegmentIds`: a query sees only keys of its own segment), so a real
-    query never sees padding, and a padded query sees only padding: its output is
-    meaningless but finite (the band holds its own position, so no row is empty).
+    multiple of 128 lanes with zeros. Keys with `key_mask[j] = False` and the added
+    positions form segment 1, real keys and every query segment 0 (splash's
+    `SegmentIds`: a query sees only keys of its own segment), so no query sees
+    padding, a query at a masked position included (as in the XLA path), and a
+    query with no real key in reach outputs 0.
 
     Differentiable through splash's `custom_vjp` (its dq and dkv kernels); batches
     under `jax.vmap`. float32 and bfloat16 (see `splash_unsupported`); the
@@ -199,8 +199,23 @@ def longformer_attention_splash(
         return jnp.pad(x, ((0, 0), (0, Lp - L), (0, -(-d // _LANES) * _LANES - d)))
 
     scale = jnp.asarray(1.0 / math.sqrt(dk), q.dtype)  # splash does not scale its scores
-    segments = jnp.where(jnp.pad(key_mask, (0, Lp - L)), 0, 1).astype(jnp.int32)
-    kernel = _kernel(H, Lp, window_lo, window_hi, min(num_global, L), bool(causal), interpret)
-    o = kernel(pad(q * scale), pad(k), pad(v), segment_ids=splash.SegmentIds(q=segments, kv=segments))
+    # every query in segment 0 sees the real keys (segment 0) only, never padding (1)
+    kv_segments = jnp.where(jnp.pad(key_mask, (0, Lp - L)), 0, 1).astype(jnp.int32)
+    q_segments = jnp.zeros_like(kv_segments)
+    g = min(num_global, L)
+    kernel = _kernel(H, Lp, window_lo, window_hi, g, bool(causal), interpret)
+    o = kernel(pad(q * scale), pad(k), pad(v), segment_ids=splash.SegmentIds(q=q_segments, kv=kv_segments))
     o = o[:, :L, :dv]
+    o = jnp.where(_sees_a_key(key_mask, window_lo, window_hi, g, causal)[:, None], o, jnp.zeros_like(o))
     return o[0] if single else o
+
+
+def _sees_a_key(key_mask, window_lo: int, window_hi: int, num_global: int, causal: bool):
+    """`(L,)`: whether query `i` has a real key in its band or among the global keys
+    (splash gives rows without one an average of masked values; they are 0)."""
+    L = key_mask.shape[0]
+    before = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(key_mask.astype(jnp.int32))])
+    i = jnp.arange(L)
+    band = before[jnp.minimum(i + window_hi + 1, L)] > before[jnp.maximum(i - window_lo, 0)]
+    glob = before[jnp.minimum(i + 1, num_global) if causal else num_global] > 0
+    return band | glob
