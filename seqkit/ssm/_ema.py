@@ -10,9 +10,9 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
-from seqkit.kernels import vandermonde
 
 from ._base import AbstractSSMCore, DiscreteSystem, per_direction, to_complex
+from ._powers import power_kernel
 
 
 def ema_kernel(
@@ -38,10 +38,12 @@ def ema_kernel(
     **Returns:** `(*dirs, H, L)`.
     """
     alpha, delta, beta, eta = map(jnp.asarray, (alpha, delta, beta, eta))
-    # log(1 − αδ) < 0; −inf where α and δ round to 1 (saturated gates), which the
-    # Vandermonde product takes as a pole at 0 (tap 0 only).
-    x = jnp.log1p(-alpha * delta)
-    return vandermonde(eta * beta * alpha, x, L, impl=impl)
+    # 1 − αδ is 0 where α and δ round to 1 (saturated gates): a pole at 0
+    ad = alpha * delta
+    r = 1 - ad
+    return power_kernel(
+        eta * beta * alpha, r, lambda zero: jnp.log1p(-jnp.where(zero, jnp.zeros_like(ad), ad)), L, impl=impl
+    )
 
 
 class EMA(AbstractSSMCore):

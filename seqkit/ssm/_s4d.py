@@ -9,7 +9,6 @@ from jax import lax
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from seqkit._typing import ArrayLike
-from seqkit.kernels import vandermonde
 
 from ._base import (
     AbstractSSMCore,
@@ -23,21 +22,22 @@ from ._base import (
 )
 from ._discretize import discretize_bilinear, discretize_zoh
 from ._hippo import inv, legs, lin
+from ._powers import power_kernel
 
 _INITS = {"legs": legs, "lin": lin, "inv": inv}
 
 
 def _diag_discretize(Lambda, B, dt, discretization):
-    """`(A_bar, B_bar, log A_bar)` for a diagonal system."""
+    """`(A_bar, B_bar, log_A_bar)` for a diagonal system, `log_A_bar` as
+    `power_kernel` takes it (a function of the mask of poles at 0)."""
     dtc = to_complex(dt)[..., None]
     if discretization == "zoh":
         A_bar, B_bar = discretize_zoh(Lambda, B, dt)
-        return A_bar, B_bar, Lambda * dtc
+        return A_bar, B_bar, lambda zero: Lambda * dtc
     if discretization == "bilinear":
         A_bar, B_bar = discretize_bilinear(Lambda, B, dt)
-        # log Ā is −inf where Ā = 0 (a real pole with Δ|λ|/2 = 1): the Vandermonde
-        # product takes it as a pole at 0 (tap 0 only).
-        return A_bar, B_bar, jnp.log(A_bar)
+        # Ā = 0 for a real pole with Δ|λ|/2 = 1: a pole at 0, whose log is not taken
+        return A_bar, B_bar, lambda zero: jnp.log(jnp.where(zero, jnp.ones_like(A_bar), A_bar))
     raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
 
 
@@ -70,9 +70,9 @@ def s4d_kernel(
     **Returns:** `(*dirs, H, L)`.
     """
     Lambda, B, C, dt = map(jnp.asarray, (Lambda, B, C, dt))
-    _, B_bar, x = _diag_discretize(Lambda, B, dt, discretization)
+    A_bar, B_bar, log_A_bar = _diag_discretize(Lambda, B, dt, discretization)
     v = 2.0 * C * B_bar
-    return vandermonde(v, jnp.broadcast_to(x, v.shape), L, impl=impl)
+    return power_kernel(v, jnp.broadcast_to(A_bar, v.shape), log_A_bar, L, impl=impl)
 
 
 class S4D(AbstractSSMCore):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_close, scan_steps
-from seqkit.ssm import DSS, EMA, S4, S4D, DSSSoftmaxState
+from seqkit.ssm import DSS, EMA, S4, S4D, DSSSoftmaxState, ema_kernel
 
 H, N = 3, 8
 
@@ -322,6 +322,75 @@ def test_ema_with_saturated_gates_matches_the_recurrence():
     got = np.asarray(core(jnp.asarray(x, jnp.float32)))
     assert np.isfinite(got).all()
     assert_close(got, _ema_reference(core, x), rtol=1e-5, atol=1e-5)
+
+
+def _fd_grads(loss, core, names, eps=1e-6):
+    """Central differences in float64 of `loss(core)` (a float64 NumPy reference
+    reading the raw leaves) with respect to the named leaves, entry by entry."""
+    grads = {}
+    for name in names:
+        leaf = _np(getattr(core, name))
+        g = np.zeros_like(leaf)
+        for idx in np.ndindex(leaf.shape):
+            hi, lo = leaf.copy(), leaf.copy()
+            hi[idx] += eps
+            lo[idx] -= eps
+            at = lambda v: eqx.tree_at(lambda c: getattr(c, name), core, v)  # noqa: B023, E731
+            g[idx] = (loss(at(hi)) - loss(at(lo))) / (2 * eps)
+        grads[name] = g
+    return grads
+
+
+def test_ema_with_saturated_gates_has_finite_exact_gradients():
+    """The saturated EMA above, trained: every gradient is finite (a NaN in one
+    entry would poison the whole update) and equals central differences of the
+    float64 recurrence, where the saturated gates' logit gradients are ~1e-8."""
+    core = EMA(H, 4, key=jr.key(0))
+    core = eqx.tree_at(
+        lambda c: (c.alpha_logit, c.delta_logit),
+        core,
+        (core.alpha_logit.at[0, :2].set(20.0), core.delta_logit.at[0, :2].set(20.0)),
+    )
+    x = np.random.default_rng(0).normal(size=(30, H))
+    w = np.random.default_rng(1).normal(size=(30, H))
+    x32, w32 = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
+    got = eqx.filter_grad(lambda c: jnp.sum(w32 * c(x32)))(core)
+    names = ("alpha_logit", "delta_logit", "beta", "eta", "omega")
+    want = _fd_grads(lambda c: float(np.sum(w * _ema_reference(c, x))), core, names)
+    for name in names:
+        g = np.asarray(getattr(got, name))
+        assert np.isfinite(g).all(), name
+        assert_close(g, want[name], rtol=1e-4, atol=1e-5)
+
+
+def test_s4d_bilinear_with_a_pole_at_zero_has_finite_exact_gradients(x64):
+    """The `Ā = 0` pole below, trained: finite gradients of `Σ K²` equal to central
+    differences of the float64 kernel from its definition (`K_1 = 0` there, so the
+    pole's own tap contributes nothing to this loss's slope)."""
+    core = S4D(H, N, init="lin", discretization="bilinear", dt_min=4.0, dt_max=4.0, key=jr.key(0))
+    core = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, core)
+    got = eqx.filter_grad(lambda c: jnp.sum(c.kernel(12) ** 2))(core)
+    names = ("log_dt", "log_neg_re", "lambda_im", "b_re", "c_re")
+    want = _fd_grads(lambda c: float(np.sum(_s4d_reference_kernel(c, 12) ** 2)), core, names)
+    for name in names:
+        g = np.asarray(getattr(got, name))
+        assert np.isfinite(g).all(), name
+        assert_close(g, want[name], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_ema_kernel_gradient_at_a_pole_at_zero(impl):
+    """`K_l = ηβα(1 − αδ)^l` at `α = δ = 1`: `∂K_l/∂α = ηβ(r^l − lαδ r^{l−1})` with
+    `r = 0` is `ηβ` at `l = 0`, `−ηβ` at `l = 1` and 0 after, so for `Σ_l w_l K_l`
+    the gradient is `ηβ(w_0 − w_1)` (and `−ηβ w_1` for δ)."""
+    alpha = delta = jnp.ones((1, 1))
+    beta, eta = jnp.full((1, 1), 0.5), jnp.full((1, 1), 3.0)
+    w = jnp.asarray([[0.7, -1.3, 2.0, 0.4, 5.0]])
+    loss = lambda a, d: jnp.sum(w * ema_kernel(a, d, beta, eta, 5, impl=impl))  # noqa: E731
+    ga, gd = jax.grad(loss, argnums=(0, 1))(alpha, delta)
+    assert_close(ga, np.full((1, 1), 1.5 * (0.7 + 1.3)), rtol=1e-6)
+    assert_close(gd, np.full((1, 1), -1.5 * -1.3), rtol=1e-6)
+    assert_close(ema_kernel(alpha, delta, beta, eta, 5, impl=impl), np.array([[1.5, 0, 0, 0, 0]]), rtol=1e-6)
 
 
 def test_s4d_bilinear_with_a_pole_at_zero_matches_the_definition(x64):
