@@ -113,6 +113,11 @@ class Fusion(AbstractRecurrentMixer):
                 raise ValueError(f"the {name} mixer, {type(m).__name__}, has no recurrent mode")
         return g, l  # type: ignore[return-value]
 
+    @property
+    def causal(self) -> bool:
+        """Whether the layer is causal: both its mixers are."""
+        return all(getattr(m, "causal", False) for m in (self.global_mixer, self.local_mixer))
+
     def init_state(self, L: int | None = None) -> PyTree:
         g, l = self._recurrent()
         return (g.init_state(L), l.init_state(L))

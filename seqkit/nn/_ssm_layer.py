@@ -68,7 +68,7 @@ class SSMLayer(AbstractRecurrentMixer):
     @property
     def causal(self) -> bool:
         """Whether the layer is causal (its core runs one direction)."""
-        return not self.core.bidirectional
+        return self.core.causal
 
     def __call__(
         self, u: Array, *, mask: Array | None = None, key: PRNGKeyArray | None = None

@@ -161,6 +161,11 @@ class AbstractSSMCore(AbstractRecurrentMixer):
     d_model: eqx.AbstractVar[int]
     bidirectional: eqx.AbstractVar[bool]
 
+    @property
+    def causal(self) -> bool:
+        """Whether the core is causal (runs one direction)."""
+        return not self.bidirectional
+
     @abc.abstractmethod
     def kernel(self, L: int) -> Array:
         """The convolution kernel: `(d_model, L)`, or `(2, d_model, L)` when

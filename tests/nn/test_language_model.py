@@ -10,7 +10,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from seqkit import attention as sa, nn as snn
+from seqkit import attention as sa, nn as snn, ssm
 
 V, D, L_MAX = 11, 16, 32
 
@@ -145,10 +145,18 @@ def test_generate_errors():
     positioned, pstate = _lm(CAUSAL["mha"], positions="learned", dtype=jnp.float32)
     with pytest.raises(ValueError, match="beyond the model's max_length=32"):
         snn.generate(positioned, jnp.array([1, 2]), 31, temperature=0, state=pstate)
-    # BatchNorm's training statistics mix positions: a causal language model refuses it.
-    for config in (CAUSAL["s4d"], CAUSAL["mha"]):
+    # BatchNorm's training statistics mix positions: a causal language model refuses
+    # it, whatever mixer makes it causal (a fused SPADE layer, a bare SSM core too).
+    spade = sa.SpadeConfig(causal=True, num_heads=2, window_size=4, state_size=4)
+    for config in (*CAUSAL.values(), spade):
         with pytest.raises(ValueError, match="norm='batch' in a causal model with pool='none'"):
             _lm(config, norm="batch", dtype=jnp.float32)
+    for core in (ssm.S4D, ssm.S5):
+        with pytest.raises(ValueError, match="norm='batch' in a causal model with pool='none'"):
+            eqx.nn.make_with_state(snn.SequenceModel)(
+                d_model=D, n_classes=V, vocab_size=V, n_layers=1, pool="none", norm="batch",
+                mixer=lambda i, k, core=core: core(D, 4, bidirectional=False, key=k), key=jr.key(0),
+            )  # fmt: skip
     pooled, qstate = eqx.nn.make_with_state(snn.SequenceModel)(
         d_model=D, n_classes=V, vocab_size=V, n_layers=1, pool="mean",
         mixer=lambda i, k: CAUSAL["s4d"].build(D, max_length=L_MAX, key=k), key=jr.key(0),
