@@ -6,6 +6,9 @@ within each 64-byte segment, mean-pooled to one vector per segment; 2 blocks
 within each group of 8 segment vectors (512 bytes), pooled; 2 blocks over the
 8 remaining vectors, pooled into the document's vector, and a linear head. No
 block ever attends over more than 64 positions, however long the document.
+Every level adds sinusoidal position embeddings counted within its segment or
+group (the LRA Transformer's fixed embeddings on Text): attention and mean
+pooling alone would read each level as an unordered set.
 
 The data is LRA's Text task at the S4 papers' length (IMDb reviews as bytes,
 4096 per document, Gu, Goel and Ré, ICLR 2022). The model's sizes follow the
@@ -46,6 +49,7 @@ def recipe() -> Recipe:
             ffn_mult=4,
             ffn_activation="gelu",
             pool="mean",
+            positions="sinusoidal",
             segments=[64, 8],
         ),
         data=data("text", max_length=4096),

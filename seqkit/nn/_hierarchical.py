@@ -1,6 +1,7 @@
 """A hierarchical encoder: mixers within segments, pooling, mixers across the
 pooled segments, and so on up to one vector per document."""
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -61,6 +62,9 @@ class HierarchicalModel(eqx.Module):
         ffn_activation: Literal["gelu", "silu", "relu"] = "gelu",
         dropout: float = 0.0,
         pool: Literal["mean", "last"] = "mean",
+        prenorm: bool = True,
+        positions: Literal["none", "sinusoidal", "learned"] = "none",
+        max_length: int | None = None,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -74,11 +78,21 @@ class HierarchicalModel(eqx.Module):
         - `vocab_size` (tokens) or `d_in` (real inputs): the level-1 encoder.
         - `ffn_mult`, `ffn_activation`, `dropout`: the blocks' options.
         - `pool`: how a segment becomes one vector (`"mean"` or `"last"`).
+        - `prenorm`: pre-norm (True) or post-norm (False) blocks.
+        - `positions`: `"none"`, `"sinusoidal"` or `"learned"`: position embeddings
+          at every level, counted within each segment or group (attention alone
+          cannot tell order: without them the model sees each level as a set).
+        - `max_length`: the longest document; `positions="learned"` needs it to
+          size the last level's table (`max_length / (s_1 · ... · s_{K-1})`).
         - `key`: PRNG key.
         """
         segments = tuple(int(s) for s in segments)
         if not segments or any(s < 1 for s in segments):
             raise ValueError(f"expected segments of at least one positive size, got {list(segments)}")
+        if positions == "learned" and max_length is None:
+            raise ValueError("positions='learned' needs max_length (the longest document) to size its tables")
+        top = None if max_length is None else max(1, max_length // math.prod(segments))
+        lengths = (*segments, top)
         keys = jr.split(key, len(segments) + 2)
         levels = []
         for level in range(len(segments) + 1):
@@ -98,6 +112,9 @@ class HierarchicalModel(eqx.Module):
                     ffn_activation=ffn_activation,
                     dropout=dropout,
                     pool=pool,
+                    prenorm=prenorm,
+                    positions=positions,
+                    max_length=lengths[level],
                     key=keys[level],
                     **enc,
                 )

@@ -500,6 +500,9 @@ class Recipe:
             ffn_activation=m.ffn_activation,
             dropout=m.dropout,
             pool=m.pool,
+            prenorm=m.prenorm,
+            positions=m.positions,
+            max_length=one.shape[0],
             key=key,
             **enc,
         )

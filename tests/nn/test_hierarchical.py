@@ -18,10 +18,10 @@ def _mixer(level, i, key):
     return sa.MultiHeadAttention(D, 2, key=key)
 
 
-def _model(segments=(4, 2)):
+def _model(segments=(4, 2), **kwargs):
     return eqx.nn.make_with_state(snn.HierarchicalModel)(
         d_model=D, n_classes=3, segments=segments, mixer=_mixer, n_layers=1, vocab_size=V, ffn_mult=2,
-        key=jr.key(0),
+        key=jr.key(0), **kwargs,
     )  # fmt: skip
 
 
@@ -43,8 +43,15 @@ def _reference(model, state, x, mask):
     raise AssertionError("unreachable")
 
 
-def test_hierarchy_matches_an_explicit_loop_over_segments(x64):
-    model, state = _model()
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"positions": "learned", "max_length": 24}, {"positions": "sinusoidal", "prenorm": False}],
+    ids=["plain", "learned", "sinusoidal-postnorm"],
+)
+def test_hierarchy_matches_an_explicit_loop_over_segments(x64, kwargs):
+    """Each level's encoder on one segment at a time (its positions counted within
+    the segment or group), pooled, then the next level."""
+    model, state = _model(**kwargs)
     model = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model)
     x = jr.randint(jr.key(1), (24,), 0, V)  # 24 = 3 groups of 2 segments of 4
     mask = np.ones(24, bool)
@@ -68,9 +75,35 @@ def test_every_level_reads_its_inputs():
     np.testing.assert_allclose(np.asarray(batched[0]), np.asarray(base), rtol=1e-5, atol=1e-6)
 
 
+def test_positions_make_every_level_see_order():
+    """Without positions, attention levels read their segments and groups as sets
+    (a permutation inside a segment, or of whole segments, leaves the logits be);
+    with positions at every level, both permutations move the logits."""
+
+    def attention(level, i, key):
+        return sa.MultiHeadAttention(D, 2, key=key)
+
+    x = jr.randint(jr.key(3), (16,), 0, V)
+    # swap two tokens in every segment; swap two segments of a group
+    inside = jnp.concatenate([jnp.array([1, 0, 2, 3]) + 4 * g for g in range(4)])
+    segments = jnp.concatenate([jnp.arange(4) + 4 * g for g in (1, 0, 2, 3)])
+    for positions, moves in (("none", False), ("sinusoidal", True), ("learned", True)):
+        model, state = eqx.nn.make_with_state(snn.HierarchicalModel)(
+            d_model=D, n_classes=3, segments=(4, 2), mixer=attention, n_layers=1, vocab_size=V,
+            positions=positions, max_length=16, key=jr.key(0),
+        )  # fmt: skip
+        base = np.asarray(model(x, state)[0])
+        for perm in (inside, segments):
+            moved = np.abs(np.asarray(model(x[perm], state)[0]) - base).max()
+            assert (moved > 1e-4) if moves else (moved < 1e-5), (positions, moved)
+    assert [lvl.position_table.shape[0] for lvl in model.levels] == [4, 2, 2]  # 16 = 2 groups of 2 of 4
+
+
 def test_hierarchy_errors():
     model, state = _model()
     with pytest.raises(ValueError, match=r"multiple of 8 \(segments \[4, 2\]\), got 20"):
         model(jnp.zeros((20,), jnp.int32), state)
     with pytest.raises(ValueError, match="segments of at least one positive size"):
         _model(segments=())
+    with pytest.raises(ValueError, match="positions='learned' needs max_length"):
+        _model(positions="learned")

@@ -141,13 +141,18 @@ def test_vit_pathfinder_smoke_trains_from_the_command_line(tmp_path, capsys):
 def test_hierarchical_recipe_structure_and_two_steps(tmp_path):
     r = recipes.get("hier-text")
     m = r.model
-    assert (m.segments, m.n_layers, m.d_model, m.norm, r.data.name, r.data.max_length) == (
-        [64, 8], 2, 256, "layer", "imdb", 4096
+    assert (m.segments, m.n_layers, m.d_model, m.norm, m.positions, r.data.name, r.data.max_length) == (
+        [64, 8], 2, 256, "layer", "sinusoidal", "imdb", 4096
     )  # fmt: skip
     smoke = with_data(recipes.get("hier-text", "smoke"), write_corpora(tmp_path))
     built = smoke.build()
     assert isinstance(built.model, snn.HierarchicalModel) and built.model.segments == (16, 4)
     assert len(built.model.levels) == 3
+    # model.positions and model.prenorm reach every level (positions counted within segments)
+    assert [lvl.positions for lvl in built.model.levels] == ["sinusoidal"] * 3
+    learned = st.override(smoke, ["model.positions=learned", "model.prenorm=false"]).build().model
+    assert [lvl.position_table.shape[0] for lvl in learned.levels] == [16, 4, 2]  # 128 = 2 · 4 · 16
+    assert all(lvl.final_norm is None for lvl in learned.levels)  # post-norm
     losses, opt_state = two_steps(smoke)
     assert all(np.isfinite(losses)) and int(opt_state.total_notfinite) == 0
     with pytest.raises(st.RecipeError, match="product divides the data's length 128"):
