@@ -17,7 +17,7 @@ def generate_command(args: argparse.Namespace) -> int:
     import jax.random as jr
     import numpy as np
 
-    from seqkit.cli import _one_line, _Usage, _user_errors
+    from seqkit._cli_common import _one_line, _Usage, _user_errors
     from seqkit.nn import generate
     from seqkit.train import load_run
 

@@ -7,15 +7,12 @@ import sys
 import time
 
 import seqkit
+from seqkit._cli_common import _one_line, _Usage, _user_errors
 from seqkit._cli_data import add_data_parser
 from seqkit._cli_generate import add_generate_parser
 from seqkit._cli_plot import add_plot_parser
 from seqkit._cli_sweep import add_sweep_parser
 from seqkit._paths import expand_path
-
-
-class _Usage(Exception):
-    """A one-line user error: printed without a traceback, exit code 2."""
 
 
 def _fail(message: str) -> int:
@@ -91,23 +88,6 @@ def _summary(results: dict, run_dir: str) -> str:
         f"in {_duration(results['wall_time_s'])} ({results['train_examples_per_s']:.1f} ex/s); "
         f"run directory {run_dir}"
     )
-
-
-def _one_line(e: BaseException) -> str:
-    """A user error as one line: an OS error names its file, others their first line."""
-    if isinstance(e, OSError) and e.filename is not None:
-        return f"{e.filename}: {e.strerror or type(e).__name__}"
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """What a user can get wrong: recipe names, keys and values (`RecipeError`,
-    and the `ValueError`s of data and model constructors at setup), missing or
-    corrupt data and checkpoints, paths that cannot be read or written."""
-    from seqkit.train import CheckpointError, RecipeError
-
-    return (RecipeError, CheckpointError, ValueError, OSError)
 
 
 def _train(args: argparse.Namespace) -> int:
