@@ -44,14 +44,19 @@ def parse_seeds(text: str) -> int | list[int]:
 def sweep_command(args: argparse.Namespace) -> int:
     """Run `seqkit sweep ...` from parsed arguments; returns the exit code."""
     from seqkit import recipes
-    from seqkit.cli import _one_line, _Usage, _user_errors
-    from seqkit.train import CheckpointError, RecipeError, override, sweep, sweep_table
+    from seqkit._cli_common import _one_line, _Usage, _user_errors
+    from seqkit.train import CheckpointError, RecipeError, init_distributed, override, sweep, sweep_table
+    from seqkit.train._sweep import check_sweepable
 
     out = expand_path(args.out or os.path.join("runs", f"sweep-{args.recipe}-{args.preset}"))
     try:
+        # Launched as one of several processes (the JAX_* variables, or SLURM), join
+        # them first, so that the sweep can refuse in every one of them.
+        init_distributed()
         grid = parse_grid(args.grid)
         seeds = parse_seeds(args.seeds)
         recipe = override(recipes.get(args.recipe, args.preset), args.sets)
+        check_sweepable(recipe)
         recipe.validate()  # keys, kinds, types and ranges, before generating any data
         sources = recipe.make_sources()
     except _user_errors() as e:

@@ -224,7 +224,9 @@ class TrainerConfig:
     (FSDP-style). The mesh takes the first `data * model` devices;
     `batch_size` and `eval_batch_size` must be multiples of the `data` size. The
     step computes the same function as without a mesh (BatchNorm statistics
-    over the whole batch), so results agree to float rounding. `""` (the
+    over the whole batch), so results agree to float rounding (which Adam
+    magnifies in a parameter of zero true gradient, such as a pre-norm BatchNorm
+    model's encoder bias: see the multi-device guide). `""` (the
     default) or `"none"`: one device, no mesh. It is how a run executes, not what it
     computes: a run may be resumed with another mesh. In a run of several
     processes (`seqkit.train.init_distributed`) the mesh is required and spans

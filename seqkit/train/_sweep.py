@@ -546,6 +546,17 @@ def sweep(
 
     **Returns:** the content of `sweep.json`.
     """
+    check_sweepable(recipe)
+    recipe.validate()
+    with use_impl(recipe.trainer.kernels):  # what impl="auto" means while tracing
+        return _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches,
+                      member_devices)  # fmt: skip
+
+
+def check_sweepable(recipe: Recipe) -> None:
+    """Refuse, before anything else, what a sweep cannot run: several processes (a
+    sweep is one process; each would train every member into the same directory) and
+    a trainer mesh (a sweep places members, not batches, on devices)."""
     if jax.process_count() > 1:
         raise RecipeError(
             f"a sweep runs in one process; this one is 1 of {jax.process_count()} "
@@ -553,19 +564,15 @@ def sweep(
             "to spread members over this host's devices use member_devices "
             "(seqkit sweep --member-devices N)"
         )
-    recipe.validate()
-    with use_impl(recipe.trainer.kernels):  # what impl="auto" means while tracing
-        return _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches,
-                      member_devices)  # fmt: skip
-
-
-def _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches, member_devices):
-    members = sweep_members(recipe, grid, seeds=seeds)
-    if recipe.trainer.mesh_sizes():
+    if str(recipe.trainer.mesh).strip().lower() not in ("", "none"):
         raise RecipeError(
             f"trainer.mesh={recipe.trainer.mesh}: a sweep places members, not batches, on devices; "
             "leave trainer.mesh unset and use member_devices (seqkit sweep --member-devices N)"
         )
+
+
+def _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches, member_devices):
+    members = sweep_members(recipe, grid, seeds=seeds)
     place = _member_placement(len(members), member_devices)
     grid_keys = list(grid)
     grid_values = {k: _unique([m.settings[k] for m in members]) for k in grid_keys}

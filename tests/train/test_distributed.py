@@ -218,6 +218,37 @@ def test_two_processes_refuse_bad_meshes_a_one_process_checkpoint_and_a_sweep(tw
         assert (out / "from-one" / name).read_bytes() == (out / "single" / name).read_bytes()
 
 
+def test_seqkit_sweep_launched_as_two_processes_refuses_in_both(tmp_path):
+    """`seqkit sweep` started the way the docs start a two-process `seqkit train`:
+    both processes join, both refuse with one line, and nothing is written (each
+    would otherwise train every member into the one directory)."""
+    address = f"127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-P", "-m", "seqkit.cli", "sweep", "s4-pathfinder", "--preset", "smoke",
+           "--grid", "optimizer.lr=1e-3,3e-3", "--no-progress", "--out", str(tmp_path / "sweep")]  # fmt: skip
+    joined = {"JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2"}
+    procs = [
+        subprocess.Popen(
+            cmd,
+            env=fake_devices_env(1, **joined, JAX_PROCESS_ID=str(i)),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [proc.communicate(timeout=TIMEOUT)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 2, output[-2000:]
+        assert "seqkit: error: a sweep runs in one process; this one is 1 of 2" in output
+        assert "Traceback" not in output
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.slow
 def test_two_processes_killed_and_resumed_equal_one(two_processes):
     """Two processes with two CPU devices each (data:2,model:2: parameters split

@@ -115,3 +115,13 @@ def test_more_member_devices_than_the_process_has(tmp_path):
             progress=False,
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_a_trainer_mesh_is_refused_first(tmp_path):
+    """A mesh of more devices than this process has: the sweep's own refusal (members,
+    not batches, go on devices) comes first, not the device count's."""
+    recipe = st.override(st.Recipe(), ["trainer.mesh=data:2"])
+    with pytest.raises(st.RecipeError, match="a sweep places members, not batches, on devices"):
+        grid = {"optimizer.lr": [0.01, 0.02]}
+        st.sweep(recipe, grid, run_dir=tmp_path / "x", sources=sources(), progress=False)
+    assert not (tmp_path / "x").exists()
