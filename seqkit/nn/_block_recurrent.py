@@ -73,7 +73,9 @@ class BlockRecurrent(AbstractRecurrentMixer):
     state's MLP and second gate of the paper's horizontal direction are left out.
 
     **Padding** (`mask` False): padded tokens are never attended to, by tokens or
-    by the state, so they never change a real output.
+    by the state, and a block of padding alone leaves the state and the previous
+    block as they were, so padding never changes a real output (whole blocks of it
+    in front give the unpadded sequence's outputs).
 
     **Step mode**: `init_state()` and `step(x_t, state)` keep the state, the
     previous block's keys and values and the current block's so far; `step`
@@ -283,8 +285,11 @@ class BlockRecurrent(AbstractRecurrentMixer):
             K = jnp.concatenate([pk, kb], axis=1)
             V = jnp.concatenate([pv, vb], axis=1)
             y = self._tokens_out(qb, cb, K, V, self_mask, ks, vs, dk[:2])
-            S = self._update(S, sq, sc, ks, vs, kb, vb, mb, dk[2:])
-            return (S, kb, vb, mb), y
+            # A block of padding alone leaves the state and the previous block as they were
+            real = jnp.any(mb)
+            S = jnp.where(real, self._update(S, sq, sc, ks, vs, kb, vb, mb, dk[2:]), S)
+            keep = (jnp.where(real, new, old) for new, old in ((kb, pk), (vb, pv), (mb, pm)))
+            return (S, *keep), y
 
         init = self._empty(x.dtype)
         carry0 = (init.S, init.prev_k, init.prev_v, init.prev_mask)

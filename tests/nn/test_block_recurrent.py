@@ -72,6 +72,8 @@ def reference(m, x, mask=None):
             c = _attend(cx[t], ks, vs)
             y[t] = _linear(m.tok_output, np.concatenate([a, c]))
         real = [j for j in block if mask[j]]
+        if not real:  # a block of padding alone: no state update, the previous block stays
+            continue
         Snew = np.zeros_like(S)
         for i in range(M):
             a = _attend(sq[i], ks, vs)
@@ -129,6 +131,12 @@ def test_padding(x64, getkey, gate):
     # Trailing padding gives the real positions the outputs of the short sequence.
     tail = jnp.arange(L) < 9
     assert_close(m(junk.at[:9].set(x[:9]), mask=tail)[:9], reference(m, x[:9]), rtol=1e-10)
+    # Whole blocks of padding in front (as Perceiver AR pads a short latent window)
+    # give the real positions the outputs of the unpadded sequence.
+    for n_blocks in (1, 3):
+        front = jnp.concatenate([9.0 * jr.normal(getkey(), (4 * n_blocks, D)), x])
+        lead = jnp.arange(L + 4 * n_blocks) >= 4 * n_blocks
+        assert_close(m(front, mask=lead)[4 * n_blocks :], reference(m, x), rtol=1e-10)
     # Gradients stay finite with a block of padding only.
     g = jax.grad(lambda x: jnp.sum(jnp.where(mask[:, None], m(x, mask=mask), 0.0)))(junk)
     assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g[real]))) > 0
