@@ -1,5 +1,7 @@
 """Sampling from a causal language model through its recurrent step mode."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -38,8 +40,8 @@ def _has_state(model: eqx.Module) -> bool:
 
 
 def _check_sampling(temperature: float | int, top_k: int | None, vocab: int) -> None:
-    if temperature < 0:
-        raise ValueError(f"expected temperature >= 0, got {temperature}")
+    if not (temperature >= 0 and math.isfinite(temperature)):  # NaN fails both
+        raise ValueError(f"expected a finite temperature >= 0, got {temperature}")
     if top_k is not None and not 1 <= top_k <= vocab:
         raise ValueError(f"expected top_k in 1..{vocab} (the vocabulary), got {top_k}")
 
@@ -80,8 +82,10 @@ def _run(model, state, rec, prompt, keys, temperature, top_k):
         logits, rec = model.step(tok, rec, state)
         return (logits, rec), (tok, logits)
 
-    _, (tokens, logits) = jax.lax.scan(body, (prompt_logits[-1], rec), keys)
-    return tokens, jnp.concatenate([prompt_logits, logits[:-1]])
+    # every new token but the last is fed back; the last is only predicted
+    (last_logits, _), (tokens, logits) = jax.lax.scan(body, (prompt_logits[-1], rec), keys[:-1])
+    last = sample_logits(last_logits, keys[-1], temperature=temperature, top_k=top_k)
+    return jnp.concatenate([tokens, last[None]]), jnp.concatenate([prompt_logits, logits])
 
 
 @eqx.filter_jit
@@ -90,17 +94,18 @@ def _run_windows(model, state, prompt, n, keys, temperature, top_k):
     `t` predicts token `t + 1`: the prompt's own (teacher-forced) while
     `t + 1 < P`, else a sampled one written into the buffer."""
     P = prompt.shape[0]
-    buffer = jnp.zeros((P + n,), jnp.int32).at[:P].set(prompt)
+    # the positions the model reads: the last new token is predicted, never read
+    buffer = jnp.zeros((P + n - 1,), jnp.int32).at[:P].set(prompt)
 
     def body(buffer, t):
         logits = model.next_logits(buffer, t, state)
         k = keys[jnp.maximum(t - (P - 1), 0)]  # new token i uses keys[i]
         tok = sample_logits(logits, k, temperature=temperature, top_k=top_k)
-        tok = jnp.where(t + 1 < P, buffer[t + 1], tok)
-        return buffer.at[t + 1].set(tok), logits
+        tok = jnp.where(t + 1 < P, buffer[jnp.minimum(t + 1, P + n - 2)], tok)
+        return buffer.at[t + 1].set(tok, mode="drop"), (tok, logits)
 
-    buffer, logits = jax.lax.scan(body, buffer, jnp.arange(P + n - 1))
-    return buffer[P:], logits
+    _, (toks, logits) = jax.lax.scan(body, buffer, jnp.arange(P + n - 1))
+    return toks[P - 1 :], logits
 
 
 def generate(
@@ -128,7 +133,7 @@ def generate(
     A [`seqkit.nn.PerceiverAR`][] has no recurrent state (its latent window
     moves with every token): each token is the parallel model on the prefix
     before it (`PerceiverAR.next_logits`, one compiled computation over a
-    buffer of `P + n` tokens), each costing a cross-attention over the prefix
+    buffer of `P + n − 1` tokens), each costing a cross-attention over the prefix
     and the latent stack.
 
     One sequence; batch with `jax.vmap` over `prompt` and `key`. Compiled once per
@@ -137,7 +142,9 @@ def generate(
     **Arguments:**
 
     - `model`: the language model.
-    - `prompt`: `(P,)` integer tokens, `P >= 1`.
+    - `prompt`: `(P,)` integer tokens in `0..V−1`, `P >= 1`. The model reads
+      `P + n − 1` positions (the last new token is predicted, never read), at
+      most its `max_length`.
     - `n`: tokens to generate, `>= 1`.
     - `temperature`: `0` for greedy decoding, else the softmax temperature.
     - `top_k`: sample among the `top_k` most likely tokens only (None: all).
@@ -170,11 +177,20 @@ def generate(
                 "this model has BatchNorm layers: pass state= (the eqx.nn.State it was trained with)"
             )
         state = eqx.nn.State(model)
-    total = prompt.shape[0] + n
+    if not isinstance(prompt, jax.core.Tracer):  # a concrete prompt (not under vmap/jit)
+        low, high = int(jnp.min(prompt)), int(jnp.max(prompt))
+        if low < 0 or high >= vocab:
+            raise ValueError(
+                f"expected prompt tokens in 0..{vocab - 1} (the model's vocabulary), got tokens "
+                f"from {low} to {high}"
+            )
+    # The model reads the prompt and every new token but the last, which it predicts.
+    total = prompt.shape[0] + n - 1
     if model.max_length is not None and total > model.max_length:
         raise ValueError(
-            f"prompt ({prompt.shape[0]}) + n ({n}) = {total} positions, beyond the model's "
-            f"max_length={model.max_length} (its position embeddings)"
+            f"prompt ({prompt.shape[0]}) + n ({n}) - 1 = {total} positions read (the last new "
+            f"token is predicted, never read), beyond the model's max_length={model.max_length} "
+            "(its position embeddings)"
         )
     keys = jr.split(jr.key(0) if key is None else key, n)
     if perceiver:
@@ -186,7 +202,7 @@ def generate(
         rec = model.init_state(total)
     except ValueError as e:
         raise ValueError(
-            f"generate steps the model through prompt ({prompt.shape[0]}) + n ({n}) = {total} "
+            f"generate steps the model through prompt ({prompt.shape[0]}) + n ({n}) - 1 = {total} "
             f"positions, and it cannot: {e} (every mixer must be causal and recurrent, and built "
             "for that many positions)"
         ) from e

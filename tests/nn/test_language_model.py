@@ -66,6 +66,20 @@ def test_greedy_generation_is_the_parallel_models_argmax(name, x64):
     np.testing.assert_array_equal(np.asarray(jnp.argmax(parallel, -1)[prompt.shape[0] - 1 :]), tokens)
 
 
+def test_generation_reads_up_to_max_length_positions(x64):
+    """The last new token is predicted, never read: a model of max_length 32
+    continues a 2-token prompt by 31 tokens, the last the parallel model's argmax
+    on all 32 positions."""
+    model, state = _lm(CAUSAL["mha"], positions="learned")
+    prompt = jnp.array([1, 2], jnp.int32)
+    tokens, logits = snn.generate(model, prompt, 31, temperature=0, state=state, return_logits=True)
+    full = jnp.concatenate([prompt, tokens])
+    parallel, _ = model(full[:-1], state)
+    assert full.shape == (33,) and logits.shape == (32, V)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(parallel), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(parallel, -1)[1:]), tokens)
+
+
 @pytest.mark.parametrize("name", ["s4d", "gss", "mha", "local"])
 def test_language_model_is_causal(name):
     """Changing the tokens from position t on leaves the logits before t alone
@@ -133,8 +147,12 @@ def test_generate_errors():
         snn.generate(model, jnp.zeros((2, 3), jnp.int32), 4, temperature=0, state=state)
     with pytest.raises(ValueError, match="needs a PRNG key"):
         snn.generate(model, jnp.array([1]), 4, state=state)
-    with pytest.raises(ValueError, match="temperature >= 0"):
-        snn.generate(model, jnp.array([1]), 4, temperature=-1.0, key=jr.key(0), state=state)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite temperature >= 0"):
+            snn.generate(model, jnp.array([1]), 4, temperature=bad, key=jr.key(0), state=state)
+    for prompt in ([1, 11, 3], [1, -1, 3]):  # outside the vocabulary 0..10
+        with pytest.raises(ValueError, match=r"prompt tokens in 0..10 .*, got tokens from -?\d+ to \d+"):
+            snn.generate(model, jnp.array(prompt), 4, temperature=0, state=state)
     with pytest.raises(ValueError, match=r"top_k in 1..11"):
         snn.generate(model, jnp.array([1]), 4, top_k=12, key=jr.key(0), state=state)
     with pytest.raises(ValueError, match="n >= 1"):
@@ -143,8 +161,8 @@ def test_generate_errors():
     with pytest.raises(ValueError, match="every mixer must be causal and recurrent"):
         snn.generate(bidir, jnp.array([1]), 4, temperature=0, state=bstate)
     positioned, pstate = _lm(CAUSAL["mha"], positions="learned", dtype=jnp.float32)
-    with pytest.raises(ValueError, match="beyond the model's max_length=32"):
-        snn.generate(positioned, jnp.array([1, 2]), 31, temperature=0, state=pstate)
+    with pytest.raises(ValueError, match=r"\(2\) \+ n \(32\) - 1 = 33 positions read .* max_length=32"):
+        snn.generate(positioned, jnp.array([1, 2]), 32, temperature=0, state=pstate)
     # BatchNorm's training statistics mix positions: a causal language model refuses
     # it, whatever mixer makes it causal (a fused SPADE layer, a bare SSM core too).
     spade = sa.SpadeConfig(causal=True, num_heads=2, window_size=4, state_size=4)

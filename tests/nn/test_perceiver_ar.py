@@ -94,11 +94,12 @@ def test_a_context_shorter_than_the_latents_uses_every_position(L, x64):
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("P,n", [(2, 4), (5, 3)])
+@pytest.mark.parametrize("P,n", [(2, 4), (5, 3), (10, 7)])
 def test_greedy_generation_is_the_parallel_model_on_every_prefix(P, n, x64):
     """Token `t + 1` is the argmax of `model(x[: t + 1])`'s last row, with the same
     logits, for a prompt shorter (2, the window crossing N = 4 while generating)
-    and longer (5) than the latents."""
+    and longer (5) than the latents, and up to the full max_length = 16 positions
+    read (10 + 7 − 1: the last token is predicted, never read)."""
     model, state = _model(n_layers=2)
     model = eqx.nn.inference_mode(model)
     prompt = jr.randint(jr.key(4), (P,), 0, V)
@@ -142,8 +143,8 @@ def test_perceiver_ar_errors():
         model(jnp.arange(17), state)
     with pytest.raises(ValueError, match="integer tokens"):
         model(jnp.zeros((8, 2)), state)
-    with pytest.raises(ValueError, match=r"prompt \(10\) \+ n \(7\) = 17 positions, beyond .* max_length=16"):
-        snn.generate(model, jnp.arange(10), 7, temperature=0, state=state)
+    with pytest.raises(ValueError, match=r"\(10\) \+ n \(8\) - 1 = 17 positions read .* max_length=16"):
+        snn.generate(model, jnp.arange(10), 8, temperature=0, state=state)
     with pytest.raises(ValueError, match="n_latents <= max_length"):
         snn.PerceiverAR(
             vocab_size=V, d_model=D, n_latents=20, max_length=16, num_heads=2, n_layers=1,
