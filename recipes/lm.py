@@ -119,7 +119,9 @@ _MODELS = {
     "perceiver-ar-lm": (
         "Perceiver AR",
         lambda: dataclasses.replace(
-            _model(MultiHeadAttentionConfig(num_heads=4, causal=True), ffn_mult=4), latents=128, cross_heads=4
+            _model(MultiHeadAttentionConfig(num_heads=4, causal=True), ffn_mult=4, positions="learned"),
+            latents=128,
+            cross_heads=4,
         ),
     ),
     "transformer-lm": (

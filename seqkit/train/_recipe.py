@@ -84,7 +84,9 @@ class ModelConfig:
     `latents`: a [`seqkit.nn.PerceiverAR`][] instead of a `SequenceModel`: the
     last `latents` positions cross-attend (causally, `cross_heads` heads) to the
     whole context, then the layers above run on them alone; logits for those
-    positions only (tokens in, `pool="none"`). `None` (default): no latents.
+    positions only (tokens in, `pool="none"`; the model has LayerNorm, pre-norm,
+    GELU and a learned position table, and other values of `norm`, `prenorm`,
+    `ffn_activation` and `positions` are refused). `None` (default): no latents.
 
     `segments`: a [`seqkit.nn.HierarchicalModel`][] instead: `n_layers`
     blocks within each segment of `segments[0]` positions, mean-pooled, then
@@ -517,6 +519,16 @@ class Recipe:
             raise RecipeError(
                 f"model.latents (Perceiver AR) reads integer tokens (L,) with model.pool=none, no dual; "
                 f"got {one.dtype} {one.shape}, pool={m.pool}, dual={m.dual}"
+            )
+        # What the model is built with: refuse other values rather than ignore them
+        fixed = {"norm": "layer", "prenorm": True, "ffn_activation": "gelu", "positions": "learned"}
+        wrong = {k: getattr(m, k) for k, v in fixed.items() if getattr(m, k) != v}
+        if wrong:
+            raise RecipeError(
+                "model.latents (Perceiver AR) is built with "
+                + ", ".join(f"{k}={v}" for k, v in fixed.items())
+                + "; got "
+                + ", ".join(f"model.{k}={v}" for k, v in wrong.items())
             )
         return _make_with_state(
             snn.PerceiverAR,

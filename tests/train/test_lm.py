@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 from recipe_testing import two_steps
@@ -128,6 +129,21 @@ def test_generate_from_a_perceiver_ar_run(tmp_path, capsys):
     assert cli.main(["generate", str(out), "--prompt", "import", "-n", "8", "--temperature", "0"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("import") and len(text.rstrip("\n").encode()) >= len("import") + 1
+
+
+def test_perceiver_ar_recipe_refuses_options_its_model_does_not_have(tmp_path):
+    """Perceiver AR is built with LayerNorm, pre-norm, GELU and learned positions:
+    a recipe asking for anything else is refused, not quietly built the same."""
+    smoke = recipes.get("perceiver-ar-lm", "smoke")
+    assert smoke.model.positions == "learned"
+    for setting, shown in (
+        ("model.norm=batch", "model.norm=batch"),
+        ("model.prenorm=false", "model.prenorm=False"),
+        ("model.ffn_activation=relu", "model.ffn_activation=relu"),
+        ("model.positions=sinusoidal", "model.positions=sinusoidal"),
+    ):
+        with pytest.raises(RecipeError, match=rf"Perceiver AR\) is built with norm=layer, .*; got {shown}$"):
+            override(smoke, [setting]).build_model(np.zeros(64, np.int32), key=jax.random.key(0))
 
 
 def test_generate_refuses_a_classifier_run(tmp_path, capsys):
