@@ -316,6 +316,12 @@ class S5(AbstractSSMCore):
             raise ValueError(f"expected timesteps of shape {shape}, got {t.shape}")
         if not jnp.issubdtype(t.dtype, jnp.floating):
             raise ValueError(f"expected real floating timesteps, got dtype {t.dtype}")
+        # values are known only at run time (under jit too): a runtime error, not a NaN later
+        t = eqx.error_if(
+            t,
+            ~jnp.all(jnp.isfinite(t) & (t >= 0)),
+            "expected finite, non-negative timesteps (step multipliers); got a negative, inf or NaN one",
+        )
         return t.astype(self.D.dtype)
 
     def init_state(self, L: int | None = None) -> S5State:

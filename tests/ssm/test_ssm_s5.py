@@ -332,6 +332,14 @@ def test_errors(getkey):
         core(u, timesteps=jnp.ones(9))
     with pytest.raises(ValueError, match="real floating timesteps"):
         core(u, timesteps=jnp.ones(10, jnp.int32))
+    # values: a runtime error, eagerly and under jit (equinox.error_if)
+    for bad in (-1.0, jnp.nan, jnp.inf):
+        ts = jnp.ones(10).at[3].set(bad)
+        for call in (core, eqx.filter_jit(core)):
+            with pytest.raises(Exception, match="finite, non-negative timesteps"):
+                call(u, timesteps=ts)
+        with pytest.raises(Exception, match="finite, non-negative timesteps"):
+            core.step(u[0], core.init_state(), timestep=ts[3])
     with pytest.raises(ValueError, match=rf"expected input of shape \(L, {H}\)"):
         core(jnp.zeros((10, H + 1)))
     with pytest.raises(ValueError, match=rf"step input of shape \({H},\)"):
