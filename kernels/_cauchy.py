@@ -159,6 +159,9 @@ def cauchy(
         )
     if z.ndim != 1:
         raise ValueError(f"expected z of shape (K,), got {z.shape}")
+    if v.size == 0 or z.size == 0:  # no poles (a sum of nothing), points, vectors or batch
+        cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
+        return jnp.zeros((*v.shape[:-1], z.shape[0]), cdt)
     choice = choose(impl, "cauchy", functools.partial(_pallas_unsupported, dtype, chunk_size))
     if choice.impl == "pallas":
         return cauchy_pallas(

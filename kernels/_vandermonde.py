@@ -72,6 +72,10 @@ def vandermonde(
         raise ValueError(f"expected v and x of the same shape (*batch, n), got {v.shape} and {x.shape}")
     if not isinstance(L, int) or L < 1:
         raise ValueError(f"expected a positive integer length L, got {L!r}")
+    if v.ndim < 1:
+        raise ValueError(f"expected v and x with a mode axis (*batch, n), got shape {v.shape}")
+    if v.size == 0:  # no modes (a sum of nothing) or an empty batch
+        return jnp.zeros((*v.shape[:-1], L), dtype)
     x = _finite_exponents(x, dtype)
     choice = choose(impl, "vandermonde", functools.partial(_pallas_unsupported, dtype, block_size))
     if choice.impl == "pallas":

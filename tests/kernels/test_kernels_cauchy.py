@@ -74,3 +74,13 @@ def test_cauchy_memory_bounded_by_chunk():
     mem = f.lower(*args).compile().memory_analysis()
     full = H * n * K * 8  # bytes of one complex64 (H, n, K) tensor
     assert mem.temp_size_in_bytes < full / 2
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_empty_inputs(impl):
+    """No points is an empty output; no poles a sum of nothing (zeros)."""
+    v, lam = jnp.ones((2, 1, 3), jnp.complex64), -jnp.ones((2, 3), jnp.complex64)
+    out = cauchy(v, jnp.zeros(0, jnp.complex64), lam, impl=impl)
+    assert out.shape == (2, 1, 0) and out.dtype == jnp.complex64
+    none = cauchy(jnp.ones((2, 1, 0), jnp.complex64), jnp.ones(4, jnp.complex64), jnp.ones((2, 0)), impl=impl)
+    np.testing.assert_array_equal(np.asarray(none), np.zeros((2, 1, 4)))

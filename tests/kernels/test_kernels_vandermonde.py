@@ -71,3 +71,12 @@ def test_vandermonde_rejects_bad_input():
         vandermonde(jnp.zeros((2, 3)), jnp.zeros((2, 4)), 5)
     with pytest.raises(ValueError, match="positive integer length"):
         vandermonde(jnp.zeros((2, 3)), jnp.zeros((2, 3)), 0)
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_empty_inputs(impl):
+    """No modes is a sum of nothing (zeros); an empty batch is an empty output."""
+    none = jnp.zeros((2, 0), jnp.complex64)
+    np.testing.assert_array_equal(np.asarray(vandermonde(none, none, 5, impl=impl)), np.zeros((2, 5)))
+    empty = jnp.zeros((0, 3), jnp.float32)
+    assert vandermonde(empty, empty, 5, impl=impl).shape == (0, 5)
