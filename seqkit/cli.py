@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep_parser(sub)
     add_generate_parser(sub)
 
-    demo = sub.add_parser("demo", help="run every SSM core in conv and step mode on a generated signal")
+    demo = sub.add_parser(
+        "demo", help="run every convolutional SSM core in conv and step mode on a generated signal"
+    )
     demo.add_argument("--length", type=int, default=1024)
     demo.add_argument("--width", type=int, default=32)
     demo.add_argument("--seed", type=int, default=0)
@@ -182,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _Usage as e:
         return _fail(str(e))
+    except KeyboardInterrupt:
+        # a run's last checkpoint is whole (written atomically): nothing to clean up
+        message = "seqkit: interrupted; a run continues from its last checkpoint with --resume"
+        print(f"\n{message}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (`seqkit recipes | head`): stop quietly, and keep
+        # Python's exit-time flush of stdout from failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

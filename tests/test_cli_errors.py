@@ -300,3 +300,33 @@ def test_eval_checks_the_directory_is_writable_before_evaluating(finished, tmp_p
     err = capsys.readouterr().err
     assert err == f"seqkit: error: cannot write to {run_dir}: Permission denied\n"
     assert not (run_dir / "eval.json").exists()
+
+
+def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C during a command: no traceback, a pointer to --resume, the shell's 130."""
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_recipes", interrupted)
+    assert cli.main(["recipes"]) == 130
+    err = capsys.readouterr().err
+    assert "seqkit: interrupted; a run continues from its last checkpoint with --resume" in err
+    assert "Traceback" not in err
+
+
+def test_a_closed_pipe_stops_quietly():
+    """`seqkit recipes | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "seqkit.cli", "recipes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        bufsize=0,
+    )
+    proc.stdout.read(10)  # the header's first bytes, then hang up
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
