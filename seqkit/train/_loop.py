@@ -23,7 +23,7 @@ from ._distributed import host_arrays, is_main_process, process_eval_batches, pr
 from ._logging import MetricsLog, Progress, TrainWindow
 from ._mesh import describe_mesh, make_mesh, shard_batch, shard_params, sharded_step
 from ._pretrain import masked_patch_objective
-from ._recipe import Recipe, RecipeError, recipe_to_dict, step_key
+from ._recipe import Recipe, RecipeError, config_differences, recipe_to_dict, step_key
 from ._trime import trime_batch_loss
 
 CHECKPOINT = "checkpoint.eqx"
@@ -398,11 +398,11 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     if resume and os.path.exists(config_path):
-        if _without_mesh(read_json(config_path, "the run's configuration")) != _without_mesh(
-            recipe_to_dict(recipe)
-        ):
+        stored = _without_mesh(read_json(config_path, "the run's configuration"))
+        new = _without_mesh(recipe_to_dict(recipe))
+        if stored != new:
             raise RecipeError(
-                f"{run_dir} holds a run of a different configuration; "
+                f"{run_dir} holds a run of a different configuration ({config_differences(stored, new)}); "
                 "resume it with the same recipe, preset and --set"
             )
     if resume and not os.path.exists(ckpt_path):

@@ -1000,6 +1000,27 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     return _to_data(recipe)
 
 
+def config_differences(stored: Any, new: Any, *, limit: int = 3) -> str:
+    """Where two configurations (as `recipe_to_dict` writes them) differ, as
+    `"model.n_layers: 4 there, 2 here"`, the first `limit` keys in order."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if len(found) >= limit or a == b:
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in [*a, *(k for k in b if k not in a)]:
+                walk(a.get(k, "(none)"), b.get(k, "(none)"), f"{path}.{k}" if path else str(k))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{path}.{i}")
+        else:
+            found.append(f"{path or 'configuration'}: {a!r} there, {b!r} here")
+
+    walk(stored, new, "")
+    return "; ".join(found)
+
+
 def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
     """Inverse of `recipe_to_dict`; unknown keys, kinds and ill-typed values are a
     `RecipeError`."""

@@ -33,7 +33,7 @@ from ._loop import (
     _pad,
     _step_function,
 )
-from ._recipe import Recipe, RecipeError, init_key, override, recipe_to_dict, step_key
+from ._recipe import Recipe, RecipeError, config_differences, init_key, override, recipe_to_dict, step_key
 
 SWEEP_CONFIG = "sweep_config.json"
 SWEEP = "sweep.json"
@@ -470,8 +470,9 @@ def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: 
                 f"{saved.get('seeds')}); resume it with the same --grid and --seeds"
             )
         if saved != config:
+            where = config_differences(saved, config)
             raise RecipeError(
-                f"{run_dir} holds a sweep of a different configuration; "
+                f"{run_dir} holds a sweep of a different configuration ({where}); "
                 "resume it with the same recipe, preset, --set and data mode"
             )
     if resume and not os.path.exists(ckpt_path):

@@ -56,7 +56,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps", "skipped_updates"):
         assert resumed[k] == full[k], k
     assert_same_log(run, tmp_path / "full")  # the lost steps were logged once, after the resume
-    with pytest.raises(st.RecipeError, match="different configuration"):
+    with pytest.raises(st.RecipeError, match=r"different configuration \(trainer.seed: 3 there, 4 here\)"):
         st.train(tiny_recipe(seed=4), run, resume=True, sources=sources(), batches=batches, progress=False)
 
 
