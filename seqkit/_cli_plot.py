@@ -29,12 +29,18 @@ def read_run(run_dir: str | os.PathLike) -> tuple[str, list[dict[str, Any]]]:
     The label is the directory as given, with the recipe and preset from
     `config.json` when it has them. A line cut short by a kill ends the records
     (as when the trainer resumes). Raises `PlotError` naming the path when
-    `run_dir` is not a directory or its `metrics.jsonl` is missing or holds no
-    records.
+    `run_dir` is not a directory, is a sweep's directory, or its `metrics.jsonl`
+    is missing or holds no records.
     """
     run_dir = os.fspath(run_dir)
     if not os.path.isdir(run_dir):
         raise PlotError(f"{run_dir}: not a run directory (no such directory)")
+    if os.path.isfile(os.path.join(run_dir, "sweep_config.json")):
+        # one record per member and step: drawn as one run, the members would zig-zag
+        raise PlotError(
+            f"{run_dir}: a sweep directory (sweep_config.json); its figure is sweep.png and its "
+            "per-member records are in metrics.jsonl; seqkit plot draws `seqkit train` runs"
+        )
     path = os.path.join(run_dir, METRICS)
     if not os.path.isfile(path):
         raise PlotError(f"{path}: no such file; expected a run directory written by `seqkit train`")

@@ -114,16 +114,22 @@ def _bad_dirs(tmp_path):
     (tmp_path / "only_test").mkdir()
     MetricsLog(tmp_path / "only_test" / "metrics.jsonl").write({"step": 3, "split": "test", "loss": 1.0})
     (tmp_path / "a_file").write_text("not a directory")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep_config.json").write_text("{}")
+    log = MetricsLog(tmp_path / "sweep" / "metrics.jsonl")
+    for member in range(2):
+        log.write({"step": 1, "split": "train", "loss": 1.0, "member": member})
     return {
         "missing": (tmp_path / "nope", "not a run directory"),
         "no_metrics": (tmp_path / "no_metrics", "metrics.jsonl: no such file"),
         "empty": (tmp_path / "empty", "metrics.jsonl: no train or val metric records"),
         "only_test": (tmp_path / "only_test", "metrics.jsonl: no train or val metric records"),
         "file": (tmp_path / "a_file", "not a run directory"),
+        "sweep": (tmp_path / "sweep", "a sweep directory (sweep_config.json); its figure is sweep.png"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "no_metrics", "empty", "only_test", "file"])
+@pytest.mark.parametrize("case", ["missing", "no_metrics", "empty", "only_test", "file", "sweep"])
 def test_bad_run_directory_is_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, case):
     good = write_runs(tmp_path)
     path, message = _bad_dirs(tmp_path)[case]
