@@ -5,7 +5,10 @@ import sys
 
 
 def _positive(text: str) -> int:
-    n = int(text)
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return n
@@ -23,11 +26,17 @@ def generate_command(args: argparse.Namespace) -> int:
 
     try:
         recipe, model, state, _, meta = load_run(args.run_dir)
-        if recipe.data.vocab_size != 256 or recipe.model.pool != "none":
+        wrong = [
+            f"{key}={value} (expected {want})"
+            for key, value, want in (
+                ("model.pool", recipe.model.pool, "none"),
+                ("data.vocab_size", recipe.data.vocab_size, 256),
+            )
+            if value != want
+        ]
+        if wrong:
             raise ValueError(
-                f"{args.run_dir} holds {recipe.name}, not a byte-level language model "
-                f"(expected model.pool=none and data.vocab_size=256, got pool={recipe.model.pool} "
-                f"and vocab_size={recipe.data.vocab_size})"
+                f"{args.run_dir} holds {recipe.name}, not a byte-level language model: {', '.join(wrong)}"
             )
         prompt = args.prompt.encode("utf-8")
         if not prompt:

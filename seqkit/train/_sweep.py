@@ -90,10 +90,10 @@ def _get(node: Any, key: str) -> Any:
 
 def _seed_list(recipe: Recipe, seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
-        raise RecipeError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
+        raise RecipeError(f"seeds (--seeds): expected a count >= 1 or a list of seeds, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
-            raise RecipeError(f"seeds: expected a count >= 1, got {seeds}")
+            raise RecipeError(f"seeds (--seeds): expected a count >= 1, got {seeds}")
         return [recipe.trainer.seed + i for i in range(seeds)]
     out = list(seeds)
     if not out:
@@ -410,7 +410,9 @@ def _member_placement(K: int, member_devices: int | None) -> _Placement:
         raise RecipeError(f"member_devices: expected a positive number of devices, got {member_devices!r}")
     if member_devices > n:
         raise RecipeError(
-            f"member_devices={member_devices}, but this process has {n} device(s) ({jax.default_backend()})"
+            f"member_devices={member_devices} (--member-devices), but this process has {n} device(s) "
+            f"({jax.default_backend()}); on a CPU, fake devices with "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={member_devices} set before JAX starts"
         )
     if K % member_devices:
         raise RecipeError(
