@@ -67,9 +67,10 @@ def speed(presets, styles, scale, contour_length, workers_list):
             for workers in workers_list:
                 base = _write(preset, style, 6, workers, contour_length)[0] if workers > 1 else 0.0
                 wall, cpu = _write(preset, style, n, workers, contour_length)
-                steady = n / max(wall - base, 1e-9)
+                # the start-up (6 images) subtracted: meaningful only for a run well above it
+                steady = f"{n / (wall - base):>8.1f}" if n > 6 and wall > 1.5 * base else f"{'n/a':>8}"
                 per_cpu = f"{n / cpu:>10.1f}" if workers == 1 else f"{'-':>10}"
-                rates = f"{n / wall:>8.1f} {steady:>8.1f} {per_cpu}"
+                rates = f"{n / wall:>8.1f} {steady} {per_cpu}"
                 print(f"{preset:<14} {style:<10} {n:>7} {workers:>7} {rates}", flush=True)
 
 
