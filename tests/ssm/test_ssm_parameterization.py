@@ -308,16 +308,21 @@ def test_truncated_ema_from_raw_leaves(bidirectional, x64):
 # --- saturated parameters: finite where the definition is ---------------------------
 
 
-def test_ema_with_saturated_gates_matches_the_recurrence():
-    """float32 EMA whose α and δ logits (20) round both gates to 1, so `1 − αδ`
-    is 0 in float32: the output is finite and equals the float64 recurrence from
-    the raw leaves (there `1 − αδ ≈ 4e-9`)."""
+def _saturated_ema():
+    """An EMA whose first channel's α and δ logits (20) round both gates to 1 in float32."""
     core = EMA(H, 4, key=jr.key(0))
-    core = eqx.tree_at(
+    return eqx.tree_at(
         lambda c: (c.alpha_logit, c.delta_logit),
         core,
         (core.alpha_logit.at[0, :2].set(20.0), core.delta_logit.at[0, :2].set(20.0)),
     )
+
+
+def test_ema_with_saturated_gates_matches_the_recurrence():
+    """float32 EMA whose α and δ logits (20) round both gates to 1, so `1 − αδ`
+    is 0 in float32: the output is finite and equals the float64 recurrence from
+    the raw leaves (there `1 − αδ ≈ 4e-9`)."""
+    core = _saturated_ema()
     x = np.random.default_rng(0).normal(size=(30, H))
     got = np.asarray(core(jnp.asarray(x, jnp.float32)))
     assert np.isfinite(got).all()
@@ -345,12 +350,7 @@ def test_ema_with_saturated_gates_has_finite_exact_gradients():
     """The saturated EMA above, trained: every gradient is finite (a NaN in one
     entry would poison the whole update) and equals central differences of the
     float64 recurrence, where the saturated gates' logit gradients are ~1e-8."""
-    core = EMA(H, 4, key=jr.key(0))
-    core = eqx.tree_at(
-        lambda c: (c.alpha_logit, c.delta_logit),
-        core,
-        (core.alpha_logit.at[0, :2].set(20.0), core.delta_logit.at[0, :2].set(20.0)),
-    )
+    core = _saturated_ema()
     x = np.random.default_rng(0).normal(size=(30, H))
     w = np.random.default_rng(1).normal(size=(30, H))
     x32, w32 = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
