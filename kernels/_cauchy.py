@@ -159,8 +159,8 @@ def cauchy(
         )
     if z.ndim != 1:
         raise ValueError(f"expected z of shape (K,), got {z.shape}")
+    cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
     if v.size == 0 or z.size == 0:  # no poles (a sum of nothing), points, vectors or batch
-        cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
         return jnp.zeros((*v.shape[:-1], z.shape[0]), cdt)
     choice = choose(impl, "cauchy", functools.partial(_pallas_unsupported, dtype, chunk_size))
     if choice.impl == "pallas":
@@ -173,7 +173,6 @@ def cauchy(
             interpret=choice.interpret,
             platform=backend(),
         )
-    cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
     v, z, lam = (jnp.asarray(a).astype(cdt) for a in (v, z, lam))
     K = z.shape[0]
     if chunk_size is None:

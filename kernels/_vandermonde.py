@@ -50,7 +50,8 @@ def vandermonde(
     overflows. A pole at 0 (`Re x = −∞`, the log of 0: a saturated EMA gate, a
     bilinear `Ā = 0`) counts `v` at `l = 0` and nothing after: `Re x` is held at
     or above the log of the dtype's smallest normal number, so `exp(x · 0)` is 1,
-    not `exp(−∞ · 0)` = NaN.
+    not `exp(−∞ · 0)` = NaN. Its gradient in `x` is then 0; `seqkit.ssm`'s kernels
+    write such modes out instead (`seqkit.ssm._powers.power_kernel`), exact in `r`.
 
     **Arguments:**
 

@@ -14,6 +14,11 @@ from jaxtyping import PyTree
 MESH_AXES = ("data", "model")
 
 
+def no_mesh(spec: str) -> bool:
+    """Whether a mesh spec asks for no mesh: `""` or `"none"` (any case, spaces around)."""
+    return spec.strip().lower() in ("", "none")
+
+
 def parse_mesh(spec: str) -> dict[str, int]:
     """The axis sizes of a mesh spec: `"data:8"` -> `{"data": 8, "model": 1}`.
 
@@ -23,9 +28,9 @@ def parse_mesh(spec: str) -> dict[str, int]:
 
     **Raises:** `ValueError` saying what was expected and what came.
     """
-    spec = spec.strip()
-    if spec.lower() in ("", "none"):
+    if no_mesh(spec):
         return {}
+    spec = spec.strip()
     sizes: dict[str, int] = {}
     for entry in spec.split(","):
         name, sep, size = entry.strip().partition(":")

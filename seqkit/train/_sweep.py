@@ -33,6 +33,7 @@ from ._loop import (
     _pad,
     _step_function,
 )
+from ._mesh import no_mesh
 from ._recipe import Recipe, RecipeError, config_differences, init_key, override, recipe_to_dict, step_key
 
 SWEEP_CONFIG = "sweep_config.json"
@@ -567,7 +568,7 @@ def check_sweepable(recipe: Recipe) -> None:
             "to spread members over this host's devices use member_devices "
             "(seqkit sweep --member-devices N)"
         )
-    if str(recipe.trainer.mesh).strip().lower() not in ("", "none"):
+    if not no_mesh(str(recipe.trainer.mesh)):
         raise RecipeError(
             f"trainer.mesh={recipe.trainer.mesh}: a sweep places members, not batches, on devices; "
             "leave trainer.mesh unset and use member_devices (seqkit sweep --member-devices N)"
