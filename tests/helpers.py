@@ -91,3 +91,14 @@ def dropout_keep_np(seed, rows, Lq, Lk, rate):
         b = _fmix32_np(a ^ (i * u(0x85EBCA77)))
         h = _fmix32_np(b ^ (j * u(0xC2B2AE3D)))
     return (h >> u(8)).astype(np.int64) >= round(rate * 2**24)
+
+
+def np_layer_norm(ln, x):
+    """`eqx.nn.LayerNorm` `ln` from its definition, in float64: per position,
+    `(x − mean) / sqrt(var + eps) · γ + β` over the last axis."""
+    x = np.asarray(x, np.float64)
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + ln.eps) * np.asarray(ln.weight, np.float64) + np.asarray(
+        ln.bias, np.float64
+    )

@@ -11,7 +11,7 @@ import pytest
 from attn_reference import heads, out
 
 import seqkit.attention as sa
-from helpers import assert_close
+from helpers import assert_close, np_layer_norm
 
 L, D, H = 13, 8, 2
 # padding inside the sequence and at its end (a causal form ignores later keys anyway)
@@ -20,12 +20,6 @@ KEY_MASK = np.array([i not in (4, 5, 11, 12) for i in range(L)])
 
 def _np(a):
     return np.asarray(a, np.float64)
-
-
-def _layer_norm(ln, a):
-    mu = a.mean(-1, keepdims=True)
-    var = ((a - mu) ** 2).mean(-1, keepdims=True)
-    return (a - mu) / np.sqrt(var + ln.eps) * _np(ln.weight) + _np(ln.bias)
 
 
 def _joint_softmax(q, keys, values):
@@ -44,7 +38,7 @@ def np_causal_longshort(m, x, km):
     logits = (x @ _np(m.dproj.weight).T + _np(m.dproj.bias)).reshape(L, H, m.rank)
     o = np.zeros_like(v)
     for h in range(H):
-        kl, vl = _layer_norm(m.ln_local, k[h]), _layer_norm(m.ln_local, v[h])
+        kl, vl = np_layer_norm(m.ln_local, k[h]), np_layer_norm(m.ln_local, v[h])
         comp = []  # (segment, key, value) of every compressed row
         for s in range(n):
             real = [t for t in range(s * seg, min((s + 1) * seg, L)) if km[t]]
@@ -53,8 +47,8 @@ def np_causal_longshort(m, x, km):
             for rho in range(m.rank):
                 e = np.exp(logits[real, h, rho] - logits[real, h, rho].max())
                 p = e / e.sum()
-                kc = _layer_norm(m.ln_global, p @ k[h][real])
-                vc = _layer_norm(m.ln_global, p @ v[h][real])
+                kc = np_layer_norm(m.ln_global, p @ k[h][real])
+                vc = np_layer_norm(m.ln_global, p @ v[h][real])
                 comp.append((s, kc, vc))
         for i in range(L):
             raw = [j for j in range(max(0, i - w), i + 1) if km[j]]

@@ -20,7 +20,7 @@ import pytest
 from attn_reference import combined_mask, np_attention, out
 
 import seqkit.attention as sa
-from helpers import assert_close
+from helpers import assert_close, np_layer_norm
 
 D, H = 8, 2
 ATOL = 1e-10
@@ -46,12 +46,6 @@ def _merge(proj, o):
     """Heads `(H, n, dh)` concatenated and mapped by `proj.output`."""
     y = o.transpose(1, 0, 2).reshape(o.shape[1], -1)
     return _lin(proj.output, y)
-
-
-def _layer_norm(ln, a):
-    mu = a.mean(-1, keepdims=True)
-    var = ((a - mu) ** 2).mean(-1, keepdims=True)
-    return (a - mu) / np.sqrt(var + ln.eps) * _np(ln.weight) + _np(ln.bias)
 
 
 def _sigmoid(a):
@@ -227,7 +221,7 @@ def np_luna(m, x, p, km):
     packed = _merge(m.pack_proj, np.stack([np_attention(q[h], k[h], v[h], pack_mask) for h in range(H)]))
     q, k, v = _split(m.proj.query, x), _split(m.proj.key, packed), _split(m.proj.value, packed)
     y = _merge(m.proj, np.stack([np_attention(q[h], k[h], v[h]) for h in range(H)]))
-    return y, _layer_norm(m.norm, packed + p)
+    return y, np_layer_norm(m.norm, packed + p)
 
 
 @pytest.mark.parametrize(

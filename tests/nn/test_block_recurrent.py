@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import seqkit.nn as snn
-from helpers import assert_close
+from helpers import assert_close, np_layer_norm
 
 D, H = 8, 2
 
@@ -22,12 +22,6 @@ def _np(a):
 
 def _linear(lin, x):
     return x @ _np(lin.weight).T + _np(lin.bias)
-
-
-def _layer_norm(ln, x):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + ln.eps) * _np(ln.weight) + _np(ln.bias)
 
 
 def _sigmoid(z):
@@ -63,7 +57,7 @@ def reference(m, x, mask=None):
     prev = []
     for b in range(-(-L // W)):
         block = list(range(b * W, min(L, (b + 1) * W)))
-        s = _layer_norm(m.state_norm, S) + _np(m.state_pos)
+        s = np_layer_norm(m.state_norm, S) + _np(m.state_pos)
         sq, sc = _linear(m.state_query, s), _linear(m.state_cross_query, s)
         ks, vs = _linear(m.state_key, s), _linear(m.state_value, s)
         for t in block:

@@ -8,6 +8,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+from helpers import np_layer_norm
 from seqkit import attention as sa, nn as snn
 from seqkit._mixer import ssm_parameter_labels
 
@@ -16,13 +17,6 @@ D, L = 8, 24
 
 def _f64(tree):
     return jax.tree.map(lambda x: x.astype(jnp.float64) if eqx.is_inexact_array(x) else x, tree)
-
-
-def _layer_norm(x, ln):
-    """LayerNorm from its definition: (x − mean) / sqrt(var + eps) · γ + β, per position."""
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + ln.eps) * np.asarray(ln.weight) + np.asarray(ln.bias)
 
 
 @pytest.mark.parametrize("combine", ["concat", "add", "stack"])
@@ -39,7 +33,7 @@ def test_fusion_combines_the_two_mixers_as_written(combine, x64):
         ref = np.asarray(m.local_mixer(jnp.asarray(g)))
     else:
         l = np.asarray(m.local_mixer(x))
-        gn, ln = _layer_norm(g, m.norm_global), _layer_norm(l, m.norm_local)
+        gn, ln = np_layer_norm(m.norm_global, g), np_layer_norm(m.norm_local, l)
         if combine == "add":
             ref = 0.3 * gn + 0.7 * ln
         else:

@@ -9,6 +9,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+from helpers import np_layer_norm
 from seqkit import attention as sa, nn as snn
 
 V, D, H, N, L_MAX = 13, 8, 2, 4, 16
@@ -27,12 +28,6 @@ def _np(a):
     return np.asarray(a, np.float64)
 
 
-def _ln(x, ln):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + ln.eps) * _np(ln.weight) + _np(ln.bias)
-
-
 def _latents_reference(m, x, mask):
     """z after the cross-attention layer, from its definition, with loops over
     latents, heads and context positions. The latents are the last
@@ -41,7 +36,7 @@ def _latents_reference(m, x, mask):
     N = min(m.n_latents, L)
     e = _np(m.embedding.weight)[x] + _np(m.position_table)[:L]
     e = np.where(mask[:, None], e, 0.0)
-    h = _ln(e, m.cross_norm)
+    h = np_layer_norm(m.cross_norm, e)
     P = m.cross
     q = h @ _np(P.query.weight).T + _np(P.query.bias)
     k = h @ _np(P.key.weight).T + _np(P.key.bias)
@@ -59,7 +54,7 @@ def _latents_reference(m, x, mask):
             out[i, sl] = sum(wj * v[j, sl] for wj, j in zip(w, js, strict=True))
     z = e[L - N :] + out @ _np(P.output.weight).T + _np(P.output.bias)
     f = m.cross_ffn
-    u = _ln(z, m.cross_ffn_norm) @ _np(f.up.weight).T + _np(f.up.bias)
+    u = np_layer_norm(m.cross_ffn_norm, z) @ _np(f.up.weight).T + _np(f.up.bias)
     u = np.asarray(jax.nn.gelu(jnp.asarray(u)))
     return z + u @ _np(f.down.weight).T + _np(f.down.bias)
 
