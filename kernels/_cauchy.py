@@ -162,7 +162,7 @@ def cauchy(
     cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
     if v.size == 0 or z.size == 0:  # no poles (a sum of nothing), points, vectors or batch
         return jnp.zeros((*v.shape[:-1], z.shape[0]), cdt)
-    choice = choose(impl, "cauchy", functools.partial(_pallas_unsupported, dtype, chunk_size))
+    choice = choose(impl, "cauchy", functools.partial(_pallas_unsupported, cdt, chunk_size))
     if choice.impl == "pallas":
         return cauchy_pallas(
             v,

@@ -23,5 +23,12 @@ def real_dtype(*xs: Array):
     return dtype
 
 
+def widest_dtype(*xs: Array):
+    """The inputs' dtype for messages: the complex one where any input is complex
+    (the inputs share one precision), else the real one."""
+    complex_ = [x.dtype for x in xs if jnp.iscomplexobj(x)]
+    return jnp.dtype(complex_[0] if complex_ else xs[0].dtype)
+
+
 def make_complex(re: Array, im: Array) -> Array:
     return lax.complex(re, im)

@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, Inexact
 from seqkit._typing import ArrayLike
 
 from ._dispatch import Impl, backend, choose, resolving_auto
-from ._util import real_dtype, split_complex
+from ._util import real_dtype, split_complex, widest_dtype
 from ._vandermonde_pallas import unsupported as _pallas_unsupported, vandermonde_pallas
 
 
@@ -78,7 +78,9 @@ def vandermonde(
     if v.size == 0:  # no modes (a sum of nothing) or an empty batch
         return jnp.zeros((*v.shape[:-1], L), dtype)
     x = _finite_exponents(x, dtype)
-    choice = choose(impl, "vandermonde", functools.partial(_pallas_unsupported, dtype, block_size))
+    choice = choose(
+        impl, "vandermonde", functools.partial(_pallas_unsupported, widest_dtype(v, x), block_size)
+    )
     if choice.impl == "pallas":
         return vandermonde_pallas(
             v, x, L, block_size=block_size, interpret=choice.interpret, platform=backend()

@@ -22,7 +22,7 @@ from jax.test_util import check_grads
 from jaxtyping import TypeCheckError
 
 from helpers import assert_close
-from seqkit.kernels import cauchy, cauchy_pallas
+from seqkit.kernels import _dispatch, cauchy, cauchy_pallas
 from seqkit.kernels._cauchy_pallas import unsupported
 from seqkit.kernels._dispatch import Choice, choose
 from seqkit.ssm import s4_kernel
@@ -241,6 +241,14 @@ def test_impl_pallas_unsupported_call_raises():
     v, z, lam = _small()
     with pytest.raises(ValueError, match="impl='pallas' cannot serve this call on cpu: chunk_size"):
         cauchy(v, z, lam, chunk_size=-1, impl="pallas")
+
+
+def test_impl_pallas_names_the_complex_dtype_it_was_given(monkeypatch, x64):
+    # As if on a GPU: complex128 inputs are named as such, not by their real part.
+    monkeypatch.setattr(_dispatch, "backend", lambda: "gpu")
+    v, z, lam = (a.astype(jnp.complex128) for a in _small())
+    with pytest.raises(ValueError, match="computes in float32 on gpu; got complex128 inputs"):
+        cauchy(v, z, lam, impl="pallas")
 
 
 def test_bad_input_raises():

@@ -17,7 +17,7 @@ import pytest
 from jaxtyping import TypeCheckError
 
 from helpers import assert_close
-from seqkit.kernels import vandermonde, vandermonde_pallas
+from seqkit.kernels import _dispatch, vandermonde, vandermonde_pallas
 from seqkit.kernels._dispatch import Choice, choose
 from seqkit.kernels._vandermonde_pallas import unsupported
 from seqkit.ssm import dss_kernel, ema_kernel, s4d_kernel
@@ -225,6 +225,16 @@ def test_impl_pallas_unsupported_call_raises():
     v = jnp.ones((2, 3), jnp.float32)
     with pytest.raises(ValueError, match="impl='pallas' cannot serve this call on cpu: block_size"):
         vandermonde(v, v, 5, block_size=-1, impl="pallas")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128])
+def test_impl_pallas_names_the_dtype_it_was_given(monkeypatch, x64, dtype):
+    # As if on a TPU: the inputs' own dtype is named, complex128 not by its real part.
+    monkeypatch.setattr(_dispatch, "backend", lambda: "tpu")
+    v = jnp.ones((2, 3), dtype)
+    name = jnp.dtype(dtype).name
+    with pytest.raises(ValueError, match=f"computes in float32 on tpu; got {name} inputs"):
+        vandermonde(v, v, 5, impl="pallas")
 
 
 def test_bad_input_raises():
