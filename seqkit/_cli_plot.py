@@ -1,9 +1,11 @@
-"""The `seqkit plot` subcommand: training curves of run directories as a PNG.
+"""The `seqkit plot` subcommand: training curves of run and sweep directories as a PNG.
 
 Part of the command line (`seqkit.cli`). Reads what the trainer writes: each run
 directory's `metrics.jsonl` (records `{"step", "split", "loss", "accuracy", ...}`)
 and, when present, its `config.json` (the recipe's `name` and `preset`, for the
-label). matplotlib is optional (the `bench` extra); it is imported only here.
+label); a sweep directory's `metrics.jsonl` (the same records with `"member"` and
+the member's settings) and `sweep_config.json` (the swept keys). matplotlib is
+optional (the `bench` extra); it is imported only here.
 """
 
 import argparse
@@ -15,6 +17,7 @@ from typing import Any
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+SWEEP_CONFIG = "sweep_config.json"
 DEFAULT_OUT = "plot.png"
 _INSTALL = 'matplotlib is not installed; pip install "seqkit[bench]" (or ".[bench]" in a checkout)'
 
@@ -23,25 +26,9 @@ class PlotError(Exception):
     """A one-line user error: a path that is not a run directory, or holds no metrics."""
 
 
-def read_run(run_dir: str | os.PathLike) -> tuple[str, list[dict[str, Any]]]:
-    """The label and metric records of one run directory.
-
-    The label is the directory as given, with the recipe and preset from
-    `config.json` when it has them. A line cut short by a kill ends the records
-    (as when the trainer resumes). Raises `PlotError` naming the path when
-    `run_dir` is not a directory, is a sweep's directory, or its `metrics.jsonl`
-    is missing or holds no records.
-    """
-    run_dir = os.fspath(run_dir)
-    if not os.path.isdir(run_dir):
-        raise PlotError(f"{run_dir}: not a run directory (no such directory)")
-    if os.path.isfile(os.path.join(run_dir, "sweep_config.json")):
-        # one record per member and step: drawn as one run, the members would zig-zag
-        raise PlotError(
-            f"{run_dir}: a sweep directory (sweep_config.json); its figure is sweep.png and its "
-            "per-member records are in metrics.jsonl; seqkit plot draws `seqkit train` runs"
-        )
-    path = os.path.join(run_dir, METRICS)
+def _read_records(path: str) -> list[dict[str, Any]]:
+    """The records of a `metrics.jsonl`; a line cut short by a kill ends them (as
+    when the trainer resumes)."""
     if not os.path.isfile(path):
         raise PlotError(f"{path}: no such file; expected a run directory written by `seqkit train`")
     records = []
@@ -60,25 +47,69 @@ def read_run(run_dir: str | os.PathLike) -> tuple[str, list[dict[str, Any]]]:
         raise PlotError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     if not any(r.get("split") in ("train", "val") for r in records):
         raise PlotError(f"{path}: no train or val metric records")
-    label = run_dir.rstrip("/\\") or run_dir
+    return records
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
     try:
-        with open(os.path.join(run_dir, CONFIG)) as f:
-            config = json.load(f)
-        name, preset = config.get("name"), config.get("preset")
-        if name:
-            label = f"{label} ({name}" + (f", {preset})" if preset else ")")
-    except (OSError, ValueError, AttributeError):
-        pass  # no (readable) config: the directory alone labels the run
-    return label, records
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _members(label: str, records: list[dict[str, Any]], config: dict[str, Any] | None):
+    """A sweep's records as one curve per member, labelled with its settings (the
+    swept keys and the seed, from the records `seqkit sweep` writes)."""
+    grid = config.get("grid") if config else None
+    keys = [*grid, "seed"] if isinstance(grid, dict) else ["seed"]
+    by_member: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        if isinstance(r.get("member"), int):
+            by_member.setdefault(r["member"], []).append(r)
+    if not by_member:
+        raise PlotError(f"{label}: a sweep directory whose metrics.jsonl has no per-member records")
+    runs = []
+    for member, recs in sorted(by_member.items()):
+        settings = ", ".join(f"{k}={recs[0][k]}" for k in keys if k in recs[0])
+        runs.append((f"{label} member {member}" + (f" ({settings})" if settings else ""), recs))
+    return runs
+
+
+def read_runs(run_dir: str | os.PathLike) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The curves of one directory: `[(label, records)]`, one for a `seqkit train`
+    run and one per member for a `seqkit sweep` directory.
+
+    A run's label is the directory as given, with the recipe and preset from
+    `config.json` when it has them; a member's adds its index and settings.
+    Raises `PlotError` naming the path when `run_dir` is not a directory, or its
+    `metrics.jsonl` is missing or holds no train or val records.
+    """
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise PlotError(f"{run_dir}: not a run directory (no such directory)")
+    records = _read_records(os.path.join(run_dir, METRICS))
+    label = run_dir.rstrip("/\\") or run_dir
+    sweep_config = os.path.join(run_dir, SWEEP_CONFIG)
+    if os.path.isfile(sweep_config):
+        return _members(label, records, _read_json(sweep_config))
+    config = _read_json(os.path.join(run_dir, CONFIG)) or {}
+    name, preset = config.get("name"), config.get("preset")
+    if name:
+        label = f"{label} ({name}" + (f", {preset})" if preset else ")")
+    return [(label, records)]
 
 
 def plot_runs(run_dirs: Sequence[str | os.PathLike], *, metric: str = "both") -> Any:
-    """A matplotlib `Figure` of train `metric` against step, one line per run,
-    with the run's validation records as points in the same colour.
+    """A matplotlib `Figure` of train `metric` against step, one line per run
+    (per member of a sweep), with its validation records as points in the same
+    colour.
 
     **Arguments:**
 
-    - `run_dirs`: run directories (each with a `metrics.jsonl`).
+    - `run_dirs`: run directories of `seqkit train` or `seqkit sweep` (each with a
+      `metrics.jsonl`).
     - `metric`: `"loss"`, `"accuracy"` or `"both"` (two panels side by side).
 
     **Returns:** the figure (one axes per metric; not saved). Raises `PlotError`
@@ -86,7 +117,7 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], *, metric: str = "both") ->
     """
     if metric not in ("loss", "accuracy", "both"):
         raise ValueError(f"metric must be 'loss', 'accuracy' or 'both', got {metric!r}")
-    runs = [read_run(d) for d in run_dirs]  # every path checked before drawing anything
+    runs = [run for d in run_dirs for run in read_runs(d)]  # every path checked before drawing
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
     metrics = ["loss", "accuracy"] if metric == "both" else [metric]
@@ -144,17 +175,28 @@ def add_plot_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `plot` subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "plot",
-        help="draw train loss/accuracy (and val points) against step for run directories",
+        help="draw train loss/accuracy (and val points) against step for run or sweep directories",
         description=(
             "Draw each run's train metric against step from its metrics.jsonl (one line per run, "
-            'val records as points) and write a PNG. Needs matplotlib: pip install "seqkit[bench]".'
+            "one per member of a sweep, val records as points) and write a PNG. Needs matplotlib: "
+            'pip install "seqkit[bench]".'
         ),
     )
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of `seqkit train`")
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories of `seqkit train` or `seqkit sweep` (each member drawn as a run)",
+    )
     p.add_argument(
         "--out",
         help=f"the figure, PNG unless its name ends in .pdf, .svg, ... (default: ./{DEFAULT_OUT})",
     )
-    p.add_argument("--metric", choices=("loss", "accuracy", "both"), default="both")
+    p.add_argument(
+        "--metric",
+        choices=("loss", "accuracy", "both"),
+        default="both",
+        help="the metric to draw; both: two panels side by side (default)",
+    )
     p.set_defaults(func=plot_command)
     return p

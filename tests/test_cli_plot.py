@@ -1,6 +1,7 @@
 """`seqkit plot`: training curves from run directories' metrics.jsonl, a PNG of the
 right size whose axes hold exactly the logged metrics, and one-line errors with
-exit code 2 (a bad run directory, no matplotlib)."""
+exit code 2 (a bad run directory, no matplotlib). A sweep directory's curves (one
+per member) are tested on a real sweep in tests/train/test_sweep.py."""
 
 import json
 import sys
@@ -116,16 +117,15 @@ def _bad_dirs(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "sweep_config.json").write_text("{}")
-    log = MetricsLog(tmp_path / "sweep" / "metrics.jsonl")
-    for member in range(2):
-        log.write({"step": 1, "split": "train", "loss": 1.0, "member": member})
+    # a sweep's log without its per-member records (say, written by another tool)
+    MetricsLog(tmp_path / "sweep" / "metrics.jsonl").write({"step": 1, "split": "train", "loss": 1.0})
     return {
         "missing": (tmp_path / "nope", "not a run directory"),
         "no_metrics": (tmp_path / "no_metrics", "metrics.jsonl: no such file"),
         "empty": (tmp_path / "empty", "metrics.jsonl: no train or val metric records"),
         "only_test": (tmp_path / "only_test", "metrics.jsonl: no train or val metric records"),
         "file": (tmp_path / "a_file", "not a run directory"),
-        "sweep": (tmp_path / "sweep", "a sweep directory (sweep_config.json); its figure is sweep.png"),
+        "sweep": (tmp_path / "sweep", "a sweep directory whose metrics.jsonl has no per-member records"),
     }
 
 

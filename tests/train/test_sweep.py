@@ -23,6 +23,7 @@ from train_fixtures import (
 import seqkit.train as st
 import seqkit.train._sweep as sweep_module
 from seqkit import cli
+from seqkit._cli_plot import plot_runs
 
 # lr = 1e30 overflows the model after one step: its later updates are non-finite.
 GRID = {"optimizer.lr": [0.01, 0.03, 1e30], "model.mixers.0.dt_max": [0.05, 0.1]}
@@ -162,6 +163,25 @@ def test_sweep_run_directory(study, capsys):
     )
     assert same(again, res) and snapshot(run) == before
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_plot_draws_each_member_from_the_sweep_directory(study):
+    res, run = study
+    fig = plot_runs([run], metric="loss")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert len(lines) == 2 * 12  # each member's train line and val points
+    train = records(run, "train")
+    for m in res["members"]:
+        s = m["settings"]
+        label = (
+            f"{run} member {m['member']} (optimizer.lr={s['optimizer.lr']}, "
+            f"model.mixers.0.dt_max={s['model.mixers.0.dt_max']}, seed={s['seed']})"
+        )
+        mine = [r for r in train if r["member"] == m["member"]]
+        assert list(lines[label].get_xdata()) == [r["step"] for r in mine] == [1, 2, 3, 4]
+        np.testing.assert_array_equal(lines[label].get_ydata(), [r["loss"] for r in mine])  # NaN: blown
+        vals = [r for r in records(run, "val") if r["member"] == m["member"]]
+        np.testing.assert_array_equal(lines[f"{label} val"].get_ydata(), [r["loss"] for r in vals])
 
 
 def test_resume_after_kill_matches_uninterrupted(study, tmp_path):
