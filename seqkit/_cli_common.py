@@ -3,6 +3,8 @@ one. A module of its own, so the subcommands' modules and `seqkit.cli` share one
 `_Usage` class also when the command runs as `python -m seqkit.cli` (then the
 module `seqkit.cli` imported by a subcommand is not `__main__`)."""
 
+import argparse
+
 
 class _Usage(Exception):
     """A one-line user error: printed without a traceback, exit code 2."""
@@ -23,3 +25,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from seqkit.train import CheckpointError, RecipeError
 
     return (RecipeError, CheckpointError, ValueError, OSError)
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type`: a positive integer, or argparse's one-line usage error."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return n

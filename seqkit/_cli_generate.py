@@ -3,15 +3,7 @@
 import argparse
 import sys
 
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return n
+from seqkit._cli_common import positive_int
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -65,10 +57,10 @@ def add_generate_parser(sub) -> None:
     )
     g.add_argument("run_dir", help="the --out of a `seqkit train` run of a language-model recipe")
     g.add_argument("--prompt", required=True, help="the text to continue (its UTF-8 bytes)")
-    g.add_argument("-n", "--tokens", type=_positive, default=200, help="bytes to generate (default 200)")
+    g.add_argument("-n", "--tokens", type=positive_int, default=200, help="bytes to generate (default 200)")
     g.add_argument(
         "--temperature", type=float, default=1.0, help="softmax temperature; 0 for greedy (default 1)"
     )
-    g.add_argument("--top-k", type=_positive, default=None, help="sample among the K most likely bytes")
+    g.add_argument("--top-k", type=positive_int, default=None, help="sample among the K most likely bytes")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     g.set_defaults(func=generate_command)

@@ -7,7 +7,7 @@ import sys
 import time
 
 import seqkit
-from seqkit._cli_common import _one_line, _Usage, _user_errors
+from seqkit._cli_common import _one_line, _Usage, _user_errors, positive_int
 from seqkit._cli_data import add_data_parser
 from seqkit._cli_generate import add_generate_parser
 from seqkit._cli_plot import add_plot_parser
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a run directory's checkpoint on val and test")
-    ev.add_argument("run_dir")
+    ev.add_argument("run_dir", help="the --out of a `seqkit train` run (its checkpoint and config.json)")
     ev.set_defaults(func=_eval)
 
     rc = sub.add_parser("recipes", help="list the recipes with one-line descriptions")
@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser(
         "demo", help="run every convolutional SSM core in conv and step mode on a generated signal"
     )
-    demo.add_argument("--length", type=int, default=1024)
-    demo.add_argument("--width", type=int, default=32)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--length", type=positive_int, default=1024, help="signal length L (default 1024)")
+    demo.add_argument("--width", type=positive_int, default=32, help="channels H (default 32)")
+    demo.add_argument("--seed", type=int, default=0, help="the cores' initialization seed (default 0)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     try:

@@ -112,3 +112,17 @@ def test_train_then_eval_smoke(tmp_path, capsys):
 def test_module_entry_point_and_data_subcommand():
     proc = run("data", "list")
     assert proc.returncode == 0 and "pathfinder32" in proc.stdout
+
+
+def test_demo_runs_every_core_and_refuses_a_bad_size(capsys):
+    assert cli.main(["demo", "--length", "48", "--width", "3"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "seqkit demo: SSM cores on a generated 48x3 signal (conv mode vs step mode)"
+    cores = {row.split()[0]: float(row.split()[-1]) for row in rows[2:]}
+    assert set(cores) == {"S4", "S4D", "DSS", "EMA"}
+    assert all(err < 1e-3 for err in cores.values()), cores  # the two modes agree (float32)
+    for bad in (["--length", "0"], ["--width", "-2"], ["--length", "many"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["demo", *bad])
+        assert exc.value.code == 2
+        assert f"argument {bad[0]}: expected a positive integer" in capsys.readouterr().err
