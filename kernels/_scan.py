@@ -58,11 +58,13 @@ def _unsupported(dtype, L: int, D: int, parts: int, chunk: int, platform: str) -
     """Why the Pallas kernel cannot run a `(L, D)` scan of `parts` real planes
     (2 for complex) of `dtype` on `platform`, or `None`."""
     name = jnp.dtype(dtype).name
+    # complex inputs are named as given: complex128, not their planes' float64
+    shown = {"float32": "complex64", "float64": "complex128"}.get(name, name) if parts == 2 else name
     if platform == "gpu" and name not in _GPU_DTYPES:
-        return f"dtype {name} is not supported on GPU (supported: {', '.join(_GPU_DTYPES)})"
+        return f"dtype {shown} is not supported on GPU (supported: {', '.join(_GPU_DTYPES)}, complex64)"
     if platform == "tpu":
         if name not in _TPU_DTYPES:
-            return f"dtype {name} is not supported on TPU (supported: {', '.join(_TPU_DTYPES)})"
+            return f"dtype {shown} is not supported on TPU (supported: {', '.join(_TPU_DTYPES)}, complex64)"
         # The backward pass holds the most operands: a, x, ḡ in and ḡ_a, ḡ_b out.
         rows = _padded(L, chunk)
         need = 2 * 5 * parts * rows * _MAX_BLOCK * jnp.dtype(dtype).itemsize

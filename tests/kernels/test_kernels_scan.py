@@ -180,7 +180,7 @@ def test_dispatch_choice_per_backend():
     assert choose("gpu", dtype=jnp.float64) == _dispatch.Choice("xla")
     assert choose("tpu", dtype=jnp.float64) == _dispatch.Choice("xla")
     assert choose("tpu", L=1 << 16) == _dispatch.Choice("xla")
-    with pytest.raises(ValueError, match="float64 is not supported on GPU"):
+    with pytest.raises(ValueError, match="complex128 is not supported on GPU"):
         choose("gpu", "pallas", jnp.float64)
     with pytest.raises(ValueError, match=r"L=65536 needs [0-9.]+ MiB of VMEM"):
         choose("tpu", "pallas", L=1 << 16)
@@ -194,6 +194,9 @@ def test_impl_pallas_on_unsupported_call_raises(monkeypatch, x64):
         ValueError, match="linear_scan: impl='pallas' cannot serve this call on tpu: dtype float64"
     ):
         linear_scan(x, x, impl="pallas")
+    z = x.astype(jnp.complex128)  # named as given, not by its real part
+    with pytest.raises(ValueError, match=r"dtype complex128 is not supported on TPU \(supported: bfloat16"):
+        linear_scan(z, z, impl="pallas")
 
 
 def test_rejects_bad_input():
