@@ -59,10 +59,11 @@ _TOPICS = ["graph", "parse", "speech", "vision", "tensor", "logic"]
 
 
 def write_aan(root, *, sizes=(400, 100, 100), n_words: int = 30, seed: int = 0) -> str:
-    """`root/lra_release/tsv_data/new_aan_pairs.*.tsv`; a pair is labelled 1 when both
+    """`root/lra_release/lra_release/tsv_data/new_aan_pairs.*.tsv` (the layout of the
+    extracted `lra_release.gz`); a pair is labelled 1 when both
     papers repeat the same topic word, 0 when their topics differ. Returns `root`."""
     rng = np.random.default_rng(seed)
-    folder = os.path.join(root, "lra_release", "tsv_data")
+    folder = os.path.join(root, "lra_release", "lra_release", "tsv_data")
     os.makedirs(folder, exist_ok=True)
     for name, n in zip(("train", "eval", "test"), sizes, strict=True):
         rows = []

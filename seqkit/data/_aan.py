@@ -2,8 +2,9 @@
 
 The files of the LRA release (`lra_release.gz`, extracted) are looked up in a
 directory given explicitly or by the environment variable `SEQKIT_DATA` (`~` and
-`$VAR` expanded): in `DIR/lra_release/tsv_data/`, `DIR/tsv_data/` or `DIR/`, the
-first of these that holds any of them.
+`$VAR` expanded): in `DIR/lra_release/lra_release/tsv_data/` (where extracting
+`lra_release.gz` in `DIR` puts them), `DIR/lra_release/tsv_data/`, `DIR/tsv_data/`
+or `DIR/`, the first of these that holds any of them.
 
 | split | file |
 |---|---|
@@ -45,7 +46,14 @@ FILES = {
     "val": "new_aan_pairs.eval.tsv",
     "test": "new_aan_pairs.test.tsv",
 }
-SUBDIRS = (os.path.join("lra_release", "tsv_data"), "tsv_data", "")
+# The archive's own layout first (lra_release/lra_release/tsv_data), then the folder
+# moved up a level (as some setup scripts do), or the files on their own.
+SUBDIRS = (
+    os.path.join("lra_release", "lra_release", "tsv_data"),
+    os.path.join("lra_release", "tsv_data"),
+    "tsv_data",
+    "",
+)
 RELEASE = "lra_release.gz"
 RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 ENV_VAR = "SEQKIT_DATA"
@@ -54,7 +62,7 @@ MAX_LENGTH = 4000  # LRA Retrieval, per document
 VOCAB_SIZE = 257
 PAD_ID = 0
 
-_AGAIN = f"extract it again from {RELEASE} ({RELEASE_URL}, lra_release/tsv_data/)"
+_AGAIN = f"extract it again from {RELEASE} ({RELEASE_URL}, lra_release/lra_release/tsv_data/)"
 
 
 def _resolve(data_dir: str | os.PathLike | None) -> str:
@@ -264,7 +272,7 @@ def check_aan_files(data_dir: str | os.PathLike | None = None) -> list[FileCheck
         FileCheck(
             os.path.join(folder, name),
             _looks_right(os.path.join(folder, name)),
-            f"AAN {split} pairs ({', '.join(COLUMNS)}; tab-separated), lra_release/tsv_data/ "
+            f"AAN {split} pairs ({', '.join(COLUMNS)}; tab-separated), lra_release/lra_release/tsv_data/ "
             f"of {RELEASE} ({RELEASE_URL})",
         )
         for split, name in FILES.items()

@@ -108,7 +108,8 @@ def make_source(
       it examples are generated on the fly.
       CIFAR: the directory holding the CIFAR-10 archive (default `$SEQKIT_DATA`).
       `imdb`: the directory holding `aclImdb_v1.tar.gz` or `aclImdb/`; `aan`: the
-      directory holding LRA's `lra_release/tsv_data/` (both default `$SEQKIT_DATA`).
+      directory where `lra_release.gz` was extracted (holding
+      `lra_release/lra_release/tsv_data/`; both default `$SEQKIT_DATA`).
       `enwik8` / `text8`: the directory holding the file or its `.zip` (`DIR/NAME`,
       `DIR/NAME.zip`, `DIR/NAME/NAME`, `DIR/NAME/NAME.zip`; default `$SEQKIT_DATA`).
       `pytext` reads this Python's standard library and ignores `data_dir`.

@@ -20,6 +20,7 @@ from seqkit.data import (
 from seqkit.train import override
 
 URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
+RELEASED = os.path.join("lra_release", "lra_release", "tsv_data")  # as lra_release.gz extracts
 NAMES = {
     "train": "new_aan_pairs.train.tsv",
     "val": "new_aan_pairs.eval.tsv",
@@ -57,7 +58,7 @@ def _write_release(folder, newline="\n"):
 @pytest.fixture
 def aan(tmp_path):
     root = tmp_path / "data"
-    _write_release(root / "lra_release" / "tsv_data")
+    _write_release(root / RELEASED)
     return root
 
 
@@ -102,6 +103,8 @@ def test_data_aan_locations_env_home_and_line_endings(aan, tmp_path, monkeypatch
     _write_release(flat)
     release = tmp_path / "release"
     _write_release(release / "tsv_data", newline="\r\n")
+    moved = tmp_path / "moved"  # the folder moved up a level, as some setup scripts do
+    _write_release(moved / "lra_release" / "tsv_data")
     home = tmp_path / "home"
     home.mkdir()
     os.symlink(aan, home / "lra")
@@ -111,11 +114,12 @@ def test_data_aan_locations_env_home_and_line_endings(aan, tmp_path, monkeypatch
     others = [
         make_source("aan", "test", data_dir=flat, max_length=L),
         make_source("aan", "test", data_dir=release, max_length=L),  # DIR/tsv_data, CRLF lines
-        make_source("aan", "test", data_dir=aan / "lra_release" / "tsv_data", max_length=L),
+        make_source("aan", "test", data_dir=moved, max_length=L),  # DIR/lra_release/tsv_data
+        make_source("aan", "test", data_dir=aan / RELEASED, max_length=L),
         make_source("aan", "test", max_length=L),  # $SEQKIT_DATA
         AanSource("test", data_dir="~/lra", max_length=L),
     ]
-    assert others[-1].path == str(home / "lra" / "lra_release" / "tsv_data" / NAMES["test"])
+    assert others[-1].path == str(home / "lra" / RELEASED / NAMES["test"])
     for i in range(len(ref)):
         for other in others:
             for k in ("inputs", "mask", "label"):
@@ -166,7 +170,7 @@ def test_data_aan_missing_says_where(tmp_path, monkeypatch):
         make_source("aan", "val", data_dir=tmp_path)
     msg = str(e.value)
     assert "\n" not in msg and URL in msg
-    assert str(tmp_path / "lra_release" / "tsv_data" / NAMES["train"]) in msg
+    assert str(tmp_path / RELEASED / NAMES["train"]) in msg
     # one file of three: the others are named where the first was found
     _write_tsv(tmp_path / "tsv_data" / NAMES["train"], _rows("train"))
     assert len(make_source("aan", "train", data_dir=tmp_path)) == SIZES["train"]
@@ -255,13 +259,13 @@ def test_data_aan_check_files(aan, tmp_path):
     empty.mkdir()
     checks = check_aan_files(empty)
     assert [(c.path, c.present) for c in checks] == [
-        (str(empty / "lra_release" / "tsv_data" / NAMES[s]), False) for s in ("train", "val", "test")
+        (str(empty / RELEASED / NAMES[s]), False) for s in ("train", "val", "test")
     ]
     assert all(URL in c.note and "label, id1, id2, text1, text2" in c.note for c in checks)
     checks = check_aan_files(aan)
     assert [(c.path, c.present) for c in checks] == [
-        (str(aan / "lra_release" / "tsv_data" / NAMES[s]), True) for s in ("train", "val", "test")
+        (str(aan / RELEASED / NAMES[s]), True) for s in ("train", "val", "test")
     ]
-    (aan / "lra_release" / "tsv_data" / NAMES["val"]).write_bytes(b"<html>403 Forbidden</html>\n")
-    (aan / "lra_release" / "tsv_data" / NAMES["test"]).unlink()
+    (aan / RELEASED / NAMES["val"]).write_bytes(b"<html>403 Forbidden</html>\n")
+    (aan / RELEASED / NAMES["test"]).unlink()
     assert [c.present for c in check_aan_files(aan)] == [True, False, False]
