@@ -1,6 +1,7 @@
 """The `seqkit data` subcommand: list the datasets, write Pathfinder/Path-X caches, check files.
 
-Part of the command line (`seqkit.cli`), built on `seqkit.data`'s public names only.
+Part of the command line (`seqkit.cli`), built on `seqkit.data`'s public names (and
+its rule for caches of another dataset, `seqkit.data._files.other_cache`).
 """
 
 import argparse
@@ -51,6 +52,7 @@ def _error(message: str) -> int:
 def data_command(args: argparse.Namespace) -> int:
     """Run `seqkit data ...` from parsed arguments; returns the exit code."""
     from seqkit.data import DATASETS, write_pathfinder
+    from seqkit.data._files import other_cache
 
     if args.data_command == "list":
         for name, text in DATASETS.items():
@@ -64,6 +66,8 @@ def data_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         return _error(f"expected --workers >= 1, got {args.workers}")
     out = expand_path(args.out)
+    if reason := other_cache(out, _CACHE_METADATA, "pathfinder", args.preset):
+        return _error(reason)  # --overwrite or not: the caches share file names
     if os.path.exists(os.path.join(out, _CACHE_METADATA)) and not args.overwrite:
         return _error(f"{out} already holds a cache; pass --overwrite or choose another --out")
     progress = _Progress(f"{args.preset} (contour length {args.contour_length}, {args.style})")

@@ -50,6 +50,28 @@ def find_cache(data_dir: str, name: str, metadata: str, ours: Callable[[dict], b
     return None
 
 
+def other_cache(directory: str, metadata: str, kind: str, out_name: str) -> str | None:
+    """Why `directory` cannot take a `kind` cache, when its `metadata` file is another
+    dataset's (`{"kind": ...}`), or `None`. The generated caches share file names
+    (`metadata.json`, `{split}_labels.npy`), so writing one over another destroys it,
+    `--overwrite` or not; the reason names a directory to use instead
+    (`directory/out_name`)."""
+    path = os.path.join(directory, metadata)
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except (ValueError, OSError):
+        return None
+    other = meta.get("kind") if isinstance(meta, dict) else None
+    if not isinstance(other, str) or other == kind:
+        return None
+    return (
+        f"{directory} holds a {other} cache ({path} has kind {other!r}), not a {kind} cache; "
+        f"a {kind} cache there would replace its files: choose another directory, e.g. "
+        f"{os.path.join(directory, out_name)}"
+    )
+
+
 def one_line(e: BaseException) -> str:
     """An exception as `Type: message` on one line, for messages that quote a cause."""
     text = " ".join(str(e).split())

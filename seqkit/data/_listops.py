@@ -76,7 +76,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, find_cache, one_line, read_json_file
+from ._files import DataError, find_cache, one_line, other_cache, read_json_file
 from ._index import check_index
 
 # Bumped whenever the tokens produced for a given (config, seed, split, index) change.
@@ -761,6 +761,8 @@ def read_listops_metadata(directory: str | os.PathLike) -> dict:
             f"`seqkit data listops --size N --out {directory}`"
         )
     meta = read_json_file(path, advice)
+    if reason := other_cache(directory, METADATA, "listops", "listops"):
+        raise DataError(reason)  # no advice to overwrite: that would destroy the other cache
     splits = meta.get("splits") if isinstance(meta, dict) else None
     config = meta.get("config") if isinstance(meta, dict) else None
     if not (
@@ -841,6 +843,8 @@ def write_listops(
     }
     out_dir = expand_path(out_dir)
     meta_path = os.path.join(out_dir, METADATA)
+    if reason := other_cache(out_dir, METADATA, "listops", "listops"):
+        raise ValueError(reason)  # overwrite=True or not
     if os.path.isfile(meta_path) and not overwrite:
         old = _settings(read_listops_metadata(out_dir))
         if old == settings:

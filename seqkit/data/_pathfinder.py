@@ -44,7 +44,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, one_line, read_json_file
+from ._files import DataError, one_line, other_cache, read_json_file
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
 
@@ -665,6 +665,8 @@ def write_pathfinder(
         raise ValueError(f"expected chunk >= 1, got {chunk}")
     counts = _check_split_sizes(int(size), splits)
     out_dir = expand_path(out_dir)
+    if reason := other_cache(out_dir, METADATA, "pathfinder", preset):
+        raise ValueError(reason)
     # The directories this call creates, deepest first: removed again on failure.
     created, d = [], os.path.abspath(out_dir)
     while not os.path.exists(d) and os.path.dirname(d) != d:
@@ -803,6 +805,8 @@ def read_pathfinder_metadata(directory: str | os.PathLike) -> dict:
     meta = read_json_file(
         path, f"expected the metadata write_pathfinder writes; {_rewrite_advice(directory)}"
     )
+    if reason := other_cache(directory, METADATA, "pathfinder", "pathfinder"):
+        raise DataError(reason)  # no advice to overwrite: that would destroy the other cache
     splits = meta.get("splits") if isinstance(meta, dict) else None
     sizes_ok = isinstance(splits, dict) and all(
         type(splits.get(s)) is int and splits[s] >= 0 for s in SPLIT_IDS

@@ -1,9 +1,10 @@
 """The `seqkit data` subcommand (part of `seqkit.cli`)."""
 
 import numpy as np
+import pytest
 
 from seqkit import cli
-from seqkit.data import DATASETS, make_source
+from seqkit.data import DATASETS, DataError, ListOpsCacheSource, PathfinderCacheSource, make_source
 
 
 def test_data_cli_pathfinder_writes_cache(tmp_path, capsys):
@@ -49,3 +50,35 @@ def test_data_cli_lists_and_rejects_bad_arguments(tmp_path, capsys):
     assert cli.main(["data", "pathfinder", "--size", "4", "--contour-length", "7", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seqkit data: error: ") and "(6, 9, 14)" in err and err.count("\n") == 1
+
+
+def _files(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_data_cli_never_writes_one_cache_over_another_kind(tmp_path, capsys):
+    # The Pathfinder and ListOps caches share file names (metadata.json,
+    # {split}_labels.npy): one written over the other would destroy it, so that is
+    # refused with or without --overwrite, and no advice says to overwrite.
+    pf, lo = tmp_path / "pf", tmp_path / "lo"
+    assert cli.main(["data", "pathfinder", "--size", "12", "--out", str(pf)]) == 0
+    assert cli.main(["data", "listops", "--size", "40", "--out", str(lo)]) == 0
+    capsys.readouterr()
+    before = {d: _files(d) for d in (pf, lo)}
+    for argv, here in (
+        (["data", "listops", "--size", "40", "--out", str(pf)], pf),
+        (["data", "pathfinder", "--size", "12", "--out", str(lo)], lo),
+    ):
+        for extra in ([], ["--overwrite"]):
+            assert cli.main([*argv, *extra]) == 2
+            err = capsys.readouterr().err
+            kind = "pathfinder" if here == pf else "listops"
+            assert f"{here} holds a {kind} cache" in err and "choose another directory" in err, err
+            assert "--overwrite" not in err and err.count("\n") == 1
+    assert {d: _files(d) for d in (pf, lo)} == before  # both caches untouched
+    # Reading one as the other says what it is, without advice to overwrite it.
+    cases = ((ListOpsCacheSource, pf, "pathfinder"), (PathfinderCacheSource, lo, "listops"))
+    for reader, directory, kind in cases:
+        with pytest.raises(DataError, match=f"holds a {kind} cache") as e:
+            reader(directory, "train")
+        assert "--overwrite" not in str(e.value)
