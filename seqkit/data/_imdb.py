@@ -83,11 +83,13 @@ def _is_folder(path: str) -> bool:
 def _locate(data_dir: str) -> tuple[str, str]:
     """Return ("dir", folder) or ("tar", archive path); DataNotFoundError otherwise."""
     folder = os.path.join(data_dir, FOLDER)
-    if os.path.isdir(folder):
+    archive = os.path.join(data_dir, ARCHIVE)
+    # An aclImdb/ without any class folder (an extraction not begun) leaves the
+    # archive in use; one with some is read, and refused when incomplete.
+    if os.path.isdir(folder) and (_is_folder(folder) or not os.path.isfile(archive)):
         return "dir", folder
     if _is_folder(data_dir):
         return "dir", data_dir
-    archive = os.path.join(data_dir, ARCHIVE)
     if os.path.isfile(archive):
         return "tar", archive
     raise DataNotFoundError(
@@ -291,10 +293,18 @@ def check_imdb_files(data_dir: str | os.PathLike | None = None) -> list[FileChec
             gz = f.read(2) == b"\x1f\x8b"
     except OSError:
         gz = False
-    full = all(os.path.isdir(os.path.join(folder, p, c)) for p in PARTS for c in CLASSES)
+    missing = [f"{p}/{c}" for p in PARTS for c in CLASSES if not os.path.isdir(os.path.join(folder, p, c))]
+    note = f"the Large Movie Review Dataset archive ({ARCHIVE_URL}), read in place"
+    lacks = ""
+    if 0 < len(missing) < len(PARTS) * len(CLASSES):
+        lacks = f"; lacks {', '.join(missing)}"
+        if gz:  # an incomplete folder is read first, and refused
+            gz, note = False, f"{note}; not used while the incomplete folder below is there"
     return [
-        FileCheck(archive, gz, f"the Large Movie Review Dataset archive ({ARCHIVE_URL}), read in place"),
-        FileCheck(folder, full, f"or the archive extracted: {LAYOUT} (read first when both are there)"),
+        FileCheck(archive, gz, note),
+        FileCheck(
+            folder, not missing, f"or the archive extracted: {LAYOUT} (read first when both are there){lacks}"
+        ),
     ]
 
 

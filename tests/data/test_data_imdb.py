@@ -293,3 +293,24 @@ def test_data_imdb_check_files(imdb, tmp_path):
     assert inner[1] == (str(root / "dir" / "aclImdb"), True, inner[1].note)
     (empty / ARCHIVE).write_bytes(b"not gzip")
     assert [c.present for c in check_imdb_files(empty)] == [False, False]
+
+
+def test_data_imdb_archive_beside_an_empty_or_incomplete_folder(imdb):
+    root, _ = imdb
+    tar = root / "tar"
+    ref = make_source("imdb", "test", data_dir=tar, max_length=16)
+    # An aclImdb/ with no class folder yet (an extraction not begun): the archive is read.
+    (tar / "aclImdb").mkdir()
+    src = make_source("imdb", "test", data_dir=tar, max_length=16)
+    assert [src[i]["inputs"].tolist() for i in range(len(src))] == [
+        ref[i]["inputs"].tolist() for i in range(len(ref))
+    ]
+    assert [c.present for c in check_imdb_files(tar)] == [True, False]
+    # One with some class folders is read first, and refused; the check says so.
+    train_only = {k: v for k, v in _reviews().items() if k.startswith("train/")}
+    _write_folder(tar / "aclImdb", train_only)
+    with pytest.raises(DataError, match="does not have the IMDb layout"):
+        make_source("imdb", "test", data_dir=tar)
+    archive, folder = check_imdb_files(tar)
+    assert not archive.present and "not used while the incomplete folder below is there" in archive.note
+    assert not folder.present and folder.note.endswith("; lacks test/neg, test/pos")
