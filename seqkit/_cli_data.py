@@ -49,6 +49,15 @@ def _error(message: str) -> int:
     return 2
 
 
+def _bad_level(contour_length: int | None) -> str | None:
+    """The flag's own name for a Pathfinder level the generator does not have."""
+    from seqkit.data._pathfinder import CONTOUR_LENGTHS
+
+    if contour_length is None or contour_length in CONTOUR_LENGTHS:
+        return None
+    return f"expected --contour-length in {CONTOUR_LENGTHS}, got {contour_length}"
+
+
 def data_command(args: argparse.Namespace) -> int:
     """Run `seqkit data ...` from parsed arguments; returns the exit code."""
     from seqkit.data import DATASETS, write_pathfinder
@@ -65,6 +74,8 @@ def data_command(args: argparse.Namespace) -> int:
     # data pathfinder; write_pathfinder checks --size (every split gets an image) itself.
     if args.workers < 1:
         return _error(f"expected --workers >= 1, got {args.workers}")
+    if reason := _bad_level(args.contour_length):
+        return _error(reason)
     out = expand_path(args.out)
     if reason := other_cache(out, _CACHE_METADATA, "pathfinder", args.preset):
         return _error(reason)  # --overwrite or not: the caches share file names
@@ -143,8 +154,11 @@ def _check_command(args: argparse.Namespace) -> int:
     NAME, an option that does not apply, no data directory for a dataset that
     needs files).
     """
-    from seqkit.data import DataNotFoundError, check_dataset
+    from seqkit.data import CHECKERS, DataNotFoundError, check_dataset
 
+    takes_level = args.name in CHECKERS and "contour_length" in CHECKERS[args.name].options
+    if takes_level and (reason := _bad_level(args.contour_length)):
+        return _error(reason)
     try:
         report = check_dataset(args.name, args.data_dir, contour_length=args.contour_length, style=args.style)
     except (ValueError, DataNotFoundError) as e:

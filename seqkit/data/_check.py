@@ -36,7 +36,8 @@ class Checker(NamedTuple):
       is needed.
     - `options`: the keyword options `files` accepts.
     - `otherwise`: what else can be done when files are missing (`{out}`, the
-      cache folder `DIR/NAME`, and `{level}`, ` --contour-length N`, are filled in).
+      cache folder `DIR/NAME`, `{level}`, ` --contour-length N`, and `{style}`,
+      ` --style S`, are filled in).
     """
 
     files: Callable[..., list[FileCheck]]
@@ -98,7 +99,16 @@ def _listops_files(data_dir: str) -> list[FileCheck]:
         "seqkit data listops",
         _listops.is_listops_cache,
     )
-    return cached or check_listops_files(data_dir)
+    if not cached:
+        return check_listops_files(data_dir)
+    path = cached[0].path
+    try:
+        meta = _listops.read_listops_metadata(os.path.dirname(path))
+        # What make_source requires of it: this generator version, LRA's configuration.
+        _listops.check_listops_cache(meta, os.path.dirname(path), _listops.ListOpsConfig())
+    except ValueError as e:  # a DataError (unreadable), or another version or configuration
+        return [FileCheck(path, False, str(e).splitlines()[0])]
+    return cached
 
 
 _GENERATE = "or give no data directory (`--set data.data_dir=none`) to generate the examples on the fly"
@@ -110,8 +120,8 @@ CHECKERS: dict[str, Checker] = {
             generated=True,
             options=("contour_length", "style"),
             otherwise=(
-                f"or write a cache with `seqkit data pathfinder --preset {name}{{level}} --size N "
-                f"--out {{out}}`, {_GENERATE}"
+                f"or write a cache with `seqkit data pathfinder --preset {name}{{level}}{{style}} "
+                f"--size N --out {{out}}`, {_GENERATE}"
             ),
         )
         for name in PATHFINDER_FOLDERS
@@ -161,8 +171,14 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **option
     checker = CHECKERS[name]
     unknown = sorted(k for k, v in options.items() if v is not None and k not in checker.options)
     if unknown:
-        accepted = ", ".join(checker.options) or "none"
-        raise ValueError(f"option(s) {unknown} do not apply to {name!r}; accepted: {accepted}")
+        # named as Python and the command line spell them: contour_length (--contour-length)
+        def spelled(k):
+            return f"{k} (--{k.replace('_', '-')})"
+
+        accepted = ", ".join(map(spelled, checker.options)) or "none"
+        raise ValueError(
+            f"option(s) {', '.join(map(spelled, unknown))} do not apply to {name!r}; accepted: {accepted}"
+        )
     options = {k: v for k, v in options.items() if v is not None}
     if data_dir is None and checker.generated:
         return DataCheck(
@@ -193,5 +209,7 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **option
         where = directory if directory is not None else "DIR"
         level = options.get("contour_length", 14)
         level = f" --contour-length {level}" if level != 14 else ""
-        summary += "; " + checker.otherwise.format(out=os.path.join(where, name), level=level)
+        style = options.get("style", "lra")
+        style = f" --style {style}" if style != "lra" else ""
+        summary += "; " + checker.otherwise.format(out=os.path.join(where, name), level=level, style=style)
     return DataCheck(name, files, complete, summary)

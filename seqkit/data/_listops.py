@@ -925,6 +925,25 @@ def is_listops_cache(meta: dict) -> bool:
     return meta.get("kind", "listops") == "listops"
 
 
+def check_listops_cache(meta: dict, directory: str, config: ListOpsConfig | None = None) -> ListOpsConfig:
+    """The config of the cache `meta` describes (read by `read_listops_metadata`), after
+    checking what a source requires of it: this generator version, and `config` when
+    given. A `ValueError` that says how to write the cache again otherwise."""
+    found_version = meta.get("generator_version")
+    if found_version != GENERATOR_VERSION:
+        raise ValueError(
+            f"the ListOps cache in {directory} was written by generator version "
+            f"{found_version}, this is version {GENERATOR_VERSION}; {_rewrite_advice(directory)}"
+        )
+    cached = ListOpsConfig(**meta["config"])
+    if config is not None and config != cached:
+        raise ValueError(
+            f"the ListOps cache in {directory} was written with {cached}, not {config}; "
+            f"{_rewrite_advice(directory)}"
+        )
+    return cached
+
+
 def find_listops_cache(data_dir: str | os.PathLike, name: str = "listops") -> str:
     """The cache directory: `data_dir` itself or `data_dir/name`, whichever holds metadata."""
     data_dir = expand_path(data_dir)
@@ -963,16 +982,7 @@ class ListOpsCacheSource:
         self.directory = expand_path(directory)
         self.split = split
         self.metadata = read_listops_metadata(self.directory)
-        found_version = self.metadata.get("generator_version")
-        if found_version != GENERATOR_VERSION:
-            raise ValueError(
-                f"the ListOps cache in {self.directory} was written by generator version "
-                f"{found_version}, this is version {GENERATOR_VERSION}; write it again with "
-                f"`seqkit data listops --size N --out {self.directory} --overwrite`"
-            )
-        cached = ListOpsConfig(**self.metadata["config"])
-        if config is not None and config != cached:
-            raise ValueError(f"the ListOps cache in {self.directory} was written with {cached}, not {config}")
+        cached = check_listops_cache(self.metadata, self.directory, config)
         self.config = cached
         available = self.metadata["splits"][split]
         self._check_arrays(available)  # a bad file fails here, before any training

@@ -4,11 +4,20 @@ reads, which are there, where the others go; exit 0 ready, 1 missing, 2 usage er
 import gzip
 import os
 
+import pytest
 from test_data_cifar import _batches, _write_folder
 from test_data_lra_release import write_level, write_listops_release
 
 from seqkit import cli
-from seqkit.data import CHECKERS, DATASETS, check_dataset, make_source, write_listops, write_pathfinder
+from seqkit.data import (
+    CHECKERS,
+    DATASETS,
+    ListOpsConfig,
+    check_dataset,
+    make_source,
+    write_listops,
+    write_pathfinder,
+)
 
 
 def _run(capsys, *argv):
@@ -98,9 +107,22 @@ def test_data_check_caches(tmp_path, capsys):
     code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--style", "continuous")
     assert code == 1 and "style 'lra' (generator version 2), not" in lines[0]
     assert "style 'continuous'" in lines[0]
+    # and the command it suggests writes that style
+    assert "seqkit data pathfinder --preset pathfinder32 --style continuous --size N" in lines[-1]
     write_listops(tmp_path / "listops", 50)
     code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
     assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "listops" / "metadata.json"))]
+
+
+def test_data_check_listops_cache_of_another_configuration_is_not_ready(tmp_path, capsys):
+    # make_source reads a cache of LRA's configuration, by this generator version only.
+    write_listops(tmp_path / "listops", 50, config=ListOpsConfig(max_depth=4, min_length=20, max_length=400))
+    code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
+    assert code == 1 and _rows(lines) == [("missing", str(tmp_path / "listops" / "metadata.json"))]
+    assert "was written with ListOpsConfig(max_depth=4" in lines[0]
+    assert f"seqkit data listops --size N --out {tmp_path / 'listops'} --overwrite" in lines[0]
+    with pytest.raises(ValueError, match="was written with ListOpsConfig"):
+        make_source("listops", "train", data_dir=tmp_path)  # what the check foretold
 
 
 def test_another_datasets_cache_in_the_data_directory_is_passed_over(tmp_path, capsys):
@@ -146,10 +168,13 @@ def test_data_check_usage_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SEQKIT_DATA", raising=False)
     for argv, expected in [
         (["nosuch"], "unknown dataset 'nosuch'; expected one of ["),
-        (["listops", "--contour-length", "9"], "option(s) ['contour_length'] do not apply to 'listops'"),
+        (
+            ["listops", "--contour-length", "9"],
+            "option(s) contour_length (--contour-length) do not apply to 'listops'; accepted: none",
+        ),
         (
             ["pathfinder32", "--data-dir", str(tmp_path), "--contour-length", "7"],
-            "expected contour_length in",
+            "expected --contour-length in (6, 9, 14), got 7",
         ),
         (["scifar"], "no CIFAR-10 data directory given"),
         (["imdb"], "no IMDb data directory given"),
