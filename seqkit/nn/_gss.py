@@ -32,7 +32,8 @@ class GSS(AbstractRecurrentMixer):
     the DSS one position at a time and agree with `__call__`. A padding `mask`
     zeroes `u` at padded positions before the convolution, so they reach no real
     output, and the real outputs equal those of the unpadded input (the
-    `"softmax"` DSS kernel is then normalized over the real length).
+    `"softmax"` DSS kernel is then normalized over the real span, first to last
+    real position).
     One example at a time: `(L, E)` in and out; batch with `jax.vmap`.
     The DSS core's own skip weights `D` are not used, so they get zero gradient.
 

@@ -131,8 +131,9 @@ class DSS(AbstractSSMCore):
 
     The softmax kernel is normalised over the input length `L`, so it is not the
     first `L` taps of a longer kernel. With a padding mask it is normalised over
-    the real length instead (up to the last real position), so a padded input gives
-    the outputs of the unpadded one at its real positions.
+    the real span instead (from the first to the last real position), so an input
+    padded on either side gives the outputs of the unpadded one at its real
+    positions.
 
     ```python
     core = seqkit.ssm.DSS(64, variant="exp", key=jax.random.key(0))
@@ -215,10 +216,14 @@ class DSS(AbstractSSMCore):
 
     def masked_kernel(self, L: int, mask: Array) -> Float[Array, "*dirs d_model L"]:
         """The kernel for an input with padding `mask`: DSS-softmax normalizes over the
-        real length `n` (one past the last real position) rather than `L`."""
+        real span `n` (from the first to the last real position; `L` when none is
+        real) rather than `L`. A real output then meets only lags `< n` (causal: back
+        to the first real position; bidirectional: also on to the last), so padding on
+        either side leaves the unpadded input's outputs; holes inside count as zeros."""
         if self.variant != "softmax":
             return self.kernel(L)
-        n = L - jnp.argmax(mask[::-1]).astype(jnp.int32)
+        first = jnp.argmax(mask).astype(jnp.int32)
+        n = L - jnp.argmax(mask[::-1]).astype(jnp.int32) - first
         return dss_kernel(*self._params(), L, self.variant, length=n)
 
     def _systems(self, L: int | None) -> tuple[DiscreteSystem, ...]:

@@ -154,6 +154,10 @@ def test_gss_block_padding_gives_unpadded_outputs(x64, getkey, causal, variant):
     padded = jnp.concatenate([x, 100.0 * jr.normal(getkey(), (n_pad, D))])
     mask = jnp.arange(n_real + n_pad) < n_real
     assert_close(run(block, padded, mask)[:n_real], run(block, x), rtol=1e-10)
+    # padded on the left too (left-padded batches)
+    both = jnp.concatenate([100.0 * jr.normal(getkey(), (2, D)), padded])
+    mask = (jnp.arange(n_real + n_pad + 2) >= 2) & (jnp.arange(n_real + n_pad + 2) < n_real + 2)
+    assert_close(run(block, both, mask)[2 : n_real + 2], run(block, x), rtol=1e-10)
 
 
 def test_gss_causal_no_leak(getkey):

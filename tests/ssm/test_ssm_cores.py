@@ -201,8 +201,9 @@ def test_padding_mask(name, bidirectional, x64):
     """Padded positions reach no real output, in either direction.
 
     A padded input gives at its real positions exactly the outputs of the
-    unpadded input, for every core: DSS-softmax, whose kernel is normalized over
-    the length, normalizes over the real length when a mask is given."""
+    unpadded input, for every core, wherever the padding sits: DSS-softmax, whose
+    kernel is normalized over the length, normalizes over the real span (first to
+    last real position) when a mask is given."""
     core = _perturbed(name, bidirectional, seed=7)
     n, pad = 23, 9
     rng = np.random.default_rng(0)
@@ -212,9 +213,15 @@ def test_padding_mask(name, bidirectional, x64):
     y = core(jnp.concatenate([u, junk]), mask=mask)
     assert y.shape == (n + pad, H) and y.dtype == jnp.float64
     assert_close(y[:n], core(u), rtol=1e-10)
-    # A mask with holes (the last position real): masked inputs are zeros, wherever they sit.
+    # Padding on both sides (left-padded batches): the same outputs, shifted.
+    left = 5
+    both = jnp.concatenate([junk[:left], u, junk[left:]])
+    y = core(both, mask=(jnp.arange(n + pad) >= left) & (jnp.arange(n + pad) < left + n))
+    assert_close(y[left : left + n], core(u), rtol=1e-10)
+    # A mask with holes (the first and last positions real): masked inputs are zeros,
+    # wherever they sit.
     v = jnp.asarray(rng.normal(size=(n, H)))
-    holes = jnp.asarray(rng.random(n) < 0.7).at[-1].set(True)
+    holes = jnp.asarray(rng.random(n) < 0.7).at[0].set(True).at[-1].set(True)
     assert_close(core(v, mask=holes), core(jnp.where(holes[:, None], v, 0.0)), rtol=1e-10)
 
 
