@@ -96,9 +96,17 @@ def negative_real(log_neg_re: Array) -> Array:
 
 
 def init_log_dt(key: PRNGKeyArray, H: int, dt_min: float, dt_max: float) -> Float[Array, " H"]:
-    """log Δ uniform in `[log dt_min, log dt_max]`."""
+    """log Δ uniform in `[log dt_min, log dt_max]`, within `DT_CLAMP` (Δ is clamped
+    there in use, so a range outside it would start at the bound, with a zero
+    gradient for log Δ: refused)."""
+    lo, hi = DT_CLAMP
     if not 0 < dt_min <= dt_max:
         raise ValueError(f"expected 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+    if not lo <= dt_min <= dt_max <= hi:
+        raise ValueError(
+            f"expected {lo:g} <= dt_min <= dt_max <= {hi:g} (the range Δ is clamped to), "
+            f"got dt_min={dt_min}, dt_max={dt_max}"
+        )
     return jr.uniform(key, (H,), minval=math.log(dt_min), maxval=math.log(dt_max))
 
 

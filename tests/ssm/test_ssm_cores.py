@@ -12,7 +12,7 @@ import pytest
 from jaxtyping import TypeCheckError
 
 from helpers import assert_close, enable_x64, scan_steps
-from seqkit.ssm import DSS, EMA, S4, S4D, DiscreteSystem, hippo_legs
+from seqkit.ssm import DSS, EMA, S4, S4D, S5, DiscreteSystem, hippo_legs
 
 H, N = 3, 8
 L_MAX = 100
@@ -277,6 +277,14 @@ def test_invalid_options():
         S4(H, 7, key=jr.key(0))
     with pytest.raises(ValueError, match="dt_min <= dt_max"):
         S4D(H, N, dt_min=0.1, dt_max=0.01, key=jr.key(0))
+    # Δ is clamped to [1e-6, 10] in use: a range outside would sit at the bound
+    # with a zero gradient, so it is refused where the cores take it.
+    for core, kw in ((S4D, {}), (S4, {}), (DSS, {}), (S5, {"blocks": 1})):
+        for lo, hi in ((20.0, 50.0), (1e-8, 1e-7)):
+            with pytest.raises(
+                ValueError, match=r"1e-06 <= dt_min <= dt_max <= 10 \(the range Δ is clamped to\)"
+            ):
+                core(H, N, dt_min=lo, dt_max=hi, key=jr.key(0), **kw)
 
 
 def _long_cores(dt, n):
