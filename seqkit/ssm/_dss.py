@@ -71,7 +71,7 @@ def dss_kernel(
     L: int,
     variant: Literal["exp", "softmax"] = "exp",
     *,
-    length: ArrayLike | None = None,
+    length: int | ArrayLike | None = None,
     impl: Literal["auto", "xla", "pallas"] = "auto",
 ) -> Float[ArrayLike, "*dirs H L"]:
     """DSS kernel (Gupta, Gu and Berant, "Diagonal State Spaces are as Effective
@@ -90,8 +90,9 @@ def dss_kernel(
     - `dt`: `(H,)` step sizes.
     - `L`: kernel length.
     - `variant`: `"exp"` or `"softmax"`.
-    - `length`: the softmax's normalizing length `n <= L` (default `L`), which may be
-      a traced scalar: the taps `l < n` are then those of the length-`n` kernel (a
+    - `length`: the softmax's normalizing length `1 <= n <= L` (default `L`; outside
+      that range a concrete `n` is a `ValueError`, a traced one is clipped into it),
+      which may be a traced scalar: the taps `l < n` are then those of the length-`n` kernel (a
       padded sequence with `n` real positions sees the kernel of the unpadded one);
       the taps `l >= n` are unspecified.
     - `impl`: the Vandermonde product's implementation, `"auto"`, `"xla"` or
@@ -106,6 +107,12 @@ def dss_kernel(
         return vandermonde(v, jnp.broadcast_to(x, v.shape), L, impl=impl)
     if variant != "softmax":
         raise ValueError(f"variant must be 'exp' or 'softmax', got {variant!r}")
+    if length is not None:
+        if isinstance(length, (int, np.integer)):
+            if not 1 <= length <= L:
+                raise ValueError(f"expected a normalizing length 1 <= length <= L={L}, got {length}")
+        else:  # traced (a mask's real span): kept in range
+            length = jnp.clip(jnp.asarray(length), 1, L)
     grows = jnp.real(x) > 0
     xs = jnp.where(grows, -x, x)  # Re(xs) ≤ 0
     v = W / Lambda / _geometric_sum(xs, L if length is None else length)
@@ -279,6 +286,14 @@ class DSS(AbstractSSMCore):
             raise ValueError(f"expected a step input of shape ({self.d_model},), got {u_t.shape}")
         sys = state.system
         u = u_t.astype(sys.D.dtype)
+        # the softmax is over the L steps given to init_state(L); past them a growing
+        # mode's readout factor exp(−λΔ(last − t)) grows without bound
+        t = eqx.error_if(
+            state.t,
+            state.t > state.last,
+            "stepped past the length given to init_state(L); make the state with a larger L",
+        )
+        state = state._replace(t=t)
         real = jnp.real(state.rate).dtype
         t_in, t_out = (to_complex(jnp.asarray(v, real)) for v in (state.t, state.last - state.t))
         x = sys.A_bar * state.x + sys.B_bar * jnp.exp(state.rate * t_in) * to_complex(u)[:, None]

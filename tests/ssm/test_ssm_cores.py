@@ -12,7 +12,7 @@ import pytest
 from jaxtyping import TypeCheckError
 
 from helpers import assert_close, enable_x64, scan_steps
-from seqkit.ssm import DSS, EMA, S4, S4D, S5, DiscreteSystem, hippo_legs
+from seqkit.ssm import DSS, EMA, S4, S4D, S5, DiscreteSystem, dss_kernel, hippo_legs
 
 H, N = 3, 8
 L_MAX = 100
@@ -261,9 +261,33 @@ def test_bad_inputs_raise_clear_errors(name):
         half.init_state(10)
 
 
+def test_dss_kernel_normalizing_length():
+    core = _perturbed("dss-softmax", False)
+    params = core._params()
+    # taps l < n of the length-n normalization are the length-n kernel's, concrete or traced
+    n, L = 7, 12
+    short = np.asarray(dss_kernel(*params, n, "softmax"))
+    assert_close(dss_kernel(*params, L, "softmax", length=n)[:, :n], short, rtol=1e-5)
+    traced = jax.jit(lambda m: dss_kernel(*params, L, "softmax", length=m))(jnp.int32(n))
+    assert_close(traced[:, :n], short, rtol=1e-5)
+    for bad in (0, L + 1):
+        with pytest.raises(ValueError, match=rf"1 <= length <= L={L}, got {bad}"):
+            dss_kernel(*params, L, "softmax", length=bad)
+
+
 def test_dss_softmax_system_needs_length():
     with pytest.raises(ValueError, match="pass L"):
         DSS(H, N, variant="softmax", key=jr.key(0)).discrete_system()
+
+
+def test_dss_softmax_stepping_past_its_length_is_an_error():
+    # The softmax is over the L steps of init_state(L): L steps run, the next raises
+    # (as Mega's attention state does), also under jit.
+    core = DSS(H, N, variant="softmax", key=jr.key(0))
+    u = jr.normal(jr.key(1), (6, H))
+    assert np.isfinite(np.asarray(jax.jit(scan_steps)(core, u, core.init_state(6)))).all()
+    with pytest.raises(Exception, match=r"stepped past the length given to init_state\(L\)"):
+        jax.block_until_ready(jax.jit(scan_steps)(core, u, core.init_state(5)))
 
 
 def test_invalid_options():
