@@ -46,7 +46,7 @@ class SSMLayer(AbstractRecurrentMixer):
     ):
         """**Arguments:**
 
-        - `core`: any SSM core (`S4`, `S4D`, `DSS`, `EMA`).
+        - `core`: any SSM core (`S4`, `S4D`, `DSS`, `EMA`, `S5`).
         - `activation`: applied to the core's output.
         - `output`: `"glu"` (Linear H→2H, then GLU) or `"linear"` (Linear H→H).
         - `dropout`: dropout rate after the activation.

@@ -29,6 +29,10 @@ def fft_conv(
     **Returns:** `(L, H)`.
     """
     u, k = jnp.asarray(u), jnp.asarray(k)
+    if not jnp.issubdtype(u.dtype, jnp.floating):  # the kernel is cast to u's dtype
+        raise ValueError(f"expected a floating input u, got dtype {u.dtype}")
+    if u.ndim != 2 or u.shape[0] < 1:
+        raise ValueError(f"expected an input u of shape (L, H) with L >= 1, got {u.shape}")
     L, H = u.shape
     if k.ndim not in (2, 3) or k.shape[-2] != H or (k.ndim == 3 and k.shape[0] != 2):
         raise ValueError(f"expected a kernel of shape ({H}, L) or (2, {H}, L), got {k.shape}")

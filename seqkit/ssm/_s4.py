@@ -68,6 +68,8 @@ def s4_kernel(
 
     **Returns:** `(H, L)` or `(dirs, H, L)` real kernel.
     """
+    if not isinstance(L, (int, np.integer)) or L < 1:
+        raise ValueError(f"expected a positive integer length L, got {L!r}")
     Lambda, P, B, C, dt = map(jnp.asarray, (Lambda, P, B, C, dt))
     H, n = Lambda.shape
     rdt = jnp.real(Lambda).dtype

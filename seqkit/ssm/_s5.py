@@ -310,12 +310,14 @@ class S5(AbstractSSMCore):
             y = y + self._readout(C[1], s5_scan(Lambda_bar, Bu, reverse=True, impl=self.impl))
         return y + self.D * u
 
-    def _check_timesteps(self, timesteps: ArrayLike, shape: tuple[int, ...]) -> Array:
+    def _check_timesteps(
+        self, timesteps: ArrayLike, shape: tuple[int, ...], name: str = "timesteps"
+    ) -> Array:
         t = jnp.asarray(timesteps)
         if t.shape != shape:
-            raise ValueError(f"expected timesteps of shape {shape}, got {t.shape}")
+            raise ValueError(f"expected {name} of shape {shape}, got {t.shape}")
         if not jnp.issubdtype(t.dtype, jnp.floating):
-            raise ValueError(f"expected real floating timesteps, got dtype {t.dtype}")
+            raise ValueError(f"expected a real floating {name}, got dtype {t.dtype}")
         # values are known only at run time (under jit too): a runtime error, not a NaN later
         t = eqx.error_if(
             t,
@@ -357,7 +359,7 @@ class S5(AbstractSSMCore):
         u_t = u_t.astype(self.D.dtype)
         Lambda, B, C, dt = self._params()
         if timestep is not None:
-            dt = dt * self._check_timesteps(timestep, ())
+            dt = dt * self._check_timesteps(timestep, (), "timestep")
         # The discretization is recomputed each step: it costs O(n), less than B̃ u.
         Lambda_bar, gamma = s5_discretize(Lambda, dt, self.discretization)
         x = Lambda_bar * state.x + gamma * (B @ to_complex(u_t))

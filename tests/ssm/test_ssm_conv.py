@@ -44,3 +44,13 @@ def test_fft_conv_grads(x64):
 def test_fft_conv_rejects_short_kernel():
     with pytest.raises(ValueError, match="fewer than the input length"):
         fft_conv(jnp.zeros((8, 2)), jnp.zeros((2, 4)))
+
+
+def test_fft_conv_rejects_integer_and_empty_inputs():
+    # An integer u would cast the kernel to integers (0.5 -> 0): refused, not truncated.
+    # Called past the test suite's type-check hook (`__wrapped__`), as a user calls it.
+    conv = getattr(fft_conv, "__wrapped__", fft_conv)
+    with pytest.raises(ValueError, match="expected a floating input u, got dtype int32"):
+        conv(jnp.arange(3, dtype=jnp.int32)[:, None], jnp.asarray([[0.5, 0.25, 0.125]]))
+    with pytest.raises(ValueError, match=r"shape \(L, H\) with L >= 1, got \(0, 2\)"):
+        fft_conv(jnp.zeros((0, 2)), jnp.zeros((2, 4)))

@@ -12,7 +12,7 @@ import pytest
 from jaxtyping import TypeCheckError
 
 from helpers import assert_close, enable_x64, scan_steps
-from seqkit.ssm import DSS, EMA, S4, S4D, S5, DiscreteSystem, dss_kernel, hippo_legs
+from seqkit.ssm import DSS, EMA, S4, S4D, S5, DiscreteSystem, dss_kernel, hippo_legs, s4_kernel
 
 H, N = 3, 8
 L_MAX = 100
@@ -273,6 +273,14 @@ def test_dss_kernel_normalizing_length():
     for bad in (0, L + 1):
         with pytest.raises(ValueError, match=rf"1 <= length <= L={L}, got {bad}"):
             dss_kernel(*params, L, "softmax", length=bad)
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_kernel_of_length_0_is_a_clear_error(name):
+    core = CORES[name](False, jr.key(0))
+    with pytest.raises(ValueError, match="expected a positive integer length L, got 0"):
+        # S4's kernel(L) takes the first L taps of its length-l_max kernel
+        s4_kernel(*core._params(), 0) if name == "s4" else core.kernel(0)
 
 
 def test_dss_softmax_system_needs_length():

@@ -332,6 +332,9 @@ def test_errors(getkey):
         core(u, timesteps=jnp.ones(9))
     with pytest.raises(ValueError, match="real floating timesteps"):
         core(u, timesteps=jnp.ones(10, jnp.int32))
+    # step's argument is named as step spells it
+    with pytest.raises(ValueError, match=r"expected timestep of shape \(\), got \(1,\)"):
+        core.step(u[0], core.init_state(), timestep=jnp.ones(1))
     # values: a runtime error, eagerly and under jit (equinox.error_if)
     for bad in (-1.0, jnp.nan, jnp.inf):
         ts = jnp.ones(10).at[3].set(bad)
