@@ -56,6 +56,18 @@ def test_recipes_lists_every_recipe(capsys):
             "expected one of block, sliding; got 'diag'",
         ),
         (["train", "spade", "--set", "model.pattern=0,1,1"], "model.pattern: expected 6 mixer indices"),
+        # Data the embedding table or the classifier cannot take (a gather would clamp).
+        (
+            ["train", "s4-listops", "--preset", "smoke", "--set", "data.name=pathfinder32"]
+            + ["--set", "data.as_tokens=true", "--set", "data.n_classes=2"],
+            "data.name=pathfinder32 gives token ids in [0, 255] (first 16 training examples); "
+            "data.vocab_size=16 expects them in [0, 15]: set data.vocab_size to at least 256",
+        ),
+        (
+            ["train", "s4-listops", "--preset", "smoke", "--set", "data.n_classes=5"],
+            "data.name=listops gives labels in [0, 9] (first 16 training examples); "
+            "data.n_classes=5 expects them in [0, 4]: set data.n_classes to at least 10",
+        ),
         # A constructor's objection, found before anything is written or compiled.
         (
             ["train", "spade", "--set", "model.mixers.1.num_heads=3"],

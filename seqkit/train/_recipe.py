@@ -642,6 +642,7 @@ class Recipe:
                 raise RecipeError(str(e)) from None
         else:
             self._check_labels(example, np.asarray(sources["train"][0]["label"]))
+            self._check_ranges(sources["train"])
         if self.trainer.objective == "trime_long":
             self._check_consecutive(sources)
         try:
@@ -650,6 +651,27 @@ class Recipe:
             # A constructor that needs concrete values (e.g. turns its key into a
             # Python int) cannot be traced: build the model for real instead.
             self.build_model(example, key=jr.key(0))
+
+    def _check_ranges(self, source: Any, n: int = 16) -> None:
+        """Token ids within `data.vocab_size` and labels within `data.n_classes`, on the
+        first `n` training examples: an id past the embedding table would be clamped
+        by the gather, and training would run on the wrong embeddings, silently."""
+        items = [source[i] for i in range(min(n, len(source)))]
+        checks = (
+            ("inputs", "token ids", "data.vocab_size", self.data.vocab_size),
+            ("label", "labels", "data.n_classes", self.data.n_classes),
+        )
+        for field, what, key, bound in checks:
+            values = [np.asarray(item[field]) for item in items]
+            if not values or not np.issubdtype(values[0].dtype, np.integer):
+                continue  # real-valued inputs (pixels, patches): no table to index
+            lo, hi = min(int(v.min(initial=0)) for v in values), max(int(v.max(initial=0)) for v in values)
+            if lo < 0 or hi >= bound:
+                raise RecipeError(
+                    f"data.name={self.data.name} gives {what} in [{lo}, {hi}] (first {len(items)} "
+                    f"training examples); {key}={bound} expects them in [0, {bound - 1}]: "
+                    f"set {key} to at least {hi + 1}"
+                )
 
     def _check_labels(self, example: np.ndarray, label: np.ndarray) -> None:
         """A label per example needs a pooled model; a label per position (the
