@@ -2,8 +2,9 @@
 source, no download), `enwik8` and `text8` (read from files, no download).
 
 Every corpus is one stream of bytes, split by position into `train`, `val` and
-`test`. Example `i` of a split is its `i`-th non-overlapping chunk of `L + 1`
-consecutive bytes (`L = max_length`, default 512): `inputs` are the chunk's first
+`test`. Example `i` of a split is the chunk of `L + 1` consecutive bytes starting
+at byte `i L` (`L = max_length`, default 512; consecutive chunks share one byte, a
+chunk's last label being the next chunk's first input): `inputs` are the chunk's first
 `L` bytes and `label` its last `L` (the next byte at every position), both int32
 `(L,)` with values 0..255 (vocabulary 256). A split of `n` bytes has
 `(n - 1) // L` full chunks; the few bytes after the last are not used.
@@ -236,7 +237,8 @@ class ByteSource:
     Items: `inputs` int32 `(max_length,)` and `label` int32 `(max_length,)`: chunk
     `i` of `max_length + 1` consecutive bytes of the split, `inputs =
     bytes[i L : i L + L]` and `label = bytes[i L + 1 : i L + L + 1]` (`L =
-    max_length`); values 0..255 (`vocab_size` 256). Chunks do not overlap; `len` is
+    max_length`); values 0..255 (`vocab_size` 256). Consecutive chunks share one byte
+    (each input byte is used once, each label byte once); `len` is
     `(n - 1) // L` for a split of `n` bytes, or `size` when given.
 
     **Arguments:**

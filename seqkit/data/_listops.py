@@ -825,15 +825,23 @@ def write_listops(
     size, seed = int(size), int(seed)
     if size < 1:
         raise ValueError(f"expected size >= 1, got {size}")
+    if seed < 0:
+        raise ValueError(f"expected a data seed >= 0, got {seed}")
     if workers < 1:
         raise ValueError(f"expected workers >= 1, got {workers}")
     if chunk < 1:
         raise ValueError(f"expected chunk >= 1, got {chunk}")
     counts = _split_sizes(size, splits)
     if min(counts.values()) < 1:
+        least = ""
+        if min(splits) > 0:  # rounding makes the least size no closed form: count up to it
+            n = size + 1
+            while min(_split_sizes(n, splits).values()) < 1:
+                n += 1
+            least = f" (at least {n})"
         raise ValueError(
-            f"expected a size that gives every split an example, got {counts} from size {size} "
-            f"and fractions {tuple(splits)}"
+            f"expected a size that gives every split an example{least}, got {counts} from size "
+            f"{size} and fractions {tuple(splits)}"
         )
     settings = {
         "seed": seed,

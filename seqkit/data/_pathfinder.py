@@ -664,6 +664,8 @@ def write_pathfinder(
     if chunk < 1:
         raise ValueError(f"expected chunk >= 1, got {chunk}")
     counts = _check_split_sizes(int(size), splits)
+    if int(seed) < 0:
+        raise ValueError(f"expected a data seed >= 0, got {seed}")
     out_dir = expand_path(out_dir)
     if reason := other_cache(out_dir, METADATA, "pathfinder", preset):
         raise ValueError(reason)

@@ -382,8 +382,12 @@ def test_listops_bad_input(tmp_path):
         make_source("listops", "train", size=-1)
     with pytest.raises(ValueError, match="size >= 1"):
         write_listops(tmp_path / "x", 0)
-    with pytest.raises(ValueError, match="every split"):
-        write_listops(tmp_path / "x", 10)  # 96/2/2 of 10 leaves val and test empty
+    # 96/2/2 of 10 leaves val and test empty; 26 is the least size (round(0.52) = 1)
+    with pytest.raises(ValueError, match=r"every split an example \(at least 26\)"):
+        write_listops(tmp_path / "x", 10)
+    assert min(write_listops(tmp_path / "y", 26)["splits"].values()) == 1
+    with pytest.raises(ValueError, match="expected a data seed >= 0, got -1"):
+        write_listops(tmp_path / "x", 30, seed=-1)
     assert not (tmp_path / "x").exists()
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -525,6 +525,9 @@ def test_data_pathfinder_cache_errors(tmp_path):
         make_source("pathfinder32", "val", data_dir=tmp_path, contour_length=6, size=5)
     with pytest.raises(ValueError, match="accepted: contour_length, as_tokens, style"):
         make_source("pathfinder32", "train", colour=True)
+    with pytest.raises(ValueError, match="expected a data seed >= 0, got -1"):
+        write_pathfinder(tmp_path / "negative", "pathfinder32", 10, seed=-1)
+    assert not (tmp_path / "negative").exists()
 
 
 def test_data_pathfinder_cache_style_is_checked(tmp_path):
