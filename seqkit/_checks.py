@@ -32,3 +32,15 @@ def check_mask(mask: Array | None, L: int) -> Array | None:
     if mask.dtype != jnp.bool_:
         raise ValueError(f"expected a bool padding mask (True = real token), got dtype {mask.dtype}")
     return mask
+
+
+def finite_padding(x: Array, mask: Array | None) -> Array:
+    """`x` `(L, d)` with non-finite values at padded positions (`mask` False) made 0.
+
+    Outputs at padded positions are unspecified, so a layer below may leave inf or
+    NaN there; a mixer that meets them with a zero weight would get `0 · NaN = NaN`
+    at real positions. Finite values are kept, so padded positions' own outputs stay
+    what they were for finite inputs."""
+    if mask is None:
+        return x
+    return jnp.where(mask[:, None] | jnp.isfinite(x), x, jnp.zeros_like(x))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, UInt32
 
-from seqkit._checks import check_mask, check_sequence
+from seqkit._checks import check_mask, check_sequence, finite_padding
 from seqkit._mixer import AbstractMixer, AbstractRecurrentMixer
 
 
@@ -120,9 +120,14 @@ class AttentionHeads(eqx.Module):
         self.inference = inference
 
     def check(self, x: Array, mask: Array | None) -> tuple[Array, Array | None]:
-        """`x` as `(L, d_model)` and `mask` as bool `(L,)` (or `None`), or a ValueError."""
+        """`x` as `(L, d_model)` and `mask` as bool `(L,)` (or `None`), or a ValueError.
+
+        Non-finite values at padded positions come back as zeros
+        (`seqkit._checks.finite_padding`), so they meet a zero attention weight as
+        0, not as `0 · NaN = NaN`."""
         x = check_sequence(x, self.d_model)
-        return x, check_mask(mask, x.shape[0])
+        mask = check_mask(mask, x.shape[0])
+        return finite_padding(x, mask), mask
 
     def check_step(self, x_t: Array) -> Array:
         """One position's input as `(d_model,)`, or a ValueError."""

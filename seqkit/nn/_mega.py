@@ -10,7 +10,7 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from seqkit._checks import check_mask, check_sequence
+from seqkit._checks import check_mask, check_sequence, finite_padding
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import EMA, SSMState
 
@@ -378,8 +378,9 @@ class Mega(AbstractRecurrentMixer):
 
         - `x`: `(L, d_model)`, one example.
         - `mask`: optional bool `(L,)` padding mask, True for real tokens.
-          Padded positions enter the EMA as zeros and are never attended to, so
-          they do not change the outputs at real positions.
+          Padded positions enter the EMA as zeros and are never attended to
+          (inf or NaN there is made 0 first), so they do not change the outputs
+          at real positions.
         - `key`: PRNG key for dropout (needed only when dropout is active).
 
         **Returns:** `φ ⊙ (Ĥ − X)`, `(L, d_model)`.
@@ -387,6 +388,7 @@ class Mega(AbstractRecurrentMixer):
         x = check_sequence(x, self.d_model)
         L = x.shape[0]
         mask = check_mask(mask, L)
+        x = finite_padding(x, mask)  # inf or NaN at padded positions enters as 0
         span = L if self.chunk_size is None else min(self.chunk_size, L)
         if self.max_length is not None and span > self.max_length:
             raise ValueError(

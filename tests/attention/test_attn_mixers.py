@@ -27,6 +27,20 @@ def test_padding_does_not_reach_real_outputs(getkey, name, cls, opts, _):
 
 
 @pytest.mark.parametrize("name,cls,opts,causal", forms(VARIANTS))
+def test_nonfinite_values_at_padded_positions_do_not_reach_real_outputs(getkey, name, cls, opts, causal):
+    """Outputs at padded positions are unspecified, so an earlier layer may leave inf
+    or NaN there: real outputs are those of finite padding (not 0 · NaN = NaN)."""
+    m = cls(D, H, causal=causal, key=getkey(), **opts)
+    x = jr.normal(getkey(), (L, D))
+    mask = (jnp.arange(L) >= 2) & (jnp.arange(L) < L - 5)  # padded on both sides
+    f = eqx.filter_jit(lambda m, x: m(x, mask=mask))
+    y = f(m, x)
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        y_bad = f(m, jnp.where(mask[:, None], x, bad))
+        np.testing.assert_allclose(np.asarray(y_bad[mask]), np.asarray(y[mask]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,cls,opts,causal", forms(VARIANTS))
 def test_fully_padded_input_is_finite(getkey, name, cls, opts, causal):
     """An input with no real position (a filler row of a batch, an empty document)
     gives finite outputs and finite parameter gradients, so it cannot poison a

@@ -308,6 +308,10 @@ def test_mega_block_padding_gives_unpadded_outputs(x64, getkey, case):
     y = run(block, padded, mask)
     assert np.isfinite(np.asarray(y)).all()
     assert_close(y[:n_real], run(block, x), rtol=1e-10)
+    # what an earlier layer may leave at padded positions (unspecified: inf, NaN)
+    for bad in (jnp.nan, jnp.inf):
+        y_bad = block.mixer(jnp.where(mask[:, None], padded, bad), mask=mask)
+        assert_close(y_bad[:n_real], block.mixer(padded, mask=mask)[:n_real], rtol=1e-10)
 
 
 def test_mega_causal_no_leak(getkey):

@@ -81,6 +81,21 @@ def test_padding_never_changes_logits(x64, getkey, make, causal, norm):
     assert_close(got_i, ref_i, rtol=1e-10)
 
 
+@pytest.mark.parametrize("make,causal", CASES)
+def test_nonfinite_values_at_padded_positions_never_reach_real_outputs(getkey, make, causal):
+    """Outputs at padded positions are unspecified, so the layer below may leave inf
+    or NaN there: every mixer's real outputs are those of finite padding."""
+    m = make(D, causal, getkey())
+    L = N_REAL + N_PAD
+    x = jr.normal(getkey(), (L, D))
+    mask = jnp.arange(L) < N_REAL
+    f = eqx.filter_jit(lambda m, x: m(x, mask=mask))
+    y = f(m, x)
+    for bad in (jnp.nan, jnp.inf):
+        got = f(m, jnp.where(mask[:, None], x, bad))
+        assert_close(got[:N_REAL], y[:N_REAL], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name,make,forms", MIXERS, ids=[m[0] for m in MIXERS])
 def test_every_mixer_follows_the_protocol(getkey, name, make, forms):
     for form in forms:
