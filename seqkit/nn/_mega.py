@@ -213,7 +213,11 @@ class Mega(AbstractRecurrentMixer):
     `chunk_size=c` gives Mega-chunk: attention only within consecutive chunks
     of `c` positions while the EMA still runs over the whole sequence, so time
     and memory grow linearly with `L`. A padding `mask` zeroes padded inputs of
-    the EMA and hides them from attention, so they reach no real output.
+    the EMA and hides them from attention, so they reach no real output. Chunks
+    count from position 0 of the input, padding included: padding after the real
+    positions leaves the real outputs as without it, while padding before them
+    moves the chunk boundaries and so changes which positions attend to each
+    other (as in Mega's own code).
 
     A causal Mega is also a recurrence: `init_state(L)` and `step` run the EMA
     one position at a time with a key/value cache for attention (the chunk, reset
