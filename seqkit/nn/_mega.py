@@ -217,7 +217,7 @@ class Mega(AbstractRecurrentMixer):
     count from position 0 of the input, padding included: padding after the real
     positions leaves the real outputs as without it, while padding before them
     moves the chunk boundaries and so changes which positions attend to each
-    other (as in Mega's own code).
+    other.
 
     A causal Mega is also a recurrence: `init_state(L)` and `step` run the EMA
     one position at a time with a key/value cache for attention (the chunk, reset
