@@ -162,6 +162,8 @@ class ModelConfig:
 # DataConfig fields that are options of one dataset's source: `make_source` gets
 # those that are set (not None), and refuses one its dataset does not have.
 _SOURCE_OPTIONS = ("contour_length", "style", "max_length", "as_tokens", "patch_size")
+# The training examples `Recipe.validate` reads to check token and label ranges.
+CHECKED_EXAMPLES = 16
 
 
 @dataclasses.dataclass
@@ -652,11 +654,12 @@ class Recipe:
             # Python int) cannot be traced: build the model for real instead.
             self.build_model(example, key=jr.key(0))
 
-    def _check_ranges(self, source: Any, n: int = 16) -> None:
+    def _check_ranges(self, source: Any) -> None:
         """Token ids within `data.vocab_size` and labels within `data.n_classes`, on the
-        first `n` training examples: an id past the embedding table would be clamped
-        by the gather, and training would run on the wrong embeddings, silently."""
-        items = [source[i] for i in range(min(n, len(source)))]
+        first `CHECKED_EXAMPLES` training examples (read by every process): an id past
+        the embedding table would be clamped by the gather, and training would run on
+        the wrong embeddings, silently."""
+        items = [source[i] for i in range(min(CHECKED_EXAMPLES, len(source)))]
         checks = (
             ("inputs", "token ids", "data.vocab_size", self.data.vocab_size),
             ("label", "labels", "data.n_classes", self.data.n_classes),

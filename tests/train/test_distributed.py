@@ -25,6 +25,7 @@ from train_fixtures import fake_devices_env, postnorm_recipe, sources
 
 import seqkit.train as st
 from seqkit.data import batches
+from seqkit.train._recipe import CHECKED_EXAMPLES
 
 N_TRAIN = 16 * (STEPS + 8)  # one epoch holds every batch of the run and what grain reads ahead
 N_EVAL = 54  # the last evaluation batch has 6 rows: process 1's part of it is all padding
@@ -191,13 +192,16 @@ def test_two_processes_equal_one(two_processes):
     assert "mesh data:" not in results[1][1]  # only process 0 prints
     reports = [report(out, "full", i) for i in range(2)]
     assert [(r["processes"], r["local_devices"]) for r in reports] == [(2, 1), (2, 1)]
-    # Each process read only its own rows of every batch: disjoint halves. (Example 0
-    # is read by both to check shapes; grain reads a few batches ahead.)
-    read = [set(r["read"]) - {0} for r in reports]
+    # Each process read only its own rows of every batch: disjoint halves. (The first
+    # examples are read by both, as the recipe's validation reads them to check shapes
+    # and token and label ranges; grain reads a few batches ahead.)
+    checked = set(range(CHECKED_EXAMPLES))
+    read = [set(r["read"]) - checked for r in reports]
     assert not read[0] & read[1]
     for p in range(2):
         must, may = _indices(p)
-        assert set(must) - {0} <= read[p] <= set(may)
+        assert set(must) - checked <= read[p] <= set(may) | checked
+        assert len(read[p]) > 4 * CHECKED_EXAMPLES  # most of the run's rows are checked here
     assert_same_run(out / "full", out / "single")
     meta = json.loads((out / "full" / "checkpoint.eqx").open("rb").readline())
     assert meta["process_count"] == 2
