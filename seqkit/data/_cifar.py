@@ -30,7 +30,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, FileCheck, one_line
+from ._files import DataError, FileCheck, archive_or_folder, one_line
 from ._index import check_index
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -267,23 +267,15 @@ def check_cifar_files(data_dir: str | os.PathLike | None = None) -> list[FileChe
     folder = os.path.join(data_dir, FOLDER)
     if not os.path.isdir(folder) and any(os.path.isfile(os.path.join(data_dir, b)) for b in BATCHES):
         folder = data_dir
-    try:
-        with open(archive, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-    except OSError:
-        gz = False
     missing = [b for b in BATCHES if not os.path.isfile(os.path.join(folder, b))]
-    batches = f"{{{', '.join(BATCHES)}}}"
-    note = f"the CIFAR-10 python archive ({ARCHIVE_URL}), read in place"
-    lacks = ""
-    if 0 < len(missing) < len(BATCHES):
-        lacks = f"; lacks {', '.join(missing)}"
-        if gz:  # an incomplete folder is read first, and refused
-            gz, note = False, f"{note}; not used while the incomplete folder below is there"
-    return [
-        FileCheck(archive, gz, note),
-        FileCheck(folder, not missing, f"or that archive extracted: {FOLDER}/{batches}{lacks}"),
-    ]
+    return archive_or_folder(
+        archive,
+        f"the CIFAR-10 python archive ({ARCHIVE_URL}), read in place",
+        folder,
+        missing,
+        len(BATCHES),
+        f"or that archive extracted: {FOLDER}/{{{', '.join(BATCHES)}}}",
+    )
 
 
 check_files = check_cifar_files  # the name `seqkit data check` looks up in each reader module

@@ -88,3 +88,25 @@ class FileCheck(NamedTuple):
     path: str
     present: bool
     note: str
+
+
+def archive_or_folder(
+    archive: str, archive_note: str, folder: str, missing: list[str], parts: int, folder_note: str
+) -> list[FileCheck]:
+    """The two alternatives of a downloaded corpus, as `seqkit data check` reports them.
+
+    The archive counts as present when it starts as a gzip file does (not read
+    further); the extracted folder when none of its `parts` is in `missing`. A
+    folder holding some parts but not all is read first (and refused), so the
+    archive does not count while it is there; the folder's note lists what it lacks.
+    """
+    try:
+        with open(archive, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+    except OSError:
+        gz = False
+    if 0 < len(missing) < parts:
+        folder_note = f"{folder_note}; lacks {', '.join(missing)}"
+        if gz:
+            gz, archive_note = False, f"{archive_note}; not used while the incomplete folder below is there"
+    return [FileCheck(archive, gz, archive_note), FileCheck(folder, not missing, folder_note)]

@@ -46,7 +46,7 @@ import numpy as np
 from seqkit._paths import expand_path
 
 from ._cifar import DataNotFoundError
-from ._files import DataError, FileCheck, one_line
+from ._files import DataError, FileCheck, archive_or_folder, one_line
 from ._index import check_index
 
 ARCHIVE = "aclImdb_v1.tar.gz"
@@ -288,24 +288,15 @@ def check_imdb_files(data_dir: str | os.PathLike | None = None) -> list[FileChec
     folder = os.path.join(data_dir, FOLDER)
     if not os.path.isdir(folder) and _is_folder(data_dir):
         folder = data_dir
-    try:
-        with open(archive, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-    except OSError:
-        gz = False
     missing = [f"{p}/{c}" for p in PARTS for c in CLASSES if not os.path.isdir(os.path.join(folder, p, c))]
-    note = f"the Large Movie Review Dataset archive ({ARCHIVE_URL}), read in place"
-    lacks = ""
-    if 0 < len(missing) < len(PARTS) * len(CLASSES):
-        lacks = f"; lacks {', '.join(missing)}"
-        if gz:  # an incomplete folder is read first, and refused
-            gz, note = False, f"{note}; not used while the incomplete folder below is there"
-    return [
-        FileCheck(archive, gz, note),
-        FileCheck(
-            folder, not missing, f"or the archive extracted: {LAYOUT} (read first when both are there){lacks}"
-        ),
-    ]
+    return archive_or_folder(
+        archive,
+        f"the Large Movie Review Dataset archive ({ARCHIVE_URL}), read in place",
+        folder,
+        missing,
+        len(PARTS) * len(CLASSES),
+        f"or the archive extracted: {LAYOUT} (read first when both are there)",
+    )
 
 
 check_files = check_imdb_files  # the name `seqkit data check` looks up in each reader module
