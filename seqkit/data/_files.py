@@ -40,36 +40,43 @@ def find_cache(data_dir: str, name: str, metadata: str, ours: Callable[[dict], b
         path = os.path.join(candidate, metadata)
         if not os.path.isfile(path):
             continue
-        try:
-            with open(path, "rb") as f:
-                meta = json.loads(f.read().decode("utf-8"))
-        except (ValueError, OSError):
-            return candidate
+        meta = _json_or_none(path)  # None: unreadable, for its reader to report
         if not isinstance(meta, dict) or ours(meta):
             return candidate
     return None
 
 
-def other_cache(directory: str, metadata: str, kind: str, out_name: str) -> str | None:
-    """Why `directory` cannot take a `kind` cache, when its `metadata` file is another
-    dataset's (`{"kind": ...}`), or `None`. The generated caches share file names
-    (`metadata.json`, `{split}_labels.npy`), so writing one over another destroys it,
-    `--overwrite` or not; the reason names a directory to use instead
-    (`directory/out_name`)."""
-    path = os.path.join(directory, metadata)
+def _json_or_none(path: str) -> object:
+    """The JSON content of `path`, or `None` when it is missing or unreadable."""
     try:
         with open(path, "rb") as f:
-            meta = json.loads(f.read().decode("utf-8"))
+            return json.loads(f.read().decode("utf-8"))
     except (ValueError, OSError):
         return None
+
+
+def other_kind(meta: object, path: str, kind: str, out_name: str) -> str | None:
+    """Why the directory of the metadata file `path` cannot take a `kind` cache, when
+    its content `meta` is another dataset's (`{"kind": ...}`), or `None`. The
+    generated caches share file names (`metadata.json`, `{split}_labels.npy`), so
+    writing one over another destroys it, `--overwrite` or not; the reason names a
+    directory to use instead (`directory/out_name`)."""
     other = meta.get("kind") if isinstance(meta, dict) else None
     if not isinstance(other, str) or other == kind:
         return None
+    directory = os.path.dirname(path)
     return (
         f"{directory} holds a {other} cache ({path} has kind {other!r}), not a {kind} cache; "
         f"a {kind} cache there would replace its files: choose another directory, e.g. "
         f"{os.path.join(directory, out_name)}"
     )
+
+
+def other_cache(directory: str, metadata: str, kind: str, out_name: str) -> str | None:
+    """`other_kind` for the `metadata` file in `directory`, read here (for writers,
+    before they write there)."""
+    path = os.path.join(directory, metadata)
+    return other_kind(_json_or_none(path), path, kind, out_name)
 
 
 def one_line(e: BaseException) -> str:

@@ -76,7 +76,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, find_cache, one_line, other_cache, read_json_file
+from ._files import DataError, find_cache, one_line, other_cache, other_kind, read_json_file
 from ._index import check_index
 
 # Bumped whenever the tokens produced for a given (config, seed, split, index) change.
@@ -761,7 +761,7 @@ def read_listops_metadata(directory: str | os.PathLike) -> dict:
             f"`seqkit data listops --size N --out {directory}`"
         )
     meta = read_json_file(path, advice)
-    if reason := other_cache(directory, METADATA, "listops", "listops"):
+    if reason := other_kind(meta, path, "listops", "listops"):
         raise DataError(reason)  # no advice to overwrite: that would destroy the other cache
     splits = meta.get("splits") if isinstance(meta, dict) else None
     config = meta.get("config") if isinstance(meta, dict) else None

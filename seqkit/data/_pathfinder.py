@@ -44,7 +44,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, one_line, other_cache, read_json_file
+from ._files import DataError, one_line, other_cache, other_kind, read_json_file
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
 
@@ -807,7 +807,7 @@ def read_pathfinder_metadata(directory: str | os.PathLike) -> dict:
     meta = read_json_file(
         path, f"expected the metadata write_pathfinder writes; {_rewrite_advice(directory)}"
     )
-    if reason := other_cache(directory, METADATA, "pathfinder", "pathfinder"):
+    if reason := other_kind(meta, path, "pathfinder", "pathfinder"):
         raise DataError(reason)  # no advice to overwrite: that would destroy the other cache
     splits = meta.get("splits") if isinstance(meta, dict) else None
     sizes_ok = isinstance(splits, dict) and all(
