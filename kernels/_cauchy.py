@@ -11,7 +11,7 @@ from seqkit._typing import ArrayLike
 
 from ._cauchy_pallas import cauchy_pallas, unsupported as _pallas_unsupported
 from ._dispatch import Impl, backend, choose, resolving_auto
-from ._util import real_dtype
+from ._util import complex_of, real_dtype
 
 # Elements of one chunk's (batch, n, chunk) reciprocal tensor: bounds memory and
 # keeps a chunk's working set in cache (measured fastest near 2^19 on CPU).
@@ -159,7 +159,7 @@ def cauchy(
         )
     if z.ndim != 1:
         raise ValueError(f"expected z of shape (K,), got {z.shape}")
-    cdt = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
+    cdt = complex_of(dtype)
     if v.size == 0 or z.size == 0:  # no poles (a sum of nothing), points, vectors or batch
         return jnp.zeros((*v.shape[:-1], z.shape[0]), cdt)
     choice = choose(impl, "cauchy", functools.partial(_pallas_unsupported, cdt, chunk_size))

@@ -15,7 +15,7 @@ from seqkit._typing import ArrayLike
 
 from . import _dispatch
 from ._pallas_common import compiler_params, i32
-from ._util import make_complex, real_dtype, split_complex
+from ._util import complex_of, make_complex, real_dtype, split_complex
 
 # Time steps per chunk: the kernel's sequential loop runs over chunks, and the
 # steps of one chunk are unrolled, so their loads are issued ahead of the
@@ -59,7 +59,7 @@ def _unsupported(dtype, L: int, D: int, parts: int, chunk: int, platform: str) -
     (2 for complex) of `dtype` on `platform`, or `None`."""
     name = jnp.dtype(dtype).name
     # complex inputs are named as given: complex128, not their planes' float64
-    shown = {"float32": "complex64", "float64": "complex128"}.get(name, name) if parts == 2 else name
+    shown = complex_of(dtype).name if parts == 2 else name
     if platform == "gpu" and name not in _GPU_DTYPES:
         return f"dtype {shown} is not supported on GPU (supported: {', '.join(_GPU_DTYPES)}, complex64)"
     if platform == "tpu":

@@ -23,6 +23,11 @@ def real_dtype(*xs: Array):
     return dtype
 
 
+def complex_of(dtype) -> jnp.dtype:
+    """The complex dtype whose parts are the real `dtype` (float64: complex128, else complex64)."""
+    return jnp.dtype(jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64)
+
+
 def widest_dtype(*xs: Array):
     """The inputs' dtype for messages: the complex one where any input is complex
     (the inputs share one precision), else the real one."""
