@@ -90,11 +90,11 @@ def dss_kernel(
     - `dt`: `(H,)` step sizes.
     - `L`: kernel length.
     - `variant`: `"exp"` or `"softmax"`.
-    - `length`: the softmax's normalizing length `1 <= n <= L` (default `L`; outside
-      that range a concrete `n` is a `ValueError`, a traced one is clipped into it),
-      which may be a traced scalar: the taps `l < n` are then those of the length-`n` kernel (a
-      padded sequence with `n` real positions sees the kernel of the unpadded one);
-      the taps `l >= n` are unspecified.
+    - `length`: the softmax's normalizing length `1 <= n <= L` (default `L`), a Python
+      int (outside that range a `ValueError`) or a traced scalar (clipped into it):
+      the taps `l < n` are then those of the length-`n` kernel (a padded sequence
+      with `n` real positions sees the kernel of the unpadded one); the taps
+      `l >= n` are unspecified.
     - `impl`: the Vandermonde product's implementation, `"auto"`, `"xla"` or
       `"pallas"` (see `seqkit.kernels.vandermonde`).
 

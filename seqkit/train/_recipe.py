@@ -636,15 +636,16 @@ class Recipe:
                 raise RecipeError(
                     f"the {split} split has {len(sources[split])} examples; expected at least {need}"
                 )
-        example = np.asarray(sources["train"][0]["inputs"])
+        first = sources["train"][0]  # read once: shapes, labels and ranges
+        example = np.asarray(first["inputs"])
         if self.trainer.objective == "masked_patches":  # no labels: the patches are the targets
             try:
                 check_patch_inputs(example, self.data.name)
             except ValueError as e:
                 raise RecipeError(str(e)) from None
         else:
-            self._check_labels(example, np.asarray(sources["train"][0]["label"]))
-            self._check_ranges(sources["train"])
+            self._check_labels(example, np.asarray(first["label"]))
+            self._check_ranges(sources["train"], first)
         if self.trainer.objective == "trime_long":
             self._check_consecutive(sources)
         try:
@@ -654,12 +655,12 @@ class Recipe:
             # Python int) cannot be traced: build the model for real instead.
             self.build_model(example, key=jr.key(0))
 
-    def _check_ranges(self, source: Any) -> None:
+    def _check_ranges(self, source: Any, first: Mapping[str, Any]) -> None:
         """Token ids within `data.vocab_size` and labels within `data.n_classes`, on the
-        first `CHECKED_EXAMPLES` training examples (read by every process): an id past
-        the embedding table would be clamped by the gather, and training would run on
-        the wrong embeddings, silently."""
-        items = [source[i] for i in range(min(CHECKED_EXAMPLES, len(source)))]
+        first `CHECKED_EXAMPLES` training examples (read by every process; `first`, the
+        example 0 already read): an id past the embedding table would be clamped by
+        the gather, and training would run on the wrong embeddings, silently."""
+        items = [first, *(source[i] for i in range(1, min(CHECKED_EXAMPLES, len(source))))]
         checks = (
             ("inputs", "token ids", "data.vocab_size", self.data.vocab_size),
             ("label", "labels", "data.n_classes", self.data.n_classes),
