@@ -32,7 +32,11 @@ def _layout(A: Array, B: Array) -> bool:
 
 def _operands(A: Any, B: Any, dt: Any) -> tuple[Array, Array, Array, bool]:
     """`A`, `B` and `dt` in one inexact dtype (the promotion of `A`'s and `B`'s, so a
-    float64 `Δ` is not rounded to a float32 `B`), and the layout of `A`."""
+    float64 `Δ` is not rounded to a float32 `B`), and the layout of `A`. A Python
+    number `dt` (`1` as well as `1.0`) is a step in that dtype; integer arrays are
+    refused."""
+    if isinstance(dt, (int, float)) and not isinstance(dt, bool):
+        dt = float(dt)
     A, B, dt = jnp.asarray(A), jnp.asarray(B), jnp.asarray(dt)
     for name, v in (("A", A), ("B", B), ("dt", dt)):
         if not jnp.issubdtype(v.dtype, jnp.inexact):
@@ -47,7 +51,9 @@ def _eye_like(A: Array) -> Array:
 
 
 def discretize_bilinear(
-    A: Inexact[ArrayLike, "..."], B: Inexact[ArrayLike, "... n"], dt: Inexact[ArrayLike, "..."]
+    A: Inexact[ArrayLike, "..."],
+    B: Inexact[ArrayLike, "... n"],
+    dt: Inexact[ArrayLike, "..."] | float | int,
 ) -> tuple[ArrayLike, Array]:
     """Bilinear (Tustin) discretization.
 
@@ -57,7 +63,8 @@ def discretize_bilinear(
 
     - `A`: diagonal `(..., n)` (same shape as `B`) or dense `(..., n, n)`.
     - `B`: `(..., n)`.
-    - `dt`: step sizes broadcastable against the batch dimensions `...`.
+    - `dt`: step sizes broadcastable against the batch dimensions `...` (an array, or
+      a Python number for one step everywhere).
 
     **Returns:** `(A_bar, B_bar)` with the shapes of `A` and `B`.
     """
@@ -73,7 +80,9 @@ def discretize_bilinear(
 
 
 def discretize_zoh(
-    A: Inexact[ArrayLike, "..."], B: Inexact[ArrayLike, "... n"], dt: Inexact[ArrayLike, "..."]
+    A: Inexact[ArrayLike, "..."],
+    B: Inexact[ArrayLike, "... n"],
+    dt: Inexact[ArrayLike, "..."] | float | int,
 ) -> tuple[ArrayLike, Array]:
     """Zero-order-hold discretization.
 

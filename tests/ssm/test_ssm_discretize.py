@@ -85,3 +85,15 @@ def test_discretize_keeps_float64_step_with_a_float32_input_vector(x64):
         assert B_bar.dtype == jnp.complex128
         np.testing.assert_allclose(A_bar, ref_A, rtol=1e-15)
         np.testing.assert_allclose(B_bar, ref_B, rtol=1e-15)
+
+
+def test_discretize_takes_a_python_int_step():
+    """`dt=1` is the step 1.0 (a Python number takes the operands' dtype), while an
+    integer array stays refused (above)."""
+    lam = jnp.asarray([-1.0 + 2j, -0.5 + 1j], jnp.complex64)
+    B = jnp.asarray([1.0 + 0j, 2.0 - 1j], jnp.complex64)
+    for f in (discretize_zoh, discretize_bilinear):
+        got, want = f(lam, B, 1), f(lam, B, 1.0)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype == jnp.complex64
+            np.testing.assert_array_equal(g, w)
