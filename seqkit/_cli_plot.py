@@ -10,6 +10,7 @@ optional (the `bench` extra); it is imported only here.
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,9 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 SWEEP_CONFIG = "sweep_config.json"
 DEFAULT_OUT = "plot.png"
+_LEGEND_INSIDE = 8  # more runs than this: the legend sits beside the panels
+_LEGEND_ROWS = 30  # entries per legend column beside the panels
+_LEGEND_WIDTH = 3.6  # inches of figure width per legend column beside the panels
 _INSTALL = 'matplotlib is not installed; pip install "seqkit[bench]" (or ".[bench]" in a checkout)'
 
 
@@ -101,10 +105,23 @@ def read_runs(run_dir: str | os.PathLike) -> list[tuple[str, list[dict[str, Any]
     return [(label, records)]
 
 
+def _colors(n: int) -> list[Any]:
+    """`n` distinct colours: matplotlib's ten-colour cycle, or evenly spaced over a
+    colormap when there are more runs than it has colours."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    from matplotlib import colormaps
+
+    cmap = colormaps["turbo"]
+    return [cmap(0.05 + 0.9 * i / (n - 1)) for i in range(n)]
+
+
 def plot_runs(run_dirs: Sequence[str | os.PathLike], *, metric: str = "both") -> Any:
     """A matplotlib `Figure` of train `metric` against step, one line per run
     (per member of a sweep), with its validation records as points in the same
-    colour.
+    colour. The legend has one entry per run; with more than eight runs it sits
+    beside the panels (the figure widens for it) and the colours come from a
+    colormap, so no two runs share one.
 
     **Arguments:**
 
@@ -121,22 +138,36 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], *, metric: str = "both") ->
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
     metrics = ["loss", "accuracy"] if metric == "both" else [metric]
-    fig = Figure(figsize=(6.0 * len(metrics), 4.4), dpi=100)
+    many = len(runs) > _LEGEND_INSIDE  # the legend goes beside the panels, not over the curves
+    width = 6.0 * len(metrics) + (_LEGEND_WIDTH * math.ceil(len(runs) / _LEGEND_ROWS) if many else 0.0)
+    fig = Figure(figsize=(width, 4.4), dpi=100)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    colors = _colors(len(runs))
+    handles: dict[str, Any] = {}  # one legend entry per run: its train line (val points if none)
     for ax, name in zip(axes, metrics, strict=True):
-        for i, (label, records) in enumerate(runs):
-            color = f"C{i % 10}"
+        for (label, records), color in zip(runs, colors, strict=True):
             for split, style in (("train", dict(linestyle="-")), ("val", dict(linestyle="none", marker="o"))):
                 pts = [(r["step"], r[name]) for r in records if r.get("split") == split and name in r]
                 if pts:
                     xs, ys = zip(*pts, strict=True)
                     tag = label if split == "train" else f"{label} val"
-                    ax.plot(xs, ys, color=color, label=tag, linewidth=1.3, markersize=4, **style)
+                    (line,) = ax.plot(xs, ys, color=color, label=tag, linewidth=1.3, markersize=4, **style)
+                    handles.setdefault(label, line)
         ax.set_xlabel("step")
         ax.set_ylabel(name)
         ax.set_title(f"{name} (line: train, points: val)", fontsize=9)
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend = dict(handles=list(handles.values()), labels=list(handles), frameon=False)
+    if many:
+        axes[-1].legend(
+            **legend,
+            fontsize=6,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            ncol=math.ceil(len(runs) / _LEGEND_ROWS),
+        )
+    else:
+        axes[0].legend(**legend, fontsize=7)
     fig.tight_layout()
     return fig
 

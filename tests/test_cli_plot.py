@@ -163,3 +163,40 @@ def test_unwritable_output_is_one_line_with_exit_code_2(tmp_path, capsys):
     assert cli.main(["plot", *dirs, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seqkit plot: error: ") and err.count("\n") == 1 and str(out) in err
+
+
+def test_many_runs_get_one_legend_entry_each_beside_the_panels_in_distinct_colours(tmp_path):
+    """A sweep of 12 members: twelve legend entries (train lines, not val points),
+    the legend outside the panels, the figure widened for it, no colour repeated."""
+    d = tmp_path / "sweep"
+    d.mkdir()
+    (d / "sweep_config.json").write_text(json.dumps({"grid": {"optimizer.lr": [0.1, 0.2]}}))
+    log = MetricsLog(d / "metrics.jsonl")
+    for member in range(12):
+        for step in (1, 2):
+            for split in ("train", "val"):
+                log.write(
+                    {
+                        "step": step,
+                        "split": split,
+                        "member": member,
+                        "loss": 1.0 / (step + member),
+                        "accuracy": 0.5,
+                        "optimizer.lr": 0.1 * member,
+                        "seed": 0,
+                    }
+                )
+    fig = plot_runs([str(d)])
+    assert tuple(fig.get_size_inches()) == (12.0 + 3.6, 4.4)
+    assert fig.axes[0].get_legend() is None
+    legend = fig.axes[1].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == [f"{d} member {m} (optimizer.lr={0.1 * m}, seed=0)" for m in range(12)]
+    assert legend.get_bbox_to_anchor().x0 > fig.axes[1].get_window_extent().x1  # right of the panel
+    colors = [tuple(np.round(line.get_color(), 6)) for line in fig.axes[0].get_lines()[::2]]
+    assert len(set(colors)) == 12
+    few = plot_runs(write_runs(tmp_path))  # two runs: the legend inside the first panel
+    assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == [
+        f"{tmp_path / 'run_a'} (s4-pathfinder, smoke)",
+        str(tmp_path / "run_b"),
+    ]
