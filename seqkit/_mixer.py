@@ -52,6 +52,20 @@ class AbstractMixer(eqx.Module):
         **Returns:** `(L, d_model)`.
         """
 
+    @property
+    def length_dependent(self) -> bool:
+        """Whether an output at position `t` depends on the sequence's length `L`
+        (the parallel call's, or the `L` given to `init_state`), not only on the
+        inputs: True for DSS's softmax kernel, normalized over `L`. Such a mixer can
+        be causal in its inputs, and trained as a language model at a fixed length,
+        but its outputs on a prefix are not the first rows of its outputs on the
+        whole sequence, so [`seqkit.nn.generate`][] refuses it. Mixers that hold
+        others report theirs."""
+        subs = jax.tree.leaves(
+            [getattr(self, f.name) for f in _fields(self)], is_leaf=lambda n: isinstance(n, AbstractMixer)
+        )
+        return any(m.length_dependent for m in subs if isinstance(m, AbstractMixer))
+
     def ssm_parameters(self) -> tuple:
         """The leaves of this module that are "SSM parameters": trained at their own
         (smaller) learning rate and without weight decay, following the S4, S4D, DSS

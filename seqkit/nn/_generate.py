@@ -27,6 +27,13 @@ def _check_language_model(model: SequenceModel | PerceiverAR) -> None:
         raise ValueError(
             f"generate needs a head with one logit per token of the vocabulary (n_classes={vocab}), got {out}"
         )
+    if model.length_dependent:
+        raise ValueError(
+            "generate needs a model whose logits at a position depend only on the tokens up to it; "
+            "this one has a length-dependent mixer (DSS's softmax kernel, normalized over the whole "
+            "sequence length), so the number of tokens asked for would change the earlier ones' "
+            "distribution: use DSS's variant='exp' (GSS's default) for a model that generates"
+        )
     if model.pooling not in ("none", "last"):
         raise ValueError(
             "generate needs next-token logits at every position: pool='none' (or 'last'), "
@@ -184,6 +191,12 @@ def generate(
                 f"expected prompt tokens in 0..{vocab - 1} (the model's vocabulary), got tokens "
                 f"from {low} to {high}"
             )
+    else:  # under vmap or jit: the same check when the computation runs
+        prompt = eqx.error_if(
+            prompt,
+            jnp.any((prompt < 0) | (prompt >= vocab)),
+            f"generate: expected prompt tokens in 0..{vocab - 1} (the model's vocabulary)",
+        )
     # The model reads the prompt and every new token but the last, which it predicts.
     total = prompt.shape[0] + n - 1
     if model.max_length is not None and total > model.max_length:

@@ -106,6 +106,13 @@ class PerceiverAR(eqx.Module):
         ke, kp, kc, kf, km, kb, kh = jr.split(key, 7)
         if not isinstance(mixer, Sequence):
             mixers = [mixer(i, k) for i, k in enumerate(jr.split(km, n_layers))]
+        for i, m in enumerate(mixers):
+            if not getattr(m, "causal", False):
+                raise ValueError(
+                    f"latent layer {i}: expected a causal mixer (a latent must not see later "
+                    f"latents, or training reads the tokens it predicts), got {type(m).__name__} "
+                    f"with causal={getattr(m, 'causal', None)}"
+                )
         self.embedding = eqx.nn.Embedding(vocab_size, d_model, key=ke)
         self.position_table = 0.02 * jr.normal(kp, (max_length, d_model))
         self.cross_norm = eqx.nn.LayerNorm(d_model)

@@ -75,6 +75,8 @@ class SequenceModel(eqx.Module):
     `(max_length, d_model)` table initialized `N(0, 0.02²)` (LRA's
     `AddPositionEmbs` with `learn_pos_emb`). With `pool="cls"` the class token
     takes position 0 and the inputs take positions `1..L`, as in the LRA code.
+    With a padding `mask`, the real tokens are numbered in order and padded ones
+    are skipped, so left-padded input gets the unpadded input's positions.
     The default `"none"` adds nothing.
 
     `mixer` is either a list of mixers (one per layer) or a factory
@@ -164,7 +166,8 @@ class SequenceModel(eqx.Module):
         - `ffn_mult`: FFN width multiple in every block; 0 means no FFN.
         - `ffn_activation`: the FFN's activation (`"gelu"`, `"silu"` or `"relu"`).
         - `pool`: `"mean"`, `"last"`, `"cls"` (a learned token prepended at position
-          0), or `"none"` (no pooling: per-position outputs, e.g. a language model).
+          0; at least one mixer must be bidirectional), or `"none"` (no pooling:
+          per-position outputs, e.g. a language model).
         - `positions`: `"none"` (default), `"sinusoidal"` or `"learned"` position
           embeddings added to the encoded inputs.
         - `max_length`: the most positions a call may have (the class token
@@ -217,6 +220,12 @@ class SequenceModel(eqx.Module):
                 "training statistics mix all positions, so every position would see later tokens "
                 "while training; use norm='layer'"
             )
+        if pool == "cls" and all(getattr(m, "causal", False) for m in mixers):
+            raise ValueError(
+                "pool='cls' with only causal mixers: the class token comes first, and a causal "
+                "mixer shows position 0 only itself, so the logits would not depend on the input; "
+                "use pool='last' or 'mean', or a bidirectional mixer"
+            )
         if d_in is not None:
             self.encoder = eqx.nn.Linear(d_in, d_model, key=ekey)
         else:
@@ -252,6 +261,14 @@ class SequenceModel(eqx.Module):
         self.positions = positions
         self.max_length = None if positions == "none" else max_length
 
+    @property
+    def length_dependent(self) -> bool:
+        """Whether a mixer's outputs depend on the sequence length (see
+        [`seqkit.nn.AbstractMixer.length_dependent`][]): then `step` after
+        `init_state(L)` gives the rows of the parallel call on `L` positions, not
+        of the call on each prefix."""
+        return any(b.mixer.length_dependent for b in self.blocks)
+
     def position_embedding(self, positions: Int[Array, " n"]) -> Float[Array, "n d_model"]:
         """The vectors the model adds at the given positions, `(n, d_model)` (zeros
         with `positions="none"`). A learned table gives NaN beyond `max_length`."""
@@ -273,7 +290,11 @@ class SequenceModel(eqx.Module):
                 f"expected at most max_length={self.max_length} positions{cls} for "
                 f"positions={self.positions!r}, got {L}"
             )
-        h = h + self.position_embedding(jnp.arange(L)).astype(h.dtype)
+        if mask is None:
+            positions = jnp.arange(L)
+        else:  # real positions count real tokens only, so padding anywhere changes nothing
+            positions = jnp.maximum(jnp.cumsum(mask, dtype=jnp.int32) - 1, 0)
+        h = h + self.position_embedding(positions).astype(h.dtype)
         if mask is not None:  # padded positions stay zero, as without positions
             h = jnp.where(mask[:, None], h, jnp.zeros_like(h))
         return h
@@ -394,7 +415,9 @@ class SequenceModel(eqx.Module):
     ) -> tuple[Float[Array, " n_classes"], SequenceModelState]:
         """One position of recurrent mode: the logits of the prefix seen so far.
 
-        Equal to calling the model (in inference mode) on that prefix: with
+        Equal to calling the model (in inference mode) on that prefix (for a
+        `length_dependent` model, the parallel call on the `L` positions given to
+        `init_state`, row by row): with
         `pool="last"` the head reads the newest position, with `pool="mean"` the
         running mean; with `pool="none"` they are the newest position's row of the
         parallel call's `(L, n_classes)` output. BatchNorm uses its running statistics; position embeddings

@@ -251,6 +251,11 @@ class DSS(AbstractSSMCore):
             C = W / Lambda
         return per_direction(A_bar, B_bar, C if self.bidirectional else C[None], self.D)
 
+    @property
+    def length_dependent(self) -> bool:
+        """True for the softmax kernel, normalized over the sequence length."""
+        return self.variant == "softmax"
+
     def init_state(self, L: int | None = None) -> SSMState | DSSSoftmaxState:
         """A zero state for recurrent mode (causal cores only).
 

@@ -141,6 +141,34 @@ def test_sampled_generation_is_reproducible_and_vmaps():
     assert both.shape == (2, 6)
 
 
+def test_generation_refuses_a_length_dependent_mixer(x64):
+    """DSS's softmax kernel is normalized over the whole length: row t of the
+    parallel model on L positions is not its last row on the prefix of t + 1, so
+    generate, which promises the latter, refuses models with it."""
+    softmax = {
+        "dss": snn.DSSConfig(variant="softmax", state_size=8, bidirectional=False),
+        "gss": snn.GSSConfig(causal=True, state_size=16, variant="softmax"),
+    }
+    x = jr.randint(jr.key(1), (12,), 0, V)
+    for name, config in softmax.items():
+        model, state = _lm(config)
+        assert model.length_dependent
+        assert not _lm(CAUSAL["gss"])[0].length_dependent  # the exp kernel
+        whole, prefix = model(x, state)[0][5], model(x[:6], state)[0][-1]
+        assert float(jnp.max(jnp.abs(whole - prefix))) > 1e-4, name
+        with pytest.raises(ValueError, match="length-dependent mixer .*variant='exp'"):
+            snn.generate(model, jnp.array([1, 2]), 3, temperature=0, state=state)
+
+
+def test_generate_checks_a_traced_prompt():
+    """Under vmap the prompt is traced: the vocabulary check runs with the computation."""
+    model, state = _lm(CAUSAL["s4d"], dtype=jnp.float32)
+    run = jax.vmap(lambda p: snn.generate(model, p, 2, temperature=0, state=state))
+    assert run(jnp.array([[1, 2, 10], [0, 3, 4]])).shape == (2, 2)
+    with pytest.raises(Exception, match=r"prompt tokens in 0..10"):
+        jax.block_until_ready(run(jnp.array([[1, 2, 50], [0, 3, 4]])))
+
+
 def test_generate_errors():
     model, state = _lm(CAUSAL["s4d"], dtype=jnp.float32)
     with pytest.raises(ValueError, match=r"prompt of integer tokens of shape \(P,\)"):

@@ -145,3 +145,9 @@ def test_perceiver_ar_errors():
             vocab_size=V, d_model=D, n_latents=20, max_length=16, num_heads=2, n_layers=1,
             mixer=lambda i, k: sa.MultiHeadAttention(D, 2, causal=True, key=k), key=jr.key(0),
         )  # fmt: skip
+    # A bidirectional latent stack would let a latent read the tokens it predicts.
+    with pytest.raises(ValueError, match=r"latent layer 1: expected a causal mixer .*MultiHeadAttention"):
+        snn.PerceiverAR(
+            vocab_size=V, d_model=D, n_latents=4, max_length=16, num_heads=2, n_layers=2,
+            mixer=lambda i, k: sa.MultiHeadAttention(D, 2, causal=i == 0, key=k), key=jr.key(0),
+        )  # fmt: skip

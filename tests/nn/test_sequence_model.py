@@ -152,6 +152,29 @@ def test_token_inputs_ffn_cls_and_mixer_list(getkey):
     assert_close(inf(toks, state)[0], inf(toks, state, key=getkey())[0], rtol=0)
 
 
+def test_cls_pooling_needs_a_bidirectional_mixer(getkey):
+    """The class token comes first, and a causal mixer shows position 0 only itself:
+    with only causal mixers the logits could not depend on the input, so
+    SequenceModel and DualEncoder refuse it. One bidirectional mixer is enough."""
+    from seqkit.attention import MultiHeadAttention
+
+    d = 8
+    kw = dict(vocab_size=11, d_model=d, n_classes=3, pool="cls", key=getkey())
+    causal = [
+        snn.SSMLayer(S4D(d, 4, key=getkey()), key=getkey()),
+        MultiHeadAttention(d, 2, causal=True, key=getkey()),
+    ]
+    assert all(m.causal for m in causal)  # S4D's own default is causal
+    for cls in (snn.SequenceModel, snn.DualEncoder):
+        with pytest.raises(ValueError, match="pool='cls' with only causal mixers"):
+            cls(mixer=causal, **kw)
+    model, state = eqx.nn.make_with_state(snn.SequenceModel)(
+        mixer=[causal[0], MultiHeadAttention(d, 2, key=getkey())], **kw
+    )
+    a, b = (model(jr.randint(getkey(), (6,), 0, 11), state)[0] for _ in range(2))
+    assert float(jnp.max(jnp.abs(a - b))) > 1e-4  # the class token reads the input
+
+
 def test_causal_last_pooling_ignores_padding(getkey):
     d, L, pad = 8, 16, 5
 
@@ -349,15 +372,21 @@ def _mha(i, key):
 
 @pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
 @pytest.mark.parametrize("pool", ["mean", "cls"])
-def test_positions_keep_padding_invisible(x64, getkey, positions, pool):
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_positions_keep_padding_invisible(x64, getkey, positions, pool, side):
     """Padded and unpadded inputs give the same logits and BatchNorm statistics, for a
-    SequenceModel and a DualEncoder (whose documents share the table)."""
+    SequenceModel and a DualEncoder (whose documents share the table), with the
+    padding after the tokens or before them (real tokens keep positions 0..n-1)."""
     n_real, n_pad, vocab = 7, 5, 11
     L = n_real + n_pad + (pool == "cls")
     toks = jr.randint(getkey(), (2, 2, n_real), 1, vocab)  # (B, pair, L)
     junk = jr.randint(getkey(), (2, 2, n_pad), 0, vocab)
-    padded = jnp.concatenate([toks, junk], axis=-1)
-    mask = jnp.broadcast_to(jnp.arange(n_real + n_pad) < n_real, padded.shape)
+    real = jnp.arange(n_real + n_pad) < n_real
+    if side == "right":
+        padded = jnp.concatenate([toks, junk], axis=-1)
+    else:
+        padded, real = jnp.concatenate([junk, toks], axis=-1), real[::-1]
+    mask = jnp.broadcast_to(real, padded.shape)
     full = jnp.ones(toks.shape, bool)
     kwargs = dict(
         vocab_size=vocab, d_model=MHA_D, n_classes=3, n_layers=2, mixer=_mha, ffn_mult=2, norm="batch"
