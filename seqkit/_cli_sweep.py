@@ -48,7 +48,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     from seqkit.train import CheckpointError, RecipeError, init_distributed, override, sweep, sweep_table
     from seqkit.train._sweep import check_sweepable
 
-    out = expand_path(args.out or os.path.join("runs", f"sweep-{args.recipe}-{args.preset}"))
+    out = args.train_dir = expand_path(args.out or os.path.join("runs", f"sweep-{args.recipe}-{args.preset}"))
     try:
         # Launched as one of several processes (the JAX_* variables, or SLURM), join
         # them first, so that the sweep can refuse in every one of them.

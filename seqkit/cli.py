@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     from seqkit import recipes
     from seqkit.train import CheckpointError, RecipeError, init_distributed, override, train
 
-    out = expand_path(args.out or os.path.join("runs", f"{args.recipe}-{args.preset}"))
+    out = args.train_dir = expand_path(args.out or os.path.join("runs", f"{args.recipe}-{args.preset}"))
     try:
         # A process of a multi-process run joins it before anything starts JAX.
         init_distributed()
@@ -186,14 +186,23 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e))
     except KeyboardInterrupt:
         # a run's last checkpoint is whole (written atomically): nothing to clean up
-        message = "seqkit: interrupted; a run continues from its last checkpoint with --resume"
-        print(f"\n{message}", file=sys.stderr)
+        print(f"\n{_interrupted(getattr(args, 'train_dir', None))}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader went away (`seqkit recipes | head`): stop quietly, and keep
         # Python's exit-time flush of stdout from failing again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _interrupted(run_dir: str | None) -> str:
+    """What a Ctrl-C leaves: for `train` and `sweep` (which set `args.train_dir`),
+    whether the run directory has a checkpoint to resume from."""
+    if run_dir is None or not os.path.isdir(run_dir):
+        return "seqkit: interrupted"
+    if os.path.exists(os.path.join(run_dir, "checkpoint.eqx")):
+        return f"seqkit: interrupted; {run_dir} continues from its last checkpoint with --resume"
+    return f"seqkit: interrupted before the first checkpoint: nothing to resume in {run_dir}"
 
 
 if __name__ == "__main__":

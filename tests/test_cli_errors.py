@@ -311,8 +311,31 @@ def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_recipes", interrupted)
     assert cli.main(["recipes"]) == 130
     err = capsys.readouterr().err
-    assert "seqkit: interrupted; a run continues from its last checkpoint with --resume" in err
+    assert err.strip() == "seqkit: interrupted"
     assert "Traceback" not in err
+
+
+def test_an_interrupted_run_says_whether_it_can_resume(tmp_path, monkeypatch, capsys):
+    """`train` and `sweep` point to --resume only when their directory has a checkpoint."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("seqkit.train.train", interrupted)
+    monkeypatch.setattr("seqkit.train.sweep", interrupted)
+    for command in (["train", "s4-pathfinder"], ["sweep", "s4-pathfinder", "--grid", "optimizer.lr=0.1,0.2"]):
+        run = tmp_path / command[0]
+        run.mkdir()
+        argv = [*command, "--preset", "smoke", "--out", str(run), "--no-progress"]
+        assert cli.main(argv) == 130
+        assert capsys.readouterr().err.strip() == (
+            f"seqkit: interrupted before the first checkpoint: nothing to resume in {run}"
+        )
+        (run / "checkpoint.eqx").write_bytes(b"")
+        assert cli.main(argv) == 130
+        assert capsys.readouterr().err.strip() == (
+            f"seqkit: interrupted; {run} continues from its last checkpoint with --resume"
+        )
 
 
 def test_a_closed_pipe_stops_quietly():

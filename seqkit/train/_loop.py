@@ -1,6 +1,7 @@
 """The training loop: a jit-compiled pure step, evaluation, checkpoints, metrics."""
 
 import dataclasses
+import json
 import math
 import os
 import tempfile
@@ -66,7 +67,7 @@ def _loss_and_correct(logits, labels, mask=None):
     (language modeling: the next token), `(B, L)` against `(B, L, K)`, where an
     example's loss and accuracy are the means over its real positions (`mask`);
     logits for only the last `n < L` positions, `(B, n, K)`, score the last `n`
-    labels.
+    labels. A prediction whose logits are not all finite counts as wrong.
     """
     labels = labels.astype(jnp.int32)
     if (
@@ -86,7 +87,9 @@ def _loss_and_correct(logits, labels, mask=None):
             f"{logits.shape}" + ("; per-position labels need a model with pool='none'" if per_token else "")
         )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    # Logits with a NaN or infinity predict nothing: argmax would read them as class 0.
+    finite = jnp.all(jnp.isfinite(logits), axis=-1)
+    correct = ((jnp.argmax(logits, axis=-1) == labels) & finite).astype(jnp.float32)
     if labels.ndim == 2:
         w = jnp.ones(labels.shape, loss.dtype) if mask is None else mask.astype(loss.dtype)
         n = jnp.maximum(jnp.sum(w, axis=1), 1.0)
@@ -405,10 +408,52 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
                 f"{run_dir} holds a run of a different configuration ({config_differences(stored, new)}); "
                 "resume it with the same recipe, preset and --set"
             )
+    if not os.path.exists(ckpt_path):
+        new = _without_mesh(recipe_to_dict(recipe))
+        _check_no_checkpoint_files(
+            run_dir, CONFIG, RESULTS, lambda stored: _without_mesh(stored) == new, "--out", bar
+        )
     if resume and not os.path.exists(ckpt_path):
         # Restart scripts pass --resume every time: a first start is normal, a typo is visible.
         bar.notice(f"no checkpoint in {run_dir}: starting a fresh run")
     return _make_run_dir(run_dir, bar) if is_main_process() else False
+
+
+def _check_no_checkpoint_files(
+    run_dir: str,
+    config_name: str,
+    results_name: str,
+    same_config: Callable[[Any], bool],
+    option: str,
+    bar: Progress,
+) -> None:
+    """`run_dir` has no checkpoint, and a new run will write `config_name`, the
+    metrics log and `results_name` in it. Refuse when it already holds any of them,
+    unless they are a start of this same configuration stopped before its first
+    checkpoint (nothing to lose): a finished run whose checkpoint was removed, or
+    another run's or the user's files, are never written over unasked."""
+    present = [n for n in (config_name, METRICS, results_name) if os.path.isfile(os.path.join(run_dir, n))]
+    if not present:
+        return
+    if results_name not in present and config_name in present:
+        stored = _json_or_none(os.path.join(run_dir, config_name))
+        if stored is not None and same_config(stored):
+            bar.notice(
+                f"{run_dir} holds a start of this run stopped before its first checkpoint: starting again"
+            )
+            return
+    raise RecipeError(
+        f"{run_dir} holds {', '.join(present)} but no {CHECKPOINT}: nothing to resume, and a new "
+        f"run would write over them; remove them or choose another {option}"
+    )
+
+
+def _json_or_none(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _without_mesh(config: Any) -> Any:

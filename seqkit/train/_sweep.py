@@ -25,6 +25,7 @@ from ._logging import MetricsLog, Progress, TrainWindow
 from ._loop import (
     CHECKPOINT,
     METRICS,
+    _check_no_checkpoint_files,
     _default_batches,
     _discard_unstarted,
     _eval_batch,
@@ -467,7 +468,18 @@ def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: 
                 f"{run_dir} holds a sweep of {saved.get('members')} members, this one has "
                 f"{config['members']}; resume it with the same --grid and --seeds"
             )
-        if (saved.get("grid"), saved.get("seeds")) != (config["grid"], config["seeds"]):
+        saved_grid = saved.get("grid")
+        if (
+            isinstance(saved_grid, dict)
+            and saved_grid == config["grid"]
+            and list(saved_grid) != list(config["grid"])
+        ):  # dict equality ignores order, but the order numbers the members
+            raise RecipeError(
+                f"{run_dir} holds a sweep over the same grid keys in another order "
+                f"({', '.join(saved_grid)}); the order of --grid numbers the members, so "
+                "resume it with the --grid options in that order"
+            )
+        if (saved_grid, saved.get("seeds")) != (config["grid"], config["seeds"]):
             raise RecipeError(
                 f"{run_dir} holds a sweep over another grid or seeds (grid {saved.get('grid')}, seeds "
                 f"{saved.get('seeds')}); resume it with the same --grid and --seeds"
@@ -478,6 +490,12 @@ def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: 
                 f"{run_dir} holds a sweep of a different configuration ({where}); "
                 "resume it with the same recipe, preset, --set and data mode"
             )
+    if not os.path.exists(ckpt_path):
+
+        def same(saved: Any) -> bool:
+            return saved == config and list(saved.get("grid") or {}) == list(config["grid"])
+
+        _check_no_checkpoint_files(run_dir, SWEEP_CONFIG, SWEEP, same, "--out", bar)
     if resume and not os.path.exists(ckpt_path):
         bar.notice(f"no checkpoint in {run_dir}: starting a fresh sweep")
     return _make_run_dir(run_dir, bar)
@@ -785,7 +803,7 @@ def _finish(
         }
         for m in members
     ]
-    finite = [r for r in rows if math.isfinite(r["val_accuracy"])]
+    finite = [r for r in rows if math.isfinite(r["val_accuracy"]) and math.isfinite(r["val_loss"])]
     best = max(finite, key=lambda r: r["val_accuracy"])["member"] if finite else None
     K = len(members)
     n_params = int(sum(x.size for x in jax.tree.leaves(eqx.filter(run.models, eqx.is_inexact_array)))) // K
@@ -822,7 +840,8 @@ def _fmt(v: Any) -> str:
 def sweep_table(results: Mapping[str, Any]) -> str:
     """The members of a sweep's results (`sweep.json`) as a text table: settings,
     final val and test accuracy, skipped updates; the best member (by val
-    accuracy) is marked `*` and named on the last line."""
+    accuracy, among members with a finite val loss) is marked `*` and named on
+    the last line."""
     keys = [*results["grid"], "seed"]
     head = ["member", *keys, "val acc", "test acc", "skipped"]
     rows = []

@@ -50,6 +50,19 @@ def test_per_position_loss_is_the_mean_over_real_positions():
         _loss_and_correct(logits[:, 0], labels)
 
 
+def test_nonfinite_logits_count_as_wrong_predictions():
+    """argmax reads a row with a NaN as class 0: such a row must not score a class-0
+    label as correct (a diverged model would score the share of class 0)."""
+    nan, inf = float("nan"), float("inf")
+    logits = np.array([[nan, 0.0, 0.0], [2.0, 0.0, 0.0], [inf, 0.0, 0.0], [0.0, nan, 5.0], [0.0, 3.0, 1.0]])
+    labels = np.array([0, 0, 0, 2, 1])
+    _, correct = _loss_and_correct(logits.astype(np.float32), labels)
+    np.testing.assert_array_equal(np.asarray(correct), [0, 1, 0, 0, 1])
+    # per position: the example's accuracy counts its finite, right rows only
+    _, correct = _loss_and_correct(logits[None].astype(np.float32), labels[None])
+    np.testing.assert_allclose(np.asarray(correct), [2 / 5])
+
+
 def test_lm_recipes_are_registered_with_smoke_presets():
     assert set(LM_RECIPES) == {
         "s4-lm", "gss-lm", "mega-lm", "transformer-lm", "transformer-trime-lm", "perceiver-ar-lm",

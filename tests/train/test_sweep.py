@@ -5,6 +5,7 @@ alone; bad grids are one-line errors that write nothing (library and CLI)."""
 import dataclasses
 import json
 import os
+import shutil
 
 import equinox as eqx
 import jax
@@ -342,6 +343,14 @@ def test_resume_with_another_grid_is_refused(study):
         st.sweep(study_recipe(), {**GRID, "optimizer.lr": [0.01, 0.1, 1e30]}, seeds=SEEDS, resume=True, **kw)
     with pytest.raises(st.RecipeError, match="another grid or seeds"):
         st.sweep(study_recipe(), GRID, seeds=[3, 5], resume=True, **kw)
+    # The same keys in another order number the members differently: member 1 would
+    # be (lr 0.03, dt_max 0.05) instead of (lr 0.01, dt_max 0.1).
+    swapped = dict(reversed(GRID.items()))
+    assert swapped == GRID and st.sweep_members(study_recipe(), swapped, seeds=SEEDS)[2].settings != (
+        st.sweep_members(study_recipe(), GRID, seeds=SEEDS)[2].settings
+    )
+    with pytest.raises(st.RecipeError, match=r"same grid keys in another order \(optimizer.lr, model"):
+        st.sweep(study_recipe(), swapped, seeds=SEEDS, resume=True, **kw)
     with pytest.raises(st.RecipeError, match="already holds a run"):
         st.sweep(study_recipe(), GRID, seeds=SEEDS, **kw)
     assert snapshot(run) == before
@@ -419,3 +428,18 @@ def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
     assert len(res["members"]) == 4 and res["steps"] == 2
     assert cli.main([*args, "--resume"]) == 0
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_sweep_without_its_checkpoint_is_not_written_over(study, tmp_path):
+    _, run = study
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    os.remove(copy / "checkpoint.eqx")
+    before = snapshot(copy)
+    kw = dict(
+        seeds=SEEDS, run_dir=copy, sources=sources(), batches=batches, per_member_data=True, progress=False
+    )
+    for resume in (False, True):
+        with pytest.raises(st.RecipeError, match="holds sweep_config.json, metrics.jsonl, sweep.json but no"):
+            st.sweep(study_recipe(), GRID, resume=resume, **kw)
+    assert snapshot(copy) == before

@@ -150,3 +150,35 @@ def test_trainer_kernels_setting_runs_the_pallas_kernels(tmp_path):
         np.testing.assert_allclose(results["pallas"][key], results["xla"][key], rtol=5e-4)
     with pytest.raises(st.RecipeError, match="trainer.kernels"):
         st.override(tiny_recipe(steps=2), ["trainer.kernels=cuda"])
+
+
+def test_files_without_a_checkpoint_are_not_written_over(tmp_path, capsys):
+    """A directory with no checkpoint but a run's files (a finished run whose
+    checkpoint was removed, the user's own config.json) is refused and left as it
+    was; a start of this same run that stopped before its first checkpoint starts
+    again."""
+    recipe = replace_trainer(tiny_recipe(), steps=2, eval_every=100, checkpoint_every=100)
+    kw = dict(sources=sources(), batches=batches, progress=False)
+    done = tmp_path / "done"
+    st.train(recipe, done, **kw)
+    os.remove(done / "checkpoint.eqx")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.json").write_text('{"mine": 1}')
+    for run, present in ((done, "config.json, metrics.jsonl, results.json"), (user, "config.json")):
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        with pytest.raises(st.RecipeError, match=f"holds {present} but no checkpoint.eqx: nothing to resume"):
+            st.train(recipe, run, **kw)
+        with pytest.raises(st.RecipeError, match=f"{run} holds"):  # these files, or another configuration
+            st.train(recipe, run, resume=True, **kw)
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # A start of this run killed before its first checkpoint: its config and log only.
+    os.remove(done / "results.json")
+    res = st.train(recipe, done, progress=True, sources=sources(), batches=batches)
+    assert "stopped before its first checkpoint: starting again" in capsys.readouterr().err
+    assert res["steps"] == 2 and (done / "checkpoint.eqx").exists()
+    # ... but not another run's start
+    os.remove(done / "checkpoint.eqx")
+    os.remove(done / "results.json")
+    with pytest.raises(st.RecipeError, match="holds config.json, metrics.jsonl but no checkpoint.eqx"):
+        st.train(replace_trainer(recipe, seed=4), done, **kw)
