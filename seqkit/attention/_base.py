@@ -130,10 +130,18 @@ class AttentionHeads(eqx.Module):
         return finite_padding(x, mask), mask
 
     def check_step(self, x_t: Array) -> Array:
-        """One position's input as `(d_model,)`, or a ValueError."""
+        """One position's input as `(d_model,)`, or a ValueError. The state that
+        `init_state` makes holds the parameters' dtype, so a wider input (float32
+        into bfloat16 parameters) is refused rather than failing inside the update."""
         x_t = jnp.asarray(x_t)
         if x_t.shape != (self.d_model,):
             raise ValueError(f"expected a step input of shape ({self.d_model},), got {x_t.shape}")
+        dtype = self.proj.value.weight.dtype
+        if jnp.promote_types(x_t.dtype, dtype) != dtype:
+            raise ValueError(
+                f"expected a step input of the parameters' dtype {dtype} (the recurrent state's), "
+                f"got {x_t.dtype}; cast the input, or the parameters, to one dtype"
+            )
         return x_t
 
     def rate(self) -> float:

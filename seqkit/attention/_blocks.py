@@ -37,7 +37,7 @@ def gathered_block_attention(
     """Attention where query block `n` sees the key blocks `block_idx[n]`.
 
     The sequence is cut into `nb = ceil(L / b)` blocks of `b = block_size`
-    (the tail is padded and masked). Entries of `block_idx` outside
+    (the tail is padded and masked; a `block_size >= L` is one block of `L`). Entries of `block_idx` outside
     `[0, nb)` are ignored, and a block listed twice for the same query block
     counts once. Within the gathered keys, `allowed(qpos, kpos)` (broadcast
     integer positions) may restrict the pattern further; `causal` keeps
@@ -56,7 +56,9 @@ def gathered_block_attention(
     part be merged with attention over a disjoint key set.
     """
     L = q.shape[0]
-    b = block_size
+    # A block at least as long as the sequence is one block of L: the same positions
+    # and result, without padding (and memory) growing with the block size.
+    b = min(block_size, L)
     nb = num_blocks(L, b)
     Lp = nb * b
     idx = jnp.asarray(block_idx)

@@ -26,11 +26,21 @@ def elu_feature_map(x: Float[Array, "*b L d"]) -> Float[Array, "*b L d"]:
 
 def orthogonal_gaussian(key: PRNGKeyArray, m: int, d: int) -> Float[Array, "m d"]:
     """`m` random directions in `R^d`, orthogonal within each block of `d`, with
-    row norms distributed as those of `N(0, I_d)` vectors (Performer's ORFs)."""
+    row norms distributed as those of `N(0, I_d)` vectors (Performer's ORFs).
+
+    Each block is the `Q` of a Gaussian matrix's QR decomposition with its columns'
+    signs fixed by `R`'s diagonal, which makes it uniformly (Haar) distributed
+    (Mezzadri, "How to generate random matrices from the classical compact
+    groups", 2007): each row is then a uniformly random direction, as the
+    estimator `E[φ(q)·φ(k)] = exp(q·k/√d)` needs. A bare QR fixes the signs of
+    `R`'s diagonal instead, which biases the directions."""
     n_blocks = -(-m // d)
     kq, kn = jr.split(key)
-    blocks = [jnp.linalg.qr(jr.normal(k, (d, d)))[0].T for k in jr.split(kq, n_blocks)]
-    W = jnp.concatenate(blocks, axis=0)[:m]
+    G = jr.normal(kq, (n_blocks, d, d))
+    Q, R = jnp.linalg.qr(G)
+    signs = jnp.sign(jnp.diagonal(R, axis1=-2, axis2=-1))
+    Q = Q * jnp.where(signs == 0, 1.0, signs)[:, None, :]  # column j times sign(R_jj)
+    W = jnp.swapaxes(Q, -1, -2).reshape(n_blocks * d, d)[:m]
     norms = jnp.linalg.norm(jr.normal(kn, (m, d)), axis=-1)
     return W * norms[:, None]
 

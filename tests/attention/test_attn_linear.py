@@ -177,6 +177,20 @@ def test_orthogonal_features_are_orthogonal_in_blocks(getkey):
         assert np.allclose(G - np.diag(np.diag(G)), 0, atol=1e-4)
 
 
+def test_orthogonal_features_point_in_uniformly_random_directions():
+    """Each row of W must be marginally N(0, I_d) for E[φ(q)·φ(k)] = exp(q·k/√d):
+    for a unit vector u, E[exp(w·u)] = exp(1/2) along every axis, and a diagonal
+    entry is positive half the time (a bare QR makes W[0, 0] always negative and
+    misses exp(1/2) by 18% along the first axis)."""
+    d, n = 4, 20000
+    W = np.asarray(jax.vmap(lambda k: sa.orthogonal_gaussian(k, d, d))(jr.split(jr.key(5), n)), np.float64)
+    assert abs((W[:, 0, 0] > 0).mean() - 0.5) < 0.02  # 0.5 ± 5.7 standard errors
+    for axis in range(d):
+        vals = np.exp(W[:, :, axis]).ravel()  # exp(w·e_axis) over all rows and draws
+        err = vals.std() / np.sqrt(vals.size)
+        assert abs(vals.mean() - np.exp(0.5)) < 5 * err, (axis, vals.mean(), err)
+
+
 def test_kernelized_frequencies_are_learned(getkey):
     m = sa.KernelizedAttention(16, 2, num_features=8, key=getkey())
     x = jr.normal(getkey(), (7, 16))

@@ -73,3 +73,17 @@ def test_local_cache_is_bounded(getkey):
     block = sa.LocalAttention(D, H, causal=True, window_size=5, mode="block", key=getkey())
     assert sliding.init_state().k.shape == (H, 4, D // H)  # the last window_size - 1 positions
     assert block.init_state(1000).k.shape == (H, 5, D // H)
+
+
+@pytest.mark.parametrize("cls,opts", RECURRENT)
+def test_step_refuses_an_input_wider_than_its_state(getkey, cls, opts):
+    """The state holds the parameters' dtype: a float32 step into bfloat16
+    parameters is refused by name (the parallel call, which keeps no state,
+    promotes); a narrower input steps."""
+    m = cls(D, H, causal=True, key=getkey(), **opts)
+    half = jax.tree.map(lambda a: a.astype(jnp.bfloat16) if eqx.is_inexact_array(a) else a, m)
+    with jax.numpy_dtype_promotion("standard"):  # the suite runs with strict promotion
+        with pytest.raises(ValueError, match="parameters' dtype bfloat16 .*got float32"):
+            half.step(jnp.ones((D,), jnp.float32), half.init_state(4))
+        y, _ = m.step(jnp.ones((D,), jnp.bfloat16), m.init_state(4))
+    assert y.dtype == jnp.float32
