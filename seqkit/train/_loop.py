@@ -349,18 +349,30 @@ def train(
 
     **Returns:** the results dict (also written to `results.json`).
     """
-    recipe.validate()  # trainer.kernels among the rest, before it is used
+    _from_checkpoint(recipe, run_dir, resume).validate()  # trainer.kernels among the rest
     # `trainer.kernels` decides what every kernel's impl="auto" means while tracing.
     with use_impl(recipe.trainer.kernels):
         return _train(recipe, run_dir, resume=resume, progress=progress, sources=sources, batches=batches)
+
+
+def _from_checkpoint(recipe: Recipe, run_dir: str | os.PathLike, resume: bool) -> Recipe:
+    """The recipe that builds the model: on a resume from a checkpoint, without
+    `model.init_from` (the checkpoint holds every array, so the run it started from
+    is not read again, and may have moved)."""
+    if recipe.model.init_from is None or not resume:
+        return recipe
+    if not os.path.isfile(os.path.join(expand_path(run_dir), CHECKPOINT)):
+        return recipe
+    return dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, init_from=None))
 
 
 def _train(
     recipe: Recipe, run_dir: str | os.PathLike, *, resume, progress, sources, batches
 ) -> dict[str, Any]:
     run_dir = expand_path(run_dir)
+    builder = _from_checkpoint(recipe, run_dir, resume)
     srcs = dict(sources) if sources is not None else recipe.make_sources()
-    recipe.validate(srcs)
+    builder.validate(srcs)
     batches = batches if batches is not None else _default_batches()
     # One process of a multi-process run (the first) writes files and prints.
     bar = Progress(recipe.steps, enabled=progress, silent=not is_main_process())
@@ -372,7 +384,7 @@ def _train(
         mesh = make_mesh(recipe.trainer.mesh) if recipe.trainer.mesh_sizes() else None
         if mesh is not None:
             bar.message(describe_mesh(mesh))
-        model, state, optimizer, srcs = recipe.build(sources=srcs)
+        model, state, optimizer, srcs = builder.build(sources=srcs)
         run = _Run(model, state, optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
         run = _start_or_resume(recipe, run_dir, run, resume=resume, bar=bar)
         if mesh is not None:
@@ -739,8 +751,7 @@ def load_run(
             raise RecipeError(f"{run_dir} is not a run directory: {os.path.basename(p)} is missing")
     recipe = recipe_from_dict(read_json(config_path, "the run's configuration"))
     # The checkpoint holds every array: the run it started from is not read again.
-    fresh = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, init_from=None))
-    model, state, optimizer, srcs = fresh.build(sources=sources)
+    model, state, optimizer, srcs = _from_checkpoint(recipe, run_dir, True).build(sources=sources)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     (model, state, _), meta = load_checkpoint(ckpt_path, (model, state, opt_state))
     return recipe, model, state, srcs, meta

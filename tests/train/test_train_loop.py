@@ -182,3 +182,26 @@ def test_files_without_a_checkpoint_are_not_written_over(tmp_path, capsys):
     os.remove(done / "results.json")
     with pytest.raises(st.RecipeError, match="holds config.json, metrics.jsonl but no checkpoint.eqx"):
         st.train(replace_trainer(recipe, seed=4), done, **kw)
+
+
+def test_a_fine_tune_resumes_after_its_pretrained_run_moved(tmp_path, monkeypatch):
+    """The checkpoint holds every array: resuming a `model.init_from` run does not
+    read the pretrained run again, so moving it away does not strand the run."""
+    import dataclasses
+
+    # loading the pretrained run builds its recipe's sources: the fixture's, here
+    monkeypatch.setattr(st.Recipe, "make_sources", lambda self: sources())
+    kw = dict(sources=sources(), progress=False)
+    st.train(replace_trainer(tiny_recipe(), steps=5), tmp_path / "pre", batches=batches, **kw)
+    fine = tiny_recipe(seed=4)
+    fine = dataclasses.replace(fine, model=dataclasses.replace(fine.model, init_from=str(tmp_path / "pre")))
+    full = st.train(fine, tmp_path / "full", batches=batches, **kw)
+    with pytest.raises(Crash):
+        st.train(fine, tmp_path / "crashed", batches=crashing_batches(13), **kw)
+    os.rename(tmp_path / "pre", tmp_path / "moved")
+    with pytest.raises(st.RecipeError, match="model.init_from: no run directory"):
+        st.train(fine, tmp_path / "new", batches=batches, **kw)  # a fresh start needs it
+    resumed = st.train(fine, tmp_path / "crashed", resume=True, batches=batches, **kw)
+    for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps"):
+        assert resumed[k] == full[k], k
+    assert st.evaluate_run(tmp_path / "crashed", sources=sources())["test_accuracy"] == full["test_accuracy"]
