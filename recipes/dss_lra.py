@@ -33,7 +33,8 @@ Differences seqkit cannot express:
   SSM group, at Λ's 0.001.
 - DSS shares one Λ across channels and keeps separate Δ for Re and Im
   (`sep_dt_re_im`); seqkit's DSS has Λ per channel and one Δ. The code trains
-  the weights `W` (C·B) at 0.001 too; seqkit trains them at the base lr.
+  the weights `W` (C·B) at 0.001 too, without weight decay; seqkit trains them
+  at the base lr with the base weight decay (0.01 on ListOps and Image).
 - Image: dropout tied across positions in the code; element dropout here (0.2 on
   the DSS layer and on the residual). Pathfinder and Path-X pixels are normalized
   to [−1, 1] in the code, [0, 1] here. The IMDb vocabulary is characters seen ≥ 15

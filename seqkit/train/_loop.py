@@ -30,6 +30,7 @@ from ._trime import trime_batch_loss
 CHECKPOINT = "checkpoint.eqx"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+SWEEP_CONFIG = "sweep_config.json"  # what makes a directory a sweep's (seqkit.train.sweep)
 RESULTS = "results.json"
 
 
@@ -408,6 +409,10 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
         raise RecipeError(f"run directory {run_dir} is a file; expected a directory (or a new path)")
     ckpt_path = os.path.join(run_dir, CHECKPOINT)
     config_path = os.path.join(run_dir, CONFIG)
+    if os.path.isfile(os.path.join(run_dir, SWEEP_CONFIG)):
+        raise RecipeError(
+            f"{run_dir} holds a sweep ({SWEEP_CONFIG}), not a training run; choose another --out"
+        )
     if os.path.exists(ckpt_path) and not resume:
         raise RecipeError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
@@ -746,6 +751,11 @@ def load_run(
     ckpt_path = os.path.join(run_dir, CHECKPOINT)
     if not os.path.isdir(run_dir):
         raise RecipeError(f"no run directory at {run_dir}; expected the --out of a `seqkit train` run")
+    if os.path.isfile(os.path.join(run_dir, SWEEP_CONFIG)):
+        raise RecipeError(
+            f"{run_dir} is a sweep directory ({SWEEP_CONFIG}), not a `seqkit train` run; its results "
+            "are in sweep.json"
+        )
     for p in (config_path, ckpt_path):
         if not os.path.exists(p):
             raise RecipeError(f"{run_dir} is not a run directory: {os.path.basename(p)} is missing")

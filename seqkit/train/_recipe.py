@@ -55,6 +55,8 @@ def _check_bounds(value: Any, bounds: Mapping[str, float | int], where: str, tp:
         and ("above" not in bounds or value > bounds["above"])
         and ("below" not in bounds or value < bounds["below"])
     )
+    if isinstance(value, float) and not math.isfinite(value):  # inf passes a lower bound
+        raise RecipeError(f"{where}: expected a finite number {_range_text(bounds)}, got {value!r}")
     if not ok:
         kind = "an int" if tp is int or int in typing.get_args(tp) else "a number"
         raise RecipeError(f"{where}: expected {kind} {_range_text(bounds)}, got {value!r}")
@@ -622,6 +624,16 @@ class Recipe:
                 raise RecipeError(f"model.init_from: {e}") from None
         if self.steps < 1:
             raise RecipeError(f"the run needs at least one step, got {self.steps}")
+        sched = self.schedule
+        # The schedule is 0 from update total_steps on (from warmup_steps + 1 when the
+        # warmup is the longer, as in LRA's Retrieval settings).
+        last = sched.total_steps if sched.warmup_steps < sched.total_steps else sched.warmup_steps + 1
+        if self.steps > last:
+            raise RecipeError(
+                f"trainer.steps={self.steps} runs past the schedule (schedule.total_steps="
+                f"{sched.total_steps}, warmup_steps={sched.warmup_steps}): updates from {last + 1} on "
+                f"would train at learning rate 0; set schedule.total_steps={self.steps}"
+            )
         try:
             self.build_optimizer()
         except ValueError as e:

@@ -25,6 +25,7 @@ from ._logging import MetricsLog, Progress, TrainWindow
 from ._loop import (
     CHECKPOINT,
     METRICS,
+    SWEEP_CONFIG,
     _check_no_checkpoint_files,
     _default_batches,
     _discard_unstarted,
@@ -37,7 +38,6 @@ from ._loop import (
 from ._mesh import no_mesh
 from ._recipe import Recipe, RecipeError, config_differences, init_key, override, recipe_to_dict, step_key
 
-SWEEP_CONFIG = "sweep_config.json"
 SWEEP = "sweep.json"
 FIGURE = "sweep.png"
 

@@ -443,3 +443,16 @@ def test_a_sweep_without_its_checkpoint_is_not_written_over(study, tmp_path):
         with pytest.raises(st.RecipeError, match="holds sweep_config.json, metrics.jsonl, sweep.json but no"):
             st.sweep(study_recipe(), GRID, resume=resume, **kw)
     assert snapshot(copy) == before
+
+
+def test_a_sweep_directory_is_named_as_such_by_train_and_eval(study):
+    _, run = study
+    before = snapshot(run)
+    for resume in (False, True):
+        with pytest.raises(st.RecipeError, match=r"holds a sweep \(sweep_config.json\), not a training run"):
+            st.train(study_recipe(), run, resume=resume, sources=sources(), batches=batches, progress=False)
+    with pytest.raises(
+        st.RecipeError, match=r"is a sweep directory \(sweep_config.json\), not a `seqkit train` run"
+    ):
+        st.evaluate_run(run, sources=sources())
+    assert snapshot(run) == before

@@ -249,6 +249,19 @@ def test_mixer_override_errors(sets, message):
         (["model.mixers="], "model.mixers: expected at least one mixer, got none"),
         (["model.n_layers=0"], "model.n_layers: expected an int >= 1, got 0"),
         (["schedule.total_steps=0"], "schedule.total_steps: expected an int >= 1, got 0"),
+        (["optimizer.lr=inf"], "optimizer.lr: expected a finite number >= 0.0, got inf"),
+        (["optimizer.grad_clip=inf"], "optimizer.grad_clip: expected a finite number >= 0.0, got inf"),
+        # the cosine schedule is 0 from update total_steps on: later updates would be wasted
+        (
+            ["schedule.total_steps=30", "schedule.warmup_steps=3", "trainer.steps=31"],
+            "trainer.steps=31 runs past the schedule (schedule.total_steps=30, warmup_steps=3): "
+            "updates from 31 on would train at learning rate 0; set schedule.total_steps=31",
+        ),
+        # a warmup past the schedule's end (LRA's Retrieval) peaks at update warmup + 1
+        (
+            ["schedule.total_steps=5", "schedule.warmup_steps=8", "trainer.steps=10"],
+            "updates from 10 on would train at learning rate 0",
+        ),
         # PRNG keys and the batch order take 32-bit seeds: 2**32 would alias 0.
         (["trainer.seed=4294967296"], "trainer.seed: expected an int >= 0 and < 4294967296, got 4294967296"),
     ],
