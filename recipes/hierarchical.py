@@ -4,8 +4,9 @@ A hierarchical encoder reads a long document level by level
 ([`seqkit.nn.HierarchicalModel`][], `model.segments`): 2 Transformer blocks
 within each 64-byte segment, mean-pooled to one vector per segment; 2 blocks
 within each group of 8 segment vectors (512 bytes), pooled; 2 blocks over the
-8 remaining vectors, pooled into the document's vector, and a linear head. No
-block ever attends over more than 64 positions, however long the document.
+8 remaining vectors, pooled into the document's vector, and a linear head. At
+this length no block attends over more than 64 positions (the top level holds
+`L / 512` vectors: 64 up to 32K bytes).
 Every level adds sinusoidal position embeddings counted within its segment or
 group (the LRA Transformer's fixed embeddings on Text): attention and mean
 pooling alone would read each level as an unordered set.

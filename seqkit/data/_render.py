@@ -20,8 +20,11 @@ seqkit's renderer (`render_text`, `render_patches`):
   FreeType font embedded in Pillow ≥ 10.1, so the same on every install, with no
   file to find), laid out with Pillow's basic layout engine (no shaping library,
   so the pixels do not depend on whether one is installed). PIXEL renders with
-  PangoCairo and the Go Noto fonts (many scripts); this font covers Latin and a few
-  more, and draws a box for a character it lacks.
+  PangoCairo and the Go Noto fonts (many scripts); this font has the printable
+  ASCII characters and a few more marks (curly quotes, `…`, `°`, `·`), and draws
+  every other character, accented Latin letters (`é`, `ñ`, `ß`), Greek, Cyrillic
+  and most dashes included, as one and the same box: such text loses those
+  letters' identity (English prose and source code have few of them).
 - Pixel values: `1` is ink, `0` is background (white paper is 0), so padding, a
   patch of zeros, is blank paper; PIXEL draws black text on white.
 - One line: control characters (newlines, tabs, ...; Unicode category `Cc`) are

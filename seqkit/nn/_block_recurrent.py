@@ -74,8 +74,10 @@ class BlockRecurrent(AbstractRecurrentMixer):
 
     **Padding** (`mask` False): padded tokens are never attended to, by tokens or
     by the state, and a block of padding alone leaves the state and the previous
-    block as they were, so padding never changes a real output (whole blocks of it
-    in front give the unpadded sequence's outputs).
+    block as they were, so the padded values never change a real output. Padding
+    on the right, or whole blocks of it in front, gives the unpadded sequence's
+    outputs; other padding in front moves the block boundaries (blocks are cut at
+    `0, W, 2W, ...` of the padded sequence) and so changes them: pad on the right.
 
     **Step mode**: `init_state()` and `step(x_t, state)` keep the state, the
     previous block's keys and values and the current block's so far; `step`

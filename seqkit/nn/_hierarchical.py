@@ -83,7 +83,8 @@ class HierarchicalModel(eqx.Module):
           at every level, counted within each segment or group (attention alone
           cannot tell order: without them the model sees each level as a set).
         - `max_length`: the longest document; `positions="learned"` needs it to
-          size the last level's table (`max_length / (s_1 · ... · s_{K-1})`).
+          size the last level's table (`⌈max_length / (s_1 · ... · s_{K-1})⌉`
+          positions, the document padded to a multiple of the groups).
         - `key`: PRNG key.
         """
         segments = tuple(int(s) for s in segments)
@@ -91,7 +92,12 @@ class HierarchicalModel(eqx.Module):
             raise ValueError(f"expected segments of at least one positive size, got {list(segments)}")
         if positions == "learned" and max_length is None:
             raise ValueError("positions='learned' needs max_length (the longest document) to size its tables")
-        top = None if max_length is None else max(1, max_length // math.prod(segments))
+        if pool not in ("mean", "last"):
+            raise ValueError(
+                f"expected pool 'mean' or 'last' (how a segment becomes one vector), got {pool!r}"
+            )
+        # a document padded to a multiple of the groups, as the call needs: ceil
+        top = None if max_length is None else -(-max_length // math.prod(segments))
         lengths = (*segments, top)
         keys = jr.split(key, len(segments) + 2)
         levels = []

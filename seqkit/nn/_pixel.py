@@ -48,8 +48,8 @@ def span_mask(
     about `ratio` of them (PIXEL's span masking, Rust et al., ICLR 2023: `R = 0.25`,
     `S = 6`).
 
-    `real` marks the real patches, a prefix `j < n` (the rest padding; only its
-    count `n = Σ real` is read). The sampling, seqkit's own:
+    `real` marks the real patches, a prefix `j < n` (the rest padding; checked at
+    run time, with `equinox.error_if`). The sampling, seqkit's own:
 
     1. The budget `K = ⌊R·n + 1/2⌋`.
     2. For `t = 1..T` (`T = tries`, default `N`), in order: a length
@@ -77,6 +77,14 @@ def span_mask(
     if isinstance(max_span, bool) or not isinstance(max_span, int) or max_span < 1:
         raise ValueError(f"expected max_span a positive integer, got {max_span!r}")
     (N,) = real.shape
+    # the spans are drawn over positions 0..n-1: real patches elsewhere would never
+    # be hidden (padding in front: nothing hidden at all)
+    real = eqx.error_if(
+        real,
+        jnp.any(real[1:] & ~real[:-1]),
+        "span_mask: expected the real patches as a prefix (padding only after the text, as "
+        "seqkit's renderer makes it), got a real patch after a padding one",
+    )
     T = N if tries is None else int(tries)
     n = jnp.sum(real.astype(jnp.int32))
     budget = jnp.floor(n.astype(jnp.float32) * float(ratio) + 0.5).astype(jnp.int32)
@@ -234,7 +242,8 @@ def pixel_pretraining_loss(
     with `eqx.filter_value_and_grad(..., has_aux=True)`.
 
     **Arguments:** `model`; `state`; `patches`, float `(B, N, D)`; `real`, bool
-    `(B, N)`; `key`; `ratio`, `max_span` as for [`seqkit.nn.span_mask`][];
+    `(B, N)`, each row a prefix of real patches (padding after the text, as the
+    renderer makes it); `key`; `ratio`, `max_span` as for [`seqkit.nn.span_mask`][];
     `normalize` as for `masked_patch_loss`.
 
     **Returns:** `(loss, state)`.

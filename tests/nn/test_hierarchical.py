@@ -107,3 +107,15 @@ def test_hierarchy_errors():
         _model(segments=())
     with pytest.raises(ValueError, match="positions='learned' needs max_length"):
         _model(positions="learned")
+    with pytest.raises((ValueError, TypeError), match="pool"):  # the type checker or the constructor
+        _model(pool="cls")
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_max_length_counts_the_padding_to_a_whole_group(positions):
+    """A document of max_length = 20 tokens, padded to 24 (a multiple of 4 · 2) as
+    the call needs, runs: the top level holds ceil(20 / 8) = 3 positions."""
+    model, state = _model(positions=positions, max_length=20)
+    x = jnp.zeros((24,), jnp.int32).at[:20].set(jnp.arange(20) % V)
+    logits, _ = model(x, state, mask=jnp.arange(24) < 20)
+    assert logits.shape == (3,) and bool(jnp.all(jnp.isfinite(logits)))

@@ -50,6 +50,18 @@ def test_span_mask_hides_about_ratio_of_real_patches_in_short_spans():
     assert len({tuple(np.flatnonzero(r)) for r in hidden}) == len(hidden)  # the key matters
 
 
+def test_span_mask_needs_the_real_patches_first():
+    """Spans are drawn over positions 0..n-1: with padding in front no real patch
+    could be hidden, so such a mask is refused, eagerly and under vmap."""
+    padded_in_front = jnp.arange(16) >= 6
+    with pytest.raises(Exception, match="expected the real patches as a prefix"):
+        jax.block_until_ready(span_mask(jr.key(1), padded_in_front))
+    masks = jnp.stack([jnp.arange(16) < 10, padded_in_front])
+    with pytest.raises(Exception, match="expected the real patches as a prefix"):
+        jax.block_until_ready(jax.vmap(span_mask)(jr.split(jr.key(2), 2), masks))
+    assert 0 < int(span_mask(jr.key(1), jnp.arange(16) < 10).sum()) <= 3  # a prefix of 10: budget 3
+
+
 def test_span_mask_with_no_real_patch_hides_nothing():
     assert not span_mask(jr.key(1), jnp.zeros(16, bool)).any()
     with pytest.raises(ValueError, match="expected ratio in"):
