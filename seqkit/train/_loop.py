@@ -418,17 +418,17 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     if resume and os.path.exists(config_path):
-        stored = _without_mesh(read_json(config_path, "the run's configuration"))
-        new = _without_mesh(recipe_to_dict(recipe))
+        stored = _comparable_recipe(read_json(config_path, "the run's configuration"))
+        new = _comparable_recipe(recipe_to_dict(recipe))
         if stored != new:
             raise RecipeError(
                 f"{run_dir} holds a run of a different configuration ({config_differences(stored, new)}); "
                 "resume it with the same recipe, preset and --set"
             )
     if not os.path.exists(ckpt_path):
-        new = _without_mesh(recipe_to_dict(recipe))
+        new = _comparable_recipe(recipe_to_dict(recipe))
         _check_no_checkpoint_files(
-            run_dir, CONFIG, RESULTS, lambda stored: _without_mesh(stored) == new, "--out", bar
+            run_dir, CONFIG, RESULTS, lambda stored: _comparable_recipe(stored) == new, "--out", bar
         )
     if resume and not os.path.exists(ckpt_path):
         # Restart scripts pass --resume every time: a first start is normal, a typo is visible.
@@ -473,13 +473,22 @@ def _json_or_none(path: str) -> Any:
         return None
 
 
-def _without_mesh(config: Any) -> Any:
-    """A recipe's data less `trainer.mesh`: how a run executes, not what it computes,
-    so a run may resume on another mesh (and runs saved before the key existed match)."""
-    if isinstance(config, dict) and isinstance(config.get("trainer"), dict):
-        trainer = {k: v for k, v in config["trainer"].items() if k != "mesh"}
-        return {**config, "trainer": trainer}
-    return config
+# Where a run reads its data and how it executes, not what it computes: a run may
+# resume on another mesh, or after its data directory moved.
+_NOT_COMPARED = {"trainer": ("mesh",), "data": ("data_dir",)}
+
+
+def _comparable_recipe(config: Any) -> Any:
+    """A recipe's data less `trainer.mesh` and `data.data_dir` (`_NOT_COMPARED`), for
+    comparing a resumed run's settings with its saved ones (runs saved before a key
+    existed match too)."""
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    for section, keys in _NOT_COMPARED.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out
 
 
 def _make_run_dir(run_dir: str, bar: Progress) -> bool:

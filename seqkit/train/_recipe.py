@@ -212,7 +212,11 @@ class OptimizerConfig:
 
 @dataclasses.dataclass
 class ScheduleConfig:
-    """Linear warmup then cosine decay, stepped per optimizer step."""
+    """Linear warmup then cosine decay, stepped per optimizer step.
+
+    Update `t` (counted from 0) uses the rate `lr(t)`, so with a warmup the first
+    update has rate 0 (optax's convention); an update skipped for non-finite
+    gradients does not advance the schedule."""
 
     warmup_steps: int = _bounded(1000, lo=0)
     total_steps: int = _bounded(10000, lo=1)

@@ -27,6 +27,7 @@ from ._loop import (
     METRICS,
     SWEEP_CONFIG,
     _check_no_checkpoint_files,
+    _comparable_recipe,
     _default_batches,
     _discard_unstarted,
     _eval_batch,
@@ -448,6 +449,14 @@ def _sweep_config(recipe: Recipe, grid: dict[str, list[Any]], seeds: list[int], 
     }
 
 
+def _comparable(config: Any) -> Any:
+    """A sweep configuration less what its recipe may change on a resume (the data
+    directory), as for a training run."""
+    if isinstance(config, dict) and isinstance(config.get("recipe"), dict):
+        return {**config, "recipe": _comparable_recipe(config["recipe"])}
+    return config
+
+
 def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: Progress) -> bool:
     """Refuse to overwrite a run or to resume a different sweep; create the
     directory; remove temporaries of interrupted writes. Returns whether it was created."""
@@ -484,8 +493,8 @@ def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: 
                 f"{run_dir} holds a sweep over another grid or seeds (grid {saved.get('grid')}, seeds "
                 f"{saved.get('seeds')}); resume it with the same --grid and --seeds"
             )
-        if saved != config:
-            where = config_differences(saved, config)
+        if _comparable(saved) != _comparable(config):
+            where = config_differences(_comparable(saved), _comparable(config))
             raise RecipeError(
                 f"{run_dir} holds a sweep of a different configuration ({where}); "
                 "resume it with the same recipe, preset, --set and data mode"
@@ -493,7 +502,9 @@ def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: 
     if not os.path.exists(ckpt_path):
 
         def same(saved: Any) -> bool:
-            return saved == config and list(saved.get("grid") or {}) == list(config["grid"])
+            return _comparable(saved) == _comparable(config) and list(saved.get("grid") or {}) == list(
+                config["grid"]
+            )
 
         _check_no_checkpoint_files(run_dir, SWEEP_CONFIG, SWEEP, same, "--out", bar)
     if resume and not os.path.exists(ckpt_path):

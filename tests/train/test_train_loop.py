@@ -205,3 +205,18 @@ def test_a_fine_tune_resumes_after_its_pretrained_run_moved(tmp_path, monkeypatc
     for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps"):
         assert resumed[k] == full[k], k
     assert st.evaluate_run(tmp_path / "crashed", sources=sources())["test_accuracy"] == full["test_accuracy"]
+
+
+def test_a_run_resumes_after_its_data_directory_moved(tmp_path):
+    """data.data_dir says where the files are, not what is computed: a resume with
+    another one is accepted (a changed setting that is computed is not)."""
+    import dataclasses
+
+    recipe = replace_trainer(tiny_recipe(), steps=3, eval_every=100, checkpoint_every=100)
+    kw = dict(sources=sources(), batches=batches, progress=False)
+    done = st.train(recipe, tmp_path, **kw)
+    moved = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, data_dir="/elsewhere/data"))
+    assert st.train(moved, tmp_path, resume=True, **kw) == done
+    seeded = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, seed=9))
+    with pytest.raises(st.RecipeError, match=r"different configuration \(data.seed: 0 there, 9 here\)"):
+        st.train(seeded, tmp_path, resume=True, **kw)
