@@ -32,6 +32,7 @@ from ._loop import (
     _discard_unstarted,
     _eval_batch,
     _finished_results,
+    _from_checkpoint,
     _make_run_dir,
     _pad,
     _step_function,
@@ -580,7 +581,7 @@ def sweep(
     **Returns:** the content of `sweep.json`.
     """
     check_sweepable(recipe)
-    recipe.validate()
+    _from_checkpoint(recipe, run_dir, resume).validate()
     with use_impl(recipe.trainer.kernels):  # what impl="auto" means while tracing
         return _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_data, batches,
                       member_devices)  # fmt: skip
@@ -612,11 +613,14 @@ def _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_d
     seed_list = _seed_list(recipe, seeds)
     run_dir = expand_path(run_dir)
     srcs = dict(sources) if sources is not None else recipe.make_sources()
-    for r in {json.dumps(recipe_to_dict(m.recipe)): m.recipe for m in members}.values():
+    # What builds the members: on a resume from a checkpoint, without model.init_from
+    # (the checkpoint holds every array; the pretrained runs may have moved).
+    builders = [dataclasses.replace(m, recipe=_from_checkpoint(m.recipe, run_dir, resume)) for m in members]
+    for r in {json.dumps(recipe_to_dict(m.recipe)): m.recipe for m in builders}.values():
         r.validate()
-    members[0].recipe.validate(srcs)
+    builders[0].recipe.validate(srcs)
     example = np.asarray(srcs["train"][0]["inputs"])
-    _check_vmappable(members, grid_keys, example)
+    _check_vmappable(builders, grid_keys, example)
     batches = batches if batches is not None else _default_batches()
     config = _sweep_config(recipe, grid_values, seed_list, per_member_data)
     bar = Progress(recipe.steps, enabled=progress)
@@ -625,7 +629,7 @@ def _sweep(recipe, grid, seeds, run_dir, resume, progress, sources, per_member_d
         bar.notice(f"{run_dir} finished at step {done['steps']}: nothing to resume, nothing written")
         return done
     try:
-        models, states = _build_members(members, example)
+        models, states = _build_members(builders, example)
         run = _Sweep(models, states, _init_opt_states(members, models))
         run = _start_or_resume(run_dir, run, config, resume=resume, bar=bar)
         run = dataclasses.replace(run, **place.members((run.models, run.states, run.opt_states)))

@@ -17,6 +17,7 @@ from train_fixtures import (
     batches,
     crashing_batches,
     dies_writing,
+    replace_trainer,
     sources,
     tiny_recipe,
 )
@@ -268,6 +269,19 @@ def test_fine_tuning_sweep_starts_members_from_init_from(tmp_path, monkeypatch):
     mine = [r for r in records(tmp_path / "tuned", "train") if r["member"] == 1]
     for a, b in zip(mine, records(tmp_path / "solo", "train"), strict=True):
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    # Killed after its step-1 checkpoint, it resumes after the pretrained run moved:
+    # the checkpoint holds every array.
+    killed = tmp_path / "killed"
+    with pytest.raises(Crash):
+        st.sweep(
+            replace_trainer(tuned, checkpoint_every=1), grid, run_dir=killed, sources=sources(),
+            batches=crashing_batches(1), progress=False,
+        )  # fmt: skip
+    assert (killed / "checkpoint.eqx").exists()
+    os.rename(tmp_path / "pre", tmp_path / "moved")
+    again = st.sweep(replace_trainer(tuned, checkpoint_every=1), grid, run_dir=killed, resume=True, **kw)
+    for key in ("val_loss", "test_loss"):
+        np.testing.assert_allclose(again["members"][1][key], res["members"][1][key], rtol=1e-5, err_msg=key)
 
 
 def test_nonfinite_members_are_skipped_alone(study):
