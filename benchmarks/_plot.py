@@ -75,7 +75,9 @@ def series(rows: list[dict], name_key: str, x_key: str, y_key: str) -> dict:
 
 
 def save_rows(path: str, title: str, rows: list[dict]) -> None:
-    """Write a run's title and table rows (`--json`), for `load_rows` to redraw."""
+    """Write a run's title and table rows (`--json`), for `load_rows` to redraw
+    (its directory made first: `benchmarks/plots/` is not in a fresh clone)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(dict(title=title, rows=rows), f, indent=1)
 

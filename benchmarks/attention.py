@@ -34,6 +34,7 @@ import jax.random as jr  # noqa: E402
 
 import seqkit.attention as sa  # noqa: E402
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 
 
 def variants(L):
@@ -122,11 +123,11 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--heads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--d-model", type=positive_int, default=128)
+    parser.add_argument("--heads", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--quick", action="store_true", help="L = 1024 and 2 repeats")
     parser.add_argument("--only", nargs="+", help="mixer names to run (vanilla is the reference)")
     parser.add_argument("--max-temp-gb", type=float, default=6.0)
@@ -137,6 +138,13 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.lengths, args.repeats = [1024], 2
+    if args.only:
+        known = set(variants(args.lengths[0]))
+        unknown = [n for n in args.only if n not in known]
+        if unknown:
+            parser.error(f"unknown mixer {unknown[0]!r}; expected some of: {', '.join(sorted(known))}")
+        if "vanilla" not in args.only:  # the reference of every ratio
+            args.only = ["vanilla", *args.only]
     log = print if args.verbose else (lambda *a: None)
     title = (
         f"attention mixers, forward+backward, batch {args.batch}, d_model {args.d_model}, "

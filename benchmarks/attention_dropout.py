@@ -27,6 +27,7 @@ import jax.random as jr  # noqa: E402
 
 import seqkit.attention as sa  # noqa: E402
 from _plot import default_path, plot_panels, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 
 
 def threefry_dense(q, k, v, rate, key):
@@ -97,7 +98,7 @@ def main():
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0.1, help="dropout rate")
     parser.add_argument("--chunk", type=int, default=512, help="chunk size of the chunked path")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--verbose", action="store_true", help="log compile progress")
     parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
     args = parser.parse_args()

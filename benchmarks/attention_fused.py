@@ -25,6 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 from seqkit.attention import chunked_dot_product_attention, dot_product_attention  # noqa: E402
 
 
@@ -110,7 +111,7 @@ def main():
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--chunk-size", type=int, default=512)
     parser.add_argument("--causal", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
     parser.add_argument("--rows", help="redraw the figure from rows saved by --json (no measuring)")

@@ -3,12 +3,13 @@
 For every kernel with an `impl` switch (Vandermonde, Cauchy, the diagonal linear
 scan, sliding-window local attention, and the block-sparse attention kernel behind
 BigBird and Longformer) and each length `L`, the forward and the
-forward+backward (gradient of a sum of squares) are timed side by side in one
-process, `impl="xla"` against `impl="pallas"`, with the compiled program's
-temporary memory (`memory_analysis()`) and, where the backend reports it
-(`device.memory_stats()`, GPU), the peak device memory of the forward+backward.
-A true peak needs a fresh process per case (the counter only grows), so on
-such backends every case runs in its own subprocess (`--no-isolate` to skip).
+forward+backward (gradient of a sum of squares) are timed, `impl="xla"` and then
+`impl="pallas"` on the same inputs, with the compiled program's temporary memory
+(`memory_analysis()`) and, where the backend reports it (`device.memory_stats()`,
+GPU), the peak device memory of the forward+backward. A true peak needs a fresh
+process per case (the counter only grows), so on such backends every case runs in
+its own subprocess, one after the other; `--no-isolate` runs them all in this
+process and reports no peak.
 
     python benchmarks/kernels.py                                # GPU: L = 1K ... 64K
     python benchmarks/kernels.py --lengths 4096 16384 --only local_attention
@@ -36,6 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 from seqkit.attention import bigbird_attention, local_attention, longformer_attention  # noqa: E402
 from seqkit.kernels import cauchy, linear_scan, vandermonde  # noqa: E402
 
@@ -196,7 +198,7 @@ def main():
     )
     parser.add_argument("--only", nargs="+", choices=KERNELS, default=list(KERNELS))
     parser.add_argument("--quick", action="store_true", help="tiny sizes (automatic on CPU)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--no-isolate", action="store_true", help="measure every case in this process")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
@@ -236,6 +238,8 @@ def main():
                 row = run(kernel, impl, L, args)
                 if row is None:
                     break
+                if not isolate:  # one process: the peak counter holds every earlier case's
+                    row["peak_mb"] = None
                 if impl == "xla":
                     xla = row
                 else:

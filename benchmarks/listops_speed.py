@@ -29,7 +29,17 @@ import time
 
 import numpy as np
 
+from seqkit._cli_common import positive_int
 from seqkit.data import generate_listops, generate_listops_batch, write_listops
+
+
+def _count(text: str) -> int:
+    """--count: at least 25, so that the cache row's write_listops (96% of the examples
+    in train) gives every split an example."""
+    n = positive_int(text)
+    if n < 25:
+        raise argparse.ArgumentTypeError(f"expected at least 25 examples, got {n}")
+    return n
 
 
 def _lra_method(count: int, seed: int) -> tuple[int, int]:
@@ -105,9 +115,16 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--count", type=int, default=4096, help="examples per timed row")
-    parser.add_argument("--group", type=int, default=512, help="examples per generate_listops_batch call")
-    parser.add_argument("--workers", type=int, default=2, help="processes for the write_listops row")
+    parser.add_argument(
+        "--count",
+        type=_count,
+        default=4096,
+        help="examples per timed row (at least 25: the cache row's splits)",
+    )
+    parser.add_argument(
+        "--group", type=positive_int, default=512, help="examples per generate_listops_batch call"
+    )
+    parser.add_argument("--workers", type=positive_int, default=2, help="processes for the write_listops row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true", help="do not time the LRA method")
     args = parser.parse_args()

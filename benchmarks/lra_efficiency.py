@@ -68,6 +68,7 @@ import numpy as np  # noqa: E402
 
 import seqkit.attention  # noqa: E402, F401  (registers the attention mixer kinds)
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 from seqkit.nn import MixerConfig, SequenceModel  # noqa: E402
 from seqkit.train import make_optimizer, make_train_step  # noqa: E402
 
@@ -186,7 +187,11 @@ def _paper(p: Protocol, name: str, L: int) -> tuple[float | None, float | None]:
     return None, None
 
 
-def measure(p: Protocol, lengths, only, repeats, steps, max_temp_gb, log) -> tuple[list[dict], list[str]]:
+def measure(
+    p: Protocol, lengths, only, repeats, steps, max_temp_gb, log, done=None
+) -> tuple[list[dict], list[str]]:
+    """Rows of every model at every length, and the failures; `done(rows)` is called
+    after each length (to save what was measured so far)."""
     rows, errors = [], []
     names = [n for n in p.models if n == "vanilla" or not only or n in only]
     for L in lengths:
@@ -211,7 +216,13 @@ def measure(p: Protocol, lengths, only, repeats, steps, max_temp_gb, log) -> tup
             runnable = temp is None or temp <= max_temp_gb * 2**30
             carry = (model, state, opt_state)
             if runnable:
-                carry = jax.block_until_ready(compiled(*carry, batch, key))[:3]  # warm up
+                try:  # a run-time failure (out of memory) of one model does not stop the run
+                    carry = jax.block_until_ready(compiled(*carry, batch, key))[:3]  # warm up
+                except Exception as e:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    errors.append(f"{p.name} L={L} {name}: {type(e).__name__}: {first}")
+                    log(f"  {p.name} L={L} {name}: failed: {first}")
+                    continue
             params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
             runs[name] = dict(compiled=compiled, carry=carry, mem=mem, runnable=runnable, params=params)
             log(f"  {p.name} L={L} {name}: compiled and warmed up in {time.perf_counter() - t0:.1f}s")
@@ -255,6 +266,8 @@ def measure(p: Protocol, lengths, only, repeats, steps, max_temp_gb, log) -> tup
                 )
             )
         del runs  # free this length's programs and states before the next
+        if done is not None:
+            done(rows)
     return rows, errors
 
 
@@ -307,14 +320,18 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--protocol", choices=["lra", "s4", "both"], default="both")
-    parser.add_argument("--lengths", type=int, nargs="+", help="override the protocols' lengths")
+    parser.add_argument("--lengths", type=positive_int, nargs="+", help="override the protocols' lengths")
     parser.add_argument("--only", nargs="+", metavar="KIND", help="models to run (vanilla always runs)")
-    parser.add_argument("--repeats", type=int, default=3, help="round-robin timing samples (min taken)")
-    parser.add_argument("--steps", type=int, default=1, help="consecutive train steps per sample")
-    parser.add_argument("--d-model", type=int, help="override the protocols' width (to scale down)")
-    parser.add_argument("--n-layers", type=int, help="override the protocols' depth")
-    parser.add_argument("--heads", type=int, help="override the protocols' attention heads")
-    parser.add_argument("--batch", type=int, help="override the protocols' batch (32 in both papers)")
+    parser.add_argument(
+        "--repeats", type=positive_int, help="round-robin timing samples, min taken (default 3; --quick 1)"
+    )
+    parser.add_argument("--steps", type=positive_int, help="consecutive train steps per sample (default 1)")
+    parser.add_argument("--d-model", type=positive_int, help="override the protocols' width (to scale down)")
+    parser.add_argument("--n-layers", type=positive_int, help="override the protocols' depth")
+    parser.add_argument("--heads", type=positive_int, help="override the protocols' attention heads")
+    parser.add_argument(
+        "--batch", type=positive_int, help="override the protocols' batch (32 in both papers)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="width 16, 1 layer, batch 2, L in 256, 512, 1 repeat"
     )
@@ -324,8 +341,10 @@ def main():
     parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG); s4: *_s4.png")
     parser.add_argument("--rows", help="redraw from rows saved by --json instead of measuring")
     args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.steps = 1, 1
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.steps is None:
+        args.steps = 1
     chosen = ["lra", "s4"] if args.protocol == "both" else [args.protocol]
     scale = dict(d_model=args.d_model, n_layers=args.n_layers, heads=args.heads, batch=args.batch)
     scale = {k: v for k, v in scale.items() if v is not None}
@@ -353,8 +372,15 @@ def main():
                 f"{p.title}; {p.n_layers} layers, width {p.d_model}, {p.heads} heads, batch {p.batch}; "
                 f"{where}; train step, min of {args.repeats} x {args.steps} steps"
             )
+
+            before = tuple(rows)  # the earlier protocols' rows
+
+            def done(got, before=before):  # after each length: a stopped run keeps its rows
+                if args.json:
+                    save_rows(args.json, titles, [*before, *got])
+
             got, errs = measure(
-                p, args.lengths or p.lengths, args.only, args.repeats, args.steps, args.max_temp_gb, log
+                p, args.lengths or p.lengths, args.only, args.repeats, args.steps, args.max_temp_gb, log, done
             )
             rows += got
             errors += errs

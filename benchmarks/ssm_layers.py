@@ -24,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 from seqkit.ssm import DSS, EMA, S4, S4D, fft_conv  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--state-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--plot", default=default_path(__file__), help="figure path (PNG)")
     parser.add_argument("--rows", help="redraw from rows saved by --json instead of measuring")

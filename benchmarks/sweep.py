@@ -41,6 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _plot import default_path, load_rows, plot_panels, save_rows, series  # noqa: E402
+from seqkit._cli_common import positive_int  # noqa: E402
 from seqkit.nn import S4DConfig  # noqa: E402
 from seqkit.train import (  # noqa: E402
     DataConfig,
@@ -181,17 +182,17 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 4, 8], help="values of K")
+    parser.add_argument("--members", type=positive_int, nargs="+", default=[1, 2, 4, 8], help="values of K")
     parser.add_argument(
-        "--lengths", type=int, nargs="+", help="sequence lengths L (default 64 256; --quick 64)"
+        "--lengths", type=positive_int, nargs="+", help="sequence lengths L (default 64 256; --quick 64)"
     )
-    parser.add_argument("--d-model", type=int, help="model width (default 32; --quick 16)")
-    parser.add_argument("--layers", type=int, help="residual blocks (default 2; --quick 1)")
-    parser.add_argument("--state-size", type=int, default=32, help="S4D state size N")
-    parser.add_argument("--batch", type=int, help="batch size (default 16; --quick 8)")
-    parser.add_argument("--steps", type=int, help="steps per timed repeat (default 20; --quick 5)")
+    parser.add_argument("--d-model", type=positive_int, help="model width (default 32; --quick 16)")
+    parser.add_argument("--layers", type=positive_int, help="residual blocks (default 2; --quick 1)")
+    parser.add_argument("--state-size", type=positive_int, default=32, help="S4D state size N")
+    parser.add_argument("--batch", type=positive_int, help="batch size (default 16; --quick 8)")
+    parser.add_argument("--steps", type=positive_int, help="steps per timed repeat (default 20; --quick 5)")
     parser.add_argument(
-        "--repeats", type=int, help="timed repeats, the minimum is kept (default 3; --quick 1)"
+        "--repeats", type=positive_int, help="timed repeats, the minimum is kept (default 3; --quick 1)"
     )
     parser.add_argument("--quick", action="store_true", help="a toy size (smoke test)")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -210,14 +211,17 @@ def main():
         f"N {args.state_size}, batch {batch}; {jax.devices()[0].platform}, {os.cpu_count()} cores; "
         f"min of {repeats} × {steps} steps"
     )
-    print(title, flush=True)
-    if args.rows:
+    if args.rows:  # the saved run's own title, not one made of this command's options
         title, rows = load_rows(args.rows)
+        print(title, flush=True)
     else:
+        print(title, flush=True)
         rows = []
         for L in lengths:
             print(f"L = {L}", flush=True)
             rows += measure(args.members, L, d_model, layers, args.state_size, batch, steps, repeats)
+            if args.json:  # after each length, so a run stopped part way keeps what it measured
+                save_rows(args.json, title, rows)
     print(
         f"{'L':>6} {'K':>3} {'vmapped ms':>11} {'sequential ms':>14} {'vmapped ex/s':>13} "
         f"{'sequential ex/s':>16} {'speed-up':>9} {'compile s':>10} {'solo compile s':>15}"
