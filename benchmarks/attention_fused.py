@@ -29,19 +29,23 @@ from seqkit._cli_common import positive_int  # noqa: E402
 from seqkit.attention import chunked_dot_product_attention, dot_product_attention  # noqa: E402
 
 
-def _best(fn, repeats):
-    """The fastest of `repeats` timed calls, after one untimed (compiling) call."""
-    fn()  # warm up / compile
-    best = float("inf")
+def _round_robin(calls, repeats):
+    """The fastest of `repeats` timed calls of each function in `calls` (a dict),
+    after one untimed (compiling) call each. The calls take turns, so a slow drift of
+    the machine's speed reaches every path alike."""
+    for fn in calls.values():
+        fn()  # warm up / compile
+    best = dict.fromkeys(calls, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
-def jax_case(attend, q, k, v, repeats):
-    """(forward s, forward+backward s, forward+backward temp bytes)."""
+def jax_case(attend, q, k, v):
+    """(forward call, forward+backward call, forward+backward temp bytes)."""
 
     def loss(q, k, v):
         return jnp.sum(attend(q, k, v) ** 2)
@@ -49,9 +53,7 @@ def jax_case(attend, q, k, v, repeats):
     fwd = jax.jit(attend)
     both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
     mem = both.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
-    t_fwd = _best(lambda: jax.block_until_ready(fwd(q, k, v)), repeats)
-    t_both = _best(lambda: jax.block_until_ready(both(q, k, v)), repeats)
-    return t_fwd, t_both, mem
+    return (lambda: jax.block_until_ready(fwd(q, k, v))), (lambda: jax.block_until_ready(both(q, k, v))), mem
 
 
 def run_length(L, args, torch):
@@ -77,9 +79,9 @@ def run_length(L, args, torch):
         "seqkit dense": lambda q, k, v: dot_product_attention(q, k, v, mask),
         f"seqkit chunked ({args.chunk_size})": jax.vmap(jax.vmap(chunked)),
     }
-    rows = []
+    calls, mems = {}, {}
     for name, attend in cases.items():
-        rows.append((name, *jax_case(attend, q, k, v, args.repeats)))
+        calls[name, "fwd"], calls[name, "both"], mems[name] = jax_case(attend, q, k, v)
     if torch is not None:
         import torch.nn.functional as F
 
@@ -95,10 +97,10 @@ def run_length(L, args, torch):
             out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=args.causal)
             (out**2).sum().backward()
 
-        rows.append(
-            ("torch sdpa (fused)", _best(torch_fwd, args.repeats), _best(torch_both, args.repeats), None)
-        )
-    return rows
+        calls["torch sdpa (fused)", "fwd"], calls["torch sdpa (fused)", "both"] = torch_fwd, torch_both
+        mems["torch sdpa (fused)"] = None
+    best = _round_robin(calls, args.repeats)
+    return [(name, best[name, "fwd"], best[name, "both"], mem) for name, mem in mems.items()]
 
 
 def main():
