@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 RUNNER = textwrap.dedent(
     """
-    import sys, time
+    import dataclasses, sys, time
     import jax
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     from train_fixtures import batches, sources, tiny_recipe
@@ -28,6 +28,8 @@ RUNNER = textwrap.dedent(
 
     run_dir, resume = sys.argv[1], sys.argv[2] == "1"
     recipe = tiny_recipe(steps=60, checkpoint_every=7)
+    # a schedule as long as the run (the fixture's is 40 steps)
+    recipe = dataclasses.replace(recipe, schedule=st.ScheduleConfig(warmup_steps=5, total_steps=60))
     st.train(recipe, run_dir, resume=resume, sources=sources(), batches=slow_batches, progress=False)
     """
 )
