@@ -61,10 +61,7 @@ class AbstractMixer(eqx.Module):
         but its outputs on a prefix are not the first rows of its outputs on the
         whole sequence, so [`seqkit.nn.generate`][] refuses it. Mixers that hold
         others report theirs."""
-        subs = jax.tree.leaves(
-            [getattr(self, f.name) for f in _fields(self)], is_leaf=lambda n: isinstance(n, AbstractMixer)
-        )
-        return any(m.length_dependent for m in subs if isinstance(m, AbstractMixer))
+        return any(m.length_dependent for m in _sub_mixers(self))
 
     def ssm_parameters(self) -> tuple:
         """The leaves of this module that are "SSM parameters": trained at their own
@@ -75,10 +72,7 @@ class AbstractMixer(eqx.Module):
         optimizer can locate them in any pytree of the model's structure. The default
         gathers them from the mixers nested in this one; SSM cores override it.
         """
-        subs = jax.tree.leaves(
-            [getattr(self, f.name) for f in _fields(self)], is_leaf=lambda n: isinstance(n, AbstractMixer)
-        )
-        return tuple(p for m in subs if isinstance(m, AbstractMixer) for p in m.ssm_parameters())
+        return tuple(p for m in _sub_mixers(self) for p in m.ssm_parameters())
 
 
 class AbstractRecurrentMixer(AbstractMixer):
@@ -106,8 +100,15 @@ class AbstractRecurrentMixer(AbstractMixer):
         """One position: **Returns** `(y_t, state)`."""
 
 
-def _fields(module: eqx.Module):
-    return dataclasses.fields(module)
+def _mixers_in(tree: PyTree) -> list[AbstractMixer]:
+    """The outermost mixers in `tree` (those not held by another mixer in it)."""
+    is_mixer = lambda n: isinstance(n, AbstractMixer)  # noqa: E731
+    return [m for m in jax.tree.leaves(tree, is_leaf=is_mixer) if is_mixer(m)]
+
+
+def _sub_mixers(module: eqx.Module) -> list[AbstractMixer]:
+    """The outermost mixers held in `module`'s fields."""
+    return _mixers_in([getattr(module, f.name) for f in dataclasses.fields(module)])
 
 
 def ssm_parameter_labels(tree: PyTree) -> PyTree[str]:
@@ -118,21 +119,11 @@ def ssm_parameter_labels(tree: PyTree) -> PyTree[str]:
     through `ssm_parameters()`.
     """
     labels = jax.tree.map(lambda _: "default", tree)
-    mixers = [
-        m
-        for m in jax.tree.leaves(labels, is_leaf=lambda n: isinstance(n, AbstractMixer))
-        if isinstance(m, AbstractMixer)
-    ]
-    if not mixers:
+    if not _mixers_in(labels):
         return labels
 
     def where(t):
-        found = [
-            m
-            for m in jax.tree.leaves(t, is_leaf=lambda n: isinstance(n, AbstractMixer))
-            if isinstance(m, AbstractMixer)
-        ]
-        return [p for m in found for p in m.ssm_parameters() if p is not None]
+        return [p for m in _mixers_in(t) for p in m.ssm_parameters() if p is not None]
 
     if not where(labels):
         return labels
