@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from seqkit._json import json_or_none
+
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 SWEEP_CONFIG = "sweep_config.json"
@@ -55,11 +57,7 @@ def _read_records(path: str) -> list[dict[str, Any]]:
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
+    data = json_or_none(path)
     return data if isinstance(data, dict) else None
 
 

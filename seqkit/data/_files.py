@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from typing import NamedTuple
 
+from seqkit._json import json_or_none
+
 
 class DataError(ValueError):
     """A dataset file is there but unreadable: truncated, corrupt or in another format.
@@ -40,19 +42,10 @@ def find_cache(data_dir: str, name: str, metadata: str, ours: Callable[[dict], b
         path = os.path.join(candidate, metadata)
         if not os.path.isfile(path):
             continue
-        meta = _json_or_none(path)  # None: unreadable, for its reader to report
+        meta = json_or_none(path)  # None: unreadable, for its reader to report
         if not isinstance(meta, dict) or ours(meta):
             return candidate
     return None
-
-
-def _json_or_none(path: str) -> object:
-    """The JSON content of `path`, or `None` when it is missing or unreadable."""
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except (ValueError, OSError):
-        return None
 
 
 def other_kind(meta: object, path: str, kind: str, out_name: str) -> str | None:
@@ -76,7 +69,7 @@ def other_cache(directory: str, metadata: str, kind: str, out_name: str) -> str 
     """`other_kind` for the `metadata` file in `directory`, read here (for writers,
     before they write there)."""
     path = os.path.join(directory, metadata)
-    return other_kind(_json_or_none(path), path, kind, out_name)
+    return other_kind(json_or_none(path), path, kind, out_name)
 
 
 def one_line(e: BaseException) -> str:

@@ -1,7 +1,6 @@
 """The training loop: a jit-compiled pure step, evaluation, checkpoints, metrics."""
 
 import dataclasses
-import json
 import math
 import os
 import tempfile
@@ -16,6 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from seqkit._json import json_or_none
 from seqkit._paths import expand_path
 from seqkit.kernels import use_impl
 
@@ -350,10 +350,13 @@ def train(
 
     **Returns:** the results dict (also written to `results.json`).
     """
-    _from_checkpoint(recipe, run_dir, resume).validate()  # trainer.kernels among the rest
+    builder = _from_checkpoint(recipe, run_dir, resume)
+    builder.validate()  # trainer.kernels among the rest
     # `trainer.kernels` decides what every kernel's impl="auto" means while tracing.
     with use_impl(recipe.trainer.kernels):
-        return _train(recipe, run_dir, resume=resume, progress=progress, sources=sources, batches=batches)
+        return _train(
+            recipe, builder, run_dir, resume=resume, progress=progress, sources=sources, batches=batches
+        )
 
 
 def _from_checkpoint(recipe: Recipe, run_dir: str | os.PathLike, resume: bool) -> Recipe:
@@ -368,10 +371,10 @@ def _from_checkpoint(recipe: Recipe, run_dir: str | os.PathLike, resume: bool) -
 
 
 def _train(
-    recipe: Recipe, run_dir: str | os.PathLike, *, resume, progress, sources, batches
+    recipe: Recipe, builder: Recipe, run_dir: str | os.PathLike, *, resume, progress, sources, batches
 ) -> dict[str, Any]:
+    """`train`, with `builder` the recipe that builds the model (`_from_checkpoint`)."""
     run_dir = expand_path(run_dir)
-    builder = _from_checkpoint(recipe, run_dir, resume)
     srcs = dict(sources) if sources is not None else recipe.make_sources()
     builder.validate(srcs)
     batches = batches if batches is not None else _default_batches()
@@ -417,16 +420,18 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
         raise RecipeError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
+    new = _comparable_recipe(recipe_to_dict(recipe))
     if resume and os.path.exists(config_path):
-        stored = _comparable_recipe(read_json(config_path, "the run's configuration"))
-        new = _comparable_recipe(recipe_to_dict(recipe))
+        saved = read_json(config_path, "the run's configuration")
+        stored = _comparable_recipe(saved)
         if stored != new:
             raise RecipeError(
                 f"{run_dir} holds a run of a different configuration ({config_differences(stored, new)}); "
                 "resume it with the same recipe, preset and --set"
             )
+        if os.path.exists(ckpt_path):
+            _announce_execution_changes(saved, recipe_to_dict(recipe), bar)
     if not os.path.exists(ckpt_path):
-        new = _comparable_recipe(recipe_to_dict(recipe))
         _check_no_checkpoint_files(
             run_dir, CONFIG, RESULTS, lambda stored: _comparable_recipe(stored) == new, "--out", bar
         )
@@ -453,7 +458,7 @@ def _check_no_checkpoint_files(
     if not present:
         return
     if results_name not in present and config_name in present:
-        stored = _json_or_none(os.path.join(run_dir, config_name))
+        stored = json_or_none(os.path.join(run_dir, config_name))
         if stored is not None and same_config(stored):
             bar.notice(
                 f"{run_dir} holds a start of this run stopped before its first checkpoint: starting again"
@@ -465,30 +470,42 @@ def _check_no_checkpoint_files(
     )
 
 
-def _json_or_none(path: str) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 # Where a run reads its data and how it executes, not what it computes: a run may
-# resume on another mesh, or after its data directory moved.
-_NOT_COMPARED = {"trainer": ("mesh",), "data": ("data_dir",)}
+# resume on another mesh, after its data directory moved, with another number of
+# data workers (the batches are the same for any), or logging, validating and
+# checkpointing at other intervals (the model and results are the same).
+_NOT_COMPARED = {
+    "trainer": ("mesh", "log_every", "eval_every", "checkpoint_every"),
+    "data": ("data_dir", "worker_count"),
+}
 
 
 def _comparable_recipe(config: Any) -> Any:
-    """A recipe's data less `trainer.mesh` and `data.data_dir` (`_NOT_COMPARED`), for
-    comparing a resumed run's settings with its saved ones (runs saved before a key
-    existed match too)."""
+    """A recipe's data less the settings in `_NOT_COMPARED`, for comparing a resumed
+    run's settings with its saved ones (runs saved before a key existed match too)."""
+    return _split_recipe(config, keep=False)
+
+
+def _split_recipe(config: Any, *, keep: bool) -> Any:
+    """`config` with only (`keep`) or without the settings in `_NOT_COMPARED`."""
     if not isinstance(config, dict):
-        return config
-    out = dict(config)
+        return config if not keep else {}
+    out = {} if keep else dict(config)
     for section, keys in _NOT_COMPARED.items():
-        if isinstance(out.get(section), dict):
-            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+        if isinstance(config.get(section), dict):
+            part = {k: v for k, v in config[section].items() if (k in keys) == keep}
+            if part or not keep:
+                out[section] = part
     return out
+
+
+def _announce_execution_changes(stored: Any, new: Any, bar: Progress) -> None:
+    """Say which settings in `_NOT_COMPARED` a resume changes (`"trainer.log_every:
+    50 there, 10 here"`); they are accepted, and the saved configuration keeps the
+    values the run started with."""
+    where = config_differences(_split_recipe(stored, keep=True), _split_recipe(new, keep=True), limit=8)
+    if where:
+        bar.notice(f"resuming with other settings that do not change what is computed: {where}")
 
 
 def _make_run_dir(run_dir: str, bar: Progress) -> bool:

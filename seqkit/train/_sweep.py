@@ -26,6 +26,7 @@ from ._loop import (
     CHECKPOINT,
     METRICS,
     SWEEP_CONFIG,
+    _announce_execution_changes,
     _check_no_checkpoint_files,
     _comparable_recipe,
     _default_batches,
@@ -452,7 +453,8 @@ def _sweep_config(recipe: Recipe, grid: dict[str, list[Any]], seeds: list[int], 
 
 def _comparable(config: Any) -> Any:
     """A sweep configuration less what its recipe may change on a resume (the data
-    directory), as for a training run."""
+    directory, the intervals of logging, validation and checkpoints), as for a
+    training run."""
     if isinstance(config, dict) and isinstance(config.get("recipe"), dict):
         return {**config, "recipe": _comparable_recipe(config["recipe"])}
     return config
@@ -500,6 +502,8 @@ def _open_sweep_dir(run_dir: str, config: dict[str, Any], *, resume: bool, bar: 
                 f"{run_dir} holds a sweep of a different configuration ({where}); "
                 "resume it with the same recipe, preset, --set and data mode"
             )
+        if os.path.exists(ckpt_path):
+            _announce_execution_changes(saved.get("recipe"), config["recipe"], bar)
     if not os.path.exists(ckpt_path):
 
         def same(saved: Any) -> bool:

@@ -220,3 +220,31 @@ def test_a_run_resumes_after_its_data_directory_moved(tmp_path):
     seeded = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, seed=9))
     with pytest.raises(st.RecipeError, match=r"different configuration \(data.seed: 0 there, 9 here\)"):
         st.train(seeded, tmp_path, resume=True, **kw)
+
+
+def test_a_resume_may_change_how_often_it_logs_validates_and_checkpoints(tmp_path, capsys):
+    """The intervals of logging, validation and checkpoints, and the data workers,
+    change how a run executes, not what it computes: a run killed mid-way resumes
+    with other values to the uninterrupted run's results, says what changed, and
+    its saved configuration keeps the values it started with."""
+    import dataclasses
+
+    recipe = tiny_recipe(steps=12, checkpoint_every=4, log_every=2, eval_every=4)
+    kw = dict(sources=sources(), progress=False)
+    full = st.train(recipe, tmp_path / "full", batches=batches, **kw)
+    run = tmp_path / "killed"
+    with pytest.raises(Crash):  # dies drawing batch 7: the checkpoint of step 4 survives
+        st.train(recipe, run, batches=crashing_batches(7), **kw)
+    saved = json.loads((run / "config.json").read_text())
+    other = replace_trainer(recipe, checkpoint_every=5, log_every=3, eval_every=5)
+    other = dataclasses.replace(other, data=dataclasses.replace(other.data, worker_count=2))
+    capsys.readouterr()
+    resumed = st.train(other, run, resume=True, batches=batches, **kw)
+    for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps", "skipped_updates"):
+        assert resumed[k] == full[k], k
+    err = capsys.readouterr().err
+    assert "trainer.eval_every: 4 there, 5 here" in err and "data.worker_count: 0 there, 2 here" in err
+    assert json.loads((run / "config.json").read_text()) == saved
+    logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    train_steps = [r["step"] for r in logged if r.get("split") == "train"]
+    assert train_steps == [2, 4, 6, 9, 12]  # every 2 steps before the kill, every 3 after
