@@ -92,6 +92,7 @@ def data_command(args: argparse.Namespace) -> int:
             style=args.style,
             workers=args.workers,
             progress=progress,
+            overwrite=args.overwrite,
         )
     except ValueError as e:  # e.g. a contour length the generator does not have, --size too small
         progress.end()

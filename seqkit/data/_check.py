@@ -75,6 +75,7 @@ def _pathfinder_files(name: str):
         return _pathfinder.is_pathfinder_cache(meta, name)
 
     def files(data_dir: str, contour_length: int = 14, style: str = "lra") -> list[FileCheck]:
+        _pathfinder.pathfinder_config(name, contour_length, style)  # ValueError for an unknown level or style
         cached = _cache(data_dir, name, _pathfinder.METADATA, "Pathfinder", "seqkit data pathfinder", ours)
         if not cached:
             return check_pathfinder_files(data_dir, name, contour_length)

@@ -31,13 +31,28 @@ def read_json_file(path: str, advice: str) -> object:
         ) from None
 
 
+def cache_kind(meta: dict) -> str | None:
+    """The dataset of a seqkit cache's metadata object: its `kind`; for caches written
+    before kinds were recorded, `"pathfinder"` when it has `splits` and `preset`, and
+    `"listops"` when it has `splits` and `generator_version` but no `preset`. `None`
+    for anything else (a `metadata.json` of another tool)."""
+    kind = meta.get("kind")
+    if kind is not None:
+        return kind if isinstance(kind, str) else None
+    if "splits" not in meta:
+        return None
+    if "preset" in meta:
+        return "pathfinder"
+    return "listops" if "generator_version" in meta else None
+
+
 def find_cache(data_dir: str, name: str, metadata: str, ours: Callable[[dict], bool]) -> str | None:
     """The first of `data_dir` and `data_dir/name` whose `metadata` file describes
     this dataset's cache (`ours(meta)`), or `None`. Another dataset's cache there
-    (a Pathfinder-32 cache written into `data_dir` itself, say) is passed over, so
-    it neither hides this dataset's nor draws advice to overwrite it; a metadata
-    file that is not a readable JSON object counts as this dataset's, for its
-    reader to report."""
+    (a Pathfinder-32 cache written into `data_dir` itself, say), or a JSON object
+    that is no seqkit cache's (see `cache_kind`), is passed over, so it neither
+    hides this dataset's nor draws advice to overwrite it; a metadata file that is
+    not a readable JSON object counts as this dataset's, for its reader to report."""
     for candidate in (data_dir, os.path.join(data_dir, name)):
         path = os.path.join(candidate, metadata)
         if not os.path.isfile(path):
@@ -50,14 +65,24 @@ def find_cache(data_dir: str, name: str, metadata: str, ours: Callable[[dict], b
 
 def other_kind(meta: object, path: str, kind: str, out_name: str) -> str | None:
     """Why the directory of the metadata file `path` cannot take a `kind` cache, when
-    its content `meta` is another dataset's (`{"kind": ...}`), or `None`. The
-    generated caches share file names (`metadata.json`, `{split}_labels.npy`), so
-    writing one over another destroys it, `--overwrite` or not; the reason names a
-    directory to use instead (`directory/out_name`)."""
-    other = meta.get("kind") if isinstance(meta, dict) else None
-    if not isinstance(other, str) or other == kind:
+    its content `meta` is another dataset's cache (`cache_kind`) or a JSON object
+    that is no seqkit cache's, or `None`. The generated caches share file names
+    (`metadata.json`, `{split}_labels.npy`), so writing one there destroys what is
+    there, `--overwrite` or not; the reason names a directory to use instead
+    (`directory/out_name`)."""
+    if not isinstance(meta, dict):
+        return None  # unreadable: for the reader to report
+    other = cache_kind(meta)
+    if other == kind:
         return None
     directory = os.path.dirname(path)
+    if other is None:
+        keys = ", ".join(map(repr, list(meta)[:5])) or "none"
+        return (
+            f"{path} is not a seqkit cache's metadata (expected a 'kind', got the keys {keys}); a {kind} "
+            f"cache in {directory} would replace it: choose another directory, e.g. "
+            f"{os.path.join(directory, out_name)}"
+        )
     return (
         f"{directory} holds a {other} cache ({path} has kind {other!r}), not a {kind} cache; "
         f"a {kind} cache there would replace its files: choose another directory, e.g. "

@@ -76,7 +76,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, find_cache, one_line, other_cache, other_kind, read_json_file
+from ._files import DataError, cache_kind, find_cache, one_line, other_cache, other_kind, read_json_file
 from ._index import check_index
 
 # Bumped whenever the tokens produced for a given (config, seed, split, index) change.
@@ -642,6 +642,8 @@ class ListOpsSource:
         self.config = LRA_LISTOPS if config is None else config
         self.split = split
         self.seed = int(seed)
+        if self.seed < 0:  # here, not in a worker's first item
+            raise ValueError(f"expected a data seed >= 0, got {seed}")
         self.size = default_split_size(split) if size is None else int(size)
         if self.size < 0:
             raise ValueError(f"expected size >= 0, got {size}")
@@ -676,6 +678,13 @@ def _split_sizes(size: int, splits: Sequence[float]) -> dict[str, int]:
     val = round(size * splits[1])
     test = round(size * splits[2])
     return {"train": size - val - test, "val": val, "test": test}
+
+
+def _empty_splits(size: int, splits: Sequence[float]) -> list[str]:
+    """The splits with a fraction > 0 that get no example out of `size` (a fraction
+    of 0 asks for an empty split)."""
+    counts = _split_sizes(size, splits)
+    return [s for s, f in zip(counts, splits, strict=True) if f > 0 and counts[s] < 1]
 
 
 _FILES = ("tokens", "lengths", "labels")
@@ -809,7 +818,9 @@ def write_listops(
 
     - `out_dir`: target directory (created if needed).
     - `size`: total number of examples (default 100k); `splits`: train/val/test
-      fractions (default 0.96/0.02/0.02, LRA's 96k/2k/2k).
+      fractions (default 0.96/0.02/0.02, LRA's 96k/2k/2k). Every split with a
+      fraction > 0 must get an example, else `ValueError`; a fraction of 0 gives
+      an empty split.
     - `seed`: the data seed; `config`: the grammar (default LRA's).
     - `workers`: processes generating chunks of `chunk` examples in parallel.
     - `overwrite`: write even where a cache exists. Without it, a cache with the
@@ -832,16 +843,13 @@ def write_listops(
     if chunk < 1:
         raise ValueError(f"expected chunk >= 1, got {chunk}")
     counts = _split_sizes(size, splits)
-    if min(counts.values()) < 1:
-        least = ""
-        if min(splits) > 0:  # rounding makes the least size no closed form: count up to it
-            n = size + 1
-            while min(_split_sizes(n, splits).values()) < 1:
-                n += 1
-            least = f" (at least {n})"
+    if _empty_splits(size, splits):
+        n = size + 1  # rounding makes the least size no closed form: count up to it
+        while _empty_splits(n, splits):
+            n += 1
         raise ValueError(
-            f"expected a size that gives every split an example{least}, got {counts} from size "
-            f"{size} and fractions {tuple(splits)}"
+            f"expected a size that gives every split with a fraction > 0 an example (at least {n}), "
+            f"got {counts} from size {size} and fractions {tuple(splits)}"
         )
     settings = {
         "seed": seed,
@@ -930,7 +938,7 @@ def _write_arrays(out_dir, cfg, seed, counts, workers, chunk, progress) -> dict:
 
 def is_listops_cache(meta: dict) -> bool:
     """Whether cache metadata describes a ListOps cache (`write_listops`'s)."""
-    return meta.get("kind", "listops") == "listops"
+    return cache_kind(meta) == "listops"
 
 
 def check_listops_cache(meta: dict, directory: str, config: ListOpsConfig | None = None) -> ListOpsConfig:

@@ -10,8 +10,9 @@ task folder `F` (`listops-1000`, `pathfinder32`, `pathfinder64`,
 `DIR/lra_release/F` and `DIR/lra_release/lra_release/F`; also as `DIR/listops` or
 `DIR/pathfinder/F` (where LRA's `dataset_setup.sh` moves them), and `DIR` may be
 the task folder itself (as the S4 reference pipeline, state-spaces/s4
-`src/dataloaders/lra.py`, expects its `data_dir`). Messages name the first form,
-`DIR/lra_release/F`.
+`src/dataloaders/lra.py`, expects its `data_dir`), unless it is named as another
+task's folder (`pathfinder32/` is not read as Path-X). Messages name the first
+form, `DIR/lra_release/F`.
 
 **ListOps** (`lra_benchmarks/data/listops.py` writes them, `lra_benchmarks/listops/
 input_pipeline.py` and S4 read them): `listops-1000/basic_{train,val,test}.tsv`,
@@ -71,7 +72,7 @@ import numpy as np
 from ._cifar import DataNotFoundError
 from ._files import DataError, FileCheck, one_line
 from ._index import check_index
-from ._listops import DEFAULT_SEQ_LEN, PAD, VOCAB, tokenize_listops
+from ._listops import CLOSE, DEFAULT_SEQ_LEN, OP0, OPERATORS, PAD, VOCAB, _parse, tokenize_listops
 
 RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 RELEASE = "lra_release"
@@ -107,9 +108,20 @@ def _check_advice(name: str, data_dir: str, level: str = "") -> str:
     return f"`seqkit data check {name} --data-dir {data_dir}{level}` lists the files"
 
 
+def _other_task_folder(data_dir: str, folder: str) -> str | None:
+    """The name of `data_dir` when it is the release folder of another task than
+    `folder` (`pathfinder32` given for Path-X's `pathfinder128`, say), else None."""
+    base = os.path.basename(os.path.normpath(data_dir))
+    tasks = (LISTOPS_FOLDER, *PATHFINDER_FOLDERS.values())
+    return base if base in tasks and base != folder else None
+
+
 def _candidates(data_dir: str, folder: str, extra: str) -> list[str]:
+    """Where the task folder `folder` may be under `data_dir` (see the module notes);
+    `data_dir` itself only when it is not named as another task's folder."""
     places = [os.path.join(data_dir, n, folder) for n in _NESTINGS]
-    return [places[-1], *places[:-1], os.path.join(data_dir, extra), data_dir]
+    itself = [] if _other_task_folder(data_dir, folder) else [data_dir]
+    return [places[-1], *places[:-1], os.path.join(data_dir, extra), *itself]
 
 
 # -- ListOps ---------------------------------------------------------------------------
@@ -204,20 +216,62 @@ def _tokenize(source: bytes, path: str, lineno: int) -> bytes:
         ) from None
 
 
-class _ListOpsRows:
-    """One tsv file: token ids back to back (uint8), row offsets and labels."""
+# The change of nesting depth at each token id: an operator opens a list, `]` closes it.
+_DEPTH = np.zeros(256, np.int8)
+_DEPTH[OP0 : OP0 + len(OPERATORS)] = 1
+_DEPTH[CLOSE] = -1
+_EMPTY_LISTS = tuple(bytes((op, CLOSE)) for op in range(OP0, OP0 + len(OPERATORS)))
 
-    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray):
-        self.tokens, self.offsets, self.labels = tokens, offsets, labels
+
+def _tree_error(ids: bytes) -> str | None:
+    """Why the token ids of a `Source` field are not exactly one tree, or None.
+
+    The fast path accepts only trees: a nesting depth that stays above 0 until the
+    last id and ends at 0, and no operator directly followed by `]` (a list without
+    arguments). Anything else is parsed, and the parser words the fault.
+    """
+    if not ids:
+        return "an empty Source"
+    depth = np.cumsum(_DEPTH[np.frombuffer(ids, np.uint8)], dtype=np.int32)
+    closed = depth[-1] == 0 and (len(ids) == 1 or depth[:-1].min() > 0)
+    if closed and not any(pair in ids for pair in _EMPTY_LISTS):
+        return None
+    try:
+        _parse(list(ids))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _tree(source: bytes, path: str, lineno: int) -> bytes:
+    """Token ids of one `Source` field that holds exactly one tree; DataError otherwise."""
+    ids = _tokenize(source, path, lineno)
+    if (error := _tree_error(ids)) is not None:
+        shown = source[:60].decode("utf-8", "replace")
+        raise DataError(
+            f"{path}, line {lineno}: expected one ListOps tree such as `( ( ( [MAX 2 ) 9 ) ] )`, got "
+            f"{shown!r} ({error}; truncated or corrupt?); get the file from {RELEASE_URL} again"
+        )
+    return ids
+
+
+class _ListOpsRows:
+    """One tsv file: token ids back to back (uint8), row offsets, labels and the
+    line number of each row."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray, lines: np.ndarray):
+        self.tokens, self.offsets, self.labels, self.lines = tokens, offsets, labels, lines
 
 
 def read_listops_tsv(path: str) -> _ListOpsRows:
-    """Read one released ListOps `.tsv` (header `Source<TAB>Target`); DataError if malformed."""
+    """Read one released ListOps `.tsv` (header `Source<TAB>Target`; blank lines are
+    passed over); DataError if malformed."""
     again = f"get it from {RELEASE_URL} again"
     expected_header = "\t".join(LISTOPS_COLUMNS)
     chunks: list[bytes] = []
     lengths: list[int] = []
     labels: list[int] = []
+    lines: list[int] = []
     with open(path, "rb") as f:
         header = f.readline().rstrip(b"\r\n").split(b"\t")
         try:
@@ -231,6 +285,8 @@ def read_listops_tsv(path: str) -> _ListOpsRows:
             ) from None
         width = len(names)
         for lineno, line in enumerate(f, 2):
+            if not line.strip():
+                continue
             fields = line.rstrip(b"\r\n").split(b"\t")
             if len(fields) != width:
                 raise DataError(
@@ -243,17 +299,19 @@ def read_listops_tsv(path: str) -> _ListOpsRows:
                     f"{path}, line {lineno}: expected a Target in 0..9, got "
                     f"{target[:20].decode('utf-8', 'replace')!r} (truncated or corrupt?); {again}"
                 )
-            ids = _tokenize(fields[src_col], path, lineno)
+            ids = _tree(fields[src_col], path, lineno)
             chunks.append(ids)
             lengths.append(len(ids))
             labels.append(int(target))
+            lines.append(lineno)
     if not labels:
         raise DataError(
             f"{path} holds no examples: expected the header {expected_header!r} and rows; {again}"
         )
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return _ListOpsRows(np.frombuffer(b"".join(chunks), np.uint8), offsets, np.array(labels, np.int32))
+    tokens = np.frombuffer(b"".join(chunks), np.uint8)
+    return _ListOpsRows(tokens, offsets, np.array(labels, np.int32), np.array(lines, np.int64))
 
 
 # One copy per file and process, shared by the sources (and reloaded in workers).
@@ -309,7 +367,7 @@ class ListOpsReleaseSource:
         longest = int(np.argmax(np.diff(rows.offsets)))
         if rows.offsets[longest + 1] - rows.offsets[longest] > self.seq_len:
             raise DataError(
-                f"{self.path}, line {longest + 2}: a tree of "
+                f"{self.path}, line {rows.lines[longest]}: a tree of "
                 f"{rows.offsets[longest + 1] - rows.offsets[longest]} tokens, expected at most "
                 f"the padded length (max_length / seq_len) {self.seq_len} (LRA trees have fewer than 2000)"
             )
@@ -388,10 +446,19 @@ def pathfinder_release_advice(data_dir: str, name: str, contour_length: int) -> 
     """Where the released Pathfinder files go (for messages about a missing data set)."""
     folder = PATHFINDER_FOLDERS[name]
     level = os.path.join(data_dir, RELEASE, folder, _level_folder(contour_length))
-    return (
+    advice = (
         f"or put the LRA release files at {os.path.join(level, 'metadata', '<n>.npy')} and "
         f"{os.path.join(level, 'imgs', '<n>', 'sample_<k>.png')} ({_where(folder)}); "
         f"{_check_advice(name, data_dir, _level_option(contour_length))}"
+    )
+    other = _other_task_folder(data_dir, folder)
+    if other is None or other == LISTOPS_FOLDER:
+        return advice
+    side = {PATHFINDER_FOLDERS[p]: s for p, s in PATHFINDER_SIDES.items()}[other]
+    return (
+        f"{advice}; {data_dir} is named as the release folder {other} ({side}x{side} images), not "
+        f"{folder}, which {name} reads ({PATHFINDER_SIDES[name]}x{PATHFINDER_SIDES[name]} images): "
+        f"give the folder holding {folder} as the data directory"
     )
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, one_line, other_cache, other_kind, read_json_file
+from ._files import DataError, cache_kind, one_line, other_cache, other_kind, read_json_file
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
 
@@ -521,6 +521,8 @@ class PathfinderSource:
         self.cfg = cfg
         self.split = split
         self.seed = int(seed)
+        if self.seed < 0:  # here, not in a worker's first item
+            raise ValueError(f"expected a data seed >= 0, got {seed}")
         self.size = default_split_size(split) if size is None else int(size)
         if self.size < 0:
             raise ValueError(f"expected size >= 0, got {size}")
@@ -622,6 +624,7 @@ def write_pathfinder(
     chunk: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     style: str = "lra",
+    overwrite: bool = False,
 ) -> dict:
     """Write a memory-mapped Pathfinder cache of `size` images split train/val/test.
 
@@ -650,6 +653,9 @@ def write_pathfinder(
     - `style`: `"lra"` (default) or `"continuous"` (see `pathfinder_config`); the
       metadata records it, and a cache is only read with the style it was written
       with.
+    - `overwrite`: write even where a cache exists. Without it, a cache with the
+      same settings is kept as it is, and one with other settings is refused
+      (`ValueError` showing both).
 
     **Returns:**
 
@@ -669,6 +675,8 @@ def write_pathfinder(
     out_dir = expand_path(out_dir)
     if reason := other_cache(out_dir, METADATA, "pathfinder", preset):
         raise ValueError(reason)
+    if os.path.isfile(os.path.join(out_dir, METADATA)) and not overwrite:
+        return _kept_cache(out_dir, _metadata(preset, cfg, int(seed), counts))
     # The directories this call creates, deepest first: removed again on failure.
     created, d = [], os.path.abspath(out_dir)
     while not os.path.exists(d) and os.path.dirname(d) != d:
@@ -743,10 +751,34 @@ def _metadata(preset: str, cfg: SnakesConfig | PathfinderConfig, seed: int, coun
     }
 
 
+_SETTINGS = ("preset", "contour_length", "style", "generator_version", "seed", "splits")
+
+
+def _settings(meta: dict) -> dict:
+    """What a cache was written with: preset, level, style and generator version, seed, split sizes."""
+    style, version = cache_style(meta)
+    return {**{k: meta.get(k) for k in _SETTINGS}, "style": style, "generator_version": version}
+
+
+def _kept_cache(out_dir: str, wanted: dict) -> dict:
+    """The metadata of the cache in `out_dir` when it was written with the settings of
+    `wanted`; ValueError showing both otherwise (a write without `overwrite`)."""
+    old, new = _settings(read_pathfinder_metadata(out_dir)), _settings(wanted)
+    if old == new:
+        return read_pathfinder_metadata(out_dir)
+    differ = [k for k in _SETTINGS if old[k] != new[k]]
+    found = "; ".join(f"{k} {old[k]}" for k in differ)
+    asked = "; ".join(f"{k} {new[k]}" for k in differ)
+    raise ValueError(
+        f"{out_dir} holds a Pathfinder cache written with other settings: it has {found}, "
+        f"asked for {asked}; pass overwrite=True (--overwrite) or choose another directory"
+    )
+
+
 def is_pathfinder_cache(meta: dict, preset: str) -> bool:
     """Whether cache metadata describes a cache of `preset` (at any level or style,
     which `check_pathfinder_cache` judges)."""
-    return meta.get("kind", "pathfinder") == "pathfinder" and meta.get("preset", preset) == preset
+    return cache_kind(meta) == "pathfinder" and meta.get("preset", preset) == preset
 
 
 def cache_style(meta: dict) -> tuple[str, object]:

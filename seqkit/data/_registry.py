@@ -69,18 +69,49 @@ _OPTIONS = {
 }
 
 
+def _pathfinder_write_advice(data_dir: str, name: str, contour_length: int, style: str) -> str:
+    """How to get a `name` cache of this level and style into `data_dir` (or do without one)."""
+    level = f" --contour-length {contour_length}" if contour_length != 14 else ""
+    level += f" --style {style}" if style != "lra" else ""
+    return (
+        f"write one with `seqkit data pathfinder --preset {name}{level} --size N --out "
+        f"{os.path.join(data_dir, name)}`, or set no data directory (`--set data.data_dir=none`, "
+        f"data_dir=None) to generate examples on the fly"
+    )
+
+
 def _pathfinder_cache_dir(data_dir: str, name: str, contour_length: int, style: str = "lra") -> str:
     found = find_cache(data_dir, name, METADATA, lambda meta: is_pathfinder_cache(meta, name))
     if found is not None:
         return found
-    level = f" --contour-length {contour_length}" if contour_length != 14 else ""
-    level += f" --style {style}" if style != "lra" else ""
     raise PathfinderCacheNotFoundError(
         f"no {name} cache in {data_dir} (neither {os.path.join(data_dir, METADATA)} nor "
-        f"{os.path.join(data_dir, name, METADATA)} describes one); write one with `seqkit data pathfinder "
-        f"--preset {name}{level} --size N --out {os.path.join(data_dir, name)}`, or set no data "
-        f"directory (`--set data.data_dir=none`, data_dir=None) to generate examples on the fly"
+        f"{os.path.join(data_dir, name, METADATA)} describes one); "
+        f"{_pathfinder_write_advice(data_dir, name, contour_length, style)}"
     )
+
+
+def _pathfinder_release_dir(
+    data_dir: str, name: str, contour_length: int, style: str, no_cache: PathfinderCacheNotFoundError
+) -> str:
+    """The LRA release folder of `name` under `data_dir`, read where no cache is
+    (`no_cache` says so). The release holds the `lra` style only: another style
+    raises `ValueError`, and without the release `no_cache` is raised (with where
+    the release files go, for the `lra` style)."""
+    release = pathfinder_release_dir(data_dir, name)
+    if style != "lra":
+        if release is None:
+            raise no_cache
+        raise ValueError(
+            f"expected a {name} cache of style {style!r} in {data_dir}, got only the LRA release "
+            f"files ({release}), which hold the 'lra' style; "
+            f"{_pathfinder_write_advice(data_dir, name, contour_length, style)}, or read the release "
+            f"with style='lra'"
+        )
+    if release is None:
+        advice = pathfinder_release_advice(data_dir, name, contour_length)
+        raise PathfinderCacheNotFoundError(f"{no_cache}; {advice}") from None
+    return release
 
 
 def make_source(
@@ -122,7 +153,8 @@ def make_source(
       the published 160k/20k/20k, ListOps 96k/2k/2k).
     - `options`: Pathfinder: `contour_length` (6, 9, 14; default 14), `style`
       (`"lra"`, default: dashed snakes as LRA generated them; `"continuous"`:
-      seqkit's unbroken snakes; a cache must have been written with the same) and
+      seqkit's unbroken snakes; a cache must have been written with the same, and
+      the LRA release files hold `"lra"` only: another style there is refused) and
       `as_tokens`; `cifar_gray`: `as_tokens`; the image datasets (Pathfinder,
       `scifar`, `cifar_gray`): `patch_size` `P`, each image as its sequence of
       `P × P` patches ([`seqkit.data.patchify`][]: `(H/P · W/P, P·P·C)` inputs,
@@ -201,10 +233,7 @@ def make_source(
         try:
             directory = _pathfinder_cache_dir(data_dir, name, contour_length, style)
         except PathfinderCacheNotFoundError as e:  # no cache: the LRA release files, if there
-            release = pathfinder_release_dir(data_dir, name)
-            if release is None:
-                advice = pathfinder_release_advice(data_dir, name, contour_length)
-                raise PathfinderCacheNotFoundError(f"{e}; {advice}") from None
+            release = _pathfinder_release_dir(data_dir, name, contour_length, style, e)
             return PathfinderReleaseSource(
                 release, name, split, contour_length=contour_length, size=size, as_tokens=as_tokens
             )

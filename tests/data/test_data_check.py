@@ -184,6 +184,22 @@ def test_data_check_usage_errors(tmp_path, capsys, monkeypatch):
         assert err.startswith(f"seqkit data: error: {expected}") and err.count("\n") == 1, err
 
 
+def test_data_check_pathfinder_unknown_style_or_level(tmp_path):
+    """The Python API takes any style and level: an unknown one is refused as
+    make_source refuses it, with or without a cache or the release there."""
+    empty, release, cache = tmp_path / "empty", tmp_path / "release", tmp_path / "cache"
+    empty.mkdir()
+    write_level(os.path.join(release, "lra_release", "pathfinder32", "curv_contour_length_14"))
+    write_pathfinder(cache, "pathfinder32", 6)
+    for data_dir in (empty, release, cache):
+        with pytest.raises(ValueError, match=r"^expected style in \('lra', 'continuous'\), got 'bogus'$"):
+            check_dataset("pathfinder32", data_dir, style="bogus")
+        with pytest.raises(ValueError, match=r"^expected contour_length in \(6, 9, 14\), got 7$"):
+            check_dataset("pathfinder32", data_dir, contour_length=7)
+        with pytest.raises(ValueError, match="got 'bogus'"):
+            make_source("pathfinder32", "train", data_dir=data_dir, style="bogus")
+
+
 def test_data_check_readers_of_other_modules(tmp_path, capsys):
     for name in ("imdb", "aan"):
         code, lines, _ = _run(capsys, name, "--data-dir", str(tmp_path))

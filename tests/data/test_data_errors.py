@@ -305,7 +305,14 @@ def test_data_errors_pathfinder_failure_leaves_nothing(tmp_path):
     (old / "notes.txt").write_text("mine")
     with pytest.raises(_Interrupt):
         write_pathfinder(
-            old, "pathfinder32", 12, contour_length=6, seed=2, chunk=4, progress=_stop_after_first_chunk
+            old,
+            "pathfinder32",
+            12,
+            contour_length=6,
+            seed=2,
+            chunk=4,
+            progress=_stop_after_first_chunk,
+            overwrite=True,
         )
     assert _listing(old) == sorted([*files, "notes.txt"])
     src = make_source("pathfinder32", "train", data_dir=old, contour_length=6)

@@ -383,11 +383,23 @@ def test_listops_bad_input(tmp_path):
     with pytest.raises(ValueError, match="size >= 1"):
         write_listops(tmp_path / "x", 0)
     # 96/2/2 of 10 leaves val and test empty; 26 is the least size (round(0.52) = 1)
-    with pytest.raises(ValueError, match=r"every split an example \(at least 26\)"):
+    with pytest.raises(ValueError, match=r"every split with a fraction > 0 an example \(at least 26\)"):
         write_listops(tmp_path / "x", 10)
     assert min(write_listops(tmp_path / "y", 26)["splits"].values()) == 1
+    # a fraction of 0 asks for an empty split, as write_pathfinder allows
+    with pytest.raises(ValueError, match=r"an example \(at least 2\), got \{'train': 1, 'val': 0"):
+        write_listops(tmp_path / "x", 1, splits=(0.5, 0.0, 0.5))
+    only_train = {"train": 3, "val": 0, "test": 0}
+    assert write_listops(tmp_path / "z", 3, splits=(1.0, 0.0, 0.0))["splits"] == only_train
+    lengths = {s: len(make_source("listops", s, data_dir=tmp_path / "z")) for s in only_train}
+    assert lengths == only_train
+    cached = make_source("listops", "train", data_dir=tmp_path / "z")
+    np.testing.assert_array_equal(cached[2]["inputs"], ListOpsSource("train")[2]["inputs"])
     with pytest.raises(ValueError, match="expected a data seed >= 0, got -1"):
         write_listops(tmp_path / "x", 30, seed=-1)
+    for build in (lambda: ListOpsSource("val", seed=-1), lambda: make_source("listops", "val", seed=-1)):
+        with pytest.raises(ValueError, match="^expected a data seed >= 0, got -1$"):
+            build()  # when built, not at the first item (in a grain worker)
     assert not (tmp_path / "x").exists()
     blocker = tmp_path / "a-file"
     blocker.write_text("")

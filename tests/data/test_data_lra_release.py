@@ -25,11 +25,13 @@ from seqkit.data import (
     PathfinderCacheSource,
     PathfinderReleaseSource,
     PathfinderSource,
+    check_dataset,
     generate_listops_batch,
     listops_text,
     make_source,
     pathfinder_config,
     s4_permutation,
+    write_listops,
     write_pathfinder,
 )
 
@@ -191,6 +193,18 @@ def test_data_lra_release_listops_bad_files(tmp_path):
     assert "holds no examples" in msg
     msg = _listops_error(tmp_path / "f", "\x89PNG\r\n\x1a\n\x00\x00garbage")
     assert "expected the header line" in msg
+    # valid tokens that do not form one tree: each row is refused with its line
+    not_trees = {
+        "": "an empty Source",
+        "] ] ]": "unbalanced ']'",
+        "( ( [MAX 2 ) 9 )": "incomplete tree",
+        "( [MAX ] )": "[MAX has no arguments",
+        "( ( [SM 1 ) ] ) 4": "tokens after its end",
+        "4 4": "tokens after its end",
+    }
+    for k, (source, why) in enumerate(not_trees.items()):
+        msg = _listops_error(tmp_path / f"g{k}", f"Source\tTarget\r\n[SM 1 2 ]\t3\r\n{source}\t7\r\n")
+        assert "line 3: expected one ListOps tree" in msg and f"got {source!r}" in msg and why in msg
     # longer than seq_len
     folder = tmp_path / "h" / "lra_release" / "listops-1000"
     write_listops_release(folder)
@@ -203,6 +217,20 @@ def test_data_lra_release_listops_bad_files(tmp_path):
         r"\(max_length / seq_len\) 4",
     ):
         make_source("listops", "train", data_dir=tmp_path / "h", max_length=4)
+
+
+def test_data_lra_release_listops_blank_lines(tmp_path):
+    """Blank lines (a trailing CRLF, an empty line between rows) are passed over, and
+    rows keep their own line numbers in later errors."""
+    folder = tmp_path / "lra_release" / "listops-1000"
+    write_listops_release(folder)
+    text = "Source\tTarget\r\n[SM 1 2 ]\t3\r\n\r\n  \n( ( ( [MAX 2 ) 9 ) ] )\t9\r\n[SM 1 2 3 ]\t6\r\n\r\n"
+    (folder / "basic_train.tsv").write_bytes(text.encode())
+    src = make_source("listops", "train", data_dir=tmp_path)
+    assert len(src) == 3 and [int(src[i]["label"]) for i in range(3)] == [3, 9, 6]
+    np.testing.assert_array_equal(src[1]["inputs"][:4], [12, 3, 10, 15])
+    with pytest.raises(DataError, match=r"basic_train.tsv, line 6: a tree of 5 tokens"):
+        make_source("listops", "train", data_dir=tmp_path, max_length=4)
 
 
 def test_data_lra_release_listops_missing_files(tmp_path):
@@ -366,6 +394,71 @@ def test_data_lra_release_cache_is_used_first(tmp_path):
     assert isinstance(
         make_source("pathfinder32", "train", data_dir=tmp_path, contour_length=6), PathfinderReleaseSource
     )
+
+
+def test_data_lra_release_another_presets_folder_is_not_read(tmp_path):
+    """An S4-style data directory that is the pathfinder32 folder is read as
+    pathfinder32 only: Path-X is not looked for in it, and the message says why."""
+    folder = tmp_path / "pathfinder32"
+    write_level(folder / "curv_contour_length_14")
+    assert isinstance(make_source("pathfinder32", "train", data_dir=folder), PathfinderReleaseSource)
+    with pytest.raises(PathfinderCacheNotFoundError) as e:
+        make_source("pathx", "train", data_dir=folder)
+    msg = str(e.value)
+    assert "a 32x32 image (L)" not in msg and "\n" not in msg  # no image is blamed
+    assert str(folder / "lra_release" / "pathfinder128" / "curv_contour_length_14") in msg
+    assert msg.endswith(
+        f"{folder} is named as the release folder pathfinder32 (32x32 images), not pathfinder128, "
+        "which pathx reads (128x128 images): give the folder holding pathfinder128 as the data directory"
+    )
+    # a folder of another name is still read as the task folder itself
+    other = tmp_path / "mine"
+    write_level(other / "curv_contour_length_14", side=128, batches={0: 10})
+    assert isinstance(make_source("pathx", "test", data_dir=other), PathfinderReleaseSource)
+
+
+def test_data_lra_release_pathfinder_is_the_lra_style_only(tmp_path):
+    """The release holds LRA's dashed snakes: another style asks for a cache, which
+    the message says how to write; without the release, no release advice is given."""
+    write_level(_level_dir(tmp_path))
+    with pytest.raises(ValueError) as e:
+        make_source("pathfinder32", "train", data_dir=tmp_path, style="continuous")
+    msg = str(e.value)
+    assert msg.startswith(f"expected a pathfinder32 cache of style 'continuous' in {tmp_path}, got only")
+    assert "--style continuous" in msg and "style='lra'" in msg and "\n" not in msg
+    assert isinstance(make_source("pathfinder32", "train", data_dir=tmp_path), PathfinderReleaseSource)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PathfinderCacheNotFoundError) as e:
+        make_source("pathfinder32", "train", data_dir=empty, style="continuous")
+    assert "--style continuous" in str(e.value) and "put the LRA release files" not in str(e.value)
+
+
+def test_data_lra_release_other_tools_metadata_is_passed_over(tmp_path):
+    """A `metadata.json` that is no seqkit cache's (another tool's notes) in the data
+    directory neither hides the release files nor is offered for overwriting."""
+    notes = '{"description": "my notes"}'
+    (tmp_path / "metadata.json").write_text(notes)
+    write_listops_release(tmp_path / "lra_release" / "listops-1000")
+    write_level(_level_dir(tmp_path))
+    assert isinstance(make_source("listops", "train", data_dir=tmp_path), ListOpsReleaseSource)
+    assert isinstance(make_source("pathfinder32", "train", data_dir=tmp_path), PathfinderReleaseSource)
+    for name in ("listops", "pathfinder32"):
+        report = check_dataset(name, tmp_path)
+        assert report.complete and "metadata.json" not in " ".join(f.path for f in report.files)
+    # the writers refuse to replace it, overwrite or not
+    for write in (
+        lambda overwrite: write_listops(tmp_path, 40, overwrite=overwrite),
+        lambda overwrite: write_pathfinder(tmp_path, "pathfinder32", 6, overwrite=overwrite),
+    ):
+        for overwrite in (False, True):
+            with pytest.raises(ValueError) as e:
+                write(overwrite)
+            msg = str(e.value)
+            assert msg.startswith(f"{tmp_path / 'metadata.json'} is not a seqkit cache's metadata")
+            assert "'description'" in msg and "choose another directory" in msg and "--overwrite" not in msg
+    assert (tmp_path / "metadata.json").read_text() == notes
+    assert not any(p.suffix == ".npy" for p in tmp_path.iterdir())
 
 
 def _pathfinder_error(tmp_path, damage, error=DataError, split="train", **write):

@@ -502,6 +502,37 @@ def test_data_pathfinder_cache_roundtrip(tmp_path):
     np.testing.assert_array_equal(pickle.loads(blob)[3]["inputs"], images[3].reshape(-1))
 
 
+def _cache_files(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_data_pathfinder_cache_other_settings_need_overwrite(tmp_path):
+    """As write_listops: the same settings keep the cache, other settings are refused
+    (both shown) and leave it as it was, unless overwrite=True."""
+    write_pathfinder(tmp_path, "pathfinder32", 6, contour_length=6)
+    before = _cache_files(tmp_path)
+    kept = write_pathfinder(tmp_path, "pathfinder32", 6, contour_length=6)
+    assert kept == json.loads(before["metadata.json"]) and _cache_files(tmp_path) == before
+    for other, found, asked in (
+        (dict(preset="pathfinder64"), "preset pathfinder32", "preset pathfinder64"),
+        (dict(contour_length=9), "contour_length 6", "contour_length 9"),
+        (dict(style="continuous"), "style lra; generator_version 2", "style continuous; generator_version 1"),
+        (dict(seed=3), "seed 0", "seed 3"),
+        (dict(size=7), "splits {'train': 4", "splits {'train': 5"),
+    ):
+        args = {"preset": "pathfinder32", "size": 6, "contour_length": 6, **other}
+        with pytest.raises(ValueError) as e:
+            write_pathfinder(tmp_path, args.pop("preset"), args.pop("size"), **args)
+        msg = str(e.value)
+        assert msg.startswith(f"{tmp_path} holds a Pathfinder cache written with other settings")
+        assert f"it has {found}" in msg and f"asked for {asked}" in msg and "overwrite=True" in msg
+        assert _cache_files(tmp_path) == before
+    write_pathfinder(tmp_path, "pathfinder64", 6, contour_length=6, seed=3, overwrite=True)
+    new = json.loads((tmp_path / "metadata.json").read_text())
+    assert (new["preset"], new["seed"], new["image_size"]) == ("pathfinder64", 3, 64)
+    assert np.load(tmp_path / "train_images.npy").shape == (4, 64, 64)
+
+
 def test_data_pathfinder_cache_parallel_workers(tmp_path):
     write_pathfinder(tmp_path / "one", "pathfinder32", 40, contour_length=6, chunk=8)
     write_pathfinder(tmp_path / "two", "pathfinder32", 40, contour_length=6, chunk=8, workers=2)
@@ -527,6 +558,13 @@ def test_data_pathfinder_cache_errors(tmp_path):
         make_source("pathfinder32", "train", colour=True)
     with pytest.raises(ValueError, match="expected a data seed >= 0, got -1"):
         write_pathfinder(tmp_path / "negative", "pathfinder32", 10, seed=-1)
+    cfg = pathfinder_config("pathfinder32", 6)
+    for build in (
+        lambda: PathfinderSource(cfg, "val", seed=-1),
+        lambda: make_source("pathx", "val", seed=-1),
+    ):
+        with pytest.raises(ValueError, match="^expected a data seed >= 0, got -1$"):
+            build()  # when built, not at the first item (in a grain worker)
     assert not (tmp_path / "negative").exists()
 
 
