@@ -1,5 +1,6 @@
 """Byte-level causal language models: `s4-lm`, `gss-lm`, `mega-lm`, `transformer-lm`,
-`transformer-trime-lm`, `transformer-trime-long-lm`.
+`transformer-trime-lm`, `transformer-trime-long-lm`, `block-recurrent-lm` and
+`perceiver-ar-lm`.
 
 Each is a stack of causal mixers with a per-position head (`pool="none"`): the
 logits at position `t` predict byte `t+1`, the loss is the mean cross-entropy

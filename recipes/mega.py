@@ -88,10 +88,11 @@ def recipe() -> Recipe:
 
 
 def tiny(r: Recipe) -> Recipe:
-    """`smoke`, with Mega's widths scaled to the smoke model's 32."""
+    """`smoke`, with Mega's widths scaled to the smoke model's 32 (attention over the
+    whole sequence, as the published setting)."""
     r = smoke(r)
     (mega,) = r.model.mixers
-    mega = dataclasses.replace(mega, z_dim=16, v_dim=64, chunk_size=128)
+    mega = dataclasses.replace(mega, z_dim=16, v_dim=64)
     return dataclasses.replace(r, model=dataclasses.replace(r.model, mixers=[mega]))
 
 

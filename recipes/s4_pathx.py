@@ -5,7 +5,8 @@ Published setting: the authors' current Path-X config, state-spaces/s4 at e757ce
 "Efficiently Modeling Long Sequences with Structured State Spaces", ICLR 2022):
 256 × 6, BatchNorm, pre-norm, no dropout, N = 64, Δ ∈ [1e-4, 1e-1],
 AdamW lr 0.001 / wd 0.05, the SSM parameters (A, B, Δ) at lr 0.001 without weight
-decay, batch 16, 50 epochs, warmup 50k of 500k steps (cosine).
+decay, no weight decay on the norms and biases (`configs/config.yaml`), batch 16, 50
+epochs, warmup 50k of 500k steps (cosine).
 
 Which Path-X learning rates. The repository's history holds five settings:
 
@@ -38,7 +39,7 @@ NAME = "s4-pathx"
 DESCRIPTION = "S4 on Path-X (128x128, L=16384, generated), published setting"
 TASK = "Path-X"
 MODEL = "S4"
-SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-pathx.yaml (updated S4, Gu et al. 2022)"
+SOURCE = "state-spaces/s4@e757cef configs/experiment/lra/s4-pathx.yaml (v4 config for S4, Gu et al. 2022)"
 
 
 def recipe() -> Recipe:
@@ -47,6 +48,7 @@ def recipe() -> Recipe:
         S4Config(state_size=64, dt_min=1e-4, dt_max=1e-1, bidirectional=True),
         d_model=256, n_layers=6, norm="batch", prenorm=True, dropout=0.0,
         lr=0.001, weight_decay=0.05, ssm_lr=0.001, batch_size=16,
+        decay_norms_and_biases=False,
         warmup_steps=50_000, total_steps=500_000, eval_every=5000,
     )  # fmt: skip
 

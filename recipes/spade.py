@@ -15,9 +15,10 @@ Published settings used: the S4 part (state 64, Δ ∈ [1e-3, 1e-1]) and the
 concat fusion are the authors'; width, depth, BatchNorm and the optimizer and
 schedule are S4's Pathfinder setting (Gu, Goel and Ré, ICLR 2022, as in
 `s4-pathfinder`: 256 × 6, AdamW lr 0.004 / wd 0.05, SSM parameters lr 0.001
-without wd, batch 64, warmup 50k of 500k steps). Not taken from a paper
-(seqkit's choices): 4 heads, a sliding window of 128 (±127 positions) and the
-FFN width (2 × d_model).
+without wd, batch 64, warmup 50k of 500k steps; unlike `s4-pathfinder`, weight
+decay also on the norms and biases, as when the `cpu` result below was
+measured). Not taken from a paper (seqkit's choices): 4 heads, a sliding window
+of 128 (±127 positions) and the FFN width (2 × d_model).
 
 Preset `cpu`: contour length 6 (`continuous` style: solid snakes), a 32-wide 2-layer
 model (the fused S4 + local layer, then local attention; windows of 16 with 2

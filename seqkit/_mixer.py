@@ -64,9 +64,10 @@ class AbstractMixer(eqx.Module):
         return any(m.length_dependent for m in _sub_mixers(self))
 
     def ssm_parameters(self) -> tuple:
-        """The leaves of this module that are "SSM parameters": trained at their own
-        (smaller) learning rate and without weight decay, following the S4, S4D, DSS
-        and Mega papers.
+        """The leaves of this module that are "SSM parameters": the optimizer trains
+        them at their own learning rate and weight decay (`optimizer.ssm_lr`,
+        `ssm_weight_decay`), smaller and none in the S4, S4D and DSS papers; Mega's
+        code trains its EMA's with the rest, which its recipes set.
 
         Returns the fields themselves (attribute accesses, no arithmetic), so the
         optimizer can locate them in any pytree of the model's structure. The default

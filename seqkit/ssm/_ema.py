@@ -117,7 +117,9 @@ class EMA(AbstractSSMCore):
         return jax.nn.sigmoid(self.alpha_logit), jax.nn.sigmoid(self.delta_logit), self.beta, self.eta
 
     def ssm_parameters(self) -> tuple:
-        """α, δ and β, as in Mega's optimizer groups (no weight decay, own learning rate)."""
+        """α, δ and β: the EMA's own parameters, declared so that an optimizer can group
+        them. Mega's code trains them with the rest (one group), so the Mega recipes
+        give this group the base learning rate and weight decay."""
         return (
             self.alpha_logit,
             self.delta_logit,

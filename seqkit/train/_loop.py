@@ -24,7 +24,7 @@ from ._distributed import host_arrays, is_main_process, process_eval_batches, pr
 from ._logging import MetricsLog, Progress, TrainWindow
 from ._mesh import describe_mesh, make_mesh, shard_batch, shard_params, sharded_step
 from ._pretrain import masked_patch_objective
-from ._recipe import Recipe, RecipeError, config_differences, recipe_to_dict, step_key
+from ._recipe import Recipe, RecipeError, config_differences, recipe_from_dict, recipe_to_dict, step_key
 from ._trime import trime_batch_loss
 
 CHECKPOINT = "checkpoint.eqx"
@@ -482,7 +482,13 @@ _NOT_COMPARED = {
 
 def _comparable_recipe(config: Any) -> Any:
     """A recipe's data less the settings in `_NOT_COMPARED`, for comparing a resumed
-    run's settings with its saved ones (runs saved before a key existed match too)."""
+    run's settings with its saved ones. A setting added to seqkit after a run was
+    saved takes its default there (the behaviour the run had), so the run still
+    resumes unless the new recipe sets it otherwise."""
+    try:
+        config = recipe_to_dict(recipe_from_dict(config))
+    except (RecipeError, TypeError, ValueError, AttributeError):
+        pass  # compared as saved: the difference is reported key by key
     return _split_recipe(config, keep=False)
 
 
@@ -770,8 +776,6 @@ def load_run(
 
     **Returns:** `(recipe, model, state, sources, meta)`.
     """
-    from ._recipe import recipe_from_dict
-
     run_dir = expand_path(run_dir)
     config_path = os.path.join(run_dir, CONFIG)
     ckpt_path = os.path.join(run_dir, CHECKPOINT)

@@ -2,28 +2,70 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import ArrayLike, PyTree
 
-from seqkit._mixer import ssm_parameter_labels
+from seqkit._mixer import AbstractMixer, ssm_parameter_labels
+from seqkit.nn import ResidualBlock, SequenceNorm
+
+_NORMS = (SequenceNorm, eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.GroupNorm, eqx.nn.BatchNorm)
 
 
-def param_labels(tree: PyTree) -> PyTree[str]:
-    """Label every array leaf of `tree` `"ssm"` or `"default"`.
+def param_labels(tree: PyTree, *, decay_norms_and_biases: bool = True) -> PyTree[str]:
+    """Label every array leaf of `tree` `"ssm"`, `"default"` or `"no_decay"`.
 
     The `"ssm"` leaves are those the model's mixers declare through
     `AbstractMixer.ssm_parameters()` (S4/S4D/DSS: Λ, p, B, log Δ; EMA: α, δ, β);
     everything else, including the cores' `C` and `D`, is `"default"`. A new
     family joins a group by declaring its leaves, not by editing the optimizer.
+
+    With `decay_norms_and_biases=False`, `"no_decay"` marks the scales and offsets
+    of every normalization layer, and the biases of the linear and convolution
+    layers and the embedding tables inside the residual blocks and mixers (not
+    the model's input encoder nor its classification head), as the S4 authors'
+    training code leaves them out of weight decay (`state-spaces/s4`,
+    `optimizer_param_grouping`, which applies to the backbone).
+
     Works on a model or on `eqx.filter(model, eqx.is_inexact_array)` (the shape
     optax sees).
 
     **Returns:** a pytree of strings with the structure of `tree`'s array leaves.
     """
-    return ssm_parameter_labels(tree)
+    labels = ssm_parameter_labels(tree)
+    if decay_norms_and_biases:
+        return labels
+
+    def where(t):
+        return [x for x in _undecayed(t) if x is not None]
+
+    if not where(labels):
+        return labels
+    return eqx.tree_at(where, labels, replace_fn=lambda label: "no_decay" if label == "default" else label)
+
+
+def _undecayed(tree: PyTree) -> list:
+    """The leaves `param_labels` marks `"no_decay"` (with `None`s where a module has
+    no bias)."""
+    found = []
+    is_norm = lambda n: isinstance(n, _NORMS)  # noqa: E731
+    for norm in jax.tree.leaves(tree, is_leaf=is_norm):
+        if is_norm(norm):
+            found += [norm.weight, norm.bias]
+    is_backbone = lambda n: isinstance(n, (ResidualBlock, AbstractMixer))  # noqa: E731
+    is_layer = lambda n: isinstance(n, (eqx.nn.Linear, eqx.nn.Conv, eqx.nn.Embedding))  # noqa: E731
+    for part in jax.tree.leaves(tree, is_leaf=is_backbone):
+        if not is_backbone(part):
+            continue
+        for layer in jax.tree.leaves(part, is_leaf=is_layer):
+            if isinstance(layer, eqx.nn.Embedding):
+                found.append(layer.weight)
+            elif is_layer(layer):
+                found.append(layer.bias)
+    return found
 
 
 def cosine_warmup(peak: ArrayLike, warmup_steps: ArrayLike, total_steps: ArrayLike) -> optax.Schedule:
@@ -111,6 +153,7 @@ def make_optimizer(
     b2: float = 0.999,
     eps: float = 1e-8,
     grad_clip: float | None = None,
+    decay_norms_and_biases: bool = True,
     hyperparams_as_arrays: bool = False,
 ) -> optax.GradientTransformation:
     """The training optimizer: clip → AdamW per parameter group → skip non-finite.
@@ -119,6 +162,9 @@ def make_optimizer(
     - Two groups (`param_labels`): SSM parameters (Λ, p, B, log Δ) at
       `ssm_learning_rate` / `ssm_weight_decay`; everything else at `learning_rate` /
       `weight_decay`. Both follow the same warmup + cosine schedule.
+    - `decay_norms_and_biases=False` adds a third group: normalization parameters
+      and the biases inside the blocks (`param_labels`) at `learning_rate` with no
+      weight decay.
     - `optax.apply_if_finite`: an update with a non-finite gradient is skipped; the
       state counts them (`opt_state.total_notfinite`).
     - `hyperparams_as_arrays`: every numeric hyperparameter (both groups' learning
@@ -151,15 +197,14 @@ def make_optimizer(
             parts.append(optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=grad_clip))
         else:
             parts.append(optax.clip_by_global_norm(grad_clip))
-    parts.append(
-        optax.multi_transform(
-            {
-                "ssm": group(ssm_learning_rate, ssm_weight_decay),
-                "default": group(learning_rate, weight_decay),
-            },
-            param_labels,
-        )
-    )
+    groups = {
+        "ssm": group(ssm_learning_rate, ssm_weight_decay),
+        "default": group(learning_rate, weight_decay),
+    }
+    if not decay_norms_and_biases:
+        groups["no_decay"] = group(learning_rate, 0.0)
+    labels = lambda tree: param_labels(tree, decay_norms_and_biases=decay_norms_and_biases)  # noqa: E731
+    parts.append(optax.multi_transform(groups, labels))
     tx = optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**31 - 1)
     return _standard_promotion(tx)
 

@@ -208,6 +208,7 @@ class OptimizerConfig:
     b2: float = _bounded(0.999, lo=0.0, below=1.0)
     eps: float = _bounded(1e-8, above=0.0)
     grad_clip: float = _bounded(0.0, lo=0.0)  # 0: no clipping
+    decay_norms_and_biases: bool = True  # False: no weight decay on them (`param_labels`)
 
 
 @dataclasses.dataclass
@@ -568,6 +569,7 @@ class Recipe:
             b2=o.b2,
             eps=o.eps,
             grad_clip=o.grad_clip or None,
+            decay_norms_and_biases=o.decay_norms_and_biases,
             hyperparams_as_arrays=hyperparams_as_arrays,
         )
 

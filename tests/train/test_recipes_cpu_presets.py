@@ -72,7 +72,8 @@ def test_cpu_preset_shrinks_size_data_and_schedule_only(name):
     same = ("norm", "prenorm", "pool", "dual", "ffn_mult", "positions", "dropout")
     assert {f: getattr(r.model, f) for f in same} == {f: getattr(full.model, f) for f in same}
     # The mixers keep their options (heads, windows, features, dropout); Mega's widths
-    # follow the model's (z = d/2, v = 2d) as in the published ratio.
+    # follow the model's (z = d/2, v = 2d: the published ratio for Text, Retrieval,
+    # Pathfinder and Path-X; v = 2d for every task).
     for got, want in zip(r.model.mixers, full.model.mixers, strict=True):
         if isinstance(want, snn.MegaConfig):
             assert (got.z_dim, got.v_dim) == (None, None)  # None: d/2 and 2d

@@ -34,7 +34,9 @@ import seqkit.train as st
 # S4: state-spaces/s4@e757cef configs/experiment/lra/s4-{listops,imdb,aan,cifar,
 #   pathfinder,pathx}.yaml and cifar/s4-cifar.yaml (sCIFAR); layer defaults
 #   (configs/model/layer/s4.yaml): A, B lr 0.001, wd 0; sCIFAR norm from
-#   configs/model/base.yaml (layer).
+#   configs/model/base.yaml (layer); configs/config.yaml's optimizer_param_grouping
+#   (bias_weight_decay and normalization_weight_decay False): no weight decay on the
+#   backbone's norms and biases (S4 rows only).
 # S4D: state-spaces/s4@b5dae46 configs/experiment/lra/s4-lra-*.yaml (the S4D paper's
 #   runs, layer=s4d); cosine_warmup's default warmup 1000 where a config sets none.
 # DSS: ag1988/dss@777084e README LRA commands + configs/experiment/s4-lra-*.yaml +
@@ -147,6 +149,7 @@ def test_ssm_recipe_is_the_published_setting(name):
     o = r.optimizer
     assert (o.lr, o.ssm_lr, o.weight_decay, o.ssm_weight_decay) == (lr, ssm_lr, wd, 0.0)
     assert (o.b1, o.b2, o.grad_clip) == (0.9, 0.999, 0.0)
+    assert o.decay_norms_and_biases == (family != "s4")
     assert r.trainer.batch_size == bs
     assert (r.schedule.warmup_steps, r.schedule.total_steps, r.steps) == (warm, total, total)
     _check_data(r, family, task)
@@ -170,6 +173,7 @@ def test_mega_recipe_is_the_published_setting(name):
     o = r.optimizer
     assert (o.lr, o.weight_decay, o.ssm_lr, o.ssm_weight_decay) == (lr, wd, lr, wd)
     assert (o.b1, o.b2, o.eps, o.grad_clip) == (0.9, 0.98, 1e-8, 1.0)
+    assert o.decay_norms_and_biases  # one parameter group in Mega's code
     assert r.trainer.batch_size == bs
     assert (r.schedule.warmup_steps, r.schedule.total_steps) == (warm, total)
     _check_data(r, family, task)
@@ -186,6 +190,8 @@ def test_registry_names_and_the_recipes_kept():
     mega, pf = recipes.get("mega"), recipes.get("mega-pathfinder")
     assert dataclasses.replace(pf, name="mega", description=mega.description) == mega
     assert set(recipes.SPECS["mega"].presets) == {"smoke", "cpu"}
+    tiny, full = recipes.get("mega", "smoke").model.mixers[0], mega.model.mixers[0]
+    assert dataclasses.replace(tiny, z_dim=full.z_dim, v_dim=full.v_dim) == full  # only the widths shrink
     assert "cpu" in recipes.SPECS["mega-pathfinder"].presets
     assert recipes.get("s4-scifar", "gray").data.name == "cifar_gray"
     assert recipes.get("s4-pathfinder", "cpu").data.contour_length == 6

@@ -220,6 +220,16 @@ def test_a_run_resumes_after_its_data_directory_moved(tmp_path):
     seeded = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, seed=9))
     with pytest.raises(st.RecipeError, match=r"different configuration \(data.seed: 0 there, 9 here\)"):
         st.train(seeded, tmp_path, resume=True, **kw)
+    # A run saved before a setting existed has its default (the behaviour it ran with).
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["optimizer"]["decay_norms_and_biases"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert st.train(recipe, tmp_path, resume=True, **kw) == done
+    undecayed = dataclasses.replace(
+        recipe, optimizer=dataclasses.replace(recipe.optimizer, decay_norms_and_biases=False)
+    )
+    with pytest.raises(st.RecipeError, match=r"optimizer.decay_norms_and_biases: True there, False here"):
+        st.train(undecayed, tmp_path, resume=True, **kw)
 
 
 def test_a_resume_may_change_how_often_it_logs_validates_and_checkpoints(tmp_path, capsys):

@@ -2,6 +2,7 @@
 hand-written NumPy references."""
 
 import math
+import re
 
 import equinox as eqx
 import jax
@@ -119,23 +120,56 @@ def test_cosine_warmup_schedule():
     assert_close(got, np.array([0.05, 0.1]), rtol=1e-6)
 
 
-def test_groups_learning_rate_and_weight_decay(getkey):
+def undecayed_by_name(names):
+    """The leaves the S4 code's grouping leaves out of weight decay, by their paths:
+    the norms' scales and offsets, and the biases inside the blocks."""
+    norm = re.compile(r"\.(norm|final_norm|ffn_norm)\.(weight|bias)$")
+    return {n for n in names if norm.search(n) or (n.startswith(".blocks[") and n.endswith(".bias"))}
+
+
+def test_norms_and_biases_group(getkey):
+    model, _ = small_model(getkey())
+    params = eqx.filter(model, eqx.is_inexact_array)
+    plain = named_leaves(st.param_labels(params))
+    labels = named_leaves(st.param_labels(params, decay_norms_and_biases=False))
+    expected = undecayed_by_name(labels)
+    assert {".blocks[0].norm.weight", ".final_norm.bias", ".blocks[2].mixer.output_map.bias"} <= expected
+    assert {k for k, v in labels.items() if v == "no_decay"} == expected
+    assert {k: v for k, v in labels.items() if k not in expected} == {
+        k: v for k, v in plain.items() if k not in expected
+    }  # the SSM group, the encoder's and the head's biases unchanged
+    assert "no_decay" not in plain.values()
+
+
+@pytest.mark.parametrize("decay_norms_and_biases", [True, False])
+def test_groups_learning_rate_and_weight_decay(getkey, decay_norms_and_biases):
     model, _ = small_model(getkey())
     params = eqx.filter(model, eqx.is_inexact_array)
     lr, wd, ssm_lr = 0.01, 0.1, 0.001
     opt = st.make_optimizer(
-        learning_rate=lr, weight_decay=wd, ssm_learning_rate=ssm_lr, warmup_steps=0, total_steps=100
+        learning_rate=lr,
+        weight_decay=wd,
+        ssm_learning_rate=ssm_lr,
+        warmup_steps=0,
+        total_steps=100,
+        decay_norms_and_biases=decay_norms_and_biases,
     )
     state = opt.init(params)
     grads = jax.tree.map(lambda p: jr.normal(getkey(), p.shape, p.dtype), params)
     updates, state = opt.update(grads, state, params)
-    labels = named_leaves(st.param_labels(params))
+    ssm = {k for k, v in named_leaves(st.param_labels(params)).items() if v == "ssm"}
+    undecayed = set() if decay_norms_and_biases else undecayed_by_name(named_leaves(params))
     P, G, U = named_leaves(params), named_leaves(grads), named_leaves(updates)
-    for name, label in labels.items():
+    for name in P:
         g, p = np.asarray(G[name], np.float64), np.asarray(P[name], np.float64)
         # First Adam step: m̂ = g, v̂ = g², so the direction is g / (|g| + eps).
         adam = g / (np.abs(g) + 1e-8)
-        ref = -ssm_lr * adam if label == "ssm" else -lr * (adam + wd * p)
+        if name in ssm:
+            ref = -ssm_lr * adam
+        elif name in undecayed:
+            ref = -lr * adam
+        else:
+            ref = -lr * (adam + wd * p)
         assert_close(U[name], ref, rtol=1e-4, scale=max(lr, np.max(np.abs(ref))))
     # Hyperparameters live in the state as arrays (inject_hyperparams).
     hp = state.inner_state[0].inner_states["default"].inner_state.hyperparams
