@@ -11,6 +11,7 @@ from seqkit._typing import ArrayLike
 
 from ._cauchy_pallas import cauchy_pallas, unsupported as _pallas_unsupported
 from ._dispatch import Impl, backend, choose, resolving_auto
+from ._pallas_common import tile_unsupported
 from ._util import complex_of, real_dtype
 
 # Elements of one chunk's (batch, n, chunk) reciprocal tensor: bounds memory and
@@ -72,8 +73,9 @@ def _backward_chunk(v, lam, z, G, conj_pairs):
 def _split(z: Array, chunk: int) -> tuple[Array, int]:
     K = z.shape[0]
     n_chunks = -(-K // chunk)
-    # Pad with a point far from every pole; its results are dropped.
-    z = jnp.pad(z, (0, n_chunks * chunk - K), constant_values=1.0)
+    # Pad by repeating the last point: its reciprocals are finite wherever the real
+    # points' are (a constant could sit on a pole), and its results are dropped.
+    z = jnp.pad(z, (0, n_chunks * chunk - K), mode="edge")
     return z.reshape(n_chunks, chunk), K
 
 
@@ -173,6 +175,8 @@ def cauchy(
             interpret=choice.interpret,
             platform=backend(),
         )
+    if why := tile_unsupported("chunk_size", chunk_size, "xla"):  # (the Pallas path checks its own)
+        raise ValueError(why)
     v, z, lam = (jnp.asarray(a).astype(cdt) for a in (v, z, lam))
     K = z.shape[0]
     if chunk_size is None:

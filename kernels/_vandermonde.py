@@ -5,12 +5,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Inexact
 
 from seqkit._typing import ArrayLike
 
 from ._dispatch import Impl, backend, choose, resolving_auto
+from ._pallas_common import tile_unsupported
 from ._util import real_dtype, split_complex, widest_dtype
 from ._vandermonde_pallas import unsupported as _pallas_unsupported, vandermonde_pallas
 
@@ -33,7 +35,7 @@ def _finite_exponents(x: Array, dtype) -> Array:
 def vandermonde(
     v: Inexact[ArrayLike, "*batch n"],
     x: Inexact[ArrayLike, "*batch n"],
-    L: int,
+    L: int | np.integer,
     *,
     block_size: int | None = None,
     impl: Impl = "auto",
@@ -71,7 +73,9 @@ def vandermonde(
     dtype = real_dtype(v, x)
     if v.shape != x.shape:
         raise ValueError(f"expected v and x of the same shape (*batch, n), got {v.shape} and {x.shape}")
-    if not isinstance(L, int) or L < 1:
+    if isinstance(L, np.integer) and not isinstance(L, bool):
+        L = int(L)
+    if not isinstance(L, int) or isinstance(L, bool) or L < 1:
         raise ValueError(f"expected a positive integer length L, got {L!r}")
     if v.ndim < 1:
         raise ValueError(f"expected v and x with a mode axis (*batch, n), got shape {v.shape}")
@@ -85,7 +89,9 @@ def vandermonde(
         return vandermonde_pallas(
             v, x, L, block_size=block_size, interpret=choice.interpret, platform=backend()
         )
-    B = block_size or _block_size(L)
+    if why := tile_unsupported("block_size", block_size, "xla"):  # (the Pallas path checks its own)
+        raise ValueError(why)
+    B = _block_size(L) if block_size is None else block_size
     nb = -(-L // B)
     j = jnp.arange(B, dtype=dtype)
     m = jnp.arange(nb, dtype=dtype) * B

@@ -26,7 +26,8 @@ def fft_conv(
       than `L` is truncated to its first `L` taps.
     - `D`: optional `(H,)` skip weights.
 
-    **Returns:** `(L, H)`.
+    **Returns:** `(L, H)` in `u`'s dtype (a half-precision input is convolved in
+    float32, the narrowest type the FFT takes).
     """
     u, k = jnp.asarray(u), jnp.asarray(k)
     if not jnp.issubdtype(u.dtype, jnp.floating):  # the kernel is cast to u's dtype
@@ -38,6 +39,9 @@ def fft_conv(
         raise ValueError(f"expected a kernel of shape ({H}, L) or (2, {H}, L), got {k.shape}")
     if k.shape[-1] < L:
         raise ValueError(f"kernel has {k.shape[-1]} taps, fewer than the input length {L}")
+    out_dtype = u.dtype
+    if jnp.finfo(u.dtype).bits < 32:
+        u = u.astype(jnp.float32)
     k = k[..., :L].astype(u.dtype)
     n = 2 * L
     if k.ndim == 2:
@@ -60,4 +64,4 @@ def fft_conv(
     y = jnp.fft.irfft(u_f * k_f.T, n=n, axis=0)[:L]
     if D is not None:
         y = y + u * D.astype(u.dtype)
-    return y.astype(u.dtype)
+    return y.astype(out_dtype)

@@ -43,6 +43,16 @@ def _operands(A: Any, B: Any, dt: Any) -> tuple[Array, Array, Array, bool]:
             raise ValueError(f"{name}: expected a floating or complex array, got {v.dtype}")
     dtype = jax.dtypes.canonicalize_dtype(np.promote_types(A.dtype, B.dtype))
     diagonal = _layout(A, B)
+    batch = B.shape[:-1]
+    try:
+        fits = np.broadcast_shapes(dt.shape, batch) == batch
+    except ValueError:
+        fits = False
+    if not fits:  # a step per state (dt shaped like B) would broadcast into an outer product
+        raise ValueError(
+            f"expected dt broadcastable to the batch dimensions {batch} of B {B.shape} (one step "
+            f"per system, not per state), got dt of shape {dt.shape}"
+        )
     return A.astype(dtype), B.astype(dtype), dt.astype(dtype)[..., None], diagonal
 
 

@@ -84,3 +84,32 @@ def test_empty_inputs(impl):
     assert out.shape == (2, 1, 0) and out.dtype == jnp.complex64
     none = cauchy(jnp.ones((2, 1, 0), jnp.complex64), jnp.ones(4, jnp.complex64), jnp.ones((2, 0)), impl=impl)
     np.testing.assert_array_equal(np.asarray(none), np.zeros((2, 1, 4)))
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_cauchy_grads_finite_with_a_pole_where_padding_could_fall(x64, impl):
+    """A pole at 1 + 0j, and a chunk size that pads the points: the gradient equals
+    the brute-force sum's (padding once repeated the point 1, whose reciprocal
+    1/(1 − λ) is infinite there, and 0 · inf poisoned the backward pass)."""
+    v = jnp.asarray([[[1.0 + 0.5j, -0.3 + 1j]]])
+    lam = jnp.asarray([[1.0 + 0j, -0.5 + 2j]])
+    z = jnp.asarray([0.1j, 0.3j, 0.5j])
+
+    def loss(f):
+        return lambda v, lam: jnp.sum(jnp.abs(f(v, lam)) ** 2)
+
+    got = jax.grad(
+        loss(lambda v, lam: cauchy(v, z, lam, conj_pairs=False, chunk_size=2, impl=impl)), argnums=(0, 1)
+    )(v, lam)
+    brute = lambda v, lam: jnp.einsum("hmn,hnk->hmk", v, 1.0 / (z[None, None] - lam[:, :, None]))  # noqa: E731
+    want = jax.grad(loss(brute), argnums=(0, 1))(v, lam)
+    for g, w in zip(got, want, strict=True):
+        assert np.all(np.isfinite(np.asarray(g)))
+        assert_close(g, w, rtol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -2])
+def test_cauchy_refuses_a_bad_chunk_size(chunk_size):
+    v, z, lam = (jnp.asarray(a, jnp.complex64) for a in _inputs(np.random.default_rng(2), K=5))
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        cauchy(v, z, lam, chunk_size=chunk_size, impl="xla")

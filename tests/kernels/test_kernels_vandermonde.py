@@ -71,6 +71,18 @@ def test_vandermonde_rejects_bad_input():
         vandermonde(jnp.zeros((2, 3)), jnp.zeros((2, 4)), 5)
     with pytest.raises(ValueError, match="positive integer length"):
         vandermonde(jnp.zeros((2, 3)), jnp.zeros((2, 3)), 0)
+    for block_size in (0, -2):  # 0 once fell back to the default silently
+        with pytest.raises(ValueError, match="block_size must be a positive integer"):
+            vandermonde(jnp.zeros((2, 3)), jnp.zeros((2, 3)), 5, block_size=block_size, impl="xla")
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_vandermonde_takes_a_numpy_integer_length(impl):
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(2, 4)) + 1j * rng.normal(size=(2, 4))
+    x = -rng.uniform(0.01, 0.1, (2, 4)) + 1j * rng.normal(size=(2, 4))
+    out = vandermonde(jnp.asarray(v, jnp.complex64), jnp.asarray(x, jnp.complex64), np.int64(9), impl=impl)
+    assert_close(out, _brute(v, x, 9), rtol=2e-5)
 
 
 @pytest.mark.parametrize("impl", ["xla", "pallas"])

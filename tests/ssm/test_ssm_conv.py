@@ -35,6 +35,19 @@ def test_fft_conv_matches_direct_sum(L, bidirectional):
     assert_close(y, _direct(u, k[..., :L], D), rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_fft_conv_half_precision_input(dtype):
+    """The FFT takes float32 at least: a half-precision input is convolved in float32
+    and returned in its own dtype, equal to the direct sum of the same rounded values."""
+    rng = np.random.default_rng(5)
+    u, k, D = rng.normal(size=(9, 2)), rng.normal(size=(2, 2, 9)), rng.normal(size=2)
+    u, k, D = (jnp.asarray(a, dtype) for a in (u, k, D))
+    y = fft_conv(u, k, D)
+    assert y.dtype == dtype
+    want = _direct(*(np.asarray(a, np.float64) for a in (u, k, D)))
+    assert_close(y.astype(jnp.float32), want, rtol=0, atol=0.05 * np.max(np.abs(want)))
+
+
 def test_fft_conv_grads(x64):
     rng = np.random.default_rng(0)
     u, k, D = rng.normal(size=(7, 2)), rng.normal(size=(2, 2, 7)), rng.normal(size=2)

@@ -63,6 +63,19 @@ def test_discretize_rejects_mismatched_shapes():
         discretize_bilinear(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3)), jnp.ones(2))
 
 
+@pytest.mark.parametrize("discretize", [discretize_bilinear, discretize_zoh])
+def test_discretize_refuses_a_step_per_state(discretize):
+    """`dt` shaped like `B` (a step per state) would broadcast against the state axis
+    into an outer product, `(n, n)` arrays for an `(n,)` system; it is refused."""
+    A, B = -jnp.ones(3), jnp.ones(3)
+    with pytest.raises(ValueError, match=r"expected dt broadcastable to the batch dimensions \(\)"):
+        discretize(A, B, jnp.ones(3))
+    with pytest.raises(ValueError, match="one step per system"):
+        discretize(-jnp.ones((3, 3)), jnp.ones((3, 3)), jnp.ones((3, 3)))
+    A_bar, B_bar = discretize(-jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.ones(2))  # one per system
+    assert A_bar.shape == B_bar.shape == (2, 3)
+
+
 def test_discretize_rejects_integer_operands():
     """The functions' own check, which holds without the test suite's type-check
     hook (`__wrapped__`: the function the hook wraps)."""
