@@ -135,3 +135,18 @@ def archive_or_folder(
         if gz:
             gz, archive_note = False, f"{archive_note}; not used while the incomplete folder below is there"
     return [FileCheck(archive, gz, archive_note), FileCheck(folder, not missing, folder_note)]
+
+
+def check_same_settings(out_dir: str, what: str, old: dict, new: dict) -> None:
+    """A `ValueError` showing the differing keys when the cache in `out_dir` (a `what`
+    cache, written with the settings `old`) was asked for again with other settings
+    `new` and no `overwrite`."""
+    differ = [k for k in new if old.get(k) != new[k]]
+    if not differ:
+        return
+    found = "; ".join(f"{k} {old.get(k)}" for k in differ)
+    asked = "; ".join(f"{k} {new[k]}" for k in differ)
+    raise ValueError(
+        f"{out_dir} holds a {what} cache written with other settings: it has {found}, "
+        f"asked for {asked}; pass overwrite=True (--overwrite) or choose another directory"
+    )

@@ -76,7 +76,16 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, cache_kind, find_cache, one_line, other_cache, other_kind, read_json_file
+from ._files import (
+    DataError,
+    cache_kind,
+    check_same_settings,
+    find_cache,
+    one_line,
+    other_cache,
+    other_kind,
+    read_json_file,
+)
 from ._index import check_index
 
 # Bumped whenever the tokens produced for a given (config, seed, split, index) change.
@@ -862,16 +871,9 @@ def write_listops(
     if reason := other_cache(out_dir, METADATA, "listops", "listops"):
         raise ValueError(reason)  # overwrite=True or not
     if os.path.isfile(meta_path) and not overwrite:
-        old = _settings(read_listops_metadata(out_dir))
-        if old == settings:
-            return read_listops_metadata(out_dir)
-        differ = [k for k in settings if old[k] != settings[k]]
-        found = "; ".join(f"{k} {old[k]}" for k in differ)
-        asked = "; ".join(f"{k} {settings[k]}" for k in differ)
-        raise ValueError(
-            f"{out_dir} holds a ListOps cache written with other settings: it has {found}, "
-            f"asked for {asked}; pass overwrite=True (--overwrite) or choose another directory"
-        )
+        meta = read_listops_metadata(out_dir)
+        check_same_settings(out_dir, "ListOps", _settings(meta), settings)
+        return meta
     created = not os.path.exists(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     try:

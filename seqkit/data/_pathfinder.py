@@ -44,7 +44,15 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, cache_kind, one_line, other_cache, other_kind, read_json_file
+from ._files import (
+    DataError,
+    cache_kind,
+    check_same_settings,
+    one_line,
+    other_cache,
+    other_kind,
+    read_json_file,
+)
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
 
@@ -763,16 +771,9 @@ def _settings(meta: dict) -> dict:
 def _kept_cache(out_dir: str, wanted: dict) -> dict:
     """The metadata of the cache in `out_dir` when it was written with the settings of
     `wanted`; ValueError showing both otherwise (a write without `overwrite`)."""
-    old, new = _settings(read_pathfinder_metadata(out_dir)), _settings(wanted)
-    if old == new:
-        return read_pathfinder_metadata(out_dir)
-    differ = [k for k in _SETTINGS if old[k] != new[k]]
-    found = "; ".join(f"{k} {old[k]}" for k in differ)
-    asked = "; ".join(f"{k} {new[k]}" for k in differ)
-    raise ValueError(
-        f"{out_dir} holds a Pathfinder cache written with other settings: it has {found}, "
-        f"asked for {asked}; pass overwrite=True (--overwrite) or choose another directory"
-    )
+    meta = read_pathfinder_metadata(out_dir)
+    check_same_settings(out_dir, "Pathfinder", _settings(meta), _settings(wanted))
+    return meta
 
 
 def is_pathfinder_cache(meta: dict, preset: str) -> bool:
