@@ -198,7 +198,11 @@ class DataConfig:
 
 @dataclasses.dataclass
 class OptimizerConfig:
-    """AdamW with parameter groups: SSM parameters (Λ, p, B, log Δ) at `ssm_lr`."""
+    """AdamW with parameter groups: SSM parameters (Λ, p, B, log Δ) at `ssm_lr` and
+    `ssm_weight_decay`, the rest at `lr` and `weight_decay`; with
+    `decay_norms_and_biases=False`, the normalization layers' scales and offsets
+    and the biases inside the blocks at `lr` without weight decay (as the S4
+    authors' code; [`seqkit.train.param_labels`][])."""
 
     lr: float = _bounded(0.004, lo=0.0)
     weight_decay: float = _bounded(0.05, lo=0.0)
