@@ -1,5 +1,6 @@
 """seqkit installs one import name only; kernels/ and recipes/ live inside it."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -28,6 +29,29 @@ def test_namespaces_map_into_seqkit(tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["None", "None"], out.stdout
+
+
+def test_python_started_in_the_checkout_imports_it_whole():
+    """Python started in the repository root imports `seqkit` from the checkout's
+    `seqkit/`, shadowing the install; `seqkit.kernels` and `seqkit.recipes` come from
+    the checkout's `kernels/` and `recipes/` then, as an install maps them (without
+    site-packages, so no install can supply them), and the README's snippets run."""
+    code = (
+        "import importlib.util as u; "
+        "print(u.find_spec('seqkit').origin, u.find_spec('seqkit.kernels').origin, "
+        "u.find_spec('seqkit.recipes').origin)"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [
+        str(ROOT / "seqkit" / "__init__.py"),
+        str(ROOT / "kernels" / "__init__.py"),
+        str(ROOT / "recipes" / "__init__.py"),
+    ]
+    code = "from seqkit.ssm import S4D; import seqkit.recipes as r; print(r.get('s4-listops').name)"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "s4-listops", out.stderr
 
 
 @pytest.mark.slow
