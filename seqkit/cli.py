@@ -83,9 +83,11 @@ def _scores(results: dict) -> str:
 
 
 def _summary(results: dict, run_dir: str) -> str:
+    steps = results["steps"]
     return (
-        f"{results['recipe']} ({results['preset']}): {_scores(results)} after {results['steps']} steps "
-        f"in {_duration(results['wall_time_s'])} ({results['train_examples_per_s']:.1f} ex/s); "
+        f"{results['recipe']} ({results['preset']}): {_scores(results)} after {steps} "
+        f"step{'' if steps == 1 else 's'} in {_duration(results['wall_time_s'])} "
+        f"({results['train_examples_per_s']:.1f} ex/s with compilation and validation); "
         f"run directory {run_dir}"
     )
 

@@ -157,7 +157,10 @@ class Progress:
             self.t0 = time.perf_counter()
         elapsed = time.perf_counter() - self.t0
         done = step - self.start_step
-        eta = (self.total - step) * elapsed / done if done > 0 else float("nan")
+        if step >= self.total:
+            eta = 0.0
+        else:
+            eta = (self.total - step) * elapsed / done if done > 0 else float("nan")
         width = len(str(self.total))
         # NaN: an objective with no accuracy (masked-patch pretraining).
         acc = "" if math.isnan(accuracy) else f"acc {100 * accuracy:5.1f}% | "

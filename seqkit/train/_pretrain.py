@@ -77,8 +77,13 @@ def _backbone(model: Any) -> Any:
     return (model.encoder, model.cls_token, model.position_table, model.blocks, model.final_norm)
 
 
-def _arrays(tree: Any) -> list[Array]:
-    return jax.tree.leaves(eqx.filter(tree, eqx.is_array))
+_BACKBONE = ("encoder", "cls_token", "position_table", "blocks", "final_norm")
+
+
+def _named_arrays(backbone: tuple) -> list[tuple[str, Array]]:
+    """The arrays of a `_backbone` tuple, each with its path (`blocks[0].norm.weight`)."""
+    named = jax.tree_util.tree_flatten_with_path(eqx.filter(backbone, eqx.is_array))[0]
+    return [(_BACKBONE[path[0].idx] + jax.tree_util.keystr(path[1:]), x) for path, x in named]
 
 
 def transfer_backbone(model: Any, pretrained: Any, *, source: str = "the pretrained model") -> Any:
@@ -89,20 +94,30 @@ def transfer_backbone(model: Any, pretrained: Any, *, source: str = "the pretrai
 
     **Raises:** `ValueError` naming the first array whose shape or dtype differs.
     """
-    target, given = _arrays(_backbone(model)), _arrays(_backbone(pretrained))
-    if len(target) != len(given):
-        raise ValueError(
-            f"{source} has {len(given)} backbone arrays, this model {len(target)}: the two differ in "
-            "layout (depth, mixers, pooling with a class token, positions)"
-        )
-    for i, (a, b) in enumerate(zip(target, given, strict=True)):
+    target, given = _named_arrays(_backbone(model)), _named_arrays(_backbone(pretrained))
+    for (name_a, a), (name_b, b) in zip(target, given, strict=False):
+        if name_a != name_b:
+            raise ValueError(
+                f"{source} has a backbone of another layout (depth, mixers, pooling with a class token, "
+                f"positions): its array {name_b} stands where this model has {name_a}"
+            )
         if a.shape != b.shape or a.dtype != b.dtype:
             raise ValueError(
-                f"{source}: backbone array {i} is {b.dtype} {b.shape}, this model expects {a.dtype} "
+                f"{source}: backbone array {name_a} is {b.dtype} {b.shape}, this model expects {a.dtype} "
                 f"{a.shape} (same d_model, layers, mixers, patch size and length needed)"
             )
+    if len(target) != len(given):
+        longer, name = (
+            ("it", given[len(target)][0])
+            if len(given) > len(target)
+            else ("this model", target[len(given)][0])
+        )
+        raise ValueError(
+            f"{source} has {len(given)} backbone arrays, this model {len(target)}: the two differ in "
+            f"layout (depth, mixers, pooling with a class token, positions); {longer} also has {name}"
+        )
     leaves, treedef = jax.tree.flatten(_backbone(model))
-    new = iter(given)
+    new = (x for _, x in given)
     parts = jax.tree.unflatten(treedef, [next(new) if eqx.is_array(x) else x for x in leaves])
     return eqx.tree_at(lambda m: _backbone(m), model, parts, is_leaf=lambda x: x is None)
 

@@ -189,6 +189,14 @@ def test_lm_smoke_preset_beats_the_unigram_model(name, tmp_path, capsys, optimiz
     unigram = float(-(p * np.log2(p)).sum())
     assert res["skipped_updates"] == 0
     assert res["val_bits_per_token"] < unigram - 0.5, (res["val_bits_per_token"], unigram)
+    if r.trainer.objective.startswith("trime"):
+        # TRIME scores with its memories, which predict well before any training
+        # (one step of trime-long already beats the unigram): it must beat that too.
+        first = tmp_path / "one-step"
+        argv = ["train", name, "--preset", "smoke", "--out", str(first), "--no-progress"]
+        assert cli.main([*argv, "--set", "trainer.steps=1"]) == 0
+        untrained = json.loads((first / "results.json").read_text())["val_bits_per_token"]
+        assert res["val_bits_per_token"] < untrained - 0.3, (res["val_bits_per_token"], untrained)
 
 
 def test_trime_objective_trains_the_model_on_its_in_batch_memories():

@@ -137,9 +137,19 @@ def test_init_from_errors(tmp_path, pretrained_run):
         empty.validate()
     wider = override(fine, [f"model.init_from={pretrained_run}", "model.d_model=48"])
     with pytest.raises(
-        RecipeError, match=r"backbone array 0 is float32 \(32, 256\), this model expects float32 \(48, 256\)"
+        RecipeError,
+        match=r"backbone array encoder.weight is float32 \(32, 256\), this model expects float32 \(48, 256\)",
     ):
         wider.build()
+    deeper = override(
+        fine, [f"model.init_from={pretrained_run}", f"model.n_layers={fine.model.n_layers + 1}"]
+    )
+    with pytest.raises(
+        RecipeError,
+        match=rf"another layout .*: its array final_norm.weight stands where this model has "
+        rf"blocks\[{fine.model.n_layers}\]\.",
+    ):
+        deeper.build()
 
 
 def test_masked_patches_needs_patches():

@@ -157,3 +157,8 @@ def test_hierarchical_recipe_structure_and_two_steps(tmp_path):
     assert all(np.isfinite(losses)) and int(opt_state.total_notfinite) == 0
     with pytest.raises(st.RecipeError, match="product divides the data's length 128"):
         st.override(smoke, ["model.segments=16,16"]).build()
+    with pytest.raises(
+        st.RecipeError,
+        match=r"got pool=none, norm=batch, dual=False \(--set model.pool=mean --set model.norm=layer\)$",
+    ):
+        st.override(smoke, ["model.norm=batch", "model.pool=none"]).build()
