@@ -16,13 +16,21 @@ _CACHE_METADATA = "metadata.json"
 
 
 class _Progress:
-    """A single updating line on stderr: images (or another `unit`) written/total and rate."""
+    """Progress on stderr: images (or another `unit`) written/total, rate and ETA.
 
-    def __init__(self, label: str, stream=None, unit: str = "images"):
+    On a terminal one line is redrawn in place (`\\r`); otherwise (a log, a pipe)
+    whole lines are written: the first, then at most one every `every` seconds, and
+    the last. The terminal test is `seqkit train`'s (`seqkit.train.Progress`).
+    """
+
+    def __init__(self, label: str, stream=None, unit: str = "images", every: float = 10.0):
         self.label = label
         self.unit = unit
         self.stream = sys.stderr if stream is None else stream
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every
         self.t0 = time.perf_counter()
+        self.written = None  # when the last whole line was written (not on a terminal)
         self.started = False
 
     def line(self, done: int, total: int) -> str:
@@ -34,14 +42,21 @@ class _Progress:
 
     def __call__(self, done: int, total: int):
         self.started = True
-        self.stream.write("\r" + self.line(done, total))
+        if self.tty:
+            self.stream.write("\r" + self.line(done, total))
+        else:
+            now = time.perf_counter()
+            if done < total and self.written is not None and now - self.written < self.every:
+                return
+            self.written = now
+            self.stream.write(self.line(done, total) + "\n")
         self.stream.flush()
 
     def end(self):
-        """End the progress line (if one was written), so what follows gets its own line."""
-        if self.started:
+        """End the redrawn line (if one was written), so what follows gets its own line."""
+        if self.started and self.tty:
             self.stream.write("\n")
-            self.started = False
+        self.started = False
 
 
 def _error(message: str) -> int:
@@ -148,10 +163,13 @@ def _listops_command(args: argparse.Namespace) -> int:
 
 
 def _check_command(args: argparse.Namespace) -> int:
-    """`seqkit data check NAME`: one line per file (`ok`/`missing`, path, note), then a summary.
+    """`seqkit data check NAME`: one line per file (its status, path and note), then a summary.
 
-    Exit code 0 when the dataset can be read (every file there, or one of the
-    alternatives), 1 when something is missing, 2 for a usage error (unknown
+    The status is `ok`, `missing`, or for a file that is there but not read `bad`
+    (truncated, corrupt, of another size), `mismatch` (a cache of other settings)
+    or `unused` (another alternative is read). Exit code 0 when the dataset can
+    be read (every file there, or one of the alternatives), 1 when something is
+    missing or unusable, 2 for a usage error (unknown
     NAME, an option that does not apply, no data directory for a dataset that
     needs files).
     """
@@ -165,7 +183,7 @@ def _check_command(args: argparse.Namespace) -> int:
     except (ValueError, DataNotFoundError) as e:
         return _error(str(e).splitlines()[0])
     for f in report.files:
-        print(f"{'ok' if f.present else 'missing':<8} {f.path}  {f.note}")
+        print(f"{f.status:<8} {f.path}  {f.note}")
     print(report.summary)
     return 0 if report.complete else 1
 
@@ -213,7 +231,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     ck = sub.add_parser(
         "check",
         help="say which files a dataset reads, which are there and where the others go "
-        "(exit 0: ready, 1: something missing)",
+        "(exit 0: ready, 1: something missing or unusable)",
     )
     ck.add_argument("name", help="dataset name (see `seqkit data list`)")
     ck.add_argument(

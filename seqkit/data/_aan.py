@@ -36,8 +36,8 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._cifar import DataNotFoundError
-from ._files import DataError, FileCheck
+from ._cifar import DataNotFoundError, NoDataDirError
+from ._files import DataError, FileCheck, size_advice
 from ._imdb import byte_tokens
 from ._index import check_index
 
@@ -69,11 +69,7 @@ def _resolve(data_dir: str | os.PathLike | None) -> str:
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR)
     if not data_dir:
-        raise DataNotFoundError(
-            f"no AAN data directory given: expected `--set data.data_dir=DIR` (seqkit train), "
-            f"data_dir=DIR (make_source) or the environment variable {ENV_VAR}=DIR, "
-            f"with {RELEASE} ({RELEASE_URL}) extracted in DIR"
-        )
+        raise NoDataDirError("AAN", f"{RELEASE} ({RELEASE_URL}) extracted")
     return expand_path(data_dir)
 
 
@@ -213,7 +209,10 @@ class AanSource:
         self._stamp = _stamp(self.path)
         available = len(_cached(self.path, self._stamp).labels)
         if size is not None and not 0 <= size <= available:
-            raise ValueError(f"expected size <= {available} (the {split} split), got {size}")
+            raise ValueError(
+                f"expected size <= {available} (the {split} split), got {size}: "
+                f"{size_advice(split, available)}"
+            )
         self._size = available if size is None else int(size)
         self._map = None
         self._pairs = None
@@ -268,15 +267,21 @@ def check_aan_files(data_dir: str | os.PathLike | None = None) -> list[FileCheck
     """
     data_dir = _resolve(data_dir)
     folder = _folder(data_dir) or os.path.join(data_dir, SUBDIRS[0])
-    return [
-        FileCheck(
-            os.path.join(folder, name),
-            _looks_right(os.path.join(folder, name)),
-            f"AAN {split} pairs ({', '.join(COLUMNS)}; tab-separated), lra_release/lra_release/tsv_data/ "
-            f"of {RELEASE} ({RELEASE_URL})",
-        )
-        for split, name in FILES.items()
-    ]
+    return [_check_pairs(os.path.join(folder, name), split) for split, name in FILES.items()]
+
+
+def _check_pairs(path: str, split: str) -> FileCheck:
+    """One AAN file as `seqkit data check` reports it: `"bad"` when it is there but
+    its first line is not a pair."""
+    note = (
+        f"AAN {split} pairs ({', '.join(COLUMNS)}; tab-separated), lra_release/lra_release/tsv_data/ "
+        f"of {RELEASE} ({RELEASE_URL})"
+    )
+    if _looks_right(path):
+        return FileCheck(path, True, note)
+    if os.path.isfile(path):
+        return FileCheck(path, False, f"there, but its first line is not a pair; expected {note}", "bad")
+    return FileCheck(path, False, note)
 
 
 check_files = check_aan_files  # the name `seqkit data check` looks up in each reader module

@@ -46,8 +46,8 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._cifar import DataNotFoundError
-from ._files import DataError, FileCheck, one_line
+from ._cifar import DataNotFoundError, NoDataDirError
+from ._files import DataError, FileCheck, one_line, size_advice
 from ._index import check_index
 
 ENV_VAR = "SEQKIT_DATA"
@@ -139,11 +139,7 @@ def _resolve(data_dir: str | os.PathLike | None, corpus: str) -> str:
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR)
     if not data_dir:
-        raise DataNotFoundError(
-            f"no {corpus} data directory given: expected `--set data.data_dir=DIR` (seqkit train), "
-            f"data_dir=DIR (make_source) or the environment variable {ENV_VAR}=DIR, "
-            f"with {corpus} or {corpus}.zip ({URLS[corpus]}) in DIR"
-        )
+        raise NoDataDirError(corpus, f"{corpus} or {corpus}.zip ({URLS[corpus]})")
     return expand_path(data_dir)
 
 
@@ -293,7 +289,8 @@ class ByteSource:
             if not 0 <= int(size) <= full:
                 raise ValueError(
                     f"expected 0 <= size <= {full} (the {corpus} {split} split: {self._stop - self._start:,} "
-                    f"bytes, {full} chunks of max_length + 1 = {self.max_length + 1}), got {size}"
+                    f"bytes, {full} chunks of max_length + 1 = {self.max_length + 1}), got {size}: "
+                    f"{size_advice(split, full)}"
                 )
             full = int(size)
         self._size = full
@@ -380,19 +377,19 @@ def _check_corpus_files(corpus: str):
             what = (
                 f"{corpus}.zip ({URLS[corpus]}), read in place"
                 if kind == "zip"
-                else f"or {corpus} unzipped from {corpus}.zip, memory-mapped"
+                else f"{corpus} unzipped from {corpus}.zip, memory-mapped"
             )
             if not os.path.isfile(path):
                 checks.append(FileCheck(path, False, what))
                 continue
             if first is not None:
-                checks.append(FileCheck(path, False, f"{what}; not used while {first} is there"))
+                checks.append(FileCheck(path, False, f"{what}; not used while {first} is there", "unused"))
                 continue
             first = path
             try:
                 _check_file(kind, path, corpus)
             except (DataError, OSError) as e:
-                checks.append(FileCheck(path, False, f"{what}; {one_line(e)}"))
+                checks.append(FileCheck(path, False, f"{what}; {one_line(e)}", "bad"))
             else:
                 checks.append(FileCheck(path, True, what))
         return checks

@@ -16,7 +16,8 @@ from typing import NamedTuple
 from seqkit._paths import expand_path
 
 from . import _aan, _bytes, _cifar, _imdb, _listops, _pathfinder
-from ._files import FileCheck, find_cache
+from ._cifar import NoDataDirError
+from ._files import DataError, FileCheck, find_cache
 from ._lra_release import (
     PATHFINDER_FOLDERS,
     check_listops_files,
@@ -70,6 +71,13 @@ def _cache(
     return [FileCheck(path, True, f"a {what} cache written by `{command}`; its arrays are checked when read")]
 
 
+def _unusable(path: str, e: ValueError) -> FileCheck:
+    """A cache's metadata file that its reader refuses: `"bad"` when unreadable (a
+    `DataError`), `"mismatch"` when written with other settings; the note is the
+    reader's message, which says how to write the cache again."""
+    return FileCheck(path, False, str(e).splitlines()[0], "bad" if isinstance(e, DataError) else "mismatch")
+
+
 def _pathfinder_files(name: str):
     def ours(meta: dict) -> bool:
         return _pathfinder.is_pathfinder_cache(meta, name)
@@ -79,13 +87,13 @@ def _pathfinder_files(name: str):
         cached = _cache(data_dir, name, _pathfinder.METADATA, "Pathfinder", "seqkit data pathfinder", ours)
         if not cached:
             return check_pathfinder_files(data_dir, name, contour_length)
-        (path, _, note) = cached[0]
+        path = cached[0].path
         try:
             meta = _pathfinder.read_pathfinder_metadata(os.path.dirname(path))
             # What make_source requires of it: preset, level, style and generator version.
             _pathfinder.check_pathfinder_cache(meta, os.path.dirname(path), name, contour_length, style)
         except ValueError as e:  # a DataError (unreadable) or the level/style mismatch
-            return [FileCheck(path, False, str(e).splitlines()[0])]
+            return [_unusable(path, e)]
         return cached
 
     return files
@@ -108,7 +116,7 @@ def _listops_files(data_dir: str) -> list[FileCheck]:
         # What make_source requires of it: this generator version, LRA's configuration.
         _listops.check_listops_cache(meta, os.path.dirname(path), _listops.ListOpsConfig())
     except ValueError as e:  # a DataError (unreadable), or another version or configuration
-        return [FileCheck(path, False, str(e).splitlines()[0])]
+        return [_unusable(path, e)]
     return cached
 
 
@@ -141,6 +149,50 @@ CHECKERS: dict[str, Checker] = {
     "enwik8": Checker(_bytes.check_enwik8_files, either=True),
     "text8": Checker(_bytes.check_text8_files, either=True),
 }
+
+
+# How `seqkit data check` and `check_dataset` take a data directory.
+_CHECK_WAYS = "`--data-dir DIR` (seqkit data check), data_dir=DIR (check_dataset)"
+
+# The metadata files of seqkit's caches: a check that lists one found a cache there.
+_CACHE_METADATA = frozenset({_pathfinder.METADATA, _listops.METADATA})
+
+
+def _ready(name: str, files: list[FileCheck], either: bool) -> str:
+    """The summary of a dataset that can be read: the file read, or that all are there."""
+    if either:
+        return f"{name}: ready ({next(f.path for f in files if f.present)} is there)"
+    return f"{name}: ready (all {len(files)} there)"
+
+
+def _refused_cache(name: str, cache: FileCheck) -> str:
+    """The summary when a cache of this dataset is there but refused (its line says
+    how to write it again, in the directory where the reader finds it)."""
+    what = "an unreadable cache" if cache.problem == "bad" else "a cache written with other settings"
+    return (
+        f"{name}: not ready: {os.path.dirname(cache.path)} holds {what} ({cache.problem} above); "
+        f"write it again as that line says (or into another directory, and give that one), {_GENERATE}"
+    )
+
+
+def _not_ready(name: str, files: list[FileCheck], either: bool) -> str:
+    """The summary of a dataset that cannot be read: what to put where, and which
+    files are there but unusable (their lines say why)."""
+    unusable = [f for f in files if f.problem in ("bad", "mismatch")]
+    if either:
+        if not unusable:
+            return f"{name}: missing: put one of the {len(files)} above where shown"
+        return (
+            f"{name}: not ready: {unusable[0].path} is there but {unusable[0].problem} (see its line); "
+            f"replace it, or put another of the {len(files)} above where shown"
+        )
+    counts = {}
+    for f in files:
+        if not f.present:
+            counts[f.status] = counts.get(f.status, 0) + 1
+    found = ", ".join(f"{n} of {len(files)} {status}" for status, n in counts.items())
+    advice = "put or replace each as its line says" if unusable else "put each where shown"
+    return f"{name}: {found}: {advice}"
 
 
 def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **options) -> DataCheck:
@@ -190,23 +242,18 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None, **option
             f"or the LRA release files there)",
         )
     directory = None if data_dir is None else expand_path(data_dir)
-    files = checker.files(directory, **options)
-    present = sum(f.present for f in files)
-    if checker.either:
-        complete = present > 0
-        summary = (
-            f"{name}: ready ({next(f.path for f in files if f.present)} is there)"
-            if complete
-            else f"{name}: missing: put one of the {len(files)} above where shown"
-        )
-    else:
-        complete = present == len(files)
-        summary = (
-            f"{name}: ready (all {len(files)} there)"
-            if complete
-            else f"{name}: {len(files) - present} of {len(files)} missing: put each where shown"
-        )
-    if not complete and checker.otherwise:
+    try:
+        files = checker.files(directory, **options)
+    except NoDataDirError as e:  # said as this command and function take a directory
+        raise NoDataDirError(e.what, e.needs, _CHECK_WAYS) from None
+    complete = any(f.present for f in files) if checker.either else all(f.present for f in files)
+    if complete:
+        return DataCheck(name, files, True, _ready(name, files, checker.either))
+    cache = next((f for f in files if os.path.basename(f.path) in _CACHE_METADATA), None)
+    if cache is not None:  # a cache of this dataset, refused: writing one elsewhere would not help
+        return DataCheck(name, files, False, _refused_cache(name, cache))
+    summary = _not_ready(name, files, checker.either)
+    if checker.otherwise:
         where = directory if directory is not None else "DIR"
         level = options.get("contour_length", 14)
         level = f" --contour-length {level}" if level != 14 else ""

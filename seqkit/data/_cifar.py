@@ -30,7 +30,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, FileCheck, archive_or_folder, one_line
+from ._files import DataError, FileCheck, archive_or_folder, one_line, size_advice
 from ._index import check_index
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -39,6 +39,7 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_SIZE = 170_498_071  # bytes of the download at ARCHIVE_URL
 ENV_VAR = "SEQKIT_DATA"
 VAL_FRACTION = 0.1
 
@@ -56,16 +57,32 @@ class DataNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message says which file to put where."""
 
 
+# How `seqkit train` and `make_source` take a data directory (the default of `NoDataDirError`).
+TRAIN_WAYS = "`--set data.data_dir=DIR` (seqkit train), data_dir=DIR (make_source)"
+
+
+class NoDataDirError(DataNotFoundError):
+    """No data directory given, nor `$SEQKIT_DATA`, for dataset `what` read from
+    files; `needs`: what DIR must hold; `ways`: how the caller takes a directory
+    (`seqkit data check` gives its own)."""
+
+    def __init__(self, what: str, needs: str, ways: str = TRAIN_WAYS):
+        super().__init__(what, needs, ways)  # the arguments, so that it pickles
+        self.what, self.needs, self.ways = what, needs, ways
+
+    def __str__(self) -> str:
+        return (
+            f"no {self.what} data directory given: expected {self.ways} or the environment variable "
+            f"{ENV_VAR}=DIR, with {self.needs} in DIR"
+        )
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
     """`data_dir`, else `$SEQKIT_DATA`, `~` and `$VAR` expanded; DataNotFoundError when neither is given."""
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR)
     if not data_dir:
-        raise DataNotFoundError(
-            f"no CIFAR-10 data directory given: expected `--set data.data_dir=DIR` (seqkit train), "
-            f"data_dir=DIR (make_source) or the environment variable {ENV_VAR}=DIR, "
-            f"with {ARCHIVE} ({ARCHIVE_URL}) in DIR"
-        )
+        raise NoDataDirError("CIFAR-10", f"{ARCHIVE} ({ARCHIVE_URL})")
     return expand_path(data_dir)
 
 
@@ -227,7 +244,10 @@ class CifarSource:
         part, start, stop = _split_range(len(arrays["train"][1]), len(arrays["test"][1]), split)
         if size is not None:
             if not 0 <= size <= stop - start:
-                raise ValueError(f"expected size <= {stop - start} (the {split} split), got {size}")
+                raise ValueError(
+                    f"expected size <= {stop - start} (the {split} split), got {size}: "
+                    f"{size_advice(split, stop - start)}"
+                )
             stop = start + int(size)
         self._part, self._start, self._stop = part, start, stop
 
@@ -258,7 +278,8 @@ class CifarSource:
 def check_cifar_files(data_dir: str | os.PathLike | None = None) -> list[FileCheck]:
     """What CIFAR-10 reads from `data_dir` (default `$SEQKIT_DATA`): either of two.
 
-    The archive counts as present when it is a gzip file (not read further), the
+    The archive counts as present when it has the download's size (`ARCHIVE_SIZE`)
+    and starts as a gzip file does (not read further; otherwise it is `"bad"`), the
     extracted folder (`DIR/cifar-10-batches-py`, or DIR itself when it holds the
     batches) when all six batches are in it.
     """
@@ -271,6 +292,7 @@ def check_cifar_files(data_dir: str | os.PathLike | None = None) -> list[FileChe
     return archive_or_folder(
         archive,
         f"the CIFAR-10 python archive ({ARCHIVE_URL}), read in place",
+        ARCHIVE_SIZE,
         folder,
         missing,
         len(BATCHES),

@@ -97,6 +97,13 @@ def other_cache(directory: str, metadata: str, kind: str, out_name: str) -> str 
     return other_kind(json_or_none(path), path, kind, out_name)
 
 
+def size_advice(split: str, available: int, more: str = "") -> str:
+    """What to do when a `split` of `available` examples was asked for more: the
+    setting to lower (`data.{split}_size` in `seqkit train`, `size` in
+    `make_source`), and `more` (another way, e.g. a larger cache)."""
+    return f"lower data.{split}_size (seqkit train) or size (make_source) to at most {available}{more}"
+
+
 def one_line(e: BaseException) -> str:
     """An exception as `Type: message` on one line, for messages that quote a cause."""
     text = " ".join(str(e).split())
@@ -106,35 +113,74 @@ def one_line(e: BaseException) -> str:
 class FileCheck(NamedTuple):
     """One file or folder a dataset reads, as `seqkit data check` reports it.
 
-    `path`: where it must be; `present`: whether it is there (and looks right);
-    `note`: what it is and how to get it (one line).
+    `path`: where it must be; `present`: whether it is there and usable; `note`:
+    what it is and how to get it (one line); `problem`: for a file that is there
+    but not used, why: `"bad"` (truncated, corrupt, of another size or format),
+    `"mismatch"` (a cache written with other settings) or `"unused"` (another of
+    the alternatives is read instead); empty otherwise.
     """
 
     path: str
     present: bool
     note: str
+    problem: str = ""
+
+    @property
+    def status(self) -> str:
+        """The word `seqkit data check` prints: `ok`, `missing`, or the `problem`."""
+        if self.present:
+            return "ok"
+        return self.problem or "missing"
+
+
+def check_archive(path: str, size: int) -> str | None:
+    """Why the archive at `path` is not the standard download of `size` bytes (its
+    size differs, or it does not start as a gzip file does), or `None`; `None` too
+    when nothing is there. Reads two bytes, not the archive."""
+    try:
+        found = os.path.getsize(path)
+        with open(path, "rb") as f:
+            magic = f.read(2)
+    except OSError:
+        return None
+    if found != size:
+        return f"expected {size:,} bytes (the standard archive), got {found:,}: truncated or another file"
+    if magic != b"\x1f\x8b":
+        return (
+            f"expected a gzip file (starting with 1f 8b), got one starting with {magic.hex(' ') or 'nothing'}"
+        )
+    return None
 
 
 def archive_or_folder(
-    archive: str, archive_note: str, folder: str, missing: list[str], parts: int, folder_note: str
+    archive: str,
+    archive_note: str,
+    size: int,
+    folder: str,
+    missing: list[str],
+    parts: int,
+    folder_note: str,
 ) -> list[FileCheck]:
     """The two alternatives of a downloaded corpus, as `seqkit data check` reports them.
 
-    The archive counts as present when it starts as a gzip file does (not read
-    further); the extracted folder when none of its `parts` is in `missing`. A
-    folder holding some parts but not all is read first (and refused), so the
-    archive does not count while it is there; the folder's note lists what it lacks.
+    The archive counts as present when it has the standard download's `size` in
+    bytes and starts as a gzip file does (not read further: `check_archive`); one
+    that is there but fails that is `"bad"`, with the reason and to download it
+    again. The extracted folder counts when none of its `parts` is in `missing`.
+    A folder holding some parts but not all is read first (and refused), so the
+    archive is `"unused"` while it is there; the folder's note lists what it lacks.
     """
-    try:
-        with open(archive, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-    except OSError:
-        gz = False
+    there = os.path.isfile(archive)
+    if there and (reason := check_archive(archive, size)):
+        archive_check = FileCheck(archive, False, f"{archive_note}; {reason}; download it again", "bad")
+    else:
+        archive_check = FileCheck(archive, there, archive_note)
     if 0 < len(missing) < parts:
         folder_note = f"{folder_note}; lacks {', '.join(missing)}"
-        if gz:
-            gz, archive_note = False, f"{archive_note}; not used while the incomplete folder below is there"
-    return [FileCheck(archive, gz, archive_note), FileCheck(folder, not missing, folder_note)]
+        if archive_check.present:
+            note = f"{archive_note}; not used while the incomplete folder below is there"
+            archive_check = FileCheck(archive, False, note, "unused")
+    return [archive_check, FileCheck(folder, not missing, folder_note)]
 
 
 def check_same_settings(out_dir: str, what: str, old: dict, new: dict) -> None:

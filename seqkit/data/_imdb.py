@@ -45,13 +45,14 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._cifar import DataNotFoundError
-from ._files import DataError, FileCheck, archive_or_folder, one_line
+from ._cifar import DataNotFoundError, NoDataDirError
+from ._files import DataError, FileCheck, archive_or_folder, one_line, size_advice
 from ._index import check_index
 
 ARCHIVE = "aclImdb_v1.tar.gz"
 FOLDER = "aclImdb"
 ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+ARCHIVE_SIZE = 84_125_825  # bytes of the download at ARCHIVE_URL
 ENV_VAR = "SEQKIT_DATA"
 PARTS = ("train", "test")  # the archive's splits
 CLASSES = ("neg", "pos")  # label = index
@@ -68,11 +69,7 @@ def _resolve(data_dir: str | os.PathLike | None) -> str:
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR)
     if not data_dir:
-        raise DataNotFoundError(
-            f"no IMDb data directory given: expected `--set data.data_dir=DIR` (seqkit train), "
-            f"data_dir=DIR (make_source) or the environment variable {ENV_VAR}=DIR, "
-            f"with {ARCHIVE} ({ARCHIVE_URL}) in DIR"
-        )
+        raise NoDataDirError("IMDb", f"{ARCHIVE} ({ARCHIVE_URL})")
     return expand_path(data_dir)
 
 
@@ -244,7 +241,10 @@ class ImdbSource:
         self._part, rows = _split_rows(_cached(self._where), split, self.seed)
         if size is not None:
             if not 0 <= size <= len(rows):
-                raise ValueError(f"expected size <= {len(rows)} (the {split} split), got {size}")
+                raise ValueError(
+                    f"expected size <= {len(rows)} (the {split} split), got {size}: "
+                    f"{size_advice(split, len(rows))}"
+                )
             rows = rows[: int(size)]
         self._size = len(rows)
         self._rows = rows
@@ -280,7 +280,8 @@ class ImdbSource:
 def check_imdb_files(data_dir: str | os.PathLike | None = None) -> list[FileCheck]:
     """What LRA Text (IMDb) reads from `data_dir` (default `$SEQKIT_DATA`): either of two.
 
-    The archive counts as present when it is a gzip file (not read further), the
+    The archive counts as present when it has the download's size (`ARCHIVE_SIZE`)
+    and starts as a gzip file does (not read further; otherwise it is `"bad"`), the
     folder when all four `{train,test}/{pos,neg}` folders are in it.
     """
     data_dir = _resolve(data_dir)
@@ -292,6 +293,7 @@ def check_imdb_files(data_dir: str | os.PathLike | None = None) -> list[FileChec
     return archive_or_folder(
         archive,
         f"the Large Movie Review Dataset archive ({ARCHIVE_URL}), read in place",
+        ARCHIVE_SIZE,
         folder,
         missing,
         len(PARTS) * len(CLASSES),

@@ -85,6 +85,7 @@ from ._files import (
     other_cache,
     other_kind,
     read_json_file,
+    size_advice,
 )
 from ._index import check_index
 
@@ -1005,7 +1006,10 @@ class ListOpsCacheSource:
         available = self.metadata["splits"][split]
         self._check_arrays(available)  # a bad file fails here, before any training
         if size is not None and not 0 <= size <= available:
-            raise ValueError(f"expected 0 <= size <= {available} (the cached {split} split), got {size}")
+            raise ValueError(
+                f"expected 0 <= size <= {available} (the cached {split} split), got {size}: "
+                f"{size_advice(split, available, ', or write a larger cache (a larger --size)')}"
+            )
         self.size = available if size is None else int(size)
         self.seq_len = _check_seq_len(seq_len, cached)
         self._arrays = None

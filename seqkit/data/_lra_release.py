@@ -70,7 +70,7 @@ import threading
 import numpy as np
 
 from ._cifar import DataNotFoundError
-from ._files import DataError, FileCheck, one_line
+from ._files import DataError, FileCheck, one_line, size_advice
 from ._index import check_index
 from ._listops import CLOSE, DEFAULT_SEQ_LEN, OP0, OPERATORS, PAD, VOCAB, _parse, tokenize_listops
 
@@ -361,7 +361,9 @@ class ListOpsReleaseSource:
         rows = self._rows = _listops_rows(self.path)
         n = len(rows.labels)
         if size is not None and not 0 <= size <= n:
-            raise ValueError(f"expected size <= {n} (the released {split} split), got {size}")
+            raise ValueError(
+                f"expected size <= {n} (the released {split} split), got {size}: {size_advice(split, n)}"
+            )
         self.size = n if size is None else int(size)
         self.seq_len = int(seq_len)
         longest = int(np.argmax(np.diff(rows.offsets)))
@@ -405,16 +407,16 @@ def check_listops_files(data_dir: str | os.PathLike) -> list[FileCheck]:
     for split, name in LISTOPS_FILES.items():
         path = os.path.join(folder, name)
         note = f"LRA ListOps {split} split ({_where(LISTOPS_FOLDER)})"
-        present = os.path.isfile(path)
+        present, problem = os.path.isfile(path), ""
         if present:
             with open(path, "rb") as f:
                 head = f.readline().rstrip(b"\r\n").split(b"\t")
             if not {c.encode() for c in LISTOPS_COLUMNS} <= {h.strip() for h in head}:
-                present = False
+                present, problem = False, "bad"
                 note = (
                     f"there, but without the header {chr(9).join(LISTOPS_COLUMNS)!r}: not an LRA ListOps tsv"
                 )
-        checks.append(FileCheck(path, present, note))
+        checks.append(FileCheck(path, present, note, problem))
     return checks
 
 
@@ -686,7 +688,10 @@ class PathfinderReleaseSource:
         self._rows = s4_split(n, split)
         available = len(self._rows)
         if size is not None and not 0 <= size <= available:
-            raise ValueError(f"expected size <= {available} (the {split} split of {n} images), got {size}")
+            raise ValueError(
+                f"expected size <= {available} (the {split} split of {n} images), got {size}: "
+                f"{size_advice(split, available)}"
+            )
         self.size = available if size is None else int(size)
         if self.size:
             self[0]  # a PNG of another size or an unreadable one fails here, before any training
@@ -760,7 +765,7 @@ def check_pathfinder_files(
         ]
     except DataError as e:
         return [
-            FileCheck(meta_dir, False, one_line(e)),
+            FileCheck(meta_dir, False, one_line(e), "bad"),
             FileCheck(imgs_dir, os.path.isdir(imgs_dir), imgs_note),
         ]
     sizes = ", ".join(f"{k} {v}" for k, v in s4_split_sizes(n).items())

@@ -52,6 +52,7 @@ from ._files import (
     other_cache,
     other_kind,
     read_json_file,
+    size_advice,
 )
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
@@ -890,7 +891,10 @@ class PathfinderCacheSource:
         available = self.metadata["splits"][split]
         self._check_arrays(available)  # a bad file fails here, before any training
         if size is not None and not 0 <= size <= available:
-            raise ValueError(f"expected size <= {available} (the cached {split} split), got {size}")
+            raise ValueError(
+                f"expected size <= {available} (the cached {split} split), got {size}: "
+                f"{size_advice(split, available, ', or write a larger cache (a larger --size)')}"
+            )
         self.size = available if size is None else int(size)
         self.as_tokens = bool(as_tokens)
         self._images = None

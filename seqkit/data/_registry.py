@@ -36,6 +36,7 @@ from ._pathfinder import (
     check_pathfinder_cache,
     is_pathfinder_cache,
     pathfinder_config,
+    read_pathfinder_metadata,
 )
 from ._render import MAX_PATCHES, RenderedTextSource, decode_utf8
 
@@ -237,9 +238,9 @@ def make_source(
             return PathfinderReleaseSource(
                 release, name, split, contour_length=contour_length, size=size, as_tokens=as_tokens
             )
-        source = PathfinderCacheSource(directory, split, size=size, as_tokens=as_tokens)
-        check_pathfinder_cache(source.metadata, directory, name, contour_length, style)
-        return source
+        # Level and style first: a cache of another one is refused whatever its sizes.
+        check_pathfinder_cache(read_pathfinder_metadata(directory), directory, name, contour_length, style)
+        return PathfinderCacheSource(directory, split, size=size, as_tokens=as_tokens)
     if name == "listops":
         seq_len = int(options.get("max_length", 2048))
         if data_dir is None:

@@ -217,7 +217,9 @@ def test_check_enwik8_lists_the_files(tmp_path, small, capsys):
     assert [f.path for f in report.files] == [
         str(tmp_path / p) for p in ("enwik8", "enwik8.zip", "enwik8/enwik8", "enwik8/enwik8.zip")
     ]
-    assert [f.present for f in report.files] == [False, True, False, False]
+    assert [f.status for f in report.files] == ["missing", "ok", "missing", "missing"]
+    # each place is named as what it is (the first, preferred one with no leading "or")
+    assert [f.note for f in report.files[::2]] == ["enwik8 unzipped from enwik8.zip, memory-mapped"] * 2
     assert report.complete and report.summary == f"enwik8: ready ({path} is there)"
     assert cli.main(["data", "check", "enwik8", "--data-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -225,7 +227,7 @@ def test_check_enwik8_lists_the_files(tmp_path, small, capsys):
     # a raw file of the wrong size is read first, so the archive is not used
     (tmp_path / "enwik8").write_bytes(b"short")
     report = check_dataset("enwik8", tmp_path)
-    assert [f.present for f in report.files] == [False, False, False, False]
+    assert [f.status for f in report.files] == ["bad", "unused", "missing", "missing"]
     assert "expected a file of 1,000 bytes" in report.files[0].note and "got 5 bytes" in report.files[0].note
     assert f"not used while {tmp_path / 'enwik8'} is there" in report.files[1].note
     assert not report.complete

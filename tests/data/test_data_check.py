@@ -1,7 +1,6 @@
 """`seqkit data check NAME --data-dir DIR` (and `check_dataset`): which files a dataset
 reads, which are there, where the others go; exit 0 ready, 1 missing, 2 usage error."""
 
-import gzip
 import os
 
 import pytest
@@ -18,6 +17,16 @@ from seqkit.data import (
     write_listops,
     write_pathfinder,
 )
+
+CIFAR_SIZE, IMDB_SIZE = 170_498_071, 84_125_825  # bytes of the standard downloads
+
+
+def _archive(path, size: int, head: bytes = b"\x1f\x8b\x08"):
+    """A sparse file of `size` bytes starting with `head` (a gzip header by default):
+    an archive of the standard size without writing it."""
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
 
 
 def _run(capsys, *argv):
@@ -58,9 +67,11 @@ def test_data_check_listops_release(tmp_path, capsys, monkeypatch):
     (folder / "basic_test.tsv").write_text("not a tsv\n")
     code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
     assert code == 1
-    assert [r[0] for r in _rows(lines)] == ["ok", "missing", "missing"]
+    assert [r[0] for r in _rows(lines)] == ["ok", "missing", "bad"]  # a file that is there is not "missing"
     assert "without the header 'Source\\tTarget'" in lines[2]
-    assert lines[-1].startswith("listops: 2 of 3 missing: put each where shown; or write a cache with ")
+    assert lines[-1].startswith(
+        "listops: 1 of 3 missing, 1 of 3 bad: put or replace each as its line says; or write a cache with "
+    )
     assert f"--out {tmp_path / 'listops'}" in lines[-1]
 
 
@@ -99,16 +110,19 @@ def test_data_check_caches(tmp_path, capsys):
     write_pathfinder(tmp_path / "pathfinder32", "pathfinder32", 6, contour_length=14)
     code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path))
     assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "pathfinder32" / "metadata.json"))]
+    cache = tmp_path / "pathfinder32"
     code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--contour-length", "9")
-    assert code == 1 and "holds preset 'pathfinder32' at contour length 14" in lines[0]
+    assert code == 1 and _rows(lines) == [("mismatch", str(cache / "metadata.json"))]
+    assert "holds preset 'pathfinder32' at contour length 14" in lines[0]
     assert "not preset 'pathfinder32' at contour length 9" in lines[0]
-    assert "seqkit data pathfinder --preset pathfinder32 --contour-length 9 --size N" in lines[-1]
+    advice = f"seqkit data pathfinder --preset pathfinder32 --contour-length 9 --size N --out {cache}"
+    assert f"{advice} --overwrite" in lines[0]
     # The style make_source would read (default lra) is checked too, not only the level.
     code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), "--style", "continuous")
     assert code == 1 and "style 'lra' (generator version 2), not" in lines[0]
     assert "style 'continuous'" in lines[0]
     # and the command it suggests writes that style
-    assert "seqkit data pathfinder --preset pathfinder32 --style continuous --size N" in lines[-1]
+    assert f"--preset pathfinder32 --style continuous --size N --out {cache} --overwrite" in lines[0]
     write_listops(tmp_path / "listops", 50)
     code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
     assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "listops" / "metadata.json"))]
@@ -118,7 +132,7 @@ def test_data_check_listops_cache_of_another_configuration_is_not_ready(tmp_path
     # make_source reads a cache of LRA's configuration, by this generator version only.
     write_listops(tmp_path / "listops", 50, config=ListOpsConfig(max_depth=4, min_length=20, max_length=400))
     code, lines, _ = _run(capsys, "listops", "--data-dir", str(tmp_path))
-    assert code == 1 and _rows(lines) == [("missing", str(tmp_path / "listops" / "metadata.json"))]
+    assert code == 1 and _rows(lines) == [("mismatch", str(tmp_path / "listops" / "metadata.json"))]
     assert "was written with ListOpsConfig(max_depth=4" in lines[0]
     assert f"seqkit data listops --size N --out {tmp_path / 'listops'} --overwrite" in lines[0]
     with pytest.raises(ValueError, match="was written with ListOpsConfig"):
@@ -149,7 +163,7 @@ def test_data_check_cifar(tmp_path, capsys, monkeypatch):
     assert code == 1
     assert _rows(lines) == [("missing", str(archive)), ("missing", str(folder))]
     assert lines[-1] == "scifar: missing: put one of the 2 above where shown"
-    archive.write_bytes(gzip.compress(b"x"))  # only its magic is checked here
+    _archive(archive, CIFAR_SIZE)  # only its size and magic are checked here
     monkeypatch.setenv("SEQKIT_DATA", str(tmp_path))  # the default data directory
     code, lines, _ = _run(capsys, "cifar_gray")
     assert code == 0 and lines[-1] == f"cifar_gray: ready ({archive} is there)"
@@ -158,7 +172,7 @@ def test_data_check_cifar(tmp_path, capsys, monkeypatch):
     _write_folder(folder, data, labels, skip=("data_batch_3",))
     code, lines, _ = _run(capsys, "scifar")
     assert code == 1
-    assert _rows(lines) == [("missing", str(archive)), ("missing", str(folder))]
+    assert _rows(lines) == [("unused", str(archive)), ("missing", str(folder))]
     assert "lacks data_batch_3" in lines[1] and "incomplete folder" in lines[0]
     _write_folder(folder, data, labels)
     assert _run(capsys, "scifar")[0] == 0
@@ -206,3 +220,60 @@ def test_data_check_readers_of_other_modules(tmp_path, capsys):
         assert code == 1 and all(status == "missing" for status, _ in _rows(lines))
     report = check_dataset("aan", tmp_path)
     assert not report.complete and len(report.files) == 3
+
+
+@pytest.mark.parametrize(
+    "name, archive, size",
+    [("scifar", "cifar-10-python.tar.gz", CIFAR_SIZE), ("imdb", "aclImdb_v1.tar.gz", IMDB_SIZE)],
+)
+def test_data_check_truncated_or_corrupt_archive_is_bad(tmp_path, capsys, name, archive, size):
+    """An archive that is there but of another size, or not gzip, is `bad` with the
+    reason (not `ready`, not `missing`); one of the standard size and magic is ok."""
+    path = tmp_path / archive
+    bad_summary = f"{name}: not ready: {path} is there but bad (see its line); replace it, or put another"
+    _archive(path, 100_000)  # a download cut short
+    code, lines, _ = _run(capsys, name, "--data-dir", str(tmp_path))
+    assert code == 1 and _rows(lines)[0] == ("bad", str(path))
+    assert f"expected {size:,} bytes (the standard archive), got 100,000" in lines[0]
+    assert lines[0].endswith("download it again") and lines[-1].startswith(bad_summary)
+    _archive(path, size, head=b"<html>")  # the size, but another file (an error page, say)
+    code, lines, _ = _run(capsys, name, "--data-dir", str(tmp_path))
+    assert code == 1 and _rows(lines)[0] == ("bad", str(path))
+    assert "expected a gzip file (starting with 1f 8b), got one starting with 3c 68" in lines[0]
+    _archive(path, size)
+    code, lines, _ = _run(capsys, name, "--data-dir", str(tmp_path))
+    assert code == 0 and _rows(lines)[0] == ("ok", str(path))
+    assert lines[-1] == f"{name}: ready ({path} is there)"
+
+
+def test_data_check_pathfinder_cache_of_another_level_in_dir(tmp_path, capsys):
+    """A cache of this preset but another level and style in DIR itself: `mismatch`,
+    and the one piece of advice given (write it again in DIR) makes DIR ready; no
+    advice to write DIR/NAME, which the reader would never reach."""
+    write_pathfinder(tmp_path, "pathfinder32", 6)  # contour length 14, lra
+    wanted = ("--contour-length", "6", "--style", "continuous")
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), *wanted)
+    assert code == 1 and _rows(lines) == [("mismatch", str(tmp_path / "metadata.json"))]
+    advice = "seqkit data pathfinder --preset pathfinder32 --contour-length 6 --style continuous --size N"
+    assert f"{advice} --out {tmp_path} --overwrite" in lines[0]
+    assert lines[-1].startswith(
+        f"pathfinder32: not ready: {tmp_path} holds a cache written with other settings (mismatch above); "
+        f"write it again as that line says (or into another directory, and give that one)"
+    )
+    assert "--out" not in lines[-1] and str(tmp_path / "pathfinder32") not in "\n".join(lines)
+    # another directory, given as the data directory: ready
+    other = tmp_path / "pathfinder32"
+    write_pathfinder(other, "pathfinder32", 6, contour_length=6, style="continuous")
+    assert _run(capsys, "pathfinder32", "--data-dir", str(other), *wanted)[0] == 0
+    # or DIR written again as advised: ready
+    write_pathfinder(tmp_path, "pathfinder32", 6, contour_length=6, style="continuous", overwrite=True)
+    code, lines, _ = _run(capsys, "pathfinder32", "--data-dir", str(tmp_path), *wanted)
+    assert code == 0 and _rows(lines) == [("ok", str(tmp_path / "metadata.json"))]
+
+
+def test_data_check_without_data_dir_names_the_flag(capsys, monkeypatch):
+    monkeypatch.delenv("SEQKIT_DATA", raising=False)
+    for name in ("scifar", "imdb", "aan", "enwik8"):
+        code, lines, err = _run(capsys, name)
+        assert (code, lines) == (2, []) and err.count("\n") == 1
+        assert "`--data-dir DIR` (seqkit data check)" in err and "data.data_dir" not in err, err

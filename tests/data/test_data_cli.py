@@ -1,9 +1,12 @@
 """The `seqkit data` subcommand (part of `seqkit.cli`)."""
 
+import io
+
 import numpy as np
 import pytest
 
 from seqkit import cli
+from seqkit._cli_data import _Progress
 from seqkit.data import DATASETS, DataError, ListOpsCacheSource, PathfinderCacheSource, make_source
 
 
@@ -83,3 +86,35 @@ def test_data_cli_never_writes_one_cache_over_another_kind(tmp_path, capsys):
         with pytest.raises(DataError, match=f"holds a {kind} cache") as e:
             reader(directory, "train")
         assert "--overwrite" not in str(e.value)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_data_cli_progress_redraws_only_on_a_terminal(tmp_path, capsys):
+    """On a terminal the progress line is redrawn with `\\r`; in a log or pipe it is
+    whole lines: the first, at most one per `every` seconds, and the last."""
+    log = io.StringIO()
+    progress = _Progress("pathx", stream=log)
+    for done in range(1, 101):
+        progress(done, 100)
+    progress.end()
+    lines = log.getvalue().split("\n")
+    assert "\r" not in log.getvalue() and lines[-1] == "" and len(lines) == 3
+    assert lines[0].startswith("pathx: 1/100 images") and lines[1].startswith("pathx: 100/100 images")
+    every = _Progress("pathx", stream=io.StringIO(), every=0.0)
+    for done in range(1, 4):
+        every(done, 3)
+    assert every.stream.getvalue().count("\n") == 3
+    terminal = _Terminal()
+    progress = _Progress("pathx", stream=terminal)
+    for done in range(1, 4):
+        progress(done, 3)
+    progress.end()
+    assert terminal.getvalue().count("\r") == 3 and terminal.getvalue().endswith(" s\n")
+    # the command itself, its stderr not a terminal (captured): whole lines
+    assert cli.main(["data", "listops", "--size", "40", "--out", str(tmp_path / "lo")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.startswith("listops: ") and "40/40 examples" in err

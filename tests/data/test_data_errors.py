@@ -21,6 +21,7 @@ from seqkit.data import (
     DataNotFoundError,
     PathfinderCacheNotFoundError,
     make_source,
+    write_listops,
     write_pathfinder,
 )
 from seqkit.train import override
@@ -421,3 +422,26 @@ def test_data_errors_missing_cache_advice_runs(tmp_path, capsys):
     (setting,) = re.findall(r"`--set (data\.data_dir=none)`", msg)
     recipe = override(recipes.get("s4-pathfinder", "smoke"), [f"data.data_dir={tmp_path}", setting])
     assert recipe.data.data_dir is None
+
+
+def test_data_errors_cache_too_small_names_the_setting(tmp_path):
+    """A split larger than the cache's names the setting to lower and the other
+    fix; a cache of another level or style is refused first, whatever the sizes."""
+    pf, lo = tmp_path / "pf", tmp_path / "lo"
+    write_pathfinder(pf, "pathfinder32", 10)  # contour length 14, lra: train 8
+    with pytest.raises(ValueError, match="holds preset 'pathfinder32' at contour length 14") as e:
+        make_source("pathfinder32", "train", data_dir=pf, size=8000, contour_length=6, style="continuous")
+    assert "size" not in str(e.value).split(";")[0]
+    expected = (
+        "expected size <= 8 (the cached train split), got 8000: lower data.train_size (seqkit train) or "
+        "size (make_source) to at most 8, or write a larger cache (a larger --size)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        make_source("pathfinder32", "train", data_dir=pf, size=8000)
+    write_listops(lo, 100)  # val 2
+    with pytest.raises(ValueError, match=r"got 8: lower data\.val_size \(seqkit train\) .* most 2, or write"):
+        make_source("listops", "val", data_dir=lo, size=8)
+    data, labels = _batches()
+    _write_folder(tmp_path / "cifar" / "cifar-10-batches-py", data, labels)
+    with pytest.raises(ValueError, match=rf"got {10**6}: lower data\.test_size \(seqkit train\)"):
+        make_source("scifar", "test", data_dir=tmp_path / "cifar", size=10**6)

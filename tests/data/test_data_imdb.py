@@ -15,6 +15,7 @@ from seqkit.data import (
     DataError,
     DataNotFoundError,
     ImdbSource,
+    _imdb,
     batches,
     check_imdb_files,
     make_source,
@@ -277,8 +278,12 @@ def test_data_imdb_bad_options(imdb):
         make_source("imdb", "train", data_dir=root / "dir", max_length=0)
 
 
-def test_data_imdb_check_files(imdb, tmp_path):
+def test_data_imdb_check_files(imdb, tmp_path, monkeypatch):
     root, _ = imdb
+    # The check compares the archive's size with the download's: this small one is "bad".
+    (bad, _) = check_imdb_files(root / "tar")
+    assert bad.status == "bad" and "expected 84,125,825 bytes (the standard archive)" in bad.note
+    monkeypatch.setattr(_imdb, "ARCHIVE_SIZE", os.path.getsize(root / "tar" / ARCHIVE))
     empty = tmp_path / "empty"
     empty.mkdir()
     checks = check_imdb_files(empty)
@@ -290,14 +295,15 @@ def test_data_imdb_check_files(imdb, tmp_path):
     assert [c.present for c in check_imdb_files(root / "tar")] == [True, False]
     assert [c.present for c in check_imdb_files(root / "dir")] == [False, True]
     inner = check_imdb_files(root / "dir" / "aclImdb")  # DIR is the extracted folder
-    assert inner[1] == (str(root / "dir" / "aclImdb"), True, inner[1].note)
+    assert inner[1] == (str(root / "dir" / "aclImdb"), True, inner[1].note, "")
     (empty / ARCHIVE).write_bytes(b"not gzip")
-    assert [c.present for c in check_imdb_files(empty)] == [False, False]
+    assert [c.status for c in check_imdb_files(empty)] == ["bad", "missing"]
 
 
-def test_data_imdb_archive_beside_an_empty_or_incomplete_folder(imdb):
+def test_data_imdb_archive_beside_an_empty_or_incomplete_folder(imdb, monkeypatch):
     root, _ = imdb
     tar = root / "tar"
+    monkeypatch.setattr(_imdb, "ARCHIVE_SIZE", os.path.getsize(tar / ARCHIVE))  # the check's size
     ref = make_source("imdb", "test", data_dir=tar, max_length=16)
     # An aclImdb/ with no class folder yet (an extraction not begun): the archive is read.
     (tar / "aclImdb").mkdir()
@@ -312,5 +318,5 @@ def test_data_imdb_archive_beside_an_empty_or_incomplete_folder(imdb):
     with pytest.raises(DataError, match="does not have the IMDb layout"):
         make_source("imdb", "test", data_dir=tar)
     archive, folder = check_imdb_files(tar)
-    assert not archive.present and "not used while the incomplete folder below is there" in archive.note
+    assert archive.status == "unused" and "not used while the incomplete folder below" in archive.note
     assert not folder.present and folder.note.endswith("; lacks test/neg, test/pos")
