@@ -73,7 +73,7 @@ def vandermonde(
     dtype = real_dtype(v, x)
     if v.shape != x.shape:
         raise ValueError(f"expected v and x of the same shape (*batch, n), got {v.shape} and {x.shape}")
-    if isinstance(L, np.integer) and not isinstance(L, bool):
+    if isinstance(L, np.integer):
         L = int(L)
     if not isinstance(L, int) or isinstance(L, bool) or L < 1:
         raise ValueError(f"expected a positive integer length L, got {L!r}")

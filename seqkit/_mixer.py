@@ -101,10 +101,16 @@ class AbstractRecurrentMixer(AbstractMixer):
         """One position: **Returns** `(y_t, state)`."""
 
 
+def outermost(tree: PyTree, types: type | tuple[type, ...]) -> list:
+    """The nodes of `tree` that are instances of `types` and not held by another
+    such node, in tree order."""
+    is_one = lambda n: isinstance(n, types)  # noqa: E731
+    return [n for n in jax.tree.leaves(tree, is_leaf=is_one) if is_one(n)]
+
+
 def _mixers_in(tree: PyTree) -> list[AbstractMixer]:
     """The outermost mixers in `tree` (those not held by another mixer in it)."""
-    is_mixer = lambda n: isinstance(n, AbstractMixer)  # noqa: E731
-    return [m for m in jax.tree.leaves(tree, is_leaf=is_mixer) if is_mixer(m)]
+    return outermost(tree, AbstractMixer)
 
 
 def _sub_mixers(module: eqx.Module) -> list[AbstractMixer]:

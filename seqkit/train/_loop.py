@@ -420,7 +420,8 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
         raise RecipeError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
-    new = _comparable_recipe(recipe_to_dict(recipe))
+    current = recipe_to_dict(recipe)
+    new = _comparable_recipe(current)
     if resume and os.path.exists(config_path):
         saved = read_json(config_path, "the run's configuration")
         stored = _comparable_recipe(saved)
@@ -430,7 +431,7 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
                 "resume it with the same recipe, preset and --set"
             )
         if os.path.exists(ckpt_path):
-            _announce_execution_changes(saved, recipe_to_dict(recipe), bar)
+            _announce_execution_changes(saved, current, bar)
     if not os.path.exists(ckpt_path):
         _check_no_checkpoint_files(
             run_dir, CONFIG, RESULTS, lambda stored: _comparable_recipe(stored) == new, "--out", bar

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 from jaxtyping import ArrayLike, PyTree
 
-from seqkit._mixer import AbstractMixer, ssm_parameter_labels
+from seqkit._mixer import AbstractMixer, outermost, ssm_parameter_labels
 from seqkit.nn import ResidualBlock, SequenceNorm
 
 _NORMS = (SequenceNorm, eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.GroupNorm, eqx.nn.BatchNorm)
@@ -50,21 +50,10 @@ def param_labels(tree: PyTree, *, decay_norms_and_biases: bool = True) -> PyTree
 def _undecayed(tree: PyTree) -> list:
     """The leaves `param_labels` marks `"no_decay"` (with `None`s where a module has
     no bias)."""
-    found = []
-    is_norm = lambda n: isinstance(n, _NORMS)  # noqa: E731
-    for norm in jax.tree.leaves(tree, is_leaf=is_norm):
-        if is_norm(norm):
-            found += [norm.weight, norm.bias]
-    is_backbone = lambda n: isinstance(n, (ResidualBlock, AbstractMixer))  # noqa: E731
-    is_layer = lambda n: isinstance(n, (eqx.nn.Linear, eqx.nn.Conv, eqx.nn.Embedding))  # noqa: E731
-    for part in jax.tree.leaves(tree, is_leaf=is_backbone):
-        if not is_backbone(part):
-            continue
-        for layer in jax.tree.leaves(part, is_leaf=is_layer):
-            if isinstance(layer, eqx.nn.Embedding):
-                found.append(layer.weight)
-            elif is_layer(layer):
-                found.append(layer.bias)
+    found = [p for norm in outermost(tree, _NORMS) for p in (norm.weight, norm.bias)]
+    for part in outermost(tree, (ResidualBlock, AbstractMixer)):
+        for layer in outermost(part, (eqx.nn.Linear, eqx.nn.Conv, eqx.nn.Embedding)):
+            found.append(layer.weight if isinstance(layer, eqx.nn.Embedding) else layer.bias)
     return found
 
 

@@ -489,9 +489,12 @@ class Recipe:
                 f"{one.shape[0]}, got {segments}"
             )
         if m.dual or m.pool not in ("mean", "last") or m.norm != "layer":
-            fixes = [f for bad, f in ((m.pool not in ("mean", "last"), "model.pool=mean"),
-                                      (m.norm != "layer", "model.norm=layer")) if bad]  # fmt: skip
-            advice = f" (--set {' --set '.join(fixes)})" if fixes and not m.dual else ""
+            fixes = []
+            if m.pool not in ("mean", "last"):
+                fixes.append("--set model.pool=mean")
+            if m.norm != "layer":
+                fixes.append("--set model.norm=layer")
+            advice = f" ({' '.join(fixes)})" if fixes and not m.dual else ""
             raise RecipeError(
                 f"model.segments (hierarchical) needs pool mean or last, norm layer and no dual; got "
                 f"pool={m.pool}, norm={m.norm}, dual={m.dual}{advice}"
