@@ -37,7 +37,7 @@ import numpy as np
 from seqkit._paths import expand_path
 
 from ._cifar import DataNotFoundError, NoDataDirError
-from ._files import DataError, FileCheck, size_advice
+from ._files import DataError, FileCheck, split_size
 from ._imdb import byte_tokens
 from ._index import check_index
 
@@ -208,12 +208,7 @@ class AanSource:
         self.path = _locate(self.data_dir, split)
         self._stamp = _stamp(self.path)
         available = len(_cached(self.path, self._stamp).labels)
-        if size is not None and not 0 <= size <= available:
-            raise ValueError(
-                f"expected size <= {available} (the {split} split), got {size}: "
-                f"{size_advice(split, available)}"
-            )
-        self._size = available if size is None else int(size)
+        self._size = split_size(size, available, split, f"the {split} split")
         self._map = None
         self._pairs = None
 

@@ -47,7 +47,7 @@ import numpy as np
 from seqkit._paths import expand_path
 
 from ._cifar import DataNotFoundError, NoDataDirError
-from ._files import DataError, FileCheck, one_line, size_advice
+from ._files import DataError, FileCheck, one_line, split_size
 from ._index import check_index
 
 ENV_VAR = "SEQKIT_DATA"
@@ -285,15 +285,11 @@ class ByteSource:
             start = sum(counts[: SPLITS.index(split)])
             self._start, self._stop = start, start + counts[SPLITS.index(split)]
         full = max(self._stop - self._start - 1, 0) // self.max_length
-        if size is not None:
-            if not 0 <= int(size) <= full:
-                raise ValueError(
-                    f"expected 0 <= size <= {full} (the {corpus} {split} split: {self._stop - self._start:,} "
-                    f"bytes, {full} chunks of max_length + 1 = {self.max_length + 1}), got {size}: "
-                    f"{size_advice(split, full)}"
-                )
-            full = int(size)
-        self._size = full
+        what = (
+            f"the {corpus} {split} split: {self._stop - self._start:,} bytes, "
+            f"{full} chunks of max_length + 1 = {self.max_length + 1}"
+        )
+        self._size = split_size(size, full, split, what)
         self._data = None
 
     def __getstate__(self):

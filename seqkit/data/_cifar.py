@@ -30,7 +30,7 @@ import numpy as np
 
 from seqkit._paths import expand_path
 
-from ._files import DataError, FileCheck, archive_or_folder, one_line, size_advice
+from ._files import DataError, FileCheck, archive_or_folder, one_line, split_size
 from ._index import check_index
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -242,13 +242,7 @@ class CifarSource:
         self.as_tokens = bool(as_tokens)
         arrays = _cached(self.data_dir)
         part, start, stop = _split_range(len(arrays["train"][1]), len(arrays["test"][1]), split)
-        if size is not None:
-            if not 0 <= size <= stop - start:
-                raise ValueError(
-                    f"expected size <= {stop - start} (the {split} split), got {size}: "
-                    f"{size_advice(split, stop - start)}"
-                )
-            stop = start + int(size)
+        stop = start + split_size(size, stop - start, split, f"the {split} split")
         self._part, self._start, self._stop = part, start, stop
 
     def __len__(self) -> int:

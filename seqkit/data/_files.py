@@ -97,11 +97,25 @@ def other_cache(directory: str, metadata: str, kind: str, out_name: str) -> str 
     return other_kind(json_or_none(path), path, kind, out_name)
 
 
-def size_advice(split: str, available: int, more: str = "") -> str:
-    """What to do when a `split` of `available` examples was asked for more: the
+LARGER_CACHE = ", or write a larger cache (a larger --size)"
+"""`split_size`'s `more` for the generated caches."""
+
+
+def split_size(size: int | None, available: int, split: str, what: str, more: str = "") -> int:
+    """How many examples to read from a `split` that holds `available`: all of them
+    when `size` is None, else `size`, refused unless `0 <= size <= available`.
+
+    The error says what the split is (`what`, e.g. "the cached train split"), the
     setting to lower (`data.{split}_size` in `seqkit train`, `size` in
-    `make_source`), and `more` (another way, e.g. a larger cache)."""
-    return f"lower data.{split}_size (seqkit train) or size (make_source) to at most {available}{more}"
+    `make_source`), and `more`: another way out, e.g. a larger cache."""
+    if size is None:
+        return int(available)
+    if not 0 <= size <= available:
+        raise ValueError(
+            f"expected 0 <= size <= {available} ({what}), got {size}: lower data.{split}_size "
+            f"(seqkit train) or size (make_source) to at most {available}{more}"
+        )
+    return int(size)
 
 
 def one_line(e: BaseException) -> str:

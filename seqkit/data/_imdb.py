@@ -46,7 +46,7 @@ import numpy as np
 from seqkit._paths import expand_path
 
 from ._cifar import DataNotFoundError, NoDataDirError
-from ._files import DataError, FileCheck, archive_or_folder, one_line, size_advice
+from ._files import DataError, FileCheck, archive_or_folder, one_line, split_size
 from ._index import check_index
 
 ARCHIVE = "aclImdb_v1.tar.gz"
@@ -239,13 +239,7 @@ class ImdbSource:
         self.max_length = int(max_length)
         self._where = _locate(self.data_dir)  # fail now, saying what to put where
         self._part, rows = _split_rows(_cached(self._where), split, self.seed)
-        if size is not None:
-            if not 0 <= size <= len(rows):
-                raise ValueError(
-                    f"expected size <= {len(rows)} (the {split} split), got {size}: "
-                    f"{size_advice(split, len(rows))}"
-                )
-            rows = rows[: int(size)]
+        rows = rows[: split_size(size, len(rows), split, f"the {split} split")]
         self._size = len(rows)
         self._rows = rows
 

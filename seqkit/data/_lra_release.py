@@ -70,7 +70,7 @@ import threading
 import numpy as np
 
 from ._cifar import DataNotFoundError
-from ._files import DataError, FileCheck, one_line, size_advice
+from ._files import DataError, FileCheck, one_line, split_size
 from ._index import check_index
 from ._listops import CLOSE, DEFAULT_SEQ_LEN, OP0, OPERATORS, PAD, VOCAB, _parse, tokenize_listops
 
@@ -360,11 +360,7 @@ class ListOpsReleaseSource:
             )
         rows = self._rows = _listops_rows(self.path)
         n = len(rows.labels)
-        if size is not None and not 0 <= size <= n:
-            raise ValueError(
-                f"expected size <= {n} (the released {split} split), got {size}: {size_advice(split, n)}"
-            )
-        self.size = n if size is None else int(size)
+        self.size = split_size(size, n, split, f"the released {split} split")
         self.seq_len = int(seq_len)
         longest = int(np.argmax(np.diff(rows.offsets)))
         if rows.offsets[longest + 1] - rows.offsets[longest] > self.seq_len:
@@ -686,13 +682,7 @@ class PathfinderReleaseSource:
         self._level = _level(self.level_dir, self._excluded)
         n = len(self._level.labels)
         self._rows = s4_split(n, split)
-        available = len(self._rows)
-        if size is not None and not 0 <= size <= available:
-            raise ValueError(
-                f"expected size <= {available} (the {split} split of {n} images), got {size}: "
-                f"{size_advice(split, available)}"
-            )
-        self.size = available if size is None else int(size)
+        self.size = split_size(size, len(self._rows), split, f"the {split} split of {n} images")
         if self.size:
             self[0]  # a PNG of another size or an unreadable one fails here, before any training
 

@@ -45,6 +45,7 @@ import numpy as np
 from seqkit._paths import expand_path
 
 from ._files import (
+    LARGER_CACHE,
     DataError,
     cache_kind,
     check_same_settings,
@@ -52,7 +53,7 @@ from ._files import (
     other_cache,
     other_kind,
     read_json_file,
-    size_advice,
+    split_size,
 )
 from ._index import check_index
 from ._snakes import SNAKES_PRESETS, SnakesConfig, generate_snakes_batch
@@ -890,12 +891,7 @@ class PathfinderCacheSource:
         self.metadata = read_pathfinder_metadata(self.directory)
         available = self.metadata["splits"][split]
         self._check_arrays(available)  # a bad file fails here, before any training
-        if size is not None and not 0 <= size <= available:
-            raise ValueError(
-                f"expected size <= {available} (the cached {split} split), got {size}: "
-                f"{size_advice(split, available, ', or write a larger cache (a larger --size)')}"
-            )
-        self.size = available if size is None else int(size)
+        self.size = split_size(size, available, split, f"the cached {split} split", LARGER_CACHE)
         self.as_tokens = bool(as_tokens)
         self._images = None
         self._labels = None

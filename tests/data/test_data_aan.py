@@ -126,7 +126,7 @@ def test_data_aan_locations_env_home_and_line_endings(aan, tmp_path, monkeypatch
                 np.testing.assert_array_equal(ref[i][k], other[i][k])
     three = make_source("aan", "train", data_dir=aan, size=3)
     assert len(three) == 3 and int(three[1]["label"]) == 1
-    with pytest.raises(ValueError, match=r"expected size <= 7 \(the train split\), got 8"):
+    with pytest.raises(ValueError, match=r"expected 0 <= size <= 7 \(the train split\), got 8"):
         make_source("aan", "train", data_dir=aan, size=8)
     with pytest.raises(ValueError, match="accepted: max_length"):
         make_source("aan", "train", data_dir=aan, seq_len=8)

@@ -433,7 +433,7 @@ def test_data_errors_cache_too_small_names_the_setting(tmp_path):
         make_source("pathfinder32", "train", data_dir=pf, size=8000, contour_length=6, style="continuous")
     assert "size" not in str(e.value).split(";")[0]
     expected = (
-        "expected size <= 8 (the cached train split), got 8000: lower data.train_size (seqkit train) or "
+        "expected 0 <= size <= 8 (the cached train split), got 8000: lower data.train_size (seqkit train) or "
         "size (make_source) to at most 8, or write a larger cache (a larger --size)"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
@@ -445,3 +445,20 @@ def test_data_errors_cache_too_small_names_the_setting(tmp_path):
     _write_folder(tmp_path / "cifar" / "cifar-10-batches-py", data, labels)
     with pytest.raises(ValueError, match=rf"got {10**6}: lower data\.test_size \(seqkit train\)"):
         make_source("scifar", "test", data_dir=tmp_path / "cifar", size=10**6)
+
+
+def test_data_errors_split_size_bounds(tmp_path):
+    """Every source's size check: None reads the whole split, 0 an empty one, and a
+    size outside [0, available] is refused with both bounds (a negative one too, for
+    sources built directly rather than through `make_source`)."""
+    from seqkit.data._files import split_size
+
+    assert split_size(None, 8, "train", "the train split") == 8
+    assert split_size(0, 8, "train", "the train split") == 0
+    for size in (-1, 9):
+        with pytest.raises(ValueError, match=rf"^expected 0 <= size <= 8 \(the train split\), got {size}: "):
+            split_size(size, 8, "train", "the train split")
+    pf = tmp_path / "pf"
+    write_pathfinder(pf, "pathfinder32", 10)  # train 8
+    assert len(make_source("pathfinder32", "train", data_dir=pf)) == 8
+    assert len(make_source("pathfinder32", "train", data_dir=pf, size=0)) == 0

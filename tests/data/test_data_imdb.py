@@ -144,7 +144,7 @@ def test_data_imdb_splits_disjoint_and_seeded(imdb):
     # size takes the first examples of the split's order
     five = make_source("imdb", "test", data_dir=d, size=5)
     assert len(five) == 5 and [five.name(i) for i in range(5)] == names["test"][:5]
-    with pytest.raises(ValueError, match=r"expected size <= 12 \(the test split\), got 13"):
+    with pytest.raises(ValueError, match=r"expected 0 <= size <= 12 \(the test split\), got 13"):
         make_source("imdb", "test", data_dir=d, size=13)
     with pytest.raises(IndexError):
         five[5]
