@@ -12,7 +12,7 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from seqkit._checks import check_mask, check_sequence
+from seqkit._checks import check_mask, check_sequence, finite_padding
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.attention._base import merge_heads, split_heads
 from seqkit.attention._core import dot_product_attention
@@ -261,6 +261,7 @@ class BlockRecurrent(AbstractRecurrentMixer):
         x = check_sequence(x, self.d_model)
         L = x.shape[0]
         mask = check_mask(mask, L)
+        x = finite_padding(x, mask)  # inf or NaN at padded positions enters as 0
         W, h = self.block_size, self.num_heads
         nb = -(-L // W)
         pad = nb * W - L

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from seqkit._checks import check_mask, check_sequence
+from seqkit._checks import check_mask, check_sequence, finite_padding
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import DSS, DSSSoftmaxState, SSMState, fft_conv
 
@@ -139,7 +139,7 @@ class GSS(AbstractRecurrentMixer):
         x = check_sequence(x, self.d_model)
         L = x.shape[0]
         mask = check_mask(mask, L)
-        x = x.astype(self.core.D.dtype)
+        x = finite_padding(x, mask).astype(self.core.D.dtype)  # no 0 · NaN in the gradients
         v, u = jax.vmap(self._branches)(x)
         if mask is None:
             K = self.core.kernel(L)

@@ -131,7 +131,15 @@ def mega_attention(
     """
     if attention not in _ATTENTIONS:
         raise ValueError(f"attention must be one of {_ATTENTIONS}, got {attention!r}")
+    if q.ndim != 2 or k.shape != q.shape or v.ndim != 2 or v.shape[0] != q.shape[0]:
+        raise ValueError(
+            f"expected q and k of one shape (L, z) and v of shape (L, v), got q {q.shape}, "
+            f"k {k.shape}, v {v.shape}"
+        )
+    if bias.ndim != 2 or bias.shape[0] != bias.shape[1] or bias.shape[0] < 1:
+        raise ValueError(f"expected a square (c, c) relative position bias, c >= 1, got shape {bias.shape}")
     L, z = q.shape
+    mask = check_mask(mask, L)
     c = bias.shape[0]
     n = -(-L // c)
     pad = n * c - L

@@ -107,8 +107,10 @@ class SequenceNorm(eqx.Module):
         w = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
         count = lax.psum(jnp.sum(w), self.axis_name)
         count = jnp.maximum(count, jnp.ones_like(count))
-        mean = lax.psum(w @ x, self.axis_name) / count
-        var = lax.psum(w @ jnp.square(x - mean), self.axis_name) / count
+        # padded values leave the sums, not just weighted 0: no 0 · inf or 0 · NaN there
+        xs = x if mask is None else jnp.where(mask[:, None], x, jnp.zeros_like(x))
+        mean = lax.psum(w @ xs, self.axis_name) / count
+        var = lax.psum(w @ jnp.square(xs - mean), self.axis_name) / count
         run_mean, run_var = state.get(self.stats)
         m = self.momentum
         state = state.set(

@@ -463,3 +463,27 @@ def test_mega_causal_trains_on_far_recall(getkey):
     layer = mega_layer(getkey(), 16, ema_ndim=8, relative_position="simple", max_length=128, causal=True)
     acc = fit_recall(layer, 16, key=getkey(), L=128, vocab=8, lo=0, hi=64, readout="last", steps=400, lr=1e-2)
     assert acc > 0.4, acc  # chance is 0.125
+
+
+def test_mega_attention_checks_its_arguments(getkey):
+    """Bad shapes and masks are refused with what was expected; the checks are the
+    function's own, not only its type hints (checked here on the unwrapped function
+    where the test run adds a type checker)."""
+    attend = getattr(mega_attention, "__wrapped__", mega_attention)
+    q, k, v = jr.normal(getkey(), (5, 4)), jr.normal(getkey(), (5, 4)), jr.normal(getkey(), (5, 6))
+    bias = jnp.zeros((2, 2))
+    assert attend(q, k, v, bias, jnp.arange(5) < 3).shape == (5, 6)
+    bad_masks = [
+        (jnp.ones((5, 1), bool), r"padding mask of shape \(5,\), got \(5, 1\)"),
+        (jnp.ones((3, 2), bool), r"padding mask of shape \(5,\), got \(3, 2\)"),
+        (jnp.ones(5, jnp.int32), "bool padding mask"),
+    ]
+    for mask, match in bad_masks:
+        with pytest.raises(ValueError, match=match):
+            attend(q, k, v, bias, mask)
+    with pytest.raises(ValueError, match=r"square \(c, c\) relative position bias.*got shape \(2, 3\)"):
+        attend(q, k, v, jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"q and k of one shape \(L, z\).*k \(4, 4\)"):
+        attend(q, k[:4], v, bias)
+    with pytest.raises(ValueError, match=r"v of shape \(L, v\).*v \(6, 6\)"):
+        attend(q, k, jnp.zeros((6, 6)), bias)

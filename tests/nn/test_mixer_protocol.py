@@ -17,7 +17,7 @@ from helpers import assert_close
 
 D_IN, D, N_REAL, N_PAD = 3, 8, 8, 4
 CASES = [pytest.param(make, causal, id=name) for name, make, causal in cases()]
-# The padding test in the default tier: every mixer's bidirectional form (where
+# The padding tests in the default tier: every mixer's bidirectional form (where
 # trailing padding could reach real positions through the backward direction), or
 # its causal form when that is its only one; the other forms in the slow tier.
 _BOTH_FORMS = {name for name, _, forms in MIXERS if len(forms) == 2}
@@ -81,19 +81,29 @@ def test_padding_never_changes_logits(x64, getkey, make, causal, norm):
     assert_close(got_i, ref_i, rtol=1e-10)
 
 
-@pytest.mark.parametrize("make,causal", CASES)
+@pytest.mark.parametrize("make,causal", PADDING_CASES)
 def test_nonfinite_values_at_padded_positions_never_reach_real_outputs(getkey, make, causal):
     """Outputs at padded positions are unspecified, so the layer below may leave inf
-    or NaN there: every mixer's real outputs are those of finite padding."""
+    or NaN there: every mixer's real outputs, and their gradients, are those of
+    finite padding. The last block, chunk or window holds real and padded positions
+    both (7 real of 12)."""
     m = make(D, causal, getkey())
-    L = N_REAL + N_PAD
+    n_real, L = N_REAL - 1, N_REAL + N_PAD
     x = jr.normal(getkey(), (L, D))
-    mask = jnp.arange(L) < N_REAL
-    f = eqx.filter_jit(lambda m, x: m(x, mask=mask))
-    y = f(m, x)
+    mask = jnp.arange(L) < n_real
+
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad(has_aux=True)
+    def f(m, x):
+        y = m(x, mask=mask)[:n_real]
+        return jnp.sum(jnp.sin(y)), y
+
+    (_, y), g = f(m, x)
     for bad in (jnp.nan, jnp.inf):
-        got = f(m, jnp.where(mask[:, None], x, bad))
-        assert_close(got[:N_REAL], y[:N_REAL], rtol=1e-5, atol=1e-6)
+        (_, got), got_g = f(m, jnp.where(mask[:, None], x, bad))
+        assert_close(got, y, rtol=1e-5, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(got_g), jax.tree.leaves(g), strict=True):
+            assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name,make,forms", MIXERS, ids=[m[0] for m in MIXERS])

@@ -461,3 +461,24 @@ def test_position_errors(getkey):
     model, state = _positions_model(getkey(), "sinusoidal", max_length=6)
     with pytest.raises(ValueError, match="L <= max_length=6"):
         model.init_state(7)
+
+
+@pytest.mark.parametrize("junk", [np.nan, np.inf, 1e200])
+def test_batchnorm_statistics_never_see_padded_values(x64, getkey, junk):
+    """BatchNorm's batch and running statistics are those of the real positions
+    (NumPy, float64), whatever sits at padded ones: NaN, inf, or a value whose
+    square overflows."""
+    B, L, d, n = 3, 6, 4, 4  # n real positions per sequence
+    norm, state = eqx.nn.make_with_state(snn.SequenceNorm)(d, "batch")
+    x = 2.0 + 3.0 * jr.normal(getkey(), (B, L, d))
+    mask = jnp.broadcast_to(jnp.arange(L) < n, (B, L))
+    x = jnp.where(mask[..., None], x, junk)
+    call = lambda x, m, s: norm(x, s, mask=m)  # noqa: E731
+    run = jax.vmap(call, axis_name="batch", in_axes=(0, 0, None), out_axes=(0, None))
+    y, state = run(x, mask, state)
+    real = np.asarray(x)[:, :n].reshape(-1, d)
+    mean, var = real.mean(0), real.var(0)
+    assert_close(y[:, :n], ((np.asarray(x)[:, :n] - mean) / np.sqrt(var + 1e-5)), rtol=1e-10)
+    run_mean, run_var = state.get(norm.stats)
+    assert_close(run_mean, 0.1 * mean, rtol=1e-10)
+    assert_close(run_var, 0.9 + 0.1 * var, rtol=1e-10)
