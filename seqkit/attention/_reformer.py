@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt32
 
+from seqkit._checks import at_least
+
 from ._base import AbstractAttention, AttentionHeads, as_key, key_data
 from ._blocks import _pad_rows
 from ._core import merge_attention, softmax_attend
@@ -47,7 +49,11 @@ def lsh_attention(
     of `r` hash rounds, positions are sorted by (bucket, position) and cut into
     chunks of `chunk_size`; each chunk attends to itself and the previous chunk
     (memory `O(r · L · chunk_size)`), attending to oneself only when nothing else
-    is allowed. The rounds are merged through their log normalizers.
+    is allowed. The result is softmax attention over the union of the rounds'
+    keys, each key counted once: round `r` scores key `j` of query `i` as
+    `q_i · k_j / √d − log N_ij`, `N_ij` the number of rounds in which `i` sees
+    `j`, and the rounds are merged through their log normalizers (the paper's
+    multi-round deduplication, its appendix A).
 
     `causal=True` masks `j > i` within the chunks, as the Reformer paper does for
     language modelling; the chunks themselves are cut from every position's
@@ -60,6 +66,7 @@ def lsh_attention(
     those of the unpadded sequence. `num_active` (see
     [`seqkit.attention.lsh_buckets`][]) limits the buckets in use.
     """
+    at_least(1, chunk_size=chunk_size)
     L = q.shape[0]
     c = chunk_size
     n = -(-L // c)
@@ -74,14 +81,25 @@ def lsh_attention(
     prev = jnp.where(chunk == 0, n_real - 1, chunk - 1)
     # a chunk that is its own previous one (a single real chunk) counts it once
     once = ~((prev == chunk)[:, None, None] & (jnp.arange(2 * c) < c)[None, None, :])
-    keys = [None] * rotations.shape[0] if key is None else list(jr.split(key, rotations.shape[0]))
-    outs, lses = [], []
-    for r in range(rotations.shape[0]):
+    rounds = rotations.shape[0]
+    keys = [None] * rounds if key is None else list(jr.split(key, rounds))
+    orders = []
+    for r in range(rounds):
         bucket = lsh_buckets(jax.lax.stop_gradient(kp), rotations[r], num_active)
         # padded positions sort after every real one, so they never share or shift chunks
         bucket = jnp.where(km, bucket, 2 * rotations.shape[-1])
-        order = jnp.argsort(bucket * Lp + pos)
-        inv = jnp.argsort(order)
+        orders.append(jnp.argsort(bucket * Lp + pos))
+    invs = [jnp.argsort(order) for order in orders]
+    # each position's chunk in every round: `i` sees `j` in round r when j's chunk is
+    # i's or the one before it
+    chunk_of = jnp.stack(invs) // c  # (rounds, Lp)
+
+    def times_seen(qpos, kpos):  # N_ij for the (n, c) queries and (n, 2c) keys of a round
+        qc, kc = chunk_of[:, qpos][..., None], chunk_of[:, kpos][:, :, None, :]
+        return jnp.sum((kc == qc) | (kc == prev[qc]), axis=0)
+
+    outs, lses = [], []
+    for r, (order, inv) in enumerate(zip(orders, invs, strict=True)):
         sq, sk, sv = qp[order].reshape(n, c, -1), kp[order].reshape(n, c, -1), vp[order].reshape(n, c, -1)
         sp, sm = pos[order].reshape(n, c), km[order].reshape(n, c)
 
@@ -95,6 +113,8 @@ def lsh_attention(
             valid = valid & (kpos[:, None, :] <= qpos)
         s = jnp.einsum("nqd,nkd->nqk", sq, kk) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
         s = s - SELF_PENALTY * (kpos[:, None, :] == qpos).astype(s.dtype)
+        if rounds > 1:  # a key seen in N rounds counts once in the merged result
+            s = s - jnp.log(jnp.maximum(times_seen(sp, kpos), 1)).astype(s.dtype)
         o, lse = softmax_attend(s, vv, valid, dropout_rate=dropout_rate, key=keys[r])
         outs.append(o.reshape(Lp, -1)[inv][:L])
         lses.append(lse.reshape(Lp)[inv][:L])

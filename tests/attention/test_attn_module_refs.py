@@ -82,10 +82,11 @@ def np_reformer(m, x, km):
     unit-normalized queries; for each hash round, every real position gets the
     bucket `argmax([k R, −k R])` (`R`: the round's first `nb` rotation columns,
     `nb = num_buckets / 2`, or `max(1, ceil(n_real / (2 · chunk)))`), the real
-    positions are sorted by (bucket, position) and cut into chunks, and each
-    attends (softmax of `q · k / sqrt(dh)`) to the keys of its chunk and the
-    previous one (the first chunk's previous one is the last), never to itself
-    unless it is the only key. The rounds are merged by their log normalizers.
+    positions are sorted by (bucket, position) and cut into chunks, and a query
+    sees the keys of its chunk and the previous one (the first chunk's previous
+    one is the last). Each query attends (softmax of `q · k / sqrt(dh)`) to the
+    union of the keys it sees in any round, each once, never to itself unless it
+    is the only key (Kitaev et al., appendix A: multi-round deduplication).
     Returns `(L, d)`; rows of padded positions are left at the output bias."""
     L, c = x.shape[0], m.chunk_size
     real = [i for i in range(L) if km is None or km[i]]
@@ -97,27 +98,20 @@ def np_reformer(m, x, km):
     o = np.zeros_like(v)
     for h in range(H):
         k = q[h] / (np.linalg.norm(q[h], axis=-1, keepdims=True) + NORM_EPS)
-        round_out, round_lse = [], []
+        seen = {i: set() for i in real}  # the union over the rounds
         for r in range(m.num_hashes):
             xr = k @ R[h, r, :, :nb]
             bucket = {i: int(np.argmax(np.concatenate([xr[i], -xr[i]]))) for i in real}
             order = sorted(real, key=lambda i: (bucket[i], i))
             chunks = [order[s : s + c] for s in range(0, len(order), c)]
-            o_r, lse_r = np.zeros((L, dh)), np.full(L, -np.inf)
             for n, chunk in enumerate(chunks):
-                seen = set(chunk) | set(chunks[n - 1])  # chunks[-1] for the first chunk
                 for i in chunk:
-                    keys = sorted(j for j in seen if j != i) or [i]
-                    s = np.array([q[h, i] @ k[j] for j in keys]) / np.sqrt(dh)
-                    e = np.exp(s - s.max())
-                    o_r[i] = e @ v[h, keys] / e.sum()
-                    lse_r[i] = s.max() + np.log(e.sum())
-            round_out.append(o_r)
-            round_lse.append(lse_r)
+                    seen[i] |= set(chunk) | set(chunks[n - 1])  # chunks[-1] for the first chunk
         for i in real:
-            lse = np.array([lse_r[i] for lse_r in round_lse])
-            w = np.exp(lse - lse.max())
-            o[h, i] = sum(w_r * o_r[i] for w_r, o_r in zip(w / w.sum(), round_out, strict=True))
+            keys = sorted(j for j in seen[i] if j != i) or [i]
+            s = np.array([q[h, i] @ k[j] for j in keys]) / np.sqrt(dh)
+            e = np.exp(s - s.max())
+            o[h, i] = e @ v[h, keys] / e.sum()
     return out(m, o)
 
 
