@@ -34,6 +34,25 @@ def check_mask(mask: Array | None, L: int) -> Array | None:
     return mask
 
 
+def at_least(lo: int, **sizes: int) -> None:
+    """A ValueError naming the first of `sizes` (block sizes, strides, windows) below `lo`."""
+    for name, value in sizes.items():
+        if value < lo:
+            raise ValueError(f"expected {name} >= {lo}, got {value}")
+
+
+def dropout_rate(p: float) -> float:
+    """A dropout probability as a float in `[0, 1)`, or a ValueError (1 would drop
+    everything; NaN and values outside fail too)."""
+    try:
+        rate = float(p)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if isinstance(p, bool) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"expected 0 <= dropout < 1, got {p!r}")
+    return rate
+
+
 def finite_padding(x: Array, mask: Array | None) -> Array:
     """`x` `(L, d)` with non-finite values at padded positions (`mask` False) made 0.
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, UInt32
 
-from seqkit._checks import check_mask, check_sequence, finite_padding
+from seqkit._checks import check_mask, check_sequence, dropout_rate, finite_padding
 from seqkit._mixer import AbstractMixer, AbstractRecurrentMixer
 
 
@@ -110,13 +110,11 @@ class AttentionHeads(eqx.Module):
         qk: Literal["separate", "shared", "none"] = "separate",
         key: PRNGKeyArray,
     ):
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"expected 0 <= dropout < 1, got {dropout}")
         self.proj = Projections(d_model, num_heads, qk=qk, key=key)
         self.d_model = d_model
         self.num_heads = num_heads
         self.causal = causal
-        self.dropout = dropout
+        self.dropout = dropout_rate(dropout)
         self.inference = inference
 
     def check(self, x: Array, mask: Array | None) -> tuple[Array, Array | None]:

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from seqkit._checks import at_least
+
 from ._base import AbstractAttention, AttentionHeads
 from ._blocks import _pad_rows, band_attention, num_blocks
 from ._core import attention_with_lse, merge_attention, softmax_attend
@@ -24,6 +26,7 @@ def segment_projection(
     **Returns:** `(n, r, e)` compressed rows per segment and `(n,)` whether the
     segment holds any real token (an empty segment's rows are zero).
     """
+    at_least(1, segment=segment)
     L = kv.shape[0]
     n = num_blocks(L, segment)
     km = jnp.ones((L,), bool) if key_mask is None else key_mask

@@ -11,6 +11,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt32
 
+from seqkit._checks import at_least
 from seqkit.kernels._block_sparse_pallas import (
     block_sparse_attention_pallas,
     unsupported as _pallas_unsupported,
@@ -50,6 +51,7 @@ def strided_sparse_attention(
     class mod `stride` (a `(stride, L/stride, L/stride)` computation) with the near
     keys removed, and the two are merged exactly. `stride >= L` is full attention.
     """
+    at_least(1, stride=stride)
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
     r1, k1 = (None, None) if key is None else tuple(jr.split(key))
@@ -97,6 +99,9 @@ def fixed_sparse_attention(
     block of `stride` tokens and the last `summary` tokens of every block
     (`j <= i` when causal). `stride >= L` is full attention.
     """
+    at_least(1, stride=stride, summary=summary)
+    if summary > stride:
+        raise ValueError(f"expected summary <= stride (a block's last tokens), got {summary} > {stride}")
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
     r1, k1 = (None, None) if key is None else tuple(jr.split(key))
@@ -112,7 +117,7 @@ def fixed_sparse_attention(
         dropout_rate=dropout_rate,
         key=r1,
     )
-    c = min(summary, stride)
+    c = summary
     Lp = n * stride
     sel = (np.arange(n)[:, None] * stride + np.arange(stride - c, stride)[None, :]).reshape(-1)
     ks, vs = _pad_rows(k, Lp)[sel], _pad_rows(v, Lp)[sel]
@@ -168,6 +173,8 @@ class SparseAttention(AbstractAttention):
             raise ValueError(f"pattern must be 'strided' or 'fixed', got {pattern!r}")
         if stride < 1 or summary < 1:
             raise ValueError(f"expected stride, summary >= 1, got {stride}, {summary}")
+        if pattern == "fixed" and summary > stride:
+            raise ValueError(f"expected summary <= stride (a block's last tokens), got {summary} > {stride}")
         self.heads = AttentionHeads(
             d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
         )
@@ -274,6 +281,7 @@ def longformer_attention(
     hashes its own block layout's rows and positions, so `impl="pallas"` and
     `impl="xla"` give different, equally distributed masks for one key.
     """
+    at_least(0, window_size=window_size, num_global=num_global)
     L = q.shape[0]
     g = min(num_global, L)
     kmask = _kmask(key_mask, L)

@@ -12,7 +12,7 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from seqkit._checks import check_mask, check_sequence, finite_padding
+from seqkit._checks import check_mask, check_sequence, dropout_rate, finite_padding
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.attention._base import merge_heads, split_heads
 from seqkit.attention._core import dot_product_attention
@@ -152,8 +152,6 @@ class BlockRecurrent(AbstractRecurrentMixer):
             raise ValueError(f"expected num_state >= 1, got {num_state}")
         if gate not in ("fixed", "lstm"):
             raise ValueError(f"gate must be 'fixed' or 'lstm', got {gate!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"expected 0 <= dropout < 1, got {dropout}")
         d = d_model
         ks = iter(jr.split(key, 16))
 
@@ -186,7 +184,7 @@ class BlockRecurrent(AbstractRecurrentMixer):
         self.block_size = block_size
         self.num_state = num_state
         self.gate = gate
-        self.dropout = float(dropout)
+        self.dropout = dropout_rate(dropout)
         self.inference = inference
 
     @property

@@ -8,7 +8,7 @@ import jax
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from seqkit._checks import check_mask
+from seqkit._checks import check_mask, dropout_rate
 from seqkit._mixer import AbstractMixer, AbstractRecurrentMixer
 
 from ._norm import SequenceNorm
@@ -42,7 +42,7 @@ class FeedForward(eqx.Module):
         k1, k2 = jr.split(key)
         self.up = eqx.nn.Linear(d, mult * d, key=k1)
         self.down = eqx.nn.Linear(mult * d, d, key=k2)
-        self.dropout = eqx.nn.Dropout(dropout)
+        self.dropout = eqx.nn.Dropout(dropout_rate(dropout))
         self.activation = activation
 
     def __call__(self, x: Float[Array, "L d"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L d"]:
@@ -114,7 +114,7 @@ class ResidualBlock(eqx.Module):
         else:
             self.ffn = None
             self.ffn_norm = None
-        self.dropout = eqx.nn.Dropout(dropout)
+        self.dropout = eqx.nn.Dropout(dropout_rate(dropout))
         self.prenorm = prenorm
 
     def _sub(self, f, norm, x, state, mask, key):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from seqkit._checks import check_mask, check_sequence, finite_padding
+from seqkit._checks import check_mask, check_sequence, dropout_rate, finite_padding
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import DSS, DSSSoftmaxState, SSMState, fft_conv
 
@@ -109,7 +109,7 @@ class GSS(AbstractRecurrentMixer):
         )
         self.proj_y = eqx.nn.Linear(ssm_dim, F, key=ykey)
         self.proj_o = eqx.nn.Linear(F, d_model, key=okey)
-        self.dropout = eqx.nn.Dropout(dropout)
+        self.dropout = eqx.nn.Dropout(dropout_rate(dropout))
         self.d_model = d_model
         self.ssm_dim = ssm_dim
         self.expansion = expansion

@@ -10,7 +10,7 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from seqkit._checks import check_mask, check_sequence, finite_padding
+from seqkit._checks import check_mask, check_sequence, dropout_rate, finite_padding
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import EMA, SSMState
 
@@ -345,7 +345,7 @@ class Mega(AbstractRecurrentMixer):
             self.rel_bias = 0.02 * jr.normal(rkey, (2 * max_length - 1,))
         else:
             self.rel_bias = 0.02 * jr.normal(rkey, (2, z_dim))
-        self.dropout = eqx.nn.Dropout(dropout)
+        self.dropout = eqx.nn.Dropout(dropout_rate(dropout))
         self.d_model = d_model
         self.z_dim = z_dim
         self.v_dim = v_dim

@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from seqkit._checks import dropout_rate
 from seqkit._mixer import AbstractRecurrentMixer
 from seqkit.ssm import AbstractSSMCore
 
@@ -60,7 +61,7 @@ class SSMLayer(AbstractRecurrentMixer):
         H = core.d_model
         self.core = core
         self.output_map = eqx.nn.Linear(H, 2 * H if output == "glu" else H, key=key)
-        self.dropout = eqx.nn.Dropout(dropout, inference=inference)
+        self.dropout = eqx.nn.Dropout(dropout_rate(dropout), inference=inference)
         self.d_model = H
         self.activation = activation
         self.output = output

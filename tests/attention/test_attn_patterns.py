@@ -162,3 +162,26 @@ def test_a_window_past_the_sequence_costs_what_a_window_of_the_sequence_does(get
         temps.append(fn.lower(params, x, km).compile().memory_analysis().temp_size_in_bytes)
     assert_close(outs[1], outs[0], rtol=1e-5)  # both full attention, blocked differently
     assert temps[1] <= 2 * temps[0], temps
+
+
+def test_pattern_functions_refuse_sizes_they_cannot_use(getkey):
+    """The public pure functions check their sizes as the modules do: one
+    ValueError naming the argument, not a ZeroDivisionError or all-zero rows."""
+    q = jr.normal(getkey(), (8, 4))
+    lsh_rotations = jr.normal(getkey(), (2, 4, 2))
+    calls = [
+        (lambda: sa.strided_sparse_attention(q, q, q, stride=0), "expected stride >= 1, got 0"),
+        (lambda: sa.fixed_sparse_attention(q, q, q, stride=0, summary=1), "expected stride >= 1, got 0"),
+        (lambda: sa.fixed_sparse_attention(q, q, q, stride=3, summary=0), "expected summary >= 1, got 0"),
+        (lambda: sa.fixed_sparse_attention(q, q, q, stride=3, summary=5), r"summary <= stride .* 5 > 3"),
+        (lambda: sa.longformer_attention(q, q, q, window_size=-2, num_global=0), "expected window_size >= 0"),
+        (lambda: sa.longformer_attention(q, q, q, window_size=2, num_global=-1), "expected num_global >= 0"),
+        (lambda: sa.segment_projection(q[:, :2], q, 0), "expected segment >= 1, got 0"),
+        (lambda: sa.lsh_attention(q, q, lsh_rotations, chunk_size=0), "expected chunk_size >= 1, got 0"),
+    ]
+    for call, match in calls:
+        with pytest.raises(ValueError, match=match):
+            call()
+    with pytest.raises(ValueError, match=r"expected summary <= stride .* 5 > 3"):
+        sa.SparseAttention(8, 2, pattern="fixed", stride=3, summary=5, key=getkey())
+    sa.SparseAttention(8, 2, pattern="strided", stride=3, summary=5, key=getkey())  # summary unused

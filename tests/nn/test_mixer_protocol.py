@@ -205,3 +205,26 @@ def test_bad_masks_and_mixers_raise(getkey):
         snn.SequenceModel.init_state(
             eqx.tree_at(lambda m: m.blocks[0].mixer, bidir, sa.Linformer(D, 2, max_len=8, key=getkey()))
         )
+
+
+def test_every_dropout_rate_is_checked(getkey):
+    """A dropout probability outside [0, 1) (NaN too) is refused by every layer
+    that takes one, with the same message."""
+    k = getkey()
+    layers = {
+        "SSMLayer": lambda p: snn.SSMLayer(ss.S4D(D, state_size=4, key=k), dropout=p, key=k),
+        "GSS": lambda p: snn.GSS(D, ssm_dim=2, expansion=2, state_size=4, dropout=p, key=k),
+        "Mega": lambda p: snn.Mega(D, z_dim=4, v_dim=4, ema_ndim=2, chunk_size=4, dropout=p, key=k),
+        "BlockRecurrent": lambda p: snn.BlockRecurrent(D, 2, block_size=4, num_state=2, dropout=p, key=k),
+        "ResidualBlock": lambda p: snn.ResidualBlock(sa.LinearAttention(D, 2, key=k), D, dropout=p, key=k),
+        "ResidualBlock+FFN": lambda p: snn.ResidualBlock(
+            sa.LinearAttention(D, 2, key=k), D, ffn_mult=2, dropout=p, key=k
+        ),
+        "MultiHeadAttention": lambda p: sa.MultiHeadAttention(D, 2, dropout=p, key=k),
+    }
+    for name, make in layers.items():
+        make(0.25)
+        for p in (2.0, -0.5, 1.0, float("nan")):
+            with pytest.raises(ValueError, match=r"expected 0 <= dropout < 1, got"):
+                make(p)
+                pytest.fail(f"{name} accepted dropout={p}")
