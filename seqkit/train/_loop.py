@@ -422,6 +422,11 @@ def _open_run_dir(recipe: Recipe, run_dir: str, *, resume: bool, bar: Progress) 
         )
     current = recipe_to_dict(recipe)
     new = _comparable_recipe(current)
+    if resume and os.path.exists(ckpt_path) and not os.path.exists(config_path):
+        raise RecipeError(
+            f"{run_dir} holds a checkpoint but no {CONFIG}, so the settings to resume with cannot be "
+            f"checked against the run's; put its {CONFIG} back, or start a new run with another --out"
+        )
     if resume and os.path.exists(config_path):
         saved = read_json(config_path, "the run's configuration")
         stored = _comparable_recipe(saved)
@@ -477,7 +482,7 @@ def _check_no_checkpoint_files(
 # checkpointing at other intervals (the model and results are the same).
 _NOT_COMPARED = {
     "trainer": ("mesh", "log_every", "eval_every", "checkpoint_every"),
-    "data": ("data_dir", "worker_count"),
+    "data": ("data_dir", "worker_count", "memory_cache"),
 }
 
 

@@ -47,6 +47,9 @@ def _range_text(bounds: Mapping[str, float | int]) -> str:
     return " and ".join(parts[k].format(v) for k, v in bounds.items())
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_bounds(value: Any, bounds: Mapping[str, float | int], where: str, tp: Any) -> None:
     if value is None or not bounds:
         return
@@ -55,8 +58,12 @@ def _check_bounds(value: Any, bounds: Mapping[str, float | int], where: str, tp:
         and ("above" not in bounds or value > bounds["above"])
         and ("below" not in bounds or value < bounds["below"])
     )
-    if isinstance(value, float) and not math.isfinite(value):  # inf passes a lower bound
-        raise RecipeError(f"{where}: expected a finite number {_range_text(bounds)}, got {value!r}")
+    # inf passes a lower bound, and a float beyond float32's range becomes inf in training
+    if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+        raise RecipeError(
+            f"{where}: expected a finite number {_range_text(bounds)} (and within float32's "
+            f"{_FLOAT32_MAX:.4g}), got {value!r}"
+        )
     if not ok:
         kind = "an int" if tp is int or int in typing.get_args(tp) else "a number"
         raise RecipeError(f"{where}: expected {kind} {_range_text(bounds)}, got {value!r}")

@@ -58,6 +58,12 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     assert_same_log(run, tmp_path / "full")  # the lost steps were logged once, after the resume
     with pytest.raises(st.RecipeError, match=r"different configuration \(trainer.seed: 3 there, 4 here\)"):
         st.train(tiny_recipe(seed=4), run, resume=True, sources=sources(), batches=batches, progress=False)
+    # Without its config.json the settings cannot be compared: refused, nothing written.
+    (run / "config.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(st.RecipeError, match=r"holds a checkpoint but no config\.json"):
+        st.train(tiny_recipe(seed=4), run, resume=True, sources=sources(), batches=batches, progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def test_resumed_log_reads_as_one_run(tmp_path, monkeypatch):
@@ -247,13 +253,15 @@ def test_a_resume_may_change_how_often_it_logs_validates_and_checkpoints(tmp_pat
         st.train(recipe, run, batches=crashing_batches(7), **kw)
     saved = json.loads((run / "config.json").read_text())
     other = replace_trainer(recipe, checkpoint_every=5, log_every=3, eval_every=5)
-    other = dataclasses.replace(other, data=dataclasses.replace(other.data, worker_count=2))
+    data = dataclasses.replace(other.data, worker_count=2, memory_cache=True)
+    other = dataclasses.replace(other, data=data)
     capsys.readouterr()
     resumed = st.train(other, run, resume=True, batches=batches, **kw)
     for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps", "skipped_updates"):
         assert resumed[k] == full[k], k
     err = capsys.readouterr().err
     assert "trainer.eval_every: 4 there, 5 here" in err and "data.worker_count: 0 there, 2 here" in err
+    assert "data.memory_cache: false there, true here" in err.lower()
     assert json.loads((run / "config.json").read_text()) == saved
     logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
     train_steps = [r["step"] for r in logged if r.get("split") == "train"]

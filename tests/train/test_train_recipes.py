@@ -249,8 +249,13 @@ def test_mixer_override_errors(sets, message):
         (["model.mixers="], "model.mixers: expected at least one mixer, got none"),
         (["model.n_layers=0"], "model.n_layers: expected an int >= 1, got 0"),
         (["schedule.total_steps=0"], "schedule.total_steps: expected an int >= 1, got 0"),
-        (["optimizer.lr=inf"], "optimizer.lr: expected a finite number >= 0.0, got inf"),
-        (["optimizer.grad_clip=inf"], "optimizer.grad_clip: expected a finite number >= 0.0, got inf"),
+        (["optimizer.lr=inf"], "optimizer.lr: expected a finite number >= 0.0 (and within float32's"),
+        (["optimizer.grad_clip=inf"], "optimizer.grad_clip: expected a finite number >= 0.0 (and"),
+        # beyond float32's range: inf in training (inf x 0 = NaN in the first warmup update)
+        (
+            ["optimizer.lr=1e39"],
+            "optimizer.lr: expected a finite number >= 0.0 (and within float32's 3.403e+38), got 1e+39",
+        ),
         # the cosine schedule is 0 from update total_steps on: later updates would be wasted
         (
             ["schedule.total_steps=30", "schedule.warmup_steps=3", "trainer.steps=31"],
