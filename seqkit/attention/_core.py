@@ -554,6 +554,9 @@ def chunked_dot_product_attention(
       kept is a hash of a seed drawn from `key` and the positions `i`, `j`
       (`seqkit.kernels._dropout`), recomputed per chunk in the backward pass: the
       same mask as the dense path's for the same key, whatever `chunk_size`.
+      The mask depends on the positions, not on the row: under `vmap`, give each
+      head and example its own key (`jax.random.split`), or they all drop the
+      same weights (the attention modules do this).
     - `impl`: `"xla"` (the online softmax above), `"cudnn"` (cuDNN's fused
       flash attention, also memory-linear; NVIDIA GPU, float16/bfloat16, no
       `key_mask`, no dropout: see [`seqkit.attention.dot_product_attention`][])

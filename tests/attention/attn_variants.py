@@ -8,7 +8,7 @@ VARIANTS = [
     ("mha-dense", sa.MultiHeadAttention, dict(impl="dense"), True),
     ("local-block", sa.LocalAttention, dict(window_size=6), True),
     ("local-sliding", sa.LocalAttention, dict(window_size=5, mode="sliding"), True),
-    ("sparse-strided", sa.SparseAttention, dict(stride=5), True),
+    ("sparse-strided", sa.SparseAttention, dict(pattern="strided", stride=5), True),
     ("sparse-fixed", sa.SparseAttention, dict(pattern="fixed", stride=6, summary=2), True),
     ("longformer", sa.Longformer, dict(window_size=6, num_global=2), True),
     ("bigbird", sa.BigBird, dict(block_size=4, num_random=1, num_global=1), True),
