@@ -169,8 +169,7 @@ class ReformerAttention(AbstractAttention):
     ):
         if num_buckets is not None and (num_buckets < 2 or num_buckets % 2):
             raise ValueError(f"num_buckets must be even and >= 2, got {num_buckets}")
-        if chunk_size < 1 or num_hashes < 1:
-            raise ValueError(f"expected chunk_size, num_hashes >= 1, got {chunk_size}, {num_hashes}")
+        at_least(1, chunk_size=chunk_size, num_hashes=num_hashes)
         kp, ks = jr.split(key)
         self.heads = AttentionHeads(
             d_model, num_heads, causal=causal, dropout=dropout, inference=inference, qk="shared", key=kp

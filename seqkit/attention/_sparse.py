@@ -83,6 +83,13 @@ def strided_sparse_attention(
     return merge_attention([o1, o2], [l1, l2])[0]
 
 
+def _check_fixed(stride: int, summary: int) -> None:
+    """The fixed pattern's sizes: both at least 1, the summary within a block."""
+    at_least(1, stride=stride, summary=summary)
+    if summary > stride:
+        raise ValueError(f"expected summary <= stride (a block's last tokens), got {summary} > {stride}")
+
+
 def fixed_sparse_attention(
     q: Float[Array, "L dk"],
     k: Float[Array, "L dk"],
@@ -99,9 +106,7 @@ def fixed_sparse_attention(
     block of `stride` tokens and the last `summary` tokens of every block
     (`j <= i` when causal). `stride >= L` is full attention.
     """
-    at_least(1, stride=stride, summary=summary)
-    if summary > stride:
-        raise ValueError(f"expected summary <= stride (a block's last tokens), got {summary} > {stride}")
+    _check_fixed(stride, summary)
     L = q.shape[0]
     kmask = _kmask(key_mask, L)
     r1, k1 = (None, None) if key is None else tuple(jr.split(key))
@@ -171,10 +176,10 @@ class SparseAttention(AbstractAttention):
     ):
         if pattern not in ("strided", "fixed"):
             raise ValueError(f"pattern must be 'strided' or 'fixed', got {pattern!r}")
-        if stride < 1 or summary < 1:
-            raise ValueError(f"expected stride, summary >= 1, got {stride}, {summary}")
-        if pattern == "fixed" and summary > stride:
-            raise ValueError(f"expected summary <= stride (a block's last tokens), got {summary} > {stride}")
+        if pattern == "fixed":
+            _check_fixed(stride, summary)
+        else:
+            at_least(1, stride=stride, summary=summary)
         self.heads = AttentionHeads(
             d_model, num_heads, causal=causal, dropout=dropout, inference=inference, key=key
         )

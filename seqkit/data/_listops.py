@@ -46,11 +46,12 @@ only its own trees. This holds for sets generated on the fly as well as for
 caches. The price: train draws a quarter more trees, val and test (4% of the data)
 ten times more, so the LRA splits draw 1.6x as many trees as they keep (96k / 0.8
 + 2 x 2k / 0.1 = 160k for 100k); deduplicating when writing instead would leave
-sets generated on the fly unchecked. Within a split, `write_listops` hashes every example and replaces a
-repeated tree by the next unused example of that split (listed in the cache
-metadata). At the LRA lengths this does not happen in practice: a kept tree has
-at least 168 digits, each uniform, so two draws coincide with probability below
-`10**-160`; sets generated on the fly are therefore not checked.
+sets generated on the fly unchecked. Within a split, `write_listops` hashes every
+example and replaces a repeated tree by the next unused example of that split
+(listed in the cache metadata). At the LRA lengths this does not happen in
+practice: a kept tree has at least 168 digits, each uniform, so two draws
+coincide with probability below `10**-160`; sets generated on the fly are
+therefore not checked.
 
 **Distribution and speed.** The sampler is exact and vectorized. For each example
 it draws a batch of independent trees breadth-first (one integer per node, in
